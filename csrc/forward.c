@@ -1,0 +1,348 @@
+/*
+ * forward.c -- the neural net: the building blocks and one forward pass.
+ *
+ * Reads like transformers' modeling_qwen3.py: rmsnorm() is Qwen3RMSNorm, rope() is
+ * apply_rotary_pos_emb, attention() is eager_attention_forward, swiglu() is the act_fn(gate) *
+ * up of Qwen3MLP, and forward() is Qwen3ForCausalLM.forward with Qwen3DecoderLayer.forward
+ * inlined in its layer loop. A batch of B tokens goes through each layer together, so every
+ * weight matrix is streamed from memory once per batch (prefill) rather than once per token.
+ *
+ * Shapes: see the legend at the top of internal.h (L, D, H, NH, NKV, HD, V, C, B).
+ */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+#define DEFAULT_BATCH 256
+#define DEFAULT_CTX_CAP 4096
+
+/* ---------------------------------------------------------------------------------------
+ * Building blocks
+ * ------------------------------------------------------------------------------------- */
+
+/* Qwen3RMSNorm: o = weight * x / sqrt(mean(x^2) + eps), over `size` elements. */
+static void rmsnorm(float *o, const float *x, const float *weight, int size, float eps) {
+    float ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+    for (int j = 0; j < size; j++) ss += x[j] * x[j];
+    float inv = 1.0f / sqrtf(ss / (float)size + eps);
+    for (int j = 0; j < size; j++) o[j] = weight[j] * (x[j] * inv);
+}
+
+/* softmax over x[0..size), in place. */
+static void softmax(float *x, int size) {
+    float max_val = x[0];
+    for (int i = 1; i < size; i++)
+        if (x[i] > max_val) max_val = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < size; i++) {
+        x[i] = expf(x[i] - max_val);
+        sum += x[i];
+    }
+    float inv = 1.0f / sum;
+    for (int i = 0; i < size; i++) x[i] *= inv;
+}
+
+/* out (n, w->rows) = x (n, w->cols) @ W^T: nn.Linear without bias, W in its stored type.
+ * The rows of W are split across the context's threads; each thread streams its rows once
+ * for all n tokens. */
+static void matmul(float *out, const float *x, int n, const QTensor *w, int n_threads) {
+    const int64_t rows = w->rows;
+    /* at least 16 rows per thread, so tiny matrices don't pay for threads */
+    int nt = n_threads;
+    if (rows < 16LL * nt) nt = (int)(rows / 16) > 0 ? (int)(rows / 16) : 1;
+#pragma omp parallel num_threads(nt)
+    {
+        int tid = omp_get_thread_num(), T = omp_get_num_threads();
+        /* contiguous blocks of rows, 16-aligned, one per thread */
+        int64_t per = ((rows + T - 1) / T + 15) & ~(int64_t)15;
+        int64_t r0 = (int64_t)tid * per, r1 = r0 + per < rows ? r0 + per : rows;
+        if (r0 < r1) matmul_rows(out, rows, x, n, w, r0, r1);
+    }
+}
+
+/* Rotary position embedding on n_heads vectors of head_dim at one position.
+ * Qwen3 pairs element i with i + head_dim/2 (transformers' rotate_half); llama GGUFs, whose
+ * q/k rows were permuted by the converter, pair (2i, 2i+1): the same rotation. */
+static void rope(float *vec, int n_heads, int head_dim, const float *cos_p, const float *sin_p,
+                 int interleaved) {
+    const int half = head_dim / 2;
+    for (int h = 0; h < n_heads; h++) {
+        float *v = vec + (size_t)h * head_dim;
+        for (int i = 0; i < half; i++) {
+            int a = interleaved ? 2 * i : i, b = interleaved ? 2 * i + 1 : i + half;
+            float x0 = v[a], x1 = v[b];
+            v[a] = x0 * cos_p[i] - x1 * sin_p[i];
+            v[b] = x1 * cos_p[i] + x0 * sin_p[i];
+        }
+    }
+}
+
+/* act_fn(gate) * up with act_fn = SiLU: hb = silu(hb) * hb2 over n elements. */
+static void swiglu(float *hb, const float *hb2, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float g = hb[i];
+        hb[i] = g / (1.0f + expf(-g)) * hb2[i];
+    }
+}
+
+/* Embedding lookup: x[t] = embed_tokens.weight[tokens[t]] (a row, dequantized). */
+static void embed(float *x, const QTensor *emb, const int32_t *tokens, int n) {
+    for (int t = 0; t < n; t++)
+        dequantize_row(emb->type, (const uint8_t *)emb->data + (size_t)tokens[t] * emb->row_bytes,
+                       x + (size_t)t * emb->cols, emb->cols);
+}
+
+/* Causal grouped-query attention for a batch of n tokens at positions pos..pos+n-1, one layer.
+ * q: (n, NH*HD); the layer's keys/values for positions 0..pos+n-1 are in the cache
+ * (NKV, C, HD). out: (n, NH*HD). Query head h reads kv head h / (NH/NKV). */
+static void attention(float *out, const float *q, const float *kc, const float *vc, int n, int pos,
+                      const Config *p, int n_ctx, float *att_scratch, int n_threads) {
+    const int NH = p->n_heads, HD = p->head_dim, group = p->n_heads / p->n_kv_heads;
+    const float scale = 1.0f / sqrtf((float)HD);
+    const int jobs = n * NH;
+    int nt = jobs < n_threads ? jobs : n_threads;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int job = 0; job < jobs; job++) {
+        int t = job / NH, h = job % NH;
+        int n_pos = pos + t + 1; /* causal mask: attend to positions 0..pos+t */
+        const float *qh = q + (size_t)t * NH * HD + (size_t)h * HD;
+        const float *kh = kc + (size_t)(h / group) * n_ctx * HD;
+        const float *vh = vc + (size_t)(h / group) * n_ctx * HD;
+        float *att = att_scratch + (size_t)omp_get_thread_num() * n_ctx;
+        /* scores = q . k / sqrt(head_dim) */
+        for (int s = 0; s < n_pos; s++) {
+            const float *k = kh + (size_t)s * HD;
+            float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int i = 0; i < HD; i++) dot += qh[i] * k[i];
+            att[s] = dot * scale;
+        }
+        softmax(att, n_pos);
+        /* out = softmax(scores) @ v */
+        float *o = out + (size_t)t * NH * HD + (size_t)h * HD;
+        memset(o, 0, (size_t)HD * sizeof(float));
+        for (int s = 0; s < n_pos; s++) {
+            const float *v = vh + (size_t)s * HD;
+            const float a = att[s];
+#pragma omp simd
+            for (int i = 0; i < HD; i++) o[i] += a * v[i];
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The forward pass for one batch of n <= n_batch tokens (already validated)
+ * ------------------------------------------------------------------------------------- */
+static void forward_batch(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, float *logits,
+                          int all_logits, float *hidden, int64_t hidden_stride_layer) {
+    const Transformer *tf = ctx->transformer;
+    const Config *p = &tf->config;
+    const TransformerWeights *w = &tf->weights;
+    RunState *s = &ctx->state;
+    const int D = p->dim, HD = p->head_dim, NH = p->n_heads, NKV = p->n_kv_heads;
+    const int QD = NH * HD, KVD = NKV * HD, C = ctx->n_ctx, nt = ctx->n_threads;
+    const int64_t H = p->hidden_dim;
+
+    /* inputs_embeds = embed_tokens(input_ids) */
+    embed(s->x, &w->token_embedding, tokens, n);
+    if (hidden) memcpy(hidden, s->x, (size_t)n * D * sizeof(float));
+
+    for (int l = 0; l < p->n_layers; l++) {
+        const LayerWeights *lw = &w->layers[l];
+        float *kc = s->key_cache + (size_t)l * NKV * C * HD;   /* (NKV, C, HD) */
+        float *vc = s->value_cache + (size_t)l * NKV * C * HD; /* (NKV, C, HD) */
+
+        /* hidden_states = input_layernorm(hidden_states) */
+        for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, lw->attn_norm, D, p->norm_eps);
+
+        /* q, k, v projections */
+        matmul(s->q, s->xb, n, &lw->wq, nt);
+        matmul(s->k, s->xb, n, &lw->wk, nt);
+        matmul(s->v, s->xb, n, &lw->wv, nt);
+
+        for (int t = 0; t < n; t++) {
+            float *q = s->q + (size_t)t * QD, *k = s->k + (size_t)t * KVD, *v = s->v + (size_t)t * KVD;
+            /* q_norm / k_norm: RMSNorm over each head's head_dim (Qwen3 only) */
+            if (p->qk_norm) {
+                for (int h = 0; h < NH; h++) rmsnorm(q + h * HD, q + h * HD, lw->q_norm, HD, p->norm_eps);
+                for (int h = 0; h < NKV; h++) rmsnorm(k + h * HD, k + h * HD, lw->k_norm, HD, p->norm_eps);
+            }
+            /* apply_rotary_pos_emb(q, k, cos, sin) at position pos + t */
+            const float *cos_p = s->rope_cos + (size_t)(pos + t) * (HD / 2);
+            const float *sin_p = s->rope_sin + (size_t)(pos + t) * (HD / 2);
+            rope(q, NH, HD, cos_p, sin_p, p->rope_interleaved);
+            rope(k, NKV, HD, cos_p, sin_p, p->rope_interleaved);
+            /* past_key_values.update: store k, v at position pos + t */
+            for (int h = 0; h < NKV; h++) {
+                memcpy(kc + ((size_t)h * C + pos + t) * HD, k + h * HD, (size_t)HD * sizeof(float));
+                memcpy(vc + ((size_t)h * C + pos + t) * HD, v + h * HD, (size_t)HD * sizeof(float));
+            }
+        }
+
+        /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query */
+        attention(s->att_out, s->q, kc, vc, n, pos, p, C, s->att, nt);
+
+        /* hidden_states = residual + o_proj(attn_output) */
+        matmul(s->xb2, s->att_out, n, &lw->wo, nt);
+        for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];
+
+        /* hidden_states = post_attention_layernorm(hidden_states) */
+        for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, lw->ffn_norm, D, p->norm_eps);
+
+        /* mlp: down_proj(act_fn(gate_proj(x)) * up_proj(x)) */
+        matmul(s->hb, s->xb, n, &lw->w1, nt);
+        matmul(s->hb2, s->xb, n, &lw->w3, nt);
+        swiglu(s->hb, s->hb2, (int64_t)n * H);
+        matmul(s->xb2, s->hb, n, &lw->w2, nt);
+
+        /* hidden_states = residual + mlp output */
+        for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];
+        if (hidden) memcpy(hidden + (size_t)(l + 1) * hidden_stride_layer, s->x, (size_t)n * D * sizeof(float));
+    }
+
+    /* hidden_states = norm(hidden_states): all tokens when asked for, else the last one */
+    int first = (all_logits || hidden) ? 0 : n - 1;
+    for (int t = first; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_final, D, p->norm_eps);
+    if (hidden) memcpy(hidden + (size_t)(p->n_layers + 1) * hidden_stride_layer, s->xb, (size_t)n * D * sizeof(float));
+
+    /* logits = lm_head(hidden_states) */
+    if (logits) {
+        if (all_logits) matmul(logits, s->xb, n, &w->wcls, nt);
+        else matmul(logits, s->xb + (size_t)(n - 1) * D, 1, &w->wcls, nt);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Context: allocation and the public forward
+ * ------------------------------------------------------------------------------------- */
+qwen3c_context_params qwen3c_context_default_params(void) {
+    qwen3c_context_params p = {0, 0, 0};
+    return p;
+}
+
+int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params *params,
+                          qwen3c_context **out, char *err, size_t err_size) {
+    if (!model || !out) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "model and out must not be NULL");
+    qwen3c_context_params prm = params ? *params : qwen3c_context_default_params();
+    const Config *p = &model->config;
+    int n_ctx = prm.n_ctx;
+    if (n_ctx < 0 || n_ctx > (1 << 22))
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "n_ctx %d is out of range (0..%d)", n_ctx, 1 << 22);
+    if (n_ctx == 0) n_ctx = p->n_ctx_train < DEFAULT_CTX_CAP ? p->n_ctx_train : DEFAULT_CTX_CAP;
+    int n_threads = prm.n_threads;
+    if (n_threads < 0 || n_threads > 1024)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "n_threads %d is out of range (0..1024)", n_threads);
+    if (n_threads == 0) n_threads = omp_get_num_procs();
+    int n_batch = prm.n_batch;
+    if (n_batch < 0 || n_batch > 65536)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "n_batch %d is out of range", n_batch);
+    if (n_batch == 0) n_batch = DEFAULT_BATCH;
+    if (n_batch > n_ctx) n_batch = n_ctx;
+
+    const int64_t D = p->dim, H = p->hidden_dim, HD = p->head_dim, B = n_batch, C = n_ctx;
+    const int64_t QD = (int64_t)p->n_heads * HD, KVD = (int64_t)p->n_kv_heads * HD;
+    const int64_t kv = (int64_t)p->n_layers * KVD * C;
+    /* one allocation, carved below (calloc: untouched KV pages cost no memory) */
+    int64_t total = B * D * 4 + B * QD * 2 + B * KVD * 2 + B * H * 2 + (int64_t)n_threads * C +
+                    C * (HD / 2) * 2 + kv * 2;
+    qwen3c_context *ctx = calloc(1, sizeof(*ctx));
+    float *mem = calloc((size_t)total, sizeof(float));
+    if (!ctx || !mem) {
+        free(ctx);
+        free(mem);
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM,
+                           "out of memory for a context of %d tokens (%.1f MB)", n_ctx,
+                           (double)total * 4 / 1e6);
+    }
+    RunState *s = &ctx->state;
+    float *m = mem;
+    s->x = m; m += B * D;
+    s->xb = m; m += B * D;
+    s->xb2 = m; m += B * D;
+    s->q = m; m += B * QD;
+    s->att_out = m; m += B * QD;
+    s->k = m; m += B * KVD;
+    s->v = m; m += B * KVD;
+    s->hb = m; m += B * H;
+    s->hb2 = m; m += B * H;
+    m += B * D; /* spare row block (keeps the layout simple to extend) */
+    s->att = m; m += (int64_t)n_threads * C;
+    s->rope_cos = m; m += C * (HD / 2);
+    s->rope_sin = m; m += C * (HD / 2);
+    s->key_cache = m; m += kv;
+    s->value_cache = m; m += kv;
+    s->memory = mem;
+
+    /* RoPE tables, as Qwen3RotaryEmbedding: inv_freq[i] = theta^(-2i/HD) in float32,
+     * angle = position * inv_freq in float32, then cos/sin */
+    for (int64_t i = 0; i < HD / 2; i++) {
+        float inv_freq = (float)(1.0 / pow((double)p->rope_theta, (double)(2 * i) / (double)HD));
+        for (int64_t pos = 0; pos < C; pos++) {
+            float angle = (float)pos * inv_freq;
+            s->rope_cos[pos * (HD / 2) + i] = (float)cos((double)angle);
+            s->rope_sin[pos * (HD / 2) + i] = (float)sin((double)angle);
+        }
+    }
+    ctx->transformer = model;
+    ctx->n_ctx = n_ctx;
+    ctx->n_threads = n_threads;
+    ctx->n_batch = n_batch;
+    *out = ctx;
+    return QWEN3C_OK;
+}
+
+void qwen3c_context_free(qwen3c_context *ctx) {
+    if (!ctx) return;
+    free(ctx->state.memory);
+    free(ctx);
+}
+
+int qwen3c_context_n_ctx(const qwen3c_context *ctx) { return ctx->n_ctx; }
+int qwen3c_context_n_threads(const qwen3c_context *ctx) { return ctx->n_threads; }
+
+static int check_forward_args(const qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
+                              char *err, size_t err_size) {
+    if (!tokens || n_tokens < 1)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "forward needs at least one token");
+    if (pos < 0)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "position %d is negative", pos);
+    if ((int64_t)pos + n_tokens > ctx->n_ctx)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_CONTEXT,
+                           "%d tokens at position %d do not fit in the context of %d tokens",
+                           n_tokens, pos, ctx->n_ctx);
+    const int V = ctx->transformer->config.vocab_size;
+    for (int i = 0; i < n_tokens; i++)
+        if (tokens[i] < 0 || tokens[i] >= V)
+            return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                               "token id %d at index %d is outside the vocabulary [0, %d)", tokens[i], i, V);
+    return QWEN3C_OK;
+}
+
+int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
+                         float *logits, int all_logits, float *hidden, char *err, size_t err_size) {
+    if (!ctx) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "context is NULL");
+    int rc = check_forward_args(ctx, tokens, n_tokens, pos, err, err_size);
+    if (rc) return rc;
+    const int64_t V = ctx->transformer->config.vocab_size, D = ctx->transformer->config.dim;
+    const int64_t hidden_stride_layer = (int64_t)n_tokens * D;
+    /* chunks of n_batch tokens; only the last chunk's last token matters unless all_logits */
+    for (int c0 = 0; c0 < n_tokens; c0 += ctx->n_batch) {
+        int n = n_tokens - c0 < ctx->n_batch ? n_tokens - c0 : ctx->n_batch;
+        int last = c0 + n == n_tokens;
+        float *lg = NULL;
+        if (logits && all_logits) lg = logits + (size_t)c0 * V;
+        else if (logits && last) lg = logits;
+        forward_batch(ctx, tokens + c0, n, pos + c0, lg, all_logits,
+                      hidden ? hidden + (size_t)c0 * D : NULL, hidden_stride_layer);
+    }
+    return QWEN3C_OK;
+}
+
+int qwen3c_forward(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos, float *logits,
+                   int all_logits, char *err, size_t err_size) {
+    return qwen3c_forward_trace(ctx, tokens, n_tokens, pos, logits, all_logits, NULL, err, err_size);
+}

@@ -1,0 +1,199 @@
+/*
+ * internal.h -- what the C files of qwen3c share with each other (never installed).
+ *
+ * Shape legend used in comments throughout:
+ *   L = n_layers, D = dim (hidden_size), H = hidden_dim (intermediate_size),
+ *   NH = n_heads, NKV = n_kv_heads, HD = head_dim, V = vocab_size,
+ *   C = n_ctx (KV cache length), B = tokens in the current batch.
+ * GGUF stores a 2-D weight with ne[0] = input (contiguous) and ne[1] = output, i.e. the same
+ * row-major (out_features, in_features) layout as a PyTorch nn.Linear weight.
+ */
+#ifndef QWEN3C_INTERNAL_H
+#define QWEN3C_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "qwen3c.h"
+
+/* ---------------------------------------------------------------------------------------
+ * Errors: every fallible function returns a QWEN3C_* status and fills (err, err_size).
+ * ------------------------------------------------------------------------------------- */
+#if defined(__GNUC__)
+__attribute__((format(printf, 4, 5)))
+#endif
+int qwen3c_fail(char *err, size_t err_size, int status, const char *fmt, ...);
+/* Prepend "what: " to an error message already in err. Returns status. */
+int qwen3c_fail_prefix(char *err, size_t err_size, int status, const char *what);
+
+/* ---------------------------------------------------------------------------------------
+ * GGUF reader (gguf.c)
+ * ------------------------------------------------------------------------------------- */
+enum gguf_value_type {
+    GGUF_TYPE_UINT8 = 0, GGUF_TYPE_INT8 = 1, GGUF_TYPE_UINT16 = 2, GGUF_TYPE_INT16 = 3,
+    GGUF_TYPE_UINT32 = 4, GGUF_TYPE_INT32 = 5, GGUF_TYPE_FLOAT32 = 6, GGUF_TYPE_BOOL = 7,
+    GGUF_TYPE_STRING = 8, GGUF_TYPE_ARRAY = 9, GGUF_TYPE_UINT64 = 10, GGUF_TYPE_INT64 = 11,
+    GGUF_TYPE_FLOAT64 = 12, GGUF_TYPE_COUNT = 13
+};
+
+/* A string inside the mapping: NOT NUL-terminated. */
+typedef struct { const char *ptr; uint64_t len; } gguf_str;
+
+typedef struct {
+    gguf_str       key;
+    uint32_t       type;      /* enum gguf_value_type */
+    uint32_t       arr_type;  /* element type when type == ARRAY */
+    uint64_t       arr_n;     /* element count when type == ARRAY */
+    const uint8_t *data;      /* the value's bytes in the mapping (arrays: first element);
+                                 may be unaligned: read with memcpy */
+    uint64_t       size;      /* byte size of the value */
+} gguf_kv;
+
+typedef struct {
+    gguf_str    name;
+    uint32_t    n_dims;
+    int64_t     ne[4];        /* ne[0] contiguous; unused dims are 1 */
+    uint32_t    type;         /* QWEN3C_TYPE_* */
+    uint64_t    offset;       /* relative to the start of the data section */
+    uint64_t    nbytes;
+    const void *data;         /* base + data_offset + offset */
+} gguf_tensor;
+
+typedef struct gguf_file {
+    const uint8_t *base;      /* the whole file, mmapped read-only (or a caller's buffer) */
+    size_t         size;
+    int            mapped;    /* 1 when base must be munmapped */
+    uint32_t       version;
+    uint64_t       n_kv;
+    gguf_kv       *kv;
+    uint64_t       n_tensors;
+    gguf_tensor   *tensors;
+    uint64_t       alignment;
+    uint64_t       data_offset;
+} gguf_file;
+
+/* mmap `path` and parse it. On failure everything is released. */
+int  gguf_open(const char *path, gguf_file *gf, char *err, size_t err_size);
+/* Parse an in-memory image (not copied; must outlive gf). */
+int  gguf_parse(const uint8_t *buf, size_t size, gguf_file *gf, char *err, size_t err_size);
+void gguf_close(gguf_file *gf);
+
+const gguf_kv     *gguf_find_kv(const gguf_file *gf, const char *key);
+const gguf_tensor *gguf_find_tensor(const gguf_file *gf, const char *name);
+/* Typed getters. A missing key or a wrong type is QWEN3C_ERR_FORMAT naming the key. */
+int gguf_get_u64(const gguf_file *gf, const char *key, uint64_t *out, char *err, size_t err_size);   /* any non-negative integer type */
+int gguf_get_f64(const gguf_file *gf, const char *key, double *out, char *err, size_t err_size);     /* float32/float64 or integer */
+int gguf_get_str(const gguf_file *gf, const char *key, gguf_str *out, char *err, size_t err_size);
+/* A string array as views into the mapping: *out is malloc'ed (free it), *n its length. */
+int gguf_get_str_array(const gguf_file *gf, const char *key, gguf_str **out, uint64_t *n,
+                       char *err, size_t err_size);
+/* A numeric array of element type elem_type (returns FORMAT if it differs): pointer to the
+ * (possibly unaligned) first element and the count. */
+int gguf_get_array(const gguf_file *gf, const char *key, uint32_t elem_type, const uint8_t **data,
+                   uint64_t *n, char *err, size_t err_size);
+bool gguf_str_eq(gguf_str s, const char *cstr);
+/* Name of any ggml tensor type the reader knows ("Q8_0", "IQ2_XS", ...), or "unknown". */
+const char *gguf_type_name(uint32_t type);
+
+/* ---------------------------------------------------------------------------------------
+ * Tensor types and kernels (quant.c)
+ * ------------------------------------------------------------------------------------- */
+/* A 2-D weight matrix in its stored type: rows = output features, cols = input features. */
+typedef struct {
+    const void *data;
+    int         type;      /* QWEN3C_TYPE_* */
+    int64_t     rows;
+    int64_t     cols;
+    size_t      row_bytes; /* qwen3c_type_row_size(type, cols) */
+} QTensor;
+
+/* 1 if we can compute with this type. */
+bool type_supported(int type);
+/* Dequantize n elements (whole blocks) of `type`. */
+void dequantize_row(int type, const void *src, float *dst, int64_t n);
+
+/* out[t * out_stride + r] = dot(W[r, :], x[t, :]) for t in [0, n_tok), r in [r0, r1).
+ * x is (n_tok, w->cols) floats, row stride w->cols. This is one thread's share of a matmul;
+ * it streams each weight row once for all n_tok tokens. */
+void matmul_rows(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,
+                 int64_t r0, int64_t r1);
+
+/* ---------------------------------------------------------------------------------------
+ * Tokenizer (tokenizer.c)
+ * ------------------------------------------------------------------------------------- */
+typedef struct Tokenizer Tokenizer;
+/* Build from the tokenizer.ggml.* keys. Sets *out = NULL (and returns OK) when the file has
+ * no tokenizer; UNSUPPORTED for a tokenizer model / pre-tokenizer we do not implement. */
+int  tokenizer_build(const gguf_file *gf, Tokenizer **out, char *err, size_t err_size);
+void tokenizer_free(Tokenizer *t);
+void tokenizer_special_tokens(const Tokenizer *t, qwen3c_special_tokens *out);
+int  tokenizer_vocab_size(const Tokenizer *t);
+
+/* ---------------------------------------------------------------------------------------
+ * The model (model.c) -- names follow llama2.c / qwen3.c
+ * ------------------------------------------------------------------------------------- */
+typedef qwen3c_config Config;  /* <-> transformers Qwen3Config */
+
+typedef struct {
+    float  *attn_norm;    /* (D)           = model.layers.N.input_layernorm.weight */
+    QTensor wq;           /* (NH*HD, D)    = model.layers.N.self_attn.q_proj.weight */
+    QTensor wk;           /* (NKV*HD, D)   = model.layers.N.self_attn.k_proj.weight */
+    QTensor wv;           /* (NKV*HD, D)   = model.layers.N.self_attn.v_proj.weight */
+    QTensor wo;           /* (D, NH*HD)    = model.layers.N.self_attn.o_proj.weight */
+    float  *q_norm;       /* (HD)          = model.layers.N.self_attn.q_norm.weight (qwen3 only) */
+    float  *k_norm;       /* (HD)          = model.layers.N.self_attn.k_norm.weight (qwen3 only) */
+    float  *ffn_norm;     /* (D)           = model.layers.N.post_attention_layernorm.weight */
+    QTensor w1;           /* (H, D)        = model.layers.N.mlp.gate_proj.weight */
+    QTensor w3;           /* (H, D)        = model.layers.N.mlp.up_proj.weight */
+    QTensor w2;           /* (D, H)        = model.layers.N.mlp.down_proj.weight */
+} LayerWeights;
+
+typedef struct {
+    QTensor       token_embedding; /* (V, D)  = model.embed_tokens.weight   [token_embd] */
+    LayerWeights *layers;          /* (L)     = model.layers                 [blk.N.*] */
+    float        *rms_final;       /* (D)     = model.norm.weight            [output_norm] */
+    QTensor       wcls;            /* (V, D)  = lm_head.weight [output]; == token_embedding when tied */
+    float        *owned;           /* one allocation holding every norm vector (F32 copies) */
+} TransformerWeights;
+
+/* The loaded model: read-only once built, shareable by several contexts. */
+typedef struct qwen3c_model {
+    Config             config;
+    TransformerWeights weights;
+    gguf_file          file;
+    Tokenizer         *tokenizer;  /* NULL when the GGUF has no tokenizer */
+} Transformer;
+
+/* ---------------------------------------------------------------------------------------
+ * The context (forward.c): activations and KV cache
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    /* activations for a batch of up to B = n_batch tokens: one allocation, carved */
+    float *x;            /* (B, D)      residual stream (hidden_states) */
+    float *xb;           /* (B, D)      normed input of a block */
+    float *q;            /* (B, NH*HD)  query_states */
+    float *k;            /* (B, NKV*HD) key_states (before they go into the cache) */
+    float *v;            /* (B, NKV*HD) value_states */
+    float *att_out;      /* (B, NH*HD)  attn_output before o_proj */
+    float *xb2;          /* (B, D)      o_proj / down_proj output */
+    float *hb;           /* (B, H)      act_fn(gate_proj(x)) * up_proj(x) */
+    float *hb2;          /* (B, H)      up_proj(x) */
+    float *att;          /* (n_threads, C) attention scores scratch, one row per thread */
+    float *rope_cos;     /* (C, HD/2)   cos(pos * inv_freq), precomputed */
+    float *rope_sin;     /* (C, HD/2) */
+    float *key_cache;    /* (L, NKV, C, HD) past_key_values keys */
+    float *value_cache;  /* (L, NKV, C, HD) past_key_values values */
+    float *memory;       /* the one allocation everything above points into */
+} RunState;
+
+typedef struct qwen3c_context {
+    const Transformer *transformer;
+    RunState           state;
+    int                n_ctx;
+    int                n_threads;
+    int                n_batch;
+} qwen3c_context;
+
+#endif /* QWEN3C_INTERNAL_H */

@@ -1,0 +1,377 @@
+/*
+ * model.c -- GGUF metadata -> Config, tensor names -> TransformerWeights; load / free.
+ *
+ * A model is "config + weights + tokenizer": this file reads the hyperparameters from the
+ * `{arch}.*` metadata keys (the GGUF spelling of transformers' Qwen3Config), finds every
+ * weight by its GGUF tensor name, checks its shape against the config, and points a QTensor
+ * at its bytes inside the mmapped file. Matrices are never copied or dequantized: the matmul
+ * kernels read them in their stored type. Only the small norm vectors are copied to F32.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+/* ---------------------------------------------------------------------------------------
+ * Supported architectures. Everything that differs between them lives in this table.
+ *   qwen3: per-head RMSNorm on q and k before RoPE; RoPE pairs (i, i + head_dim/2)
+ *          ("rotate_half" in transformers).
+ *   llama: no q/k norm; llama.cpp's converter permutes the rows of q_proj/k_proj so that
+ *          RoPE pairs become adjacent (2i, 2i+1): the same rotation as transformers'
+ *          rotate_half on the unpermuted weights.
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    const char *name;
+    int         qk_norm;          /* 1: attn_q_norm / attn_k_norm tensors are required */
+    int         rope_interleaved; /* 1: rotate pairs (2i, 2i+1); 0: pairs (i, i + HD/2) */
+    double      default_rope_theta;
+} ArchInfo;
+
+static const ArchInfo ARCHS[] = {
+    {"qwen3", 1, 0, 1000000.0},
+    {"llama", 0, 1, 10000.0},
+};
+
+static const ArchInfo *find_arch(gguf_str name) {
+    for (size_t i = 0; i < sizeof(ARCHS) / sizeof(ARCHS[0]); i++)
+        if (gguf_str_eq(name, ARCHS[i].name)) return &ARCHS[i];
+    return NULL;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Config from metadata
+ * ------------------------------------------------------------------------------------- */
+#define MAX_DIM (1 << 20)
+
+static int get_dim(const gguf_file *gf, const char *arch, const char *suffix, int required,
+                   int dflt, int *out, char *err, size_t err_size) {
+    char key[128];
+    snprintf(key, sizeof(key), "%s.%s", arch, suffix);
+    if (!required && !gguf_find_kv(gf, key)) { *out = dflt; return QWEN3C_OK; }
+    uint64_t v;
+    int rc = gguf_get_u64(gf, key, &v, err, err_size);
+    if (rc) return rc;
+    if (v == 0 || v > MAX_DIM)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
+                           "metadata key '%s' = %llu is out of range (1..%d)", key,
+                           (unsigned long long)v, MAX_DIM);
+    *out = (int)v;
+    return QWEN3C_OK;
+}
+
+static int get_real(const gguf_file *gf, const char *arch, const char *suffix, int required,
+                    double dflt, double *out, char *err, size_t err_size) {
+    char key[128];
+    snprintf(key, sizeof(key), "%s.%s", arch, suffix);
+    if (!required && !gguf_find_kv(gf, key)) { *out = dflt; return QWEN3C_OK; }
+    int rc = gguf_get_f64(gf, key, out, err, err_size);
+    if (rc) return rc;
+    if (!(*out > 0.0) || *out > 1e30)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
+                           "metadata key '%s' = %g must be a positive number", key, *out);
+    return QWEN3C_OK;
+}
+
+static int read_config(const gguf_file *gf, Config *p, const ArchInfo **arch_out, char *err,
+                       size_t err_size) {
+    gguf_str arch_s;
+    int rc = gguf_get_str(gf, "general.architecture", &arch_s, err, err_size);
+    if (rc) return rc;
+    const ArchInfo *arch = find_arch(arch_s);
+    if (!arch)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_UNSUPPORTED,
+                           "unsupported architecture '%.*s' (qwen3c runs qwen3 and llama)",
+                           (int)(arch_s.len > 64 ? 64 : arch_s.len), arch_s.ptr);
+    memset(p, 0, sizeof(*p));
+    snprintf(p->arch, sizeof(p->arch), "%s", arch->name);
+    const char *a = arch->name;
+    double theta, eps;
+    if ((rc = get_dim(gf, a, "block_count", 1, 0, &p->n_layers, err, err_size)) ||
+        (rc = get_dim(gf, a, "embedding_length", 1, 0, &p->dim, err, err_size)) ||
+        (rc = get_dim(gf, a, "feed_forward_length", 1, 0, &p->hidden_dim, err, err_size)) ||
+        (rc = get_dim(gf, a, "attention.head_count", 1, 0, &p->n_heads, err, err_size)) ||
+        (rc = get_dim(gf, a, "attention.head_count_kv", 0, p->n_heads, &p->n_kv_heads, err, err_size)) ||
+        (rc = get_dim(gf, a, "context_length", 1, 0, &p->n_ctx_train, err, err_size)) ||
+        (rc = get_real(gf, a, "rope.freq_base", 0, arch->default_rope_theta, &theta, err, err_size)) ||
+        (rc = get_real(gf, a, "attention.layer_norm_rms_epsilon", 1, 0, &eps, err, err_size)))
+        return rc;
+    if (p->n_layers > 4096)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "absurd block_count %d", p->n_layers);
+    int default_hd = p->dim / p->n_heads;
+    if ((rc = get_dim(gf, a, "attention.key_length", 0, default_hd, &p->head_dim, err, err_size)))
+        return rc;
+    int value_len;
+    if ((rc = get_dim(gf, a, "attention.value_length", 0, p->head_dim, &value_len, err, err_size)))
+        return rc;
+    if (value_len != p->head_dim)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_UNSUPPORTED,
+                           "attention.value_length %d differs from key_length %d", value_len, p->head_dim);
+    if (p->n_kv_heads > p->n_heads || p->n_heads % p->n_kv_heads != 0)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
+                           "attention.head_count %d is not a multiple of head_count_kv %d",
+                           p->n_heads, p->n_kv_heads);
+    if (p->head_dim % 2 != 0 || p->head_dim == 0)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "head_dim %d must be even", p->head_dim);
+    if ((int64_t)p->n_heads * p->head_dim > MAX_DIM)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "n_heads * head_dim is too large");
+    /* a partial rotary dimension would need a different rope() */
+    char key[128];
+    snprintf(key, sizeof(key), "%s.rope.dimension_count", a);
+    if (gguf_find_kv(gf, key)) {
+        uint64_t rd;
+        if ((rc = gguf_get_u64(gf, key, &rd, err, err_size))) return rc;
+        if (rd != (uint64_t)p->head_dim)
+            return qwen3c_fail(err, err_size, QWEN3C_ERR_UNSUPPORTED,
+                               "partial rotary embeddings (rope.dimension_count %llu != head_dim %d)",
+                               (unsigned long long)rd, p->head_dim);
+    }
+    p->rope_theta = (float)theta;
+    p->norm_eps = (float)eps;
+    p->qk_norm = arch->qk_norm;
+    p->rope_interleaved = arch->rope_interleaved;
+    *arch_out = arch;
+    return QWEN3C_OK;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Weights from tensors
+ * ------------------------------------------------------------------------------------- */
+static int find_tensor(const gguf_file *gf, const char *name, int n_dims, int64_t ne0, int64_t ne1,
+                       const gguf_tensor **out, char *err, size_t err_size) {
+    const gguf_tensor *t = gguf_find_tensor(gf, name);
+    if (!t)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "missing required tensor '%s'", name);
+    /* trailing dimensions of size 1 are allowed */
+    int64_t want[4] = {ne0, n_dims > 1 ? ne1 : 1, 1, 1};
+    for (int d = 0; d < 4; d++) {
+        if (t->ne[d] != want[d]) {
+            if (n_dims == 1)
+                return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
+                                   "tensor '%s' has shape [%lld, %lld, %lld, %lld] but the metadata "
+                                   "implies [%lld]", name, (long long)t->ne[0], (long long)t->ne[1],
+                                   (long long)t->ne[2], (long long)t->ne[3], (long long)ne0);
+            return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
+                               "tensor '%s' has shape [%lld, %lld, %lld, %lld] but the metadata "
+                               "implies [%lld, %lld]", name, (long long)t->ne[0], (long long)t->ne[1],
+                               (long long)t->ne[2], (long long)t->ne[3], (long long)ne0, (long long)ne1);
+        }
+    }
+    *out = t;
+    return QWEN3C_OK;
+}
+
+/* A matrix weight: (rows = out features, cols = in features) = GGUF ne (cols, rows). */
+static int load_matrix(const gguf_file *gf, const char *name, int64_t rows, int64_t cols, QTensor *q,
+                       char *err, size_t err_size) {
+    const gguf_tensor *t = NULL;
+    int rc = find_tensor(gf, name, 2, cols, rows, &t, err, err_size);
+    if (rc) return rc;
+    if (!type_supported((int)t->type))
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_UNSUPPORTED,
+                           "tensor '%s' has type %s, which qwen3c cannot compute with", name,
+                           gguf_type_name(t->type));
+    q->data = t->data;
+    q->type = (int)t->type;
+    q->rows = rows;
+    q->cols = cols;
+    q->row_bytes = (size_t)(t->nbytes / (uint64_t)rows);
+    return QWEN3C_OK;
+}
+
+/* A norm vector: copied to F32 into dst (n floats). */
+static int load_vector(const gguf_file *gf, const char *name, int64_t n, float *dst, char *err,
+                       size_t err_size) {
+    const gguf_tensor *t = NULL;
+    int rc = find_tensor(gf, name, 1, n, 1, &t, err, err_size);
+    if (rc) return rc;
+    if (t->type != QWEN3C_TYPE_F32 && t->type != QWEN3C_TYPE_F16 && t->type != QWEN3C_TYPE_BF16)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_UNSUPPORTED,
+                           "norm tensor '%s' has type %s (expected F32, F16 or BF16)", name,
+                           gguf_type_name(t->type));
+    dequantize_row((int)t->type, t->data, dst, n);
+    return QWEN3C_OK;
+}
+
+static int load_weights(Transformer *m, char *err, size_t err_size) {
+    const gguf_file *gf = &m->file;
+    Config *p = &m->config;
+    TransformerWeights *w = &m->weights;
+    int rc;
+    char name[96];
+    const int64_t D = p->dim, H = p->hidden_dim, HD = p->head_dim;
+    const int64_t QD = (int64_t)p->n_heads * HD, KVD = (int64_t)p->n_kv_heads * HD;
+
+    /* vocab size = rows of token_embd */
+    const gguf_tensor *emb = gguf_find_tensor(gf, "token_embd.weight");
+    if (!emb) return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "missing required tensor 'token_embd.weight'");
+    if (emb->n_dims != 2 || emb->ne[1] < 1 || emb->ne[1] > (1 << 24))
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
+                           "tensor 'token_embd.weight' must be 2-D (dim, vocab) with a sane vocabulary");
+    p->vocab_size = (int)emb->ne[1];
+    const int64_t V = p->vocab_size;
+    if ((rc = load_matrix(gf, "token_embd.weight", V, D, &w->token_embedding, err, err_size))) return rc;
+
+    /* one allocation for every norm vector, carved per layer */
+    int64_t per_layer = 2 * D + (p->qk_norm ? 2 * HD : 0);
+    w->owned = malloc((size_t)(per_layer * p->n_layers + D) * sizeof(float));
+    w->layers = calloc((size_t)p->n_layers, sizeof(LayerWeights));
+    if (!w->owned || !w->layers) return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory for weights");
+    float *f = w->owned;
+
+    for (int l = 0; l < p->n_layers; l++) {
+        LayerWeights *lw = &w->layers[l];
+#define BLK(suffix) (snprintf(name, sizeof(name), "blk.%d." suffix ".weight", l), name)
+        lw->attn_norm = f; f += D;
+        lw->ffn_norm = f; f += D;
+        if ((rc = load_vector(gf, BLK("attn_norm"), D, lw->attn_norm, err, err_size)) ||
+            (rc = load_matrix(gf, BLK("attn_q"), QD, D, &lw->wq, err, err_size)) ||
+            (rc = load_matrix(gf, BLK("attn_k"), KVD, D, &lw->wk, err, err_size)) ||
+            (rc = load_matrix(gf, BLK("attn_v"), KVD, D, &lw->wv, err, err_size)) ||
+            (rc = load_matrix(gf, BLK("attn_output"), D, QD, &lw->wo, err, err_size)) ||
+            (rc = load_vector(gf, BLK("ffn_norm"), D, lw->ffn_norm, err, err_size)) ||
+            (rc = load_matrix(gf, BLK("ffn_gate"), H, D, &lw->w1, err, err_size)) ||
+            (rc = load_matrix(gf, BLK("ffn_up"), H, D, &lw->w3, err, err_size)) ||
+            (rc = load_matrix(gf, BLK("ffn_down"), D, H, &lw->w2, err, err_size)))
+            return rc;
+        if (p->qk_norm) {
+            lw->q_norm = f; f += HD;
+            lw->k_norm = f; f += HD;
+            if ((rc = load_vector(gf, BLK("attn_q_norm"), HD, lw->q_norm, err, err_size)) ||
+                (rc = load_vector(gf, BLK("attn_k_norm"), HD, lw->k_norm, err, err_size)))
+                return rc;
+        }
+#undef BLK
+    }
+    w->rms_final = f;
+    if ((rc = load_vector(gf, "output_norm.weight", D, w->rms_final, err, err_size))) return rc;
+
+    /* lm_head: absent output.weight means tied embeddings (as in Qwen3-0.6B) */
+    if (gguf_find_tensor(gf, "output.weight")) {
+        if ((rc = load_matrix(gf, "output.weight", V, D, &w->wcls, err, err_size))) return rc;
+        p->tied_embeddings = 0;
+    } else {
+        w->wcls = w->token_embedding;
+        p->tied_embeddings = 1;
+    }
+
+    p->n_params = 0;
+    for (uint64_t i = 0; i < gf->n_tensors; i++)
+        p->n_params += gf->tensors[i].ne[0] * gf->tensors[i].ne[1] * gf->tensors[i].ne[2] * gf->tensors[i].ne[3];
+    return QWEN3C_OK;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Public API
+ * ------------------------------------------------------------------------------------- */
+int qwen3c_model_load(const char *path, qwen3c_model **out, char *err, size_t err_size) {
+    if (!path || !out) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "path and out must not be NULL");
+    Transformer *m = calloc(1, sizeof(*m));
+    if (!m) return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory");
+    const ArchInfo *arch = NULL;
+    int rc = gguf_open(path, &m->file, err, err_size);
+    if (!rc) rc = read_config(&m->file, &m->config, &arch, err, err_size);
+    if (!rc) rc = load_weights(m, err, err_size);
+    if (!rc) {
+        rc = tokenizer_build(&m->file, &m->tokenizer, err, err_size);
+        if (rc) qwen3c_fail_prefix(err, err_size, rc, "tokenizer");
+    }
+    if (!rc && m->tokenizer && tokenizer_vocab_size(m->tokenizer) > m->config.vocab_size)
+        rc = qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
+                         "the tokenizer has %d tokens but token_embd has only %d rows",
+                         tokenizer_vocab_size(m->tokenizer), m->config.vocab_size);
+    if (rc) {
+        qwen3c_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return QWEN3C_OK;
+}
+
+void qwen3c_model_free(qwen3c_model *m) {
+    if (!m) return;
+    tokenizer_free(m->tokenizer);
+    free(m->weights.layers);
+    free(m->weights.owned);
+    gguf_close(&m->file);
+    free(m);
+}
+
+void qwen3c_model_get_config(const qwen3c_model *m, qwen3c_config *out) { *out = m->config; }
+
+int qwen3c_model_meta_count(const qwen3c_model *m) { return (int)m->file.n_kv; }
+
+static int copy_out(const char *src, size_t len, char *buf, size_t buf_size, size_t *len_out) {
+    *len_out = len;
+    if (!buf || buf_size <= len) {
+        if (buf && buf_size > 0) buf[0] = '\0';
+        return QWEN3C_ERR_BUFFER;
+    }
+    memcpy(buf, src, len);
+    buf[len] = '\0';
+    return QWEN3C_OK;
+}
+
+int qwen3c_model_meta_key(const qwen3c_model *m, int i, char *buf, size_t buf_size, size_t *len) {
+    if (i < 0 || (uint64_t)i >= m->file.n_kv) return QWEN3C_ERR_INVALID_ARG;
+    gguf_str k = m->file.kv[i].key;
+    return copy_out(k.ptr, k.len, buf, buf_size, len);
+}
+
+int qwen3c_model_meta_type(const qwen3c_model *m, int i, int *arr_type, uint64_t *arr_n) {
+    if (i < 0 || (uint64_t)i >= m->file.n_kv) return -1;
+    const gguf_kv *kv = &m->file.kv[i];
+    if (arr_type) *arr_type = kv->type == GGUF_TYPE_ARRAY ? (int)kv->arr_type : -1;
+    if (arr_n) *arr_n = kv->type == GGUF_TYPE_ARRAY ? kv->arr_n : 0;
+    return (int)kv->type;
+}
+
+int qwen3c_model_meta_as_string(const qwen3c_model *m, const char *key, char *buf, size_t buf_size,
+                                size_t *len) {
+    const gguf_kv *kv = gguf_find_kv(&m->file, key);
+    if (!kv) return QWEN3C_ERR_INVALID_ARG;
+    char tmp[64];
+    const uint8_t *p = kv->data;
+    switch (kv->type) {
+    case GGUF_TYPE_STRING: {
+        uint64_t n;
+        memcpy(&n, p, 8);
+        return copy_out((const char *)p + 8, n, buf, buf_size, len);
+    }
+    case GGUF_TYPE_ARRAY:
+        snprintf(tmp, sizeof(tmp), "[%llu items]", (unsigned long long)kv->arr_n);
+        break;
+    case GGUF_TYPE_BOOL: snprintf(tmp, sizeof(tmp), "%s", p[0] ? "true" : "false"); break;
+    case GGUF_TYPE_FLOAT32: { float v; memcpy(&v, p, 4); snprintf(tmp, sizeof(tmp), "%.9g", v); break; }
+    case GGUF_TYPE_FLOAT64: { double v; memcpy(&v, p, 8); snprintf(tmp, sizeof(tmp), "%.17g", v); break; }
+    case GGUF_TYPE_UINT8:  { uint8_t v;  memcpy(&v, p, 1); snprintf(tmp, sizeof(tmp), "%u", v); break; }
+    case GGUF_TYPE_INT8:   { int8_t v;   memcpy(&v, p, 1); snprintf(tmp, sizeof(tmp), "%d", v); break; }
+    case GGUF_TYPE_UINT16: { uint16_t v; memcpy(&v, p, 2); snprintf(tmp, sizeof(tmp), "%u", v); break; }
+    case GGUF_TYPE_INT16:  { int16_t v;  memcpy(&v, p, 2); snprintf(tmp, sizeof(tmp), "%d", v); break; }
+    case GGUF_TYPE_UINT32: { uint32_t v; memcpy(&v, p, 4); snprintf(tmp, sizeof(tmp), "%u", v); break; }
+    case GGUF_TYPE_INT32:  { int32_t v;  memcpy(&v, p, 4); snprintf(tmp, sizeof(tmp), "%d", v); break; }
+    case GGUF_TYPE_UINT64: { uint64_t v; memcpy(&v, p, 8); snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)v); break; }
+    case GGUF_TYPE_INT64:  { int64_t v;  memcpy(&v, p, 8); snprintf(tmp, sizeof(tmp), "%lld", (long long)v); break; }
+    default: return QWEN3C_ERR_INVALID_ARG;
+    }
+    return copy_out(tmp, strlen(tmp), buf, buf_size, len);
+}
+
+int qwen3c_model_n_tensors(const qwen3c_model *m) { return (int)m->file.n_tensors; }
+
+int qwen3c_model_tensor_info(const qwen3c_model *m, int i, char *name_buf, size_t name_size,
+                             qwen3c_tensor_info *out) {
+    if (i < 0 || (uint64_t)i >= m->file.n_tensors) return QWEN3C_ERR_INVALID_ARG;
+    const gguf_tensor *t = &m->file.tensors[i];
+    if (name_buf && name_size > 0) {
+        size_t n = t->name.len < name_size - 1 ? (size_t)t->name.len : name_size - 1;
+        memcpy(name_buf, t->name.ptr, n);
+        name_buf[n] = '\0';
+    }
+    out->type = (int)t->type;
+    out->n_dims = (int)t->n_dims;
+    for (int d = 0; d < 4; d++) out->ne[d] = t->ne[d];
+    out->offset = m->file.data_offset + t->offset;
+    out->nbytes = t->nbytes;
+    return QWEN3C_OK;
+}

@@ -1,0 +1,275 @@
+/*
+ * qwen3c.h -- the one public header of the qwen3c C core.
+ *
+ * A Qwen3 (and llama-architecture) inference engine for GGUF files:
+ *
+ *   qwen3c_model    read-only: the mmapped GGUF, Config, TransformerWeights and the
+ *                   tokenizer. Safe to share between contexts.
+ *   qwen3c_context  mutable: the RunState (activations + KV cache) sized to n_ctx, and the
+ *                   thread count. One context per concurrent conversation.
+ *   qwen3c_sampler  picks the next token from logits; owns its RNG and its token history.
+ *
+ * Conventions
+ *   - Every fallible call returns a status (QWEN3C_OK == 0 on success) and, on failure,
+ *     writes a NUL-terminated message into the caller-owned buffer `err` of `err_size`
+ *     bytes (err may be NULL). Nothing is printed, nothing exits, there are no globals.
+ *   - On failure, out-parameters are left untouched and object state is unchanged.
+ *   - Sizes and counts that can exceed 2^31 are size_t / int64_t.
+ *
+ * This header is also the cffi cdef: the region between the CDEF markers must stay plain
+ * declarations (no #if, no macros other than integer #defines).
+ */
+#ifndef QWEN3C_H
+#define QWEN3C_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* CDEF BEGIN */
+
+/* ---------------------------------------------------------------------------------------
+ * Status codes
+ * ------------------------------------------------------------------------------------- */
+#define QWEN3C_OK                0  /* success */
+#define QWEN3C_ERR_IO            1  /* file cannot be opened, read or mapped */
+#define QWEN3C_ERR_FORMAT        2  /* malformed GGUF (corrupt, truncated, inconsistent) */
+#define QWEN3C_ERR_UNSUPPORTED   3  /* valid file, but an architecture / type / tokenizer we do not run */
+#define QWEN3C_ERR_CONTEXT       4  /* the tokens do not fit in the context (n_ctx) */
+#define QWEN3C_ERR_INVALID_ARG   5  /* bad argument: token id, position, size, UTF-8, ... */
+#define QWEN3C_ERR_NOMEM         6  /* allocation failed */
+#define QWEN3C_ERR_BUFFER        7  /* caller's output buffer too small (the needed size is returned) */
+
+/* Human-readable name of a status code ("ok", "io error", ...). Never NULL. */
+const char *qwen3c_status_str(int status);
+
+/* GGML tensor types (the numbering of the GGUF format). */
+#define QWEN3C_TYPE_F32    0
+#define QWEN3C_TYPE_F16    1
+#define QWEN3C_TYPE_Q4_0   2
+#define QWEN3C_TYPE_Q4_1   3
+#define QWEN3C_TYPE_Q5_0   6
+#define QWEN3C_TYPE_Q5_1   7
+#define QWEN3C_TYPE_Q8_0   8
+#define QWEN3C_TYPE_Q8_1   9
+#define QWEN3C_TYPE_Q2_K  10
+#define QWEN3C_TYPE_Q3_K  11
+#define QWEN3C_TYPE_Q4_K  12
+#define QWEN3C_TYPE_Q5_K  13
+#define QWEN3C_TYPE_Q6_K  14
+#define QWEN3C_TYPE_Q8_K  15
+#define QWEN3C_TYPE_BF16  30
+
+/* Name of a tensor type ("Q8_0", ...), or "unknown". */
+const char *qwen3c_type_name(int type);
+
+/* ---------------------------------------------------------------------------------------
+ * Model: load / free / describe
+ * ------------------------------------------------------------------------------------- */
+typedef struct qwen3c_model qwen3c_model;
+
+/* The hyperparameters, as read from the GGUF metadata (mirrors transformers' Qwen3Config). */
+typedef struct qwen3c_config {
+    char  arch[32];        /* general.architecture: "qwen3" or "llama" */
+    int   n_layers;        /* num_hidden_layers        = {arch}.block_count */
+    int   dim;             /* hidden_size              = {arch}.embedding_length */
+    int   hidden_dim;      /* intermediate_size        = {arch}.feed_forward_length */
+    int   n_heads;         /* num_attention_heads      = {arch}.attention.head_count */
+    int   n_kv_heads;      /* num_key_value_heads      = {arch}.attention.head_count_kv */
+    int   head_dim;        /* head_dim                 = {arch}.attention.key_length */
+    int   vocab_size;      /* vocab_size               = rows of token_embd */
+    int   n_ctx_train;     /* max_position_embeddings  = {arch}.context_length */
+    float rope_theta;      /* rope_theta               = {arch}.rope.freq_base */
+    float norm_eps;        /* rms_norm_eps             = {arch}.attention.layer_norm_rms_epsilon */
+    int   tied_embeddings; /* tie_word_embeddings: 1 when there is no output.weight */
+    int   qk_norm;         /* 1 for qwen3 (q_norm/k_norm per head), 0 for llama */
+    int   rope_interleaved;/* 1: RoPE pairs (2i, 2i+1) (llama GGUFs); 0: (i, i+head_dim/2) (qwen3) */
+    int64_t n_params;      /* total number of weight elements */
+} qwen3c_config;
+
+/* Load a GGUF file: parse and validate it, mmap the tensor data, build the weights and the
+ * tokenizer. Returns QWEN3C_OK and sets *out, or an error status (FORMAT, UNSUPPORTED, IO,
+ * NOMEM) with a message naming the problem. */
+int qwen3c_model_load(const char *path, qwen3c_model **out, char *err, size_t err_size);
+
+/* Release everything the model owns (unmaps the file). NULL is a no-op. */
+void qwen3c_model_free(qwen3c_model *model);
+
+void qwen3c_model_get_config(const qwen3c_model *model, qwen3c_config *out);
+
+/* GGUF metadata, for `info` and the chat template.
+ * qwen3c_model_meta_key: key i copied NUL-terminated into buf, its length into *len.
+ * qwen3c_model_meta_type: GGUF value type of key i (0..12); array element type in *arr_type
+ *   (or -1) and array length in *arr_n (or 0).
+ * qwen3c_model_meta_as_string: the value of `key` as text (strings verbatim, numbers in
+ *   decimal, bool as true/false, arrays as "[n items]"), NUL-terminated, length in *len.
+ * Return QWEN3C_OK; QWEN3C_ERR_INVALID_ARG for a bad index or an absent key;
+ * QWEN3C_ERR_BUFFER when buf_size <= *len (then *len is still the full length). */
+int qwen3c_model_meta_count(const qwen3c_model *model);
+int qwen3c_model_meta_key(const qwen3c_model *model, int i, char *buf, size_t buf_size, size_t *len);
+int qwen3c_model_meta_type(const qwen3c_model *model, int i, int *arr_type, uint64_t *arr_n);
+int qwen3c_model_meta_as_string(const qwen3c_model *model, const char *key, char *buf,
+                                size_t buf_size, size_t *len);
+
+/* Tensors of the file, for `info`. Returns QWEN3C_OK or QWEN3C_ERR_INVALID_ARG on a bad index.
+ * name is copied NUL-terminated into name_buf (truncated if it does not fit). */
+typedef struct qwen3c_tensor_info {
+    int      type;       /* QWEN3C_TYPE_* */
+    int      n_dims;
+    int64_t  ne[4];      /* GGUF order: ne[0] is the contiguous (input) dimension */
+    uint64_t offset;     /* byte offset from the start of the file */
+    uint64_t nbytes;
+} qwen3c_tensor_info;
+int qwen3c_model_n_tensors(const qwen3c_model *model);
+int qwen3c_model_tensor_info(const qwen3c_model *model, int i, char *name_buf, size_t name_size,
+                             qwen3c_tensor_info *out);
+
+/* ---------------------------------------------------------------------------------------
+ * Context: KV cache + activations, forward pass
+ * ------------------------------------------------------------------------------------- */
+typedef struct qwen3c_context qwen3c_context;
+
+typedef struct qwen3c_context_params {
+    int n_ctx;      /* KV cache length in tokens; 0 = the model's context_length (capped to 4096) */
+    int n_threads;  /* OpenMP threads for this context; 0 = all cores */
+    int n_batch;    /* max tokens per internal forward chunk; 0 = default (256) */
+} qwen3c_context_params;
+
+qwen3c_context_params qwen3c_context_default_params(void);
+
+/* Create a context for `model` (the model must outlive it). */
+int  qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params *params,
+                           qwen3c_context **out, char *err, size_t err_size);
+void qwen3c_context_free(qwen3c_context *ctx);
+int  qwen3c_context_n_ctx(const qwen3c_context *ctx);
+int  qwen3c_context_n_threads(const qwen3c_context *ctx);
+
+/* Run the transformer on tokens[0..n_tokens) placed at positions pos..pos+n_tokens-1: writes
+ * their keys/values into the KV cache and attends to every earlier position.
+ * logits: caller-owned; (vocab_size) floats for the last token, or (n_tokens, vocab_size)
+ * when all_logits != 0. logits may be NULL to skip the LM head (prefill only).
+ * Errors (before any compute, KV cache untouched): QWEN3C_ERR_CONTEXT when
+ * pos + n_tokens > n_ctx; QWEN3C_ERR_INVALID_ARG for pos < 0, n_tokens < 1 or a token id
+ * outside [0, vocab_size). */
+int qwen3c_forward(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
+                   float *logits, int all_logits, char *err, size_t err_size);
+
+/* Same as qwen3c_forward, and also copies the residual stream for inspection into hidden
+ * (caller-owned, (n_layers + 2, n_tokens, dim) floats): [0] = embedding output, [1 + l] =
+ * output of decoder layer l, [n_layers + 1] = after the final norm. */
+int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
+                         float *logits, int all_logits, float *hidden, char *err, size_t err_size);
+
+/* ---------------------------------------------------------------------------------------
+ * Tokenizer (byte-level BPE read from the GGUF)
+ * ------------------------------------------------------------------------------------- */
+#define QWEN3C_TOKEN_NORMAL        1
+#define QWEN3C_TOKEN_UNKNOWN       2
+#define QWEN3C_TOKEN_CONTROL       3
+#define QWEN3C_TOKEN_USER_DEFINED  4
+#define QWEN3C_TOKEN_UNUSED        5
+#define QWEN3C_TOKEN_BYTE          6
+
+/* Special token ids read from the GGUF; -1 when the file does not define one. */
+typedef struct qwen3c_special_tokens {
+    int32_t bos, eos, pad, unk;
+    int32_t im_start, im_end;      /* <|im_start|>, <|im_end|> */
+    int32_t think, think_end;      /* <think>, </think> */
+    int32_t eog[8];                /* end-of-generation ids (eos, <|im_end|>, <|endoftext|>, ...) */
+    int     n_eog;
+} qwen3c_special_tokens;
+
+int  qwen3c_model_has_tokenizer(const qwen3c_model *model);  /* 1 if the GGUF carries one */
+void qwen3c_model_special_tokens(const qwen3c_model *model, qwen3c_special_tokens *out);
+int  qwen3c_token_type(const qwen3c_model *model, int32_t id);  /* QWEN3C_TOKEN_*, or -1 */
+
+/* Encode UTF-8 text (text_len bytes; NUL bytes are ordinary characters) into token ids.
+ * special != 0: CONTROL tokens written as text (e.g. "<|im_start|>") become their ids;
+ * special == 0: they are tokenized as plain text. USER_DEFINED added tokens are always
+ * recognized. No normalization happens here: the text must already be normalized as
+ * qwen3c_tokenizer_normalizer() says (NFC of each stretch between added tokens, as HF does;
+ * python/qwen3c/tokenizer.py does it).
+ * ids has room for ids_cap entries; *n_ids receives the count. If ids_cap is too small,
+ * returns QWEN3C_ERR_BUFFER with *n_ids = the needed count (ids_cap >= text_len + 1 is
+ * always enough). Invalid UTF-8 -> QWEN3C_ERR_INVALID_ARG. No tokenizer -> UNSUPPORTED. */
+int qwen3c_tokenize(const qwen3c_model *model, const char *text, size_t text_len, int special,
+                    int32_t *ids, size_t ids_cap, size_t *n_ids, char *err, size_t err_size);
+
+/* The raw bytes a token stands for (byte-level decoded; may be a partial UTF-8 sequence).
+ * Writes up to buf_size bytes (no NUL) and the full length into *n_bytes. Returns QWEN3C_OK,
+ * QWEN3C_ERR_INVALID_ARG for an id outside the vocabulary, or QWEN3C_ERR_BUFFER when
+ * buf_size < *n_bytes. */
+int qwen3c_token_to_bytes(const qwen3c_model *model, int32_t id, char *buf, size_t buf_size,
+                          size_t *n_bytes);
+
+/* Look a token up by its exact vocabulary string (as stored in the GGUF); -1 if absent. */
+int32_t qwen3c_token_lookup(const qwen3c_model *model, const char *piece, size_t piece_len);
+
+/* The normalization the tokenizer declares, which the caller applies before qwen3c_tokenize
+ * (the Python layer does; see python/qwen3c/tokenizer.py): QWEN3C_NORM_NONE or QWEN3C_NORM_NFC
+ * (Qwen2/Qwen3: HF's tokenizer.json declares NFC). -1 when the model has no tokenizer. */
+#define QWEN3C_NORM_NONE 0
+#define QWEN3C_NORM_NFC  1
+int qwen3c_tokenizer_normalizer(const qwen3c_model *model);
+
+/* Number of tokens in the tokenizer's vocabulary (tokenizer.ggml.tokens), 0 without one. */
+int32_t qwen3c_tokenizer_n_vocab(const qwen3c_model *model);
+
+/* The i-th added token (CONTROL or USER_DEFINED: the strings matched whole in the text),
+ * i = 0, 1, ...; returns its id, or -1 once i is past the end. */
+int32_t qwen3c_tokenizer_added_token(const qwen3c_model *model, int i);
+
+/* ---------------------------------------------------------------------------------------
+ * Sampler
+ * ------------------------------------------------------------------------------------- */
+typedef struct qwen3c_sampler qwen3c_sampler;
+
+typedef struct qwen3c_sampler_params {
+    float    temperature;         /* 0 = greedy (argmax) */
+    int      top_k;               /* <= 0 = disabled */
+    float    top_p;               /* >= 1 = disabled */
+    float    min_p;               /* <= 0 = disabled */
+    float    presence_penalty;    /* subtracted once from the logit of every token in history */
+    float    frequency_penalty;   /* subtracted count times */
+    float    repetition_penalty;  /* 1 = disabled; CTRL-style: positive logits / p, negative * p */
+    int      penalty_last_n;      /* history window for the penalties; <= 0 = all of it */
+    uint64_t seed;
+} qwen3c_sampler_params;
+
+qwen3c_sampler_params qwen3c_sampler_default_params(void);
+
+int  qwen3c_sampler_create(const qwen3c_sampler_params *params, qwen3c_sampler **out,
+                           char *err, size_t err_size);
+void qwen3c_sampler_free(qwen3c_sampler *sampler);
+/* Forget the token history (the RNG state is kept). */
+void qwen3c_sampler_reset(qwen3c_sampler *sampler);
+/* Add a token to the history the penalties look at (sample() adds its own picks). */
+int  qwen3c_sampler_accept(qwen3c_sampler *sampler, int32_t token, char *err, size_t err_size);
+/* Pick a token from logits[0..n_vocab); the logits are not modified. The pick is appended to
+ * the history. NaN logits -> QWEN3C_ERR_INVALID_ARG. */
+int  qwen3c_sampler_sample(qwen3c_sampler *sampler, const float *logits, int n_vocab,
+                           int32_t *token_out, char *err, size_t err_size);
+
+/* ---------------------------------------------------------------------------------------
+ * Kernels, exposed for tests (tests/test_quant.py compares them with gguf.quants)
+ * ------------------------------------------------------------------------------------- */
+/* Bytes taken by n elements of `type` (n a multiple of the block size), or -1. */
+int64_t qwen3c_type_row_size(int type, int64_t n);
+/* Block size (elements per block) of `type`, or -1 when unknown. */
+int     qwen3c_type_block_size(int type);
+/* Dequantize n elements (a whole number of blocks) of `type` from src into dst. */
+int qwen3c_dequantize(int type, const void *src, size_t src_size, float *dst, int64_t n,
+                      char *err, size_t err_size);
+/* out[i] = dot(row i of W, x) for W of `type` with shape (d, n) stored row-major, x of n floats. */
+int qwen3c_matvec(int type, const void *w, size_t w_size, const float *x, int64_t n, int64_t d,
+                  float *out, int n_threads, char *err, size_t err_size);
+
+/* CDEF END */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* QWEN3C_H */

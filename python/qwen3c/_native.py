@@ -1,0 +1,242 @@
+"""The only module that touches the cffi `ffi`/`lib` of the C core.
+
+Everything here is a thin, checked call: arguments are converted, the C function is called
+with a caller-owned error buffer, and a non-OK status becomes the matching exception from
+`qwen3c.errors`. The Pythonic classes (Model, Sampler, ...) are built on these functions.
+Sections are owned by topic: core (model/context/forward), tokenizer, sampler, kernels.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ._qwen3c import ffi, lib
+from .errors import (ContextOverflowError, ModelFormatError, Qwen3cError,
+                     UnsupportedModelError)
+
+ERR_SIZE = 1024
+
+
+class _Err:
+    """A caller-owned error message buffer."""
+
+    __slots__ = ("buf",)
+
+    def __init__(self):
+        self.buf = ffi.new("char[]", ERR_SIZE)
+
+    def text(self) -> str:
+        return ffi.string(self.buf).decode("utf-8", "replace")
+
+
+def _raise(status: int, err: _Err, **extra):
+    msg = err.text() or ffi.string(lib.qwen3c_status_str(status)).decode()
+    if status == lib.QWEN3C_ERR_FORMAT:
+        raise ModelFormatError(msg)
+    if status == lib.QWEN3C_ERR_UNSUPPORTED:
+        raise UnsupportedModelError(msg)
+    if status == lib.QWEN3C_ERR_CONTEXT:
+        raise ContextOverflowError(msg, extra.get("n_prompt_tokens"), extra.get("n_ctx"))
+    if status == lib.QWEN3C_ERR_INVALID_ARG:
+        raise ValueError(msg)
+    if status == lib.QWEN3C_ERR_IO:
+        raise OSError(msg)
+    if status == lib.QWEN3C_ERR_NOMEM:
+        raise MemoryError(msg)
+    raise Qwen3cError(f"{msg} (status {status})")
+
+
+def _check(status: int, err: _Err, **extra):
+    if status != lib.QWEN3C_OK:
+        _raise(status, err, **extra)
+
+
+def _int32_array(tokens) -> np.ndarray:
+    arr = np.ascontiguousarray(np.asarray(tokens), dtype=np.int64)
+    if arr.ndim != 1:
+        raise ValueError("tokens must be a 1-D sequence of ints")
+    if arr.size and (arr.min() < -(2**31) or arr.max() >= 2**31):
+        raise ValueError("token id out of int32 range")
+    return arr.astype(np.int32)
+
+
+# ---- core: model / context / forward --------------------------------------------------------
+CONFIG_FIELDS = ("arch", "n_layers", "dim", "hidden_dim", "n_heads", "n_kv_heads", "head_dim",
+                 "vocab_size", "n_ctx_train", "rope_theta", "norm_eps", "tied_embeddings",
+                 "qk_norm", "rope_interleaved", "n_params")
+
+
+def model_load(path: str):
+    """Load a GGUF file; returns an owned `qwen3c_model *` (free with model_free)."""
+    err = _Err()
+    out = ffi.new("qwen3c_model **")
+    rc = lib.qwen3c_model_load(path.encode("utf-8", "surrogateescape"), out, err.buf, ERR_SIZE)
+    if rc == lib.QWEN3C_ERR_IO:
+        import errno
+        import os
+        if not os.path.exists(path):
+            raise FileNotFoundError(errno.ENOENT, err.text(), path)
+    _check(rc, err)
+    return out[0]
+
+
+def model_free(ptr) -> None:
+    lib.qwen3c_model_free(ptr)
+
+
+def model_config(ptr) -> dict:
+    c = ffi.new("qwen3c_config *")
+    lib.qwen3c_model_get_config(ptr, c)
+    d = {}
+    for name in CONFIG_FIELDS:
+        v = getattr(c, name)
+        d[name] = ffi.string(v).decode() if name == "arch" else v
+    return d
+
+
+def _sized_string(call, initial=256) -> bytes | None:
+    """Call `call(buf, size, len_ptr)` growing the buffer until it fits."""
+    size = initial
+    n = ffi.new("size_t *")
+    while True:
+        buf = ffi.new("char[]", size)
+        rc = call(buf, size, n)
+        if rc == lib.QWEN3C_OK:
+            return ffi.unpack(buf, n[0])
+        if rc == lib.QWEN3C_ERR_BUFFER:
+            size = n[0] + 1
+            continue
+        return None
+
+
+def model_metadata(ptr) -> dict:
+    """All GGUF metadata as {key: value-rendered-as-str} (arrays as '[n items]')."""
+    out = {}
+    for i in range(lib.qwen3c_model_meta_count(ptr)):
+        key = _sized_string(lambda b, s, n: lib.qwen3c_model_meta_key(ptr, i, b, s, n), 128)
+        if key is None:
+            continue
+        out[key.decode("utf-8", "replace")] = model_meta_str(ptr, key)
+    return out
+
+
+def model_meta_str(ptr, key) -> str | None:
+    k = key if isinstance(key, bytes) else key.encode("utf-8")
+    raw = _sized_string(lambda b, s, n: lib.qwen3c_model_meta_as_string(ptr, k, b, s, n), 4096)
+    return None if raw is None else raw.decode("utf-8", "replace")
+
+
+def model_tensors(ptr) -> list:
+    """[(name, type_name, shape (GGUF order: ne[0] first), nbytes), ...]"""
+    res = []
+    info = ffi.new("qwen3c_tensor_info *")
+    name = ffi.new("char[]", 1024)
+    for i in range(lib.qwen3c_model_n_tensors(ptr)):
+        if lib.qwen3c_model_tensor_info(ptr, i, name, 1024, info) != lib.QWEN3C_OK:
+            continue
+        shape = tuple(int(info.ne[d]) for d in range(info.n_dims))
+        tname = ffi.string(lib.qwen3c_type_name(info.type)).decode()
+        res.append((ffi.string(name).decode("utf-8", "replace"), tname, shape, int(info.nbytes)))
+    return res
+
+
+def context_create(model_ptr, n_ctx: int, n_threads: int, n_batch: int = 0):
+    err = _Err()
+    params = ffi.new("qwen3c_context_params *")
+    params.n_ctx = n_ctx
+    params.n_threads = n_threads
+    params.n_batch = n_batch
+    out = ffi.new("qwen3c_context **")
+    _check(lib.qwen3c_context_create(model_ptr, params, out, err.buf, ERR_SIZE), err)
+    return out[0]
+
+
+def context_free(ctx_ptr) -> None:
+    lib.qwen3c_context_free(ctx_ptr)
+
+
+def context_info(ctx_ptr) -> tuple:
+    return lib.qwen3c_context_n_ctx(ctx_ptr), lib.qwen3c_context_n_threads(ctx_ptr)
+
+
+def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx: int,
+            n_layers: int = 0, dim: int = 0, trace: bool = False):
+    """Run the transformer; returns logits ((V,) or (n, V)) and, with trace, the hidden states."""
+    toks = _int32_array(tokens)
+    n = int(toks.size)
+    if n == 0:
+        raise ValueError("forward needs at least one token")
+    if not isinstance(pos, (int, np.integer)) or isinstance(pos, bool):
+        raise TypeError(f"pos must be an int, not {type(pos).__name__}")
+    pos = int(pos)
+    if pos < 0:
+        raise ValueError(f"position {pos} is negative")
+    if pos + n > n_ctx:
+        raise ContextOverflowError(
+            f"{n} tokens at position {pos} do not fit in the context of {n_ctx} tokens",
+            n_prompt_tokens=pos + n, n_ctx=n_ctx)
+    logits = np.empty((n, vocab_size) if all_logits else (vocab_size,), dtype=np.float32)
+    hidden = np.empty((n_layers + 2, n, dim), dtype=np.float32) if trace else None
+    err = _Err()
+    tp = ffi.cast("const int32_t *", ffi.from_buffer(toks))
+    lp = ffi.cast("float *", ffi.from_buffer(logits))
+    if trace:
+        hp = ffi.cast("float *", ffi.from_buffer(hidden))
+        rc = lib.qwen3c_forward_trace(ctx_ptr, tp, n, pos, lp, int(all_logits), hp, err.buf, ERR_SIZE)
+    else:
+        rc = lib.qwen3c_forward(ctx_ptr, tp, n, pos, lp, int(all_logits), err.buf, ERR_SIZE)
+    _check(rc, err, n_prompt_tokens=pos + n, n_ctx=n_ctx)
+    return (logits, hidden) if trace else logits
+
+
+def type_name(t: int) -> str:
+    return ffi.string(lib.qwen3c_type_name(t)).decode()
+
+
+# ---- tokenizer -----------------------------------------------------------------------------
+
+# ---- sampler -------------------------------------------------------------------------------
+
+def sampler_create(temperature: float, top_k: int, top_p: float, min_p: float,
+                   presence_penalty: float, frequency_penalty: float, repetition_penalty: float,
+                   penalty_last_n: int, seed: int):
+    """A new qwen3c_sampler* (freed by the garbage collector, or early by sampler_free)."""
+    params = ffi.new("qwen3c_sampler_params *", lib.qwen3c_sampler_default_params())
+    params.temperature = temperature
+    params.top_k = top_k
+    params.top_p = top_p
+    params.min_p = min_p
+    params.presence_penalty = presence_penalty
+    params.frequency_penalty = frequency_penalty
+    params.repetition_penalty = repetition_penalty
+    params.penalty_last_n = penalty_last_n
+    params.seed = seed
+    out = ffi.new("qwen3c_sampler **")
+    err = _Err()
+    _check(lib.qwen3c_sampler_create(params, out, err.buf, ERR_SIZE), err)
+    return ffi.gc(out[0], lib.qwen3c_sampler_free)
+
+
+def sampler_free(handle) -> None:
+    ffi.release(handle)
+
+
+def sampler_reset(handle) -> None:
+    lib.qwen3c_sampler_reset(handle)
+
+
+def sampler_accept(handle, token: int) -> None:
+    err = _Err()
+    _check(lib.qwen3c_sampler_accept(handle, token, err.buf, ERR_SIZE), err)
+
+
+def sampler_sample(handle, logits: np.ndarray) -> int:
+    """logits: a C-contiguous 1-D float32 array (checked by the caller)."""
+    out = ffi.new("int32_t *")
+    err = _Err()
+    buf = ffi.from_buffer("float[]", logits)
+    _check(lib.qwen3c_sampler_sample(handle, buf, int(logits.shape[0]), out, err.buf, ERR_SIZE),
+           err)
+    return int(out[0])
+
+
+# ---- kernels (tests) -----------------------------------------------------------------------

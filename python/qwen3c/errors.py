@@ -1,0 +1,30 @@
+"""The qwen3c exception tree. `Qwen3cError` is the base and is never raised directly."""
+
+
+class Qwen3cError(Exception):
+    """Base class of every error qwen3c raises on purpose."""
+
+
+class ModelFormatError(Qwen3cError, ValueError):
+    """The GGUF file is malformed: corrupt, truncated or inconsistent."""
+
+
+class UnsupportedModelError(Qwen3cError):
+    """A valid file that uses an architecture, tensor type or tokenizer qwen3c does not run."""
+
+
+class ContextOverflowError(Qwen3cError):
+    """The tokens do not fit in the context window (n_ctx).
+
+    Attributes: n_prompt_tokens (tokens that were asked for, including the ones already in the
+    cache where relevant) and n_ctx.
+    """
+
+    def __init__(self, message, n_prompt_tokens=None, n_ctx=None):
+        super().__init__(message)
+        self.n_prompt_tokens = n_prompt_tokens
+        self.n_ctx = n_ctx
+
+
+class ModelNotAvailableError(Qwen3cError):
+    """A model id or path could not be resolved (missing file, offline hub cache miss)."""

