@@ -137,7 +137,7 @@ static void attention(float *out, const float *q, const float *kc, const float *
 /* ---------------------------------------------------------------------------------------
  * The forward pass for one batch of n <= n_batch tokens (already validated)
  * ------------------------------------------------------------------------------------- */
-static void forward_batch(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, float *logits,
+static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, float *logits,
                           int all_logits, float *hidden, int64_t hidden_stride_layer) {
     const Transformer *tf = ctx->transformer;
     const Config *p = &tf->config;
@@ -336,7 +336,7 @@ int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_token
         float *lg = NULL;
         if (logits && all_logits) lg = logits + (size_t)c0 * V;
         else if (logits && last) lg = logits;
-        forward_batch(ctx, tokens + c0, n, pos + c0, lg, all_logits,
+        forward(ctx, tokens + c0, n, pos + c0, lg, all_logits,
                       hidden ? hidden + (size_t)c0 * D : NULL, hidden_stride_layer);
     }
     return QWEN3C_OK;

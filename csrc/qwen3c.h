@@ -266,6 +266,12 @@ int qwen3c_dequantize(int type, const void *src, size_t src_size, float *dst, in
 /* out[i] = dot(row i of W, x) for W of `type` with shape (d, n) stored row-major, x of n floats. */
 int qwen3c_matvec(int type, const void *w, size_t w_size, const float *x, int64_t n, int64_t d,
                   float *out, int n_threads, char *err, size_t err_size);
+/* Batched: out (n_tok, d) = x (n_tok, n) @ W^T, W of `type` with shape (d, n) row-major: the
+ * prefill path (each weight row is streamed once for all n_tok tokens). n_threads <= 0 = all
+ * cores. Both return QWEN3C_ERR_INVALID_ARG for bad sizes / NULL pointers and
+ * QWEN3C_ERR_UNSUPPORTED for a type without kernels. */
+int qwen3c_matmul(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
+                  int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size);
 
 /* CDEF END */
 

@@ -194,6 +194,68 @@ def type_name(t: int) -> str:
 
 # ---- tokenizer -----------------------------------------------------------------------------
 
+def tok_has(model_ptr) -> bool:
+    return bool(lib.qwen3c_model_has_tokenizer(model_ptr))
+
+
+def tok_special(model_ptr) -> dict:
+    """The special-token ids as a dict (-1 -> None); "eog" is a tuple."""
+    sp = ffi.new("qwen3c_special_tokens *")
+    lib.qwen3c_model_special_tokens(model_ptr, sp)
+    out = {name: (None if getattr(sp, name) < 0 else int(getattr(sp, name)))
+           for name in ("bos", "eos", "pad", "unk", "im_start", "im_end", "think", "think_end")}
+    out["eog"] = tuple(int(sp.eog[i]) for i in range(sp.n_eog))
+    return out
+
+
+def tok_info(model_ptr) -> tuple:
+    """(n_vocab, normalizer (QWEN3C_NORM_*), added token ids)."""
+    added = []
+    while True:
+        tid = lib.qwen3c_tokenizer_added_token(model_ptr, len(added))
+        if tid < 0:
+            break
+        added.append(int(tid))
+    return (int(lib.qwen3c_tokenizer_n_vocab(model_ptr)), int(lib.qwen3c_tokenizer_normalizer(model_ptr)),
+            added)
+
+
+NORM_NFC = lib.QWEN3C_NORM_NFC
+
+
+def tok_encode(model_ptr, data: bytes, special: bool) -> list:
+    """Token ids of UTF-8 `data` (already normalized)."""
+    err = _Err()
+    n = ffi.new("size_t *")
+    cap = len(data) + 1  # one id per byte at most, plus slack
+    ids = ffi.new("int32_t[]", cap)
+    st = lib.qwen3c_tokenize(model_ptr, data, len(data), 1 if special else 0, ids, cap, n,
+                             err.buf, ERR_SIZE)
+    _check(st, err)
+    return ffi.unpack(ids, n[0])
+
+
+def tok_token_bytes(model_ptr, token_id: int) -> bytes:
+    n = ffi.new("size_t *")
+    buf = ffi.new("char[]", 64)
+    st = lib.qwen3c_token_to_bytes(model_ptr, token_id, buf, 64, n)
+    if st == lib.QWEN3C_ERR_BUFFER:
+        buf = ffi.new("char[]", n[0])
+        st = lib.qwen3c_token_to_bytes(model_ptr, token_id, buf, n[0], n)
+    if st != lib.QWEN3C_OK:
+        raise ValueError(f"token id {token_id} is outside the vocabulary")
+    return ffi.unpack(buf, n[0])
+
+
+def tok_type(model_ptr, token_id: int) -> int:
+    return int(lib.qwen3c_token_type(model_ptr, token_id))
+
+
+def tok_lookup(model_ptr, piece: bytes) -> int | None:
+    tid = lib.qwen3c_token_lookup(model_ptr, piece, len(piece))
+    return None if tid < 0 else int(tid)
+
+
 # ---- sampler -------------------------------------------------------------------------------
 
 def sampler_create(temperature: float, top_k: int, top_p: float, min_p: float,
@@ -240,3 +302,70 @@ def sampler_sample(handle, logits: np.ndarray) -> int:
 
 
 # ---- kernels (tests) -----------------------------------------------------------------------
+
+TYPE_IDS = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8,
+            "Q4_K": 12, "Q5_K": 13, "Q6_K": 14, "BF16": 30}
+
+
+def _type_id(t) -> int:
+    if isinstance(t, str):
+        try:
+            return TYPE_IDS[t.upper()]
+        except KeyError:
+            raise ValueError(f"unknown tensor type {t!r}") from None
+    return int(t)
+
+
+def type_block_size(t) -> int:
+    """Elements per block of tensor type t (name or id), -1 if unknown."""
+    return int(lib.qwen3c_type_block_size(_type_id(t)))
+
+
+def type_row_size(t, n: int) -> int:
+    """Bytes of n elements of type t (n a multiple of the block size), -1 if invalid."""
+    return int(lib.qwen3c_type_row_size(_type_id(t), int(n)))
+
+
+def _bytes_view(data):
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return np.frombuffer(data, dtype=np.uint8)
+    return np.ascontiguousarray(np.asarray(data)).view(np.uint8).reshape(-1)
+
+
+def dequantize(t, data, n: int) -> np.ndarray:
+    """Dequantize n elements of type t from raw bytes `data` -> float32 (n,)."""
+    raw = _bytes_view(data)
+    n = int(n)
+    if n <= 0:
+        raise ValueError(f"dequantize: n must be positive, got {n}")
+    out = np.empty(n, dtype=np.float32)
+    err = _Err()
+    _check(lib.qwen3c_dequantize(_type_id(t), ffi.from_buffer(raw), raw.nbytes,
+                                 ffi.cast("float *", ffi.from_buffer(out)), n, err.buf, ERR_SIZE), err)
+    return out
+
+
+def matmul(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
+    """x (n_tok, n) or (n,) float32 @ W.T where W of type t has shape (d, n) stored in w_data.
+
+    Returns float32 (n_tok, d), or (d,) for a 1-D x (the matvec / decode path)."""
+    raw = _bytes_view(w_data)
+    xa = np.ascontiguousarray(x, dtype=np.float32)
+    if xa.ndim not in (1, 2):
+        raise ValueError("x must be 1-D (n,) or 2-D (n_tok, n)")
+    n = int(xa.shape[-1])
+    d = int(d)
+    err = _Err()
+    xp = ffi.cast("const float *", ffi.from_buffer(xa))
+    if xa.ndim == 1:
+        out = np.empty(max(d, 0), dtype=np.float32)
+        rc = lib.qwen3c_matvec(_type_id(t), ffi.from_buffer(raw), raw.nbytes, xp, n, d,
+                               ffi.cast("float *", ffi.from_buffer(out)), int(n_threads),
+                               err.buf, ERR_SIZE)
+    else:
+        out = np.empty((xa.shape[0], max(d, 0)), dtype=np.float32)
+        rc = lib.qwen3c_matmul(_type_id(t), ffi.from_buffer(raw), raw.nbytes, xp, int(xa.shape[0]),
+                               n, d, ffi.cast("float *", ffi.from_buffer(out)), int(n_threads),
+                               err.buf, ERR_SIZE)
+    _check(rc, err)
+    return out

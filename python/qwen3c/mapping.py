@@ -193,7 +193,7 @@ ROWS: Tuple[Row, ...] = (
     Row("compute", "one forward pass with hidden states", "qwen3c_forward_trace", "function", _F,
         ("modeling:Qwen3Model.forward",), None, hf_local="hidden_states",
         note="what `python -m qwen3c diff` compares"),
-    Row("compute", "the layer loop (one batch of tokens)", "forward_batch", "function", _F,
+    Row("compute", "the layer loop (one batch of tokens)", "forward", "function", _F,
         ("modeling:Qwen3Model.forward", "modeling:Qwen3DecoderLayer.forward"), None),
     Row("compute", "embedding lookup", "embed", "function", _F,
         ("instance:model.embed_tokens",), "token_embd.weight",

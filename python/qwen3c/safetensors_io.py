@@ -10,8 +10,9 @@ The format (https://github.com/huggingface/safetensors), little-endian throughou
 A checkpoint may be split into shards named by `model.safetensors.index.json`
 ({"weight_map": {"<tensor name>": "<shard file>"}}).
 
-Tensors are read through a memory map, one at a time, so converting a model never holds the
-whole checkpoint in memory: `Checkpoint.get(name)` returns a float32 array of one tensor.
+Tensors are read one at a time (or a range of rows at a time) with plain file reads, so
+converting a model never holds the whole checkpoint in memory: `Checkpoint.get(name)` returns
+a float32 array of one tensor, `Checkpoint.get(name, slice(r0, r1))` of some of its rows.
 """
 from __future__ import annotations
 
@@ -75,12 +76,7 @@ class SafetensorsFile:
                 raise ModelFormatError(f"{self.path}: tensor {name!r} ({dtype}, shape {list(shape)}) "
                                        f"has {end - begin} bytes of data")
             self.tensors[name] = (dtype, shape, begin, end)
-        self._mmap = None
-
-    def _data(self) -> np.ndarray:
-        if self._mmap is None:
-            self._mmap = np.memmap(self.path, dtype=np.uint8, mode="r")
-        return self._mmap
+        self._file = None
 
     def shape(self, name: str) -> tuple:
         return self.tensors[name][1]
@@ -88,25 +84,40 @@ class SafetensorsFile:
     def dtype(self, name: str) -> str:
         return self.tensors[name][0]
 
-    def raw(self, name: str) -> np.ndarray:
-        """The tensor in its stored dtype (BF16 as uint16 bits), a view into the mapping."""
+    def raw(self, name: str, rows: slice | None = None) -> np.ndarray:
+        """The tensor (or rows[start:stop] of its first dimension) in its stored dtype, BF16 as
+        uint16 bits. Read with a plain file read, so nothing stays mapped afterwards."""
         dtype, shape, begin, end = self.tensors[name]
         if dtype not in _DTYPES:
             raise UnsupportedModelError(f"{self.path}: tensor {name!r} has dtype {dtype}; "
                                         f"only F32, F16 and BF16 are supported")
-        start = self._data_start + begin
-        buf = self._data()[start:self._data_start + end]
-        return buf.view(_DTYPES[dtype][0]).reshape(shape)
+        np_dtype, esize = _DTYPES[dtype]
+        if rows is not None and shape:
+            r0, r1, _ = rows.indices(shape[0])
+            r1 = max(r0, r1)
+            row_elems = int(np.prod(shape[1:], dtype=np.int64))
+            begin += r0 * row_elems * esize
+            shape = (r1 - r0, *shape[1:])
+        count = int(np.prod(shape, dtype=np.int64))
+        if self._file is None:
+            self._file = open(self.path, "rb")
+        self._file.seek(self._data_start + begin)
+        data = np.fromfile(self._file, dtype=np_dtype, count=count)
+        if data.size != count:
+            raise ModelFormatError(f"{self.path}: tensor {name!r} is truncated")
+        return data.reshape(shape)
 
-    def get(self, name: str) -> np.ndarray:
-        """The tensor as a float32 array (a view for F32 data, a new array otherwise)."""
-        raw = self.raw(name)
+    def get(self, name: str, rows: slice | None = None) -> np.ndarray:
+        """The tensor (or some of its rows) as a float32 array."""
+        raw = self.raw(name, rows)
         if self.tensors[name][0] == "BF16":
             return bf16_bits_to_float32(raw)
         return raw.astype(np.float32, copy=False)
 
     def close(self):
-        self._mmap = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
 
 
 class Checkpoint:
@@ -147,8 +158,8 @@ class Checkpoint:
     def shape(self, name) -> tuple:
         return self._where[name].shape(name)
 
-    def get(self, name) -> np.ndarray:
-        return self._where[name].get(name)
+    def get(self, name, rows: slice | None = None) -> np.ndarray:
+        return self._where[name].get(name, rows)
 
     def close(self):
         for f in self.files:

@@ -1,0 +1,78 @@
+"""Micro-benchmark of the tensor-type kernels (csrc/quant.c): not a test.
+
+    PYTHONPATH=python python bench/bench_kernels.py [--mb 100] [--types Q8_0,F32] [--threads 1,2]
+
+decode:  matvec (1 token) over a ~100 MB weight matrix -> GB/s of weights streamed
+prefill: matmul of n_tok = 64 tokens against a Qwen3-0.6B-shaped 3072 x 1024 matrix -> GFLOP/s
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from qwen3c import _native
+
+SCALE_OFFSETS = {"Q8_0": (0,), "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2),
+                 "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
+
+
+def random_matrix(tname: str, rows: int, n: int, rng) -> np.ndarray:
+    if tname == "F32":
+        return rng.standard_normal((rows, n), dtype=np.float32).view(np.uint8)
+    if tname in ("F16", "BF16"):
+        raw = rng.integers(0, 2**16, size=(rows, n), dtype=np.uint16)
+        raw &= 0x3fff  # finite, moderate values in both encodings
+        return raw.view(np.uint8)
+    bs = _native.type_block_size(tname)
+    ts = _native.type_row_size(tname, bs)
+    raw = rng.integers(0, 256, size=(rows * (n // bs), ts), dtype=np.uint8)
+    for off in SCALE_OFFSETS[tname]:
+        raw[:, off:off + 2] = np.full((raw.shape[0],), 0.01, np.float16).view(np.uint8).reshape(-1, 2)
+    return raw.reshape(rows, -1)
+
+
+def best_time(fn, reps: int, nt: int) -> float:
+    """Best of reps; single-threaded runs use CPU time (robust on a shared machine)."""
+    clock = time.process_time if nt == 1 else time.perf_counter
+    fn()
+    best = float("inf")
+    for _ in range(reps):
+        t0 = clock()
+        fn()
+        best = min(best, clock() - t0)
+    return best
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=float, default=100.0, help="decode matrix size in MB")
+    ap.add_argument("--types", default="Q8_0,F32,F16,BF16,Q4_0,Q4_1,Q5_0,Q4_K,Q5_K,Q6_K")
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--n-tok", type=int, default=64)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    threads = [int(t) for t in args.threads.split(",")]
+    n = 4096
+    print(f"{'type':6} {'threads':>7} {'decode GB/s':>12} {'prefill GFLOP/s':>16}")
+    for tname in args.types.split(","):
+        row_bytes = _native.type_row_size(tname, n)
+        rows = int(args.mb * 1e6 // row_bytes) // 16 * 16
+        w = random_matrix(tname, rows, n, rng)
+        x = rng.standard_normal(n, dtype=np.float32)
+        # prefill: Qwen3-0.6B ffn_up shape (3072 x 1024), n_tok tokens
+        pd, pn = 3072, 1024
+        wp = random_matrix(tname, pd, pn, rng)
+        xp = rng.standard_normal((args.n_tok, pn), dtype=np.float32)
+        for nt in threads:
+            t = best_time(lambda: _native.matmul(tname, w, x, rows, n_threads=nt), 5, nt)
+            tp = best_time(lambda: _native.matmul(tname, wp, xp, pd, n_threads=nt), 5, nt)
+            gbs = w.nbytes / t / 1e9
+            gflops = 2.0 * args.n_tok * pd * pn / tp / 1e9
+            print(f"{tname:6} {nt:7d} {gbs:12.1f} {gflops:16.1f}")
+        del w
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,825 @@
+/*
+ * quant.c -- tensor types: block formats, dequantization and the matmul kernels.
+ *
+ * Every weight matrix is used in its stored GGUF type. A row of n elements is n / bs blocks
+ * of ts bytes each (bs = block size, ts = type size):
+ *
+ *   type   bs   ts   block layout (little-endian; "f16" = IEEE half)     element value
+ *   F32     1    4   float                                               x
+ *   F16     1    2   f16                                                 x
+ *   BF16    1    2   upper 16 bits of a float                            x
+ *   Q8_0   32   34   f16 d; int8 qs[32]                                  d * qs[j]
+ *   Q4_0   32   18   f16 d; u8 qs[16]                                    d * (q - 8)
+ *   Q4_1   32   20   f16 d, m; u8 qs[16]                                 d * q + m
+ *   Q5_0   32   22   f16 d; u8 qh[4]; u8 qs[16]                          d * (q - 16)
+ *   Q5_1   32   24   f16 d, m; u8 qh[4]; u8 qs[16]                       d * q + m
+ *   Q4_K  256  144   f16 d, dmin; u8 scales[12]; u8 qs[128]              (d*sc) * q - (dmin*mn)
+ *   Q5_K  256  176   f16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]   (d*sc) * q - (dmin*mn)
+ *   Q6_K  256  210   u8 ql[128]; u8 qh[64]; int8 scales[16]; f16 d       (d*sc) * (q - 32)
+ *
+ * 32-element blocks (Q4_0/Q4_1/Q5_x): element j < 16 is the low nibble of qs[j], element
+ * j + 16 its high nibble; Q5 adds bit j of the 32-bit qh as bit 4 of element j.
+ * Q4_K/Q5_K: 8 sub-blocks of 32 with 6-bit scales sc and mins mn packed in scales[12]; the
+ * 32 bytes qs[32c .. 32c+32) hold sub-block 2c (low nibbles) and 2c+1 (high nibbles); Q5_K's
+ * qh[l] bit s is bit 4 of element l of sub-block s.
+ * Q6_K: two halves of 128; in a half, element i < 64 is the low nibble of ql[i], i >= 64 the
+ * high nibble of ql[i - 64]; bits 4-5 are (qh[i % 32] >> 2 * (i / 32)) & 3; one int8 scale per
+ * 16 elements.
+ *
+ * Precision: activations stay float32; weights are dequantized in registers (or into a small
+ * L1/L2 tile) and accumulated in float32 with FMA. dequantize_row reproduces the reference
+ * dequantization (gguf-py's gguf.quants) bit for bit, including its rounding order.
+ *
+ * Kernels:
+ *   decode (1 token):  vec_dot_<type>(n, row, x): a SIMD dot product per weight row.
+ *   prefill (n tokens): dequantize TILE_R rows x TILE_K columns once into a float tile, then
+ *                       a register-blocked TILE_R x TILE_T micro-kernel over the tokens.
+ */
+#include <assert.h>
+#include <limits.h>
+#include <omp.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__AVX512F__) || defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+#include "internal.h"
+
+/* The full AVX-512 path needs F (fp32), BW (int16 lanes), VL and F16C. */
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__F16C__)
+#define QWEN3C_AVX512 1
+#else
+#define QWEN3C_AVX512 0
+#endif
+
+/* The reference dequantization rounds each product and sum separately: keep the compiler
+ * from fusing them into an FMA there (it may fuse everywhere else). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define NO_FP_CONTRACT __attribute__((optimize("fp-contract=off")))
+#else
+#define NO_FP_CONTRACT
+#endif
+
+#define QK 32      /* elements per block of the 32-element formats */
+#define QK_K 256   /* elements per super-block of the K-quants */
+
+/* ---------------------------------------------------------------------------------------
+ * Type table
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    int         type;
+    const char *name;
+    int         block_size;  /* elements per block */
+    int         type_size;   /* bytes per block */
+    bool        supported;   /* we have kernels for it */
+} TypeInfo;
+
+static const TypeInfo type_table[] = {
+    {QWEN3C_TYPE_F32,  "F32",   1,   4, true},
+    {QWEN3C_TYPE_F16,  "F16",   1,   2, true},
+    {QWEN3C_TYPE_BF16, "BF16",  1,   2, true},
+    {QWEN3C_TYPE_Q4_0, "Q4_0", 32,  18, true},
+    {QWEN3C_TYPE_Q4_1, "Q4_1", 32,  20, true},
+    {QWEN3C_TYPE_Q5_0, "Q5_0", 32,  22, true},
+    {QWEN3C_TYPE_Q5_1, "Q5_1", 32,  24, true},
+    {QWEN3C_TYPE_Q8_0, "Q8_0", 32,  34, true},
+    {QWEN3C_TYPE_Q8_1, "Q8_1", 32,  36, false},
+    {QWEN3C_TYPE_Q2_K, "Q2_K", 256, 84, false},
+    {QWEN3C_TYPE_Q3_K, "Q3_K", 256, 110, false},
+    {QWEN3C_TYPE_Q4_K, "Q4_K", 256, 144, true},
+    {QWEN3C_TYPE_Q5_K, "Q5_K", 256, 176, true},
+    {QWEN3C_TYPE_Q6_K, "Q6_K", 256, 210, true},
+    {QWEN3C_TYPE_Q8_K, "Q8_K", 256, 292, false},
+};
+
+static const TypeInfo *type_info(int type) {
+    for (size_t i = 0; i < sizeof(type_table) / sizeof(type_table[0]); i++)
+        if (type_table[i].type == type) return &type_table[i];
+    return NULL;
+}
+
+const char *qwen3c_type_name(int type) {
+    const TypeInfo *ti = type_info(type);
+    if (ti) return ti->name;
+    return type >= 0 ? gguf_type_name((uint32_t)type) : "unknown";
+}
+
+int qwen3c_type_block_size(int type) {
+    const TypeInfo *ti = type_info(type);
+    return ti ? ti->block_size : -1;
+}
+
+int64_t qwen3c_type_row_size(int type, int64_t n) {
+    const TypeInfo *ti = type_info(type);
+    if (!ti || n < 0 || n % ti->block_size != 0) return -1;
+    int64_t nb = n / ti->block_size;
+    if (nb > INT64_MAX / ti->type_size) return -1;
+    return nb * ti->type_size;
+}
+
+bool type_supported(int type) {
+    const TypeInfo *ti = type_info(type);
+    return ti != NULL && ti->supported;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Scalar helpers
+ * ------------------------------------------------------------------------------------- */
+static inline uint16_t read_u16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+static inline uint32_t read_u32(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline float bits_to_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* IEEE half -> float (exact, including subnormals, inf and NaN). */
+static inline float fp16_to_fp32(uint16_t h) {
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {  /* subnormal: normalize the mantissa */
+            uint32_t e = 0;
+            while (!(man & 0x400u)) { man <<= 1; e++; }
+            man &= 0x3ffu;
+            bits = sign | ((127u - 14u - e) << 23) | (man << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 112u) << 23) | (man << 13);
+    }
+    return bits_to_f32(bits);
+#endif
+}
+
+static inline float bf16_to_fp32(uint16_t h) { return bits_to_f32((uint32_t)h << 16); }
+
+/* The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block. */
+static inline void k_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Reference dequantization (exact): one block of each type
+ * ------------------------------------------------------------------------------------- */
+NO_FP_CONTRACT static void dq_q8_0(const uint8_t *b, float *y) {
+    const float d = fp16_to_fp32(read_u16(b));
+    const int8_t *qs = (const int8_t *)(b + 2);
+    for (int j = 0; j < QK; j++) y[j] = (float)qs[j] * d;
+}
+
+NO_FP_CONTRACT static void dq_q4_0(const uint8_t *b, float *y) {
+    const float d = fp16_to_fp32(read_u16(b));
+    const uint8_t *qs = b + 2;
+    for (int j = 0; j < QK / 2; j++) {
+        y[j] = d * (float)((qs[j] & 0x0f) - 8);
+        y[j + QK / 2] = d * (float)((qs[j] >> 4) - 8);
+    }
+}
+
+NO_FP_CONTRACT static void dq_q4_1(const uint8_t *b, float *y) {
+    const float d = fp16_to_fp32(read_u16(b)), m = fp16_to_fp32(read_u16(b + 2));
+    const uint8_t *qs = b + 4;
+    for (int j = 0; j < QK / 2; j++) {
+        y[j] = d * (float)(qs[j] & 0x0f) + m;
+        y[j + QK / 2] = d * (float)(qs[j] >> 4) + m;
+    }
+}
+
+NO_FP_CONTRACT static void dq_q5_0(const uint8_t *b, float *y) {
+    const float d = fp16_to_fp32(read_u16(b));
+    const uint32_t qh = read_u32(b + 2);
+    const uint8_t *qs = b + 6;
+    for (int j = 0; j < QK / 2; j++) {
+        int lo = (qs[j] & 0x0f) | (int)(((qh >> j) & 1u) << 4);
+        int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+        y[j] = d * (float)(lo - 16);
+        y[j + QK / 2] = d * (float)(hi - 16);
+    }
+}
+
+NO_FP_CONTRACT static void dq_q5_1(const uint8_t *b, float *y) {
+    const float d = fp16_to_fp32(read_u16(b)), m = fp16_to_fp32(read_u16(b + 2));
+    const uint32_t qh = read_u32(b + 4);
+    const uint8_t *qs = b + 8;
+    for (int j = 0; j < QK / 2; j++) {
+        int lo = (qs[j] & 0x0f) | (int)(((qh >> j) & 1u) << 4);
+        int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
+        y[j] = d * (float)lo + m;
+        y[j + QK / 2] = d * (float)hi + m;
+    }
+}
+
+NO_FP_CONTRACT static void dq_q4_k(const uint8_t *b, float *y) {
+    const float d = fp16_to_fp32(read_u16(b)), dmin = fp16_to_fp32(read_u16(b + 2));
+    const uint8_t *scales = b + 4, *qs = b + 16;
+    for (int c = 0; c < 4; c++) {             /* 4 chunks of 64 = two sub-blocks */
+        int sc0, mn0, sc1, mn1;
+        k_scale_min(2 * c, scales, &sc0, &mn0);
+        k_scale_min(2 * c + 1, scales, &sc1, &mn1);
+        const float d0 = d * (float)sc0, m0 = dmin * (float)mn0;
+        const float d1 = d * (float)sc1, m1 = dmin * (float)mn1;
+        const uint8_t *q = qs + 32 * c;
+        for (int l = 0; l < 32; l++) {
+            y[64 * c + l] = d0 * (float)(q[l] & 0x0f) - m0;
+            y[64 * c + 32 + l] = d1 * (float)(q[l] >> 4) - m1;
+        }
+    }
+}
+
+NO_FP_CONTRACT static void dq_q5_k(const uint8_t *b, float *y) {
+    const float d = fp16_to_fp32(read_u16(b)), dmin = fp16_to_fp32(read_u16(b + 2));
+    const uint8_t *scales = b + 4, *qh = b + 16, *qs = b + 48;
+    for (int c = 0; c < 4; c++) {
+        int sc0, mn0, sc1, mn1;
+        k_scale_min(2 * c, scales, &sc0, &mn0);
+        k_scale_min(2 * c + 1, scales, &sc1, &mn1);
+        const float d0 = d * (float)sc0, m0 = dmin * (float)mn0;
+        const float d1 = d * (float)sc1, m1 = dmin * (float)mn1;
+        const uint8_t *q = qs + 32 * c;
+        for (int l = 0; l < 32; l++) {
+            int q0 = (q[l] & 0x0f) | (((qh[l] >> (2 * c)) & 1) << 4);
+            int q1 = (q[l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4);
+            y[64 * c + l] = d0 * (float)q0 - m0;
+            y[64 * c + 32 + l] = d1 * (float)q1 - m1;
+        }
+    }
+}
+
+NO_FP_CONTRACT static void dq_q6_k(const uint8_t *b, float *y) {
+    const uint8_t *ql = b, *qh = b + 128;
+    const int8_t *sc = (const int8_t *)(b + 192);
+    const float d = fp16_to_fp32(read_u16(b + 208));
+    for (int h = 0; h < 2; h++) {             /* two halves of 128 */
+        const uint8_t *l8 = ql + 64 * h, *h8 = qh + 32 * h;
+        float *yh = y + 128 * h;
+        for (int i = 0; i < 128; i++) {
+            int lo = i < 64 ? (l8[i] & 0x0f) : (l8[i - 64] >> 4);
+            int hi = (h8[i % 32] >> (2 * (i / 32))) & 3;
+            int q = (lo | (hi << 4)) - 32;
+            const float ds = d * (float)sc[(128 * h + i) / 16];
+            yh[i] = ds * (float)q;
+        }
+    }
+}
+
+void dequantize_row(int type, const void *src, float *dst, int64_t n) {
+    const uint8_t *p = (const uint8_t *)src;
+    switch (type) {
+    case QWEN3C_TYPE_F32:
+        memcpy(dst, src, (size_t)n * sizeof(float));
+        return;
+    case QWEN3C_TYPE_F16:
+        for (int64_t i = 0; i < n; i++) dst[i] = fp16_to_fp32(read_u16(p + 2 * i));
+        return;
+    case QWEN3C_TYPE_BF16:
+        for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_fp32(read_u16(p + 2 * i));
+        return;
+    default:
+        break;
+    }
+    void (*dq)(const uint8_t *, float *);
+    int bs, ts;
+    switch (type) {
+    case QWEN3C_TYPE_Q8_0: dq = dq_q8_0; bs = QK; ts = 34; break;
+    case QWEN3C_TYPE_Q4_0: dq = dq_q4_0; bs = QK; ts = 18; break;
+    case QWEN3C_TYPE_Q4_1: dq = dq_q4_1; bs = QK; ts = 20; break;
+    case QWEN3C_TYPE_Q5_0: dq = dq_q5_0; bs = QK; ts = 22; break;
+    case QWEN3C_TYPE_Q5_1: dq = dq_q5_1; bs = QK; ts = 24; break;
+    case QWEN3C_TYPE_Q4_K: dq = dq_q4_k; bs = QK_K; ts = 144; break;
+    case QWEN3C_TYPE_Q5_K: dq = dq_q5_k; bs = QK_K; ts = 176; break;
+    case QWEN3C_TYPE_Q6_K: dq = dq_q6_k; bs = QK_K; ts = 210; break;
+    default:
+        assert(!"dequantize_row: unsupported type (callers check type_supported)");
+        return;
+    }
+    for (int64_t i = 0; i < n / bs; i++) dq(p + i * ts, dst + i * bs);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * AVX-512 building blocks
+ * ------------------------------------------------------------------------------------- */
+#if QWEN3C_AVX512
+/* 16 consecutive weights of a 32-element block as floats, low (j < 16) or high half. */
+static inline __m512 q8_half(const uint8_t *qs) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)qs)));
+}
+
+/* The 16 packed bytes of a 4-bit block as 16 int32 lanes (nibbles not yet split). */
+static inline __m512i nib_bytes(const uint8_t *qs) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)qs));
+}
+
+static inline __m512 load_f16x16(const uint8_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+
+static inline __m512 load_bf16x16(const uint8_t *p) {
+    __m512i v = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+}
+
+/* 5-bit quants of a Q5 block: nibbles | the 32 qh bits as bit 4. */
+static inline void q5_split(const uint8_t *qs, uint32_t qh, __m512i *lo, __m512i *hi) {
+    const __m512i v = nib_bytes(qs), m15 = _mm512_set1_epi32(15), b16 = _mm512_set1_epi32(16);
+    *lo = _mm512_mask_or_epi32(_mm512_and_si512(v, m15), (__mmask16)(qh & 0xffff),
+                               _mm512_and_si512(v, m15), b16);
+    *hi = _mm512_mask_or_epi32(_mm512_srli_epi32(v, 4), (__mmask16)(qh >> 16),
+                               _mm512_srli_epi32(v, 4), b16);
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------
+ * Decode: dot(row, x) over n elements, one kernel per type
+ * ------------------------------------------------------------------------------------- */
+typedef float (*vec_dot_fn)(const uint8_t *row, const float *x, int64_t n);
+
+#if !QWEN3C_AVX512
+/* Portable dot product with 8 independent partial sums (vectorizable). */
+static float dot_f32_scalar(const float *a, const float *b, int64_t n) {
+    float s[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) s[k] += a[i + k] * b[i + k];
+    for (; i < n; i++) s[0] += a[i] * b[i];
+    return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
+}
+#endif
+
+static float vec_dot_f32(const uint8_t *row, const float *x, int64_t n) {
+    const float *w = (const float *)(const void *)row;
+#if QWEN3C_AVX512
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 16), _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 32), _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i + 48), _mm512_loadu_ps(x + i + 48), a3);
+    }
+    for (; i + 16 <= n; i += 16)
+        a0 = _mm512_fmadd_ps(_mm512_loadu_ps(w + i), _mm512_loadu_ps(x + i), a0);
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        a1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, w + i), _mm512_maskz_loadu_ps(m, x + i), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+#else
+    return dot_f32_scalar(w, x, n);  /* GGUF aligns tensor data: rows are float-aligned */
+#endif
+}
+
+#if QWEN3C_AVX512
+static float vec_dot_f16(const uint8_t *row, const float *x, int64_t n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(load_f16x16(row + 2 * i), _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(load_f16x16(row + 2 * i + 32), _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(load_f16x16(row + 2 * i + 64), _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(load_f16x16(row + 2 * i + 96), _mm512_loadu_ps(x + i + 48), a3);
+    }
+    for (; i + 16 <= n; i += 16)
+        a0 = _mm512_fmadd_ps(load_f16x16(row + 2 * i), _mm512_loadu_ps(x + i), a0);
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512 w = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, row + 2 * i));
+        a1 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, x + i), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+static float vec_dot_bf16(const uint8_t *row, const float *x, int64_t n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_fmadd_ps(load_bf16x16(row + 2 * i), _mm512_loadu_ps(x + i), a0);
+        a1 = _mm512_fmadd_ps(load_bf16x16(row + 2 * i + 32), _mm512_loadu_ps(x + i + 16), a1);
+        a2 = _mm512_fmadd_ps(load_bf16x16(row + 2 * i + 64), _mm512_loadu_ps(x + i + 32), a2);
+        a3 = _mm512_fmadd_ps(load_bf16x16(row + 2 * i + 96), _mm512_loadu_ps(x + i + 48), a3);
+    }
+    for (; i + 16 <= n; i += 16)
+        a0 = _mm512_fmadd_ps(load_bf16x16(row + 2 * i), _mm512_loadu_ps(x + i), a0);
+    if (i < n) {
+        __mmask16 m = (__mmask16)((1u << (n - i)) - 1);
+        __m512i v = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, row + 2 * i));
+        __m512 w = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));
+        a1 = _mm512_fmadd_ps(w, _mm512_maskz_loadu_ps(m, x + i), a1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
+
+/* Q8_0: per block, s = sum(q * x) in 16 lanes, then acc += d * s (d factored out). */
+static float vec_dot_q8_0(const uint8_t *row, const float *x, int64_t n) {
+    const int64_t nb = n / QK;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        const uint8_t *p = row + b * 34;
+        const float *xb = x + b * QK;
+        __m512 s0 = _mm512_mul_ps(q8_half(p + 2), _mm512_loadu_ps(xb));
+        __m512 s1 = _mm512_mul_ps(q8_half(p + 36), _mm512_loadu_ps(xb + 32));
+        s0 = _mm512_fmadd_ps(q8_half(p + 18), _mm512_loadu_ps(xb + 16), s0);
+        s1 = _mm512_fmadd_ps(q8_half(p + 52), _mm512_loadu_ps(xb + 48), s1);
+        a0 = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p))), s0, a0);
+        a1 = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p + 34))), s1, a1);
+    }
+    for (; b < nb; b++) {
+        const uint8_t *p = row + b * 34;
+        const float *xb = x + b * QK;
+        __m512 s0 = _mm512_mul_ps(q8_half(p + 2), _mm512_loadu_ps(xb));
+        s0 = _mm512_fmadd_ps(q8_half(p + 18), _mm512_loadu_ps(xb + 16), s0);
+        a0 = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p))), s0, a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+/* Q4_0: nibbles -> int32 lanes -> minus 8 -> float; d factored out per block. */
+static float vec_dot_q4_0(const uint8_t *row, const float *x, int64_t n) {
+    const int64_t nb = n / QK;
+    const __m512i m15 = _mm512_set1_epi32(15), k8 = _mm512_set1_epi32(8);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = row + b * 18;
+        const float *xb = x + b * QK;
+        __m512i v = nib_bytes(p + 2);
+        __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, m15), k8));
+        __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(v, 4), k8));
+        __m512 s = _mm512_mul_ps(lo, _mm512_loadu_ps(xb));
+        s = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xb + 16), s);
+        if (b & 1) a1 = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p))), s, a1);
+        else       a0 = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p))), s, a0);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
+/* Q4_1: sum((d q + m) x) = d sum(q x) + m sum(x). */
+static float vec_dot_q4_1(const uint8_t *row, const float *x, int64_t n) {
+    const int64_t nb = n / QK;
+    const __m512i m15 = _mm512_set1_epi32(15);
+    __m512 ad = _mm512_setzero_ps(), am = ad;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = row + b * 20;
+        const float *xb = x + b * QK;
+        __m512i v = nib_bytes(p + 4);
+        __m512 lo = _mm512_cvtepi32_ps(_mm512_and_si512(v, m15));
+        __m512 hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
+        __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
+        __m512 s = _mm512_fmadd_ps(hi, x1, _mm512_mul_ps(lo, x0));
+        ad = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p))), s, ad);
+        am = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p + 2))),
+                             _mm512_add_ps(x0, x1), am);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(ad, am));
+}
+
+static float vec_dot_q5_0(const uint8_t *row, const float *x, int64_t n) {
+    const int64_t nb = n / QK;
+    const __m512i k16 = _mm512_set1_epi32(16);
+    __m512 a0 = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = row + b * 22;
+        const float *xb = x + b * QK;
+        __m512i lo, hi;
+        q5_split(p + 6, read_u32(p + 2), &lo, &hi);
+        __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(lo, k16)), _mm512_loadu_ps(xb));
+        s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(hi, k16)), _mm512_loadu_ps(xb + 16), s);
+        a0 = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p))), s, a0);
+    }
+    return _mm512_reduce_add_ps(a0);
+}
+
+static float vec_dot_q5_1(const uint8_t *row, const float *x, int64_t n) {
+    const int64_t nb = n / QK;
+    __m512 ad = _mm512_setzero_ps(), am = ad;
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = row + b * 24;
+        const float *xb = x + b * QK;
+        __m512i lo, hi;
+        q5_split(p + 8, read_u32(p + 4), &lo, &hi);
+        __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
+        __m512 s = _mm512_fmadd_ps(_mm512_cvtepi32_ps(hi), x1,
+                                   _mm512_mul_ps(_mm512_cvtepi32_ps(lo), x0));
+        ad = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p))), s, ad);
+        am = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p + 2))),
+                             _mm512_add_ps(x0, x1), am);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(ad, am));
+}
+#endif /* QWEN3C_AVX512 */
+
+/* Any type: dequantize a few blocks at a time into an L1 buffer, then a float dot. */
+#define GENERIC_CHUNK 512
+static float vec_dot_generic(int type, const uint8_t *row, const float *x, int64_t n) {
+    const TypeInfo *ti = type_info(type);
+    const int64_t step = GENERIC_CHUNK / ti->block_size * ti->block_size;  /* whole blocks */
+    float buf[GENERIC_CHUNK], s = 0.0f;
+    for (int64_t i = 0; i < n; i += step) {
+        int64_t k = n - i < step ? n - i : step;
+        dequantize_row(type, row + i / ti->block_size * ti->type_size, buf, k);
+#if QWEN3C_AVX512
+        s += vec_dot_f32((const uint8_t *)buf, x + i, k);
+#else
+        s += dot_f32_scalar(buf, x + i, k);
+#endif
+    }
+    return s;
+}
+
+static float vec_dot(int type, const uint8_t *row, const float *x, int64_t n) {
+    switch (type) {
+    case QWEN3C_TYPE_F32:  return vec_dot_f32(row, x, n);
+#if QWEN3C_AVX512
+    case QWEN3C_TYPE_F16:  return vec_dot_f16(row, x, n);
+    case QWEN3C_TYPE_BF16: return vec_dot_bf16(row, x, n);
+    case QWEN3C_TYPE_Q8_0: return vec_dot_q8_0(row, x, n);
+    case QWEN3C_TYPE_Q4_0: return vec_dot_q4_0(row, x, n);
+    case QWEN3C_TYPE_Q4_1: return vec_dot_q4_1(row, x, n);
+    case QWEN3C_TYPE_Q5_0: return vec_dot_q5_0(row, x, n);
+    case QWEN3C_TYPE_Q5_1: return vec_dot_q5_1(row, x, n);
+#endif
+    default:               return vec_dot_generic(type, row, x, n);
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Prefill: tile dequantization + register-blocked micro-kernel
+ * ------------------------------------------------------------------------------------- */
+#define TILE_R 4      /* weight rows per tile */
+#define TILE_K 1024   /* columns per tile (a multiple of every block size) */
+#define TILE_T 6      /* tokens per micro-kernel call: TILE_R * TILE_T accumulators */
+
+/* Dequantize n elements (whole blocks) for computing: like dequantize_row, but free to fuse
+ * multiply-adds (values may differ from the reference by 1 ulp for Q4_1/Q5_1/K-quants). */
+static void dequantize_fast(int type, const uint8_t *src, float *dst, int64_t n) {
+#if QWEN3C_AVX512
+    switch (type) {
+    case QWEN3C_TYPE_F16:
+        if (n % 16 == 0) {
+            for (int64_t i = 0; i < n; i += 16) _mm512_storeu_ps(dst + i, load_f16x16(src + 2 * i));
+            return;
+        }
+        break;
+    case QWEN3C_TYPE_BF16:
+        if (n % 16 == 0) {
+            for (int64_t i = 0; i < n; i += 16) _mm512_storeu_ps(dst + i, load_bf16x16(src + 2 * i));
+            return;
+        }
+        break;
+    case QWEN3C_TYPE_Q8_0:
+        for (int64_t b = 0; b < n / QK; b++) {
+            const uint8_t *p = src + b * 34;
+            __m512 d = _mm512_set1_ps(fp16_to_fp32(read_u16(p)));
+            _mm512_storeu_ps(dst + b * QK, _mm512_mul_ps(q8_half(p + 2), d));
+            _mm512_storeu_ps(dst + b * QK + 16, _mm512_mul_ps(q8_half(p + 18), d));
+        }
+        return;
+    case QWEN3C_TYPE_Q4_0: {
+        const __m512i m15 = _mm512_set1_epi32(15), k8 = _mm512_set1_epi32(8);
+        for (int64_t b = 0; b < n / QK; b++) {
+            const uint8_t *p = src + b * 18;
+            __m512 d = _mm512_set1_ps(fp16_to_fp32(read_u16(p)));
+            __m512i v = nib_bytes(p + 2);
+            __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, m15), k8));
+            __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(v, 4), k8));
+            _mm512_storeu_ps(dst + b * QK, _mm512_mul_ps(d, lo));
+            _mm512_storeu_ps(dst + b * QK + 16, _mm512_mul_ps(d, hi));
+        }
+        return;
+    }
+    case QWEN3C_TYPE_Q4_1: {
+        const __m512i m15 = _mm512_set1_epi32(15);
+        for (int64_t b = 0; b < n / QK; b++) {
+            const uint8_t *p = src + b * 20;
+            __m512 d = _mm512_set1_ps(fp16_to_fp32(read_u16(p)));
+            __m512 m = _mm512_set1_ps(fp16_to_fp32(read_u16(p + 2)));
+            __m512i v = nib_bytes(p + 4);
+            __m512 lo = _mm512_cvtepi32_ps(_mm512_and_si512(v, m15));
+            __m512 hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
+            _mm512_storeu_ps(dst + b * QK, _mm512_fmadd_ps(d, lo, m));
+            _mm512_storeu_ps(dst + b * QK + 16, _mm512_fmadd_ps(d, hi, m));
+        }
+        return;
+    }
+    case QWEN3C_TYPE_Q5_0: {
+        const __m512i k16 = _mm512_set1_epi32(16);
+        for (int64_t b = 0; b < n / QK; b++) {
+            const uint8_t *p = src + b * 22;
+            __m512 d = _mm512_set1_ps(fp16_to_fp32(read_u16(p)));
+            __m512i lo, hi;
+            q5_split(p + 6, read_u32(p + 2), &lo, &hi);
+            _mm512_storeu_ps(dst + b * QK, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(lo, k16))));
+            _mm512_storeu_ps(dst + b * QK + 16, _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(hi, k16))));
+        }
+        return;
+    }
+    case QWEN3C_TYPE_Q5_1:
+        for (int64_t b = 0; b < n / QK; b++) {
+            const uint8_t *p = src + b * 24;
+            __m512 d = _mm512_set1_ps(fp16_to_fp32(read_u16(p)));
+            __m512 m = _mm512_set1_ps(fp16_to_fp32(read_u16(p + 2)));
+            __m512i lo, hi;
+            q5_split(p + 8, read_u32(p + 4), &lo, &hi);
+            _mm512_storeu_ps(dst + b * QK, _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(lo), m));
+            _mm512_storeu_ps(dst + b * QK + 16, _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(hi), m));
+        }
+        return;
+    default:
+        break;
+    }
+#endif
+    dequantize_row(type, src, dst, n);
+}
+
+#if QWEN3C_AVX512
+/* part[r * NT + t] = dot(tile row r, x row t) over k elements; tile rows have stride TILE_K,
+ * x rows stride xs. NR, NT are compile-time constants at every call site, so the loops
+ * unroll and the NR*NT accumulators stay in registers. */
+static inline __attribute__((always_inline)) void
+tile_kernel(const int NR, const int NT, const float *tile, const float *x, int64_t xs,
+            int64_t k, float *part) {
+    __m512 acc[TILE_R][TILE_T];
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
+    int64_t i = 0;
+    for (; i + 16 <= k; i += 16) {
+        __m512 w[TILE_R];
+        for (int r = 0; r < NR; r++) w[r] = _mm512_load_ps(tile + r * TILE_K + i);
+        for (int t = 0; t < NT; t++) {
+            __m512 xv = _mm512_loadu_ps(x + t * xs + i);
+            for (int r = 0; r < NR; r++) acc[r][t] = _mm512_fmadd_ps(w[r], xv, acc[r][t]);
+        }
+    }
+    if (i < k) {
+        __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
+        __m512 w[TILE_R];
+        for (int r = 0; r < NR; r++) w[r] = _mm512_maskz_loadu_ps(m, tile + r * TILE_K + i);
+        for (int t = 0; t < NT; t++) {
+            __m512 xv = _mm512_maskz_loadu_ps(m, x + t * xs + i);
+            for (int r = 0; r < NR; r++) acc[r][t] = _mm512_fmadd_ps(w[r], xv, acc[r][t]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) part[r * TILE_T + t] = _mm512_reduce_add_ps(acc[r][t]);
+}
+
+static void tile_dispatch(int nr, int nt, const float *tile, const float *x, int64_t xs,
+                          int64_t k, float *part) {
+    if (nr == TILE_R) {
+        switch (nt) {
+        case 1: tile_kernel(4, 1, tile, x, xs, k, part); return;
+        case 2: tile_kernel(4, 2, tile, x, xs, k, part); return;
+        case 3: tile_kernel(4, 3, tile, x, xs, k, part); return;
+        case 4: tile_kernel(4, 4, tile, x, xs, k, part); return;
+        case 5: tile_kernel(4, 5, tile, x, xs, k, part); return;
+        default: tile_kernel(4, 6, tile, x, xs, k, part); return;
+        }
+    }
+    /* a few leftover rows at the end of a matrix: one row at a time */
+    for (int r = 0; r < nr; r++) {
+        float p1[TILE_R * TILE_T];
+        switch (nt) {
+        case 1: tile_kernel(1, 1, tile + r * TILE_K, x, xs, k, p1); break;
+        case 2: tile_kernel(1, 2, tile + r * TILE_K, x, xs, k, p1); break;
+        case 3: tile_kernel(1, 3, tile + r * TILE_K, x, xs, k, p1); break;
+        case 4: tile_kernel(1, 4, tile + r * TILE_K, x, xs, k, p1); break;
+        case 5: tile_kernel(1, 5, tile + r * TILE_K, x, xs, k, p1); break;
+        default: tile_kernel(1, 6, tile + r * TILE_K, x, xs, k, p1); break;
+        }
+        for (int t = 0; t < nt; t++) part[r * TILE_T + t] = p1[t];
+    }
+}
+#else
+/* Portable micro-kernel: 8 partial sums per (row, token) so the compiler can vectorize. */
+static void tile_dispatch(int nr, int nt, const float *tile, const float *x, int64_t xs,
+                          int64_t k, float *part) {
+    for (int r = 0; r < nr; r++)
+        for (int t = 0; t < nt; t++)
+            part[r * TILE_T + t] = dot_f32_scalar(tile + r * TILE_K, x + t * xs, k);
+}
+#endif
+
+void matmul_rows(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,
+                 int64_t r0, int64_t r1) {
+    const int64_t n = w->cols;
+    const uint8_t *base = (const uint8_t *)w->data;
+    if (n_tok == 1) {
+        /* decode: memory-bound, one streaming dot product per row */
+        for (int64_t r = r0; r < r1; r++) out[r] = vec_dot(w->type, base + r * w->row_bytes, x, n);
+        return;
+    }
+    const TypeInfo *ti = type_info(w->type);
+    _Alignas(64) float tile[TILE_R * TILE_K];
+    float part[TILE_R * TILE_T];
+    for (int64_t r = r0; r < r1; r += TILE_R) {
+        const int nr = r1 - r < TILE_R ? (int)(r1 - r) : TILE_R;
+        for (int64_t k0 = 0; k0 < n; k0 += TILE_K) {
+            const int64_t kc = n - k0 < TILE_K ? n - k0 : TILE_K;
+            const size_t off = (size_t)(k0 / ti->block_size) * (size_t)ti->type_size;
+            for (int i = 0; i < nr; i++)
+                dequantize_fast(w->type, base + (r + i) * w->row_bytes + off, tile + i * TILE_K, kc);
+            for (int t0 = 0; t0 < n_tok; t0 += TILE_T) {
+                const int nt = n_tok - t0 < TILE_T ? n_tok - t0 : TILE_T;
+                tile_dispatch(nr, nt, tile, x + (int64_t)t0 * n + k0, n, kc, part);
+                for (int t = 0; t < nt; t++) {
+                    float *o = out + (int64_t)(t0 + t) * out_stride + r;
+                    for (int i = 0; i < nr; i++)
+                        o[i] = (k0 == 0 ? 0.0f : o[i]) + part[i * TILE_T + t];
+                }
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Public, validated entry points (used by tests and benchmarks)
+ * ------------------------------------------------------------------------------------- */
+static int check_type_and_size(int type, int64_t n, int64_t rows, size_t have, const char *what,
+                               char *err, size_t err_size) {
+    const TypeInfo *ti = type_info(type);
+    if (!ti || !ti->supported)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_UNSUPPORTED,
+                           "tensor type %d (%s) is not supported", type, qwen3c_type_name(type));
+    if (n <= 0)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "%s: the number of elements per row must be positive, got %lld", what,
+                           (long long)n);
+    if (rows <= 0)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "%s: the number of rows must be positive, got %lld", what,
+                           (long long)rows);
+    if (n % ti->block_size != 0)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "%s: %lld elements is not a multiple of the %s block size %d", what,
+                           (long long)n, ti->name, ti->block_size);
+    int64_t row = qwen3c_type_row_size(type, n);
+    if (row < 0 || rows > INT64_MAX / row)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "%s: size overflows", what);
+    if ((uint64_t)(row * rows) > (uint64_t)have)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "%s: %lld x %lld %s elements need %lld bytes, the buffer has %zu",
+                           what, (long long)rows, (long long)n, ti->name,
+                           (long long)(row * rows), have);
+    return QWEN3C_OK;
+}
+
+int qwen3c_dequantize(int type, const void *src, size_t src_size, float *dst, int64_t n,
+                      char *err, size_t err_size) {
+    int rc = check_type_and_size(type, n, 1, src_size, "dequantize", err, err_size);
+    if (rc != QWEN3C_OK) return rc;
+    if (src == NULL || dst == NULL)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "dequantize: NULL buffer");
+    dequantize_row(type, src, dst, n);
+    return QWEN3C_OK;
+}
+
+int qwen3c_matmul(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
+                  int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size) {
+    int rc = check_type_and_size(type, n, d, w_size, "matmul", err, err_size);
+    if (rc != QWEN3C_OK) return rc;
+    if (w == NULL || x == NULL || out == NULL)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "matmul: NULL buffer");
+    if (n_tok <= 0 || n_tok > INT_MAX)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "matmul: the number of tokens must be in [1, %d], got %lld", INT_MAX,
+                           (long long)n_tok);
+    const QTensor qt = {w, type, d, n, (size_t)qwen3c_type_row_size(type, n)};
+    int nt = n_threads > 0 ? n_threads : omp_get_num_procs();
+    /* contiguous row ranges, TILE_R-aligned, one per thread */
+    int64_t per = ((d + nt - 1) / nt + TILE_R - 1) / TILE_R * TILE_R;
+#pragma omp parallel for num_threads(nt) schedule(static, 1)
+    for (int i = 0; i < nt; i++) {
+        int64_t a = (int64_t)i * per, b = a + per < d ? a + per : d;
+        if (a < b) matmul_rows(out, d, x, (int)n_tok, &qt, a, b);
+    }
+    return QWEN3C_OK;
+}
+
+int qwen3c_matvec(int type, const void *w, size_t w_size, const float *x, int64_t n, int64_t d,
+                  float *out, int n_threads, char *err, size_t err_size) {
+    return qwen3c_matmul(type, w, w_size, x, 1, n, d, out, n_threads, err, err_size);
+}

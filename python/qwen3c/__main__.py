@@ -1,0 +1,279 @@
+"""The `qwen3c` command: chat with a GGUF model, or inspect one.
+
+    qwen3c --model x.gguf                       interactive chat (readline, streamed)
+    qwen3c --model x.gguf --prompt "Hi"         answer once: the answer on stdout
+    qwen3c convert ... | diff ... | next ... | info ...     (see docs/cli.md)
+
+Errors are one line on stderr: exit status 2 for a bad command line, 1 for anything else
+(missing file, malformed GGUF, context overflow ...).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+
+DIM, RESET = "\x1b[2m", "\x1b[0m"
+SUBCOMMANDS = {
+    "convert": ("qwen3c.convert", "main"),
+    "diff": ("qwen3c.introspect", "main_diff"),
+    "next": ("qwen3c.introspect", "main_next"),
+    "info": ("qwen3c.introspect", "main_info"),
+}
+
+
+def _on_off(value: str) -> bool:
+    v = value.lower()
+    if v in ("on", "true", "yes", "1"):
+        return True
+    if v in ("off", "false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected on or off, got {value!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="qwen3c",
+        description="Chat with a Qwen3 GGUF model (C inference engine). Subcommands: "
+                    "convert, diff, next, info (qwen3c SUBCOMMAND --help).")
+    p.add_argument("--model", help="a .gguf file, a HuggingFace repo id (owner/repo or "
+                   "owner/repo:file.gguf); default Qwen/Qwen3-0.6B-GGUF (Q8_0)")
+    p.add_argument("--system", help="system prompt")
+    p.add_argument("--thinking", type=_on_off, default=True, metavar="on|off",
+                   help="let the model think before answering (default on)")
+    p.add_argument("--multi-turn", type=_on_off, default=True, metavar="on|off",
+                   help="keep the conversation (default on); off: each question is fresh")
+    p.add_argument("--prompt", help="answer this once and exit (answer on stdout, thinking "
+                   "and diagnostics on stderr)")
+    p.add_argument("--temperature", type=float, help="0 = greedy (default 0.6 thinking, 0.7 not)")
+    p.add_argument("--top-k", type=int, help="default 20")
+    p.add_argument("--top-p", type=float, help="default 0.95 thinking, 0.8 not")
+    p.add_argument("--min-p", type=float, help="default 0")
+    p.add_argument("--presence-penalty", type=float, help="default 0 (Qwen suggests 0..2 "
+                   "against repetitions)")
+    p.add_argument("--seed", type=int, help="random seed for reproducible sampling")
+    p.add_argument("--max-tokens", type=int, help="cap on tokens per answer (default: until "
+                   "the end of the turn or a full context)")
+    p.add_argument("--ctx", type=int, default=4096, help="context length in tokens (default 4096)")
+    p.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
+    p.add_argument("--verbose", action="store_true", help="timings and token counts on stderr")
+    p.add_argument("--show-probs", type=int, nargs="?", const=5, default=0, metavar="N",
+                   help="for every generated token, show its probability and the N (default 5) "
+                        "most likely alternatives")
+    return p
+
+
+class _Printer:
+    """Writes Chat pieces: answer as is; thinking dimmed on a terminal, else between
+    <think> and </think> lines (or to a separate stream)."""
+
+    def __init__(self, out, think_out=None):
+        self.out = out
+        self.think_out = think_out or out
+        self.tty = _isatty(self.think_out)
+        self.kind = None
+
+    def write(self, piece):
+        kind = getattr(piece, "kind", "answer")
+        if kind != self.kind:
+            self._close()
+            if kind == "thinking":
+                self.think_out.write(DIM if self.tty else "<think>\n")
+            self.kind = kind
+        (self.think_out if kind == "thinking" else self.out).write(piece)
+        (self.think_out if kind == "thinking" else self.out).flush()
+
+    def _close(self):
+        if self.kind == "thinking":
+            self.think_out.write(RESET + "\n" if self.tty else "\n</think>\n")
+            self.think_out.flush()
+
+    def finish(self):
+        self._close()
+        self.kind = None
+        self.out.write("\n")
+        self.out.flush()
+
+
+def _isatty(f) -> bool:
+    try:
+        return f.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _token_text(model, tid) -> str:
+    return json.dumps(model.token_to_bytes(tid).decode("utf-8", "replace"), ensure_ascii=False)
+
+
+def probs_printer(model, n, out):
+    """An on_token callback printing, per generated token, its probability under the model
+    (softmax of the logits) and the n most likely alternatives."""
+    state = {"i": 0}
+
+    def on_token(tok, logits):
+        x = np.asarray(logits, dtype=np.float64)
+        p = np.exp(x - x.max())
+        p /= p.sum()
+        top = np.argpartition(-p, min(n, len(p) - 1))[:n + 1]
+        top = top[np.argsort(-p[top], kind="stable")]
+        others = [t for t in top if t != tok][:n]
+        alts = "  ".join(f"{_token_text(model, t)} {p[t]:.1%}" for t in others)
+        out.write(f"{state['i']:4d} {_token_text(model, tok):>14} {p[tok]:7.2%}   | {alts}\n")
+        out.flush()
+        state["i"] += 1
+
+    return on_token
+
+
+def _stats_line(gen, load_s=None) -> str:
+    s = gen.stats()
+    parts = [f"prompt {s['n_prompt_tokens']} tokens ({s['n_cached']} cached, "
+             f"{s['n_prefilled']} prefilled"]
+    parts[0] += f", {s['prefill_tok_s']:.1f} tok/s)" if s["prefill_tok_s"] else ")"
+    parts.append(f"generated {s['n_generated']}"
+                 + (f" at {s['decode_tok_s']:.1f} tok/s" if s["decode_tok_s"] else ""))
+    if s["time_to_first_token"] is not None:
+        parts.append(f"first token after {s['time_to_first_token'] * 1000:.0f} ms")
+    parts.append(f"finish {s['finish_reason']}")
+    if load_s is not None:
+        parts.append(f"load {load_s:.2f} s")
+    return "[" + "; ".join(parts) + "]"
+
+
+def answer(chat, text, out, err, *, one_shot=False, verbose=False, show_probs=False):
+    """Stream one answer. Returns the Generation (for stats)."""
+    printer = _Printer(out, think_out=err if one_shot else out)
+    try:
+        for piece in chat.stream(text):
+            if not show_probs:
+                printer.write(piece)
+    finally:
+        if not show_probs:
+            printer.finish()
+        if verbose and chat.last is not None and chat.last.finish_reason is not None:
+            err.write(_stats_line(chat.last) + "\n")
+            err.flush()
+    if chat.last.finish_reason == "context":
+        err.write("[the context is full: start a new conversation or use a larger --ctx]\n")
+    return chat.last
+
+
+def interactive(chat, out=None, err=None, *, verbose=False, show_probs=False) -> None:
+    """The read-answer loop. Empty line or Ctrl-D exits; Ctrl-C stops the current answer.
+    Commands: /think, /no_think (alone on a line: switch thinking on/off), /reset."""
+    from .errors import ContextOverflowError
+    out = out or sys.stdout
+    err = err or sys.stderr
+    tty = _isatty(sys.stdin)
+    if tty:
+        try:
+            import readline  # noqa: F401  (line editing and history for input())
+        except ImportError:
+            pass
+        err.write("qwen3c chat -- empty line or Ctrl-D to quit, Ctrl-C stops an answer; "
+                  "/think, /no_think, /reset\n")
+    while True:
+        try:
+            line = input("> " if tty else "")
+        except EOFError:
+            break
+        except KeyboardInterrupt:
+            err.write("\n")
+            continue
+        text = line.strip()
+        if not text:
+            break
+        if text in ("/think", "/no_think"):
+            chat.thinking = text == "/think"
+            err.write(f"[thinking {'on' if chat.thinking else 'off'}]\n")
+            continue
+        if text == "/reset":
+            chat.reset()
+            err.write("[new conversation]\n")
+            continue
+        try:
+            answer(chat, line, out, err, verbose=verbose, show_probs=show_probs)
+        except KeyboardInterrupt:
+            err.write("[stopped]\n")
+        except ContextOverflowError as e:
+            err.write(f"qwen3c: {e}; /reset starts a new conversation\n")
+        err.flush()
+
+
+def _dispatch(cmd: str, argv) -> int:
+    import importlib
+    mod_name, fn_name = SUBCOMMANDS[cmd]
+    fn = getattr(importlib.import_module(mod_name), fn_name)
+    rc = fn(argv)
+    return int(rc or 0)
+
+
+def _fail(msg: str, code: int = 1) -> int:
+    sys.stderr.write(f"qwen3c: error: {msg}\n")
+    return code
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from .errors import Qwen3cError
+    try:
+        if argv and argv[0] in SUBCOMMANDS:
+            return _dispatch(argv[0], argv[1:])
+        return _chat_main(argv)
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return 130
+    except BrokenPipeError:
+        return 1
+    except (Qwen3cError, OSError, ValueError, TypeError, MemoryError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return _fail(msg)
+
+
+def _chat_main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    if args.ctx < 16:
+        return _fail("--ctx must be >= 16", 2)
+    if args.threads < 0:
+        return _fail("--threads must be >= 0", 2)
+    if args.max_tokens is not None and args.max_tokens < 1:
+        return _fail("--max-tokens must be >= 1", 2)
+    if args.show_probs < 0:
+        return _fail("--show-probs must be >= 0", 2)
+
+    from .chat import Chat
+    from .hub import resolve_model
+    from .model import Model
+
+    sampling = {k: v for k, v in dict(
+        temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, min_p=args.min_p,
+        presence_penalty=args.presence_penalty, seed=args.seed).items() if v is not None}
+    path = resolve_model(args.model)
+    t0 = time.perf_counter()
+    with Model(path, n_ctx=args.ctx, n_threads=args.threads) as model:
+        if args.verbose:
+            c = model.config
+            sys.stderr.write(f"[{path}: {c.arch}, {c.n_layers} layers, dim {c.dim}, "
+                             f"vocab {c.vocab_size}, n_ctx {c.n_ctx}, {c.n_threads} threads, "
+                             f"loaded in {time.perf_counter() - t0:.2f} s]\n")
+        on_token = probs_printer(model, args.show_probs, sys.stdout) if args.show_probs else None
+        chat = Chat(model, system=args.system, thinking=args.thinking,
+                    multi_turn=args.multi_turn, max_tokens=args.max_tokens, on_token=on_token,
+                    **sampling)
+        if args.prompt is not None:
+            if not args.prompt.strip():
+                return _fail("--prompt is empty", 2)
+            answer(chat, args.prompt, sys.stdout, sys.stderr, one_shot=True,
+                   verbose=args.verbose, show_probs=bool(args.show_probs))
+        else:
+            interactive(chat, sys.stdout, sys.stderr, verbose=args.verbose,
+                        show_probs=bool(args.show_probs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
