@@ -19,6 +19,7 @@
  * and sizes are multiplied with overflow checks before they are used.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -273,7 +274,12 @@ static int parse(gguf_file *gf, char *err, size_t err_size) {
         if (kv->type >= GGUF_TYPE_COUNT)
             return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
                                "key " KEYFMT ": unknown value type %u", KEYARG(kv->key), kv->type);
-        if ((rc = skip_value(c, kv))) return rc;
+        if ((rc = skip_value(c, kv))) {
+            if (strstr(err ? err : "", "key '") != NULL) return rc; /* already names the key */
+            char what[256];
+            snprintf(what, sizeof(what), "metadata key " KEYFMT, KEYARG(kv->key));
+            return qwen3c_fail_prefix(err, err_size, rc, what);
+        }
     }
     {
         const gguf_str **names = malloc((gf->n_kv ? gf->n_kv : 1) * sizeof(*names));

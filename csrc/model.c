@@ -26,11 +26,13 @@ typedef struct {
     int         qk_norm;          /* 1: attn_q_norm / attn_k_norm tensors are required */
     int         rope_interleaved; /* 1: rotate pairs (2i, 2i+1); 0: pairs (i, i + HD/2) */
     double      default_rope_theta;
+    int         strict_keys;      /* 1: head_count_kv, key_length and rope.freq_base are required
+                                     (a silent default would compute a different model) */
 } ArchInfo;
 
 static const ArchInfo ARCHS[] = {
-    {"qwen3", 1, 0, 1000000.0},
-    {"llama", 0, 1, 10000.0},
+    {"qwen3", 1, 0, 1000000.0, 1},
+    {"llama", 0, 1, 10000.0, 0},
 };
 
 static const ArchInfo *find_arch(gguf_str name) {
@@ -91,17 +93,17 @@ static int read_config(const gguf_file *gf, Config *p, const ArchInfo **arch_out
         (rc = get_dim(gf, a, "embedding_length", 1, 0, &p->dim, err, err_size)) ||
         (rc = get_dim(gf, a, "feed_forward_length", 1, 0, &p->hidden_dim, err, err_size)) ||
         (rc = get_dim(gf, a, "attention.head_count", 1, 0, &p->n_heads, err, err_size)) ||
-        (rc = get_dim(gf, a, "attention.head_count_kv", 0, p->n_heads, &p->n_kv_heads, err, err_size)) ||
+        (rc = get_dim(gf, a, "attention.head_count_kv", arch->strict_keys, p->n_heads, &p->n_kv_heads, err, err_size)) ||
         (rc = get_dim(gf, a, "context_length", 1, 0, &p->n_ctx_train, err, err_size)) ||
-        (rc = get_real(gf, a, "rope.freq_base", 0, arch->default_rope_theta, &theta, err, err_size)) ||
+        (rc = get_real(gf, a, "rope.freq_base", arch->strict_keys, arch->default_rope_theta, &theta, err, err_size)) ||
         (rc = get_real(gf, a, "attention.layer_norm_rms_epsilon", 1, 0, &eps, err, err_size)))
         return rc;
     if (p->n_layers > 4096)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "absurd block_count %d", p->n_layers);
     int default_hd = p->dim / p->n_heads;
-    if ((rc = get_dim(gf, a, "attention.key_length", 0, default_hd, &p->head_dim, err, err_size)))
+    if ((rc = get_dim(gf, a, "attention.key_length", arch->strict_keys, default_hd, &p->head_dim, err, err_size)))
         return rc;
-    int value_len;
+    int value_len = 0;
     if ((rc = get_dim(gf, a, "attention.value_length", 0, p->head_dim, &value_len, err, err_size)))
         return rc;
     if (value_len != p->head_dim)

@@ -34,6 +34,9 @@
  *   decode (1 token):  vec_dot_<type>(n, row, x): a SIMD dot product per weight row.
  *   prefill (n tokens): dequantize TILE_R rows x TILE_K columns once into a float tile, then
  *                       a register-blocked TILE_R x TILE_T micro-kernel over the tokens.
+ * Both have an AVX-512 path (-march=native on AVX-512 machines) and a portable scalar path
+ * that the compiler may vectorize. A faster, less exact path (int8 activations + VNNI) would
+ * be an opt-in beside these, never the default.
  */
 #include <assert.h>
 #include <limits.h>
@@ -276,13 +279,18 @@ NO_FP_CONTRACT static void dq_q6_k(const uint8_t *b, float *y) {
     const float d = fp16_to_fp32(read_u16(b + 208));
     for (int h = 0; h < 2; h++) {             /* two halves of 128 */
         const uint8_t *l8 = ql + 64 * h, *h8 = qh + 32 * h;
+        const int8_t *s8 = sc + 8 * h;
         float *yh = y + 128 * h;
-        for (int i = 0; i < 128; i++) {
-            int lo = i < 64 ? (l8[i] & 0x0f) : (l8[i - 64] >> 4);
-            int hi = (h8[i % 32] >> (2 * (i / 32))) & 3;
-            int q = (lo | (hi << 4)) - 32;
-            const float ds = d * (float)sc[(128 * h + i) / 16];
-            yh[i] = ds * (float)q;
+        for (int l = 0; l < 32; l++) {        /* element l of each of the 4 groups of 32 */
+            const int q0 = ((l8[l] & 0x0f) | ((h8[l] & 3) << 4)) - 32;
+            const int q1 = ((l8[l + 32] & 0x0f) | (((h8[l] >> 2) & 3) << 4)) - 32;
+            const int q2 = ((l8[l] >> 4) | (((h8[l] >> 4) & 3) << 4)) - 32;
+            const int q3 = ((l8[l + 32] >> 4) | (((h8[l] >> 6) & 3) << 4)) - 32;
+            const int is = l / 16;
+            yh[l] = (d * (float)s8[is]) * (float)q0;
+            yh[l + 32] = (d * (float)s8[is + 2]) * (float)q1;
+            yh[l + 64] = (d * (float)s8[is + 4]) * (float)q2;
+            yh[l + 96] = (d * (float)s8[is + 6]) * (float)q3;
         }
     }
 }
@@ -433,46 +441,77 @@ static float vec_dot_bf16(const uint8_t *row, const float *x, int64_t n) {
     return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
 }
 
+/* The f16 scales of up to 64 blocks of a row, converted once (the kernels then broadcast
+ * them straight from memory). */
+#define SCALE_CHUNK 64
+static inline int row_scales(const uint8_t *p, int ts, int64_t nb, float *ds) {
+    int k = nb < SCALE_CHUNK ? (int)nb : SCALE_CHUNK;
+    for (int j = 0; j < k; j++) ds[j] = fp16_to_fp32(read_u16(p + (int64_t)j * ts));
+    return k;
+}
+
 /* Q8_0: per block, s = sum(q * x) in 16 lanes, then acc += d * s (d factored out). */
 static float vec_dot_q8_0(const uint8_t *row, const float *x, int64_t n) {
     const int64_t nb = n / QK;
+    float ds[SCALE_CHUNK];
     __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const uint8_t *p = row + b * 34;
-        const float *xb = x + b * QK;
-        __m512 s0 = _mm512_mul_ps(q8_half(p + 2), _mm512_loadu_ps(xb));
-        __m512 s1 = _mm512_mul_ps(q8_half(p + 36), _mm512_loadu_ps(xb + 32));
-        s0 = _mm512_fmadd_ps(q8_half(p + 18), _mm512_loadu_ps(xb + 16), s0);
-        s1 = _mm512_fmadd_ps(q8_half(p + 52), _mm512_loadu_ps(xb + 48), s1);
-        a0 = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p))), s0, a0);
-        a1 = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p + 34))), s1, a1);
-    }
-    for (; b < nb; b++) {
-        const uint8_t *p = row + b * 34;
-        const float *xb = x + b * QK;
-        __m512 s0 = _mm512_mul_ps(q8_half(p + 2), _mm512_loadu_ps(xb));
-        s0 = _mm512_fmadd_ps(q8_half(p + 18), _mm512_loadu_ps(xb + 16), s0);
-        a0 = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p))), s0, a0);
+    for (int64_t b0 = 0; b0 < nb; b0 += SCALE_CHUNK) {
+        const int k = row_scales(row + b0 * 34, 34, nb - b0, ds);
+        int j = 0;
+        for (; j + 2 <= k; j += 2) {
+            const uint8_t *p = row + (b0 + j) * 34;
+            const float *xb = x + (b0 + j) * QK;
+            __m512 s0 = _mm512_mul_ps(q8_half(p + 2), _mm512_loadu_ps(xb));
+            __m512 s1 = _mm512_mul_ps(q8_half(p + 36), _mm512_loadu_ps(xb + 32));
+            s0 = _mm512_fmadd_ps(q8_half(p + 18), _mm512_loadu_ps(xb + 16), s0);
+            s1 = _mm512_fmadd_ps(q8_half(p + 52), _mm512_loadu_ps(xb + 48), s1);
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(ds[j]), s0, a0);
+            a1 = _mm512_fmadd_ps(_mm512_set1_ps(ds[j + 1]), s1, a1);
+        }
+        if (j < k) {
+            const uint8_t *p = row + (b0 + j) * 34;
+            const float *xb = x + (b0 + j) * QK;
+            __m512 s0 = _mm512_mul_ps(q8_half(p + 2), _mm512_loadu_ps(xb));
+            s0 = _mm512_fmadd_ps(q8_half(p + 18), _mm512_loadu_ps(xb + 16), s0);
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(ds[j]), s0, a0);
+        }
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
-/* Q4_0: nibbles -> int32 lanes -> minus 8 -> float; d factored out per block. */
+/* Nibble -> float by table lookup: vpermps uses only the low 4 bits of each index lane, so
+ * the low nibble needs no mask and neither needs an int -> float conversion. */
+static inline __m512 nib_table(int offset) {
+    return _mm512_add_ps(_mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                         _mm512_set1_ps((float)offset));
+}
+
+/* Q4_0: sum(d (q - 8) x) = d sum((q - 8) x), q - 8 looked up as floats; two blocks per
+ * step for two independent accumulation chains. */
+static inline __m512 q4_0_block_dot(const uint8_t *qs, const float *xb, __m512 tab) {
+    __m512i v = nib_bytes(qs);
+    __m512 lo = _mm512_permutexvar_ps(v, tab);
+    __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tab);
+    return _mm512_fmadd_ps(hi, _mm512_loadu_ps(xb + 16), _mm512_mul_ps(lo, _mm512_loadu_ps(xb)));
+}
+
 static float vec_dot_q4_0(const uint8_t *row, const float *x, int64_t n) {
     const int64_t nb = n / QK;
-    const __m512i m15 = _mm512_set1_epi32(15), k8 = _mm512_set1_epi32(8);
+    const __m512 tab = nib_table(-8);
+    float ds[SCALE_CHUNK];
     __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *p = row + b * 18;
-        const float *xb = x + b * QK;
-        __m512i v = nib_bytes(p + 2);
-        __m512 lo = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(v, m15), k8));
-        __m512 hi = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(v, 4), k8));
-        __m512 s = _mm512_mul_ps(lo, _mm512_loadu_ps(xb));
-        s = _mm512_fmadd_ps(hi, _mm512_loadu_ps(xb + 16), s);
-        if (b & 1) a1 = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p))), s, a1);
-        else       a0 = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p))), s, a0);
+    for (int64_t b0 = 0; b0 < nb; b0 += SCALE_CHUNK) {
+        const int k = row_scales(row + b0 * 18, 18, nb - b0, ds);
+        const uint8_t *p = row + b0 * 18;
+        const float *xb = x + b0 * QK;
+        int j = 0;
+        for (; j + 2 <= k; j += 2) {
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(ds[j]), q4_0_block_dot(p + j * 18 + 2, xb + j * QK, tab), a0);
+            a1 = _mm512_fmadd_ps(_mm512_set1_ps(ds[j + 1]),
+                                 q4_0_block_dot(p + j * 18 + 20, xb + j * QK + QK, tab), a1);
+        }
+        if (j < k)
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(ds[j]), q4_0_block_dot(p + j * 18 + 2, xb + j * QK, tab), a0);
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
@@ -480,14 +519,14 @@ static float vec_dot_q4_0(const uint8_t *row, const float *x, int64_t n) {
 /* Q4_1: sum((d q + m) x) = d sum(q x) + m sum(x). */
 static float vec_dot_q4_1(const uint8_t *row, const float *x, int64_t n) {
     const int64_t nb = n / QK;
-    const __m512i m15 = _mm512_set1_epi32(15);
+    const __m512 tab = nib_table(0);
     __m512 ad = _mm512_setzero_ps(), am = ad;
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = row + b * 20;
         const float *xb = x + b * QK;
         __m512i v = nib_bytes(p + 4);
-        __m512 lo = _mm512_cvtepi32_ps(_mm512_and_si512(v, m15));
-        __m512 hi = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
+        __m512 lo = _mm512_permutexvar_ps(v, tab);
+        __m512 hi = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), tab);
         __m512 x0 = _mm512_loadu_ps(xb), x1 = _mm512_loadu_ps(xb + 16);
         __m512 s = _mm512_fmadd_ps(hi, x1, _mm512_mul_ps(lo, x0));
         ad = _mm512_fmadd_ps(_mm512_set1_ps(fp16_to_fp32(read_u16(p))), s, ad);
@@ -530,6 +569,92 @@ static float vec_dot_q5_1(const uint8_t *row, const float *x, int64_t n) {
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(ad, am));
 }
+/* K-quants, one 256-element super-block -> 256 floats (FMA-rounded: may differ from the
+ * reference by 1 ulp). */
+static void dqk_q4_k(const uint8_t *b, float *y) {
+    const float d = fp16_to_fp32(read_u16(b)), dmin = fp16_to_fp32(read_u16(b + 2));
+    const uint8_t *scales = b + 4, *qs = b + 16;
+    const __m512i m15 = _mm512_set1_epi32(15);
+    for (int c = 0; c < 4; c++) {
+        int sc0, mn0, sc1, mn1;
+        k_scale_min(2 * c, scales, &sc0, &mn0);
+        k_scale_min(2 * c + 1, scales, &sc1, &mn1);
+        const __m512 d0 = _mm512_set1_ps(d * (float)sc0), m0 = _mm512_set1_ps(dmin * (float)mn0);
+        const __m512 d1 = _mm512_set1_ps(d * (float)sc1), m1 = _mm512_set1_ps(dmin * (float)mn1);
+        for (int h = 0; h < 2; h++) {
+            __m512i v = nib_bytes(qs + 32 * c + 16 * h);
+            _mm512_storeu_ps(y + 64 * c + 16 * h,
+                             _mm512_fmsub_ps(d0, _mm512_cvtepi32_ps(_mm512_and_si512(v, m15)), m0));
+            _mm512_storeu_ps(y + 64 * c + 32 + 16 * h,
+                             _mm512_fmsub_ps(d1, _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4)), m1));
+        }
+    }
+}
+
+static void dqk_q5_k(const uint8_t *b, float *y) {
+    const float d = fp16_to_fp32(read_u16(b)), dmin = fp16_to_fp32(read_u16(b + 2));
+    const uint8_t *scales = b + 4, *qh = b + 16, *qs = b + 48;
+    const __m512i m15 = _mm512_set1_epi32(15), b16 = _mm512_set1_epi32(16);
+    for (int c = 0; c < 4; c++) {
+        int sc0, mn0, sc1, mn1;
+        k_scale_min(2 * c, scales, &sc0, &mn0);
+        k_scale_min(2 * c + 1, scales, &sc1, &mn1);
+        const __m512 d0 = _mm512_set1_ps(d * (float)sc0), m0 = _mm512_set1_ps(dmin * (float)mn0);
+        const __m512 d1 = _mm512_set1_ps(d * (float)sc1), m1 = _mm512_set1_ps(dmin * (float)mn1);
+        const __m512i bit0 = _mm512_set1_epi32(1 << (2 * c)), bit1 = _mm512_set1_epi32(2 << (2 * c));
+        for (int h = 0; h < 2; h++) {
+            __m512i v = nib_bytes(qs + 32 * c + 16 * h), hb = nib_bytes(qh + 16 * h);
+            __m512i lo = _mm512_and_si512(v, m15), hi = _mm512_srli_epi32(v, 4);
+            lo = _mm512_mask_or_epi32(lo, _mm512_test_epi32_mask(hb, bit0), lo, b16);
+            hi = _mm512_mask_or_epi32(hi, _mm512_test_epi32_mask(hb, bit1), hi, b16);
+            _mm512_storeu_ps(y + 64 * c + 16 * h, _mm512_fmsub_ps(d0, _mm512_cvtepi32_ps(lo), m0));
+            _mm512_storeu_ps(y + 64 * c + 32 + 16 * h, _mm512_fmsub_ps(d1, _mm512_cvtepi32_ps(hi), m1));
+        }
+    }
+}
+
+static void dqk_q6_k(const uint8_t *b, float *y) {
+    const uint8_t *ql = b, *qh = b + 128;
+    const int8_t *sc = (const int8_t *)(b + 192);
+    const float d = fp16_to_fp32(read_u16(b + 208));
+    const __m512i m15 = _mm512_set1_epi32(15), m3 = _mm512_set1_epi32(3), k32 = _mm512_set1_epi32(32);
+    for (int h = 0; h < 2; h++) {
+        for (int l0 = 0; l0 < 32; l0 += 16) {
+            __m512i a = nib_bytes(ql + 64 * h + l0), bb = nib_bytes(ql + 64 * h + 32 + l0);
+            __m512i hq = nib_bytes(qh + 32 * h + l0);
+            __m512i q[4];
+            q[0] = _mm512_or_si512(_mm512_and_si512(a, m15), _mm512_slli_epi32(_mm512_and_si512(hq, m3), 4));
+            q[1] = _mm512_or_si512(_mm512_and_si512(bb, m15),
+                                   _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hq, 2), m3), 4));
+            q[2] = _mm512_or_si512(_mm512_srli_epi32(a, 4),
+                                   _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hq, 4), m3), 4));
+            q[3] = _mm512_or_si512(_mm512_srli_epi32(bb, 4), _mm512_slli_epi32(_mm512_srli_epi32(hq, 6), 4));
+            for (int g = 0; g < 4; g++) {
+                const int e = 128 * h + 32 * g + l0;  /* first element of these 16 */
+                __m512 ds = _mm512_set1_ps(d * (float)sc[e / 16]);
+                _mm512_storeu_ps(y + e, _mm512_mul_ps(ds, _mm512_cvtepi32_ps(_mm512_sub_epi32(q[g], k32))));
+            }
+        }
+    }
+}
+
+/* K-quant decode: dequantize each super-block into an L1 buffer, then FMA it with x. */
+static float vec_dot_kquant(void (*dqk)(const uint8_t *, float *), int ts, const uint8_t *row,
+                            const float *x, int64_t n) {
+    _Alignas(64) float buf[QK_K];
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        dqk(row + b * ts, buf);
+        const float *xb = x + b * QK_K;
+        for (int i = 0; i < QK_K; i += 64) {
+            a0 = _mm512_fmadd_ps(_mm512_load_ps(buf + i), _mm512_loadu_ps(xb + i), a0);
+            a1 = _mm512_fmadd_ps(_mm512_load_ps(buf + i + 16), _mm512_loadu_ps(xb + i + 16), a1);
+            a2 = _mm512_fmadd_ps(_mm512_load_ps(buf + i + 32), _mm512_loadu_ps(xb + i + 32), a2);
+            a3 = _mm512_fmadd_ps(_mm512_load_ps(buf + i + 48), _mm512_loadu_ps(xb + i + 48), a3);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+}
 #endif /* QWEN3C_AVX512 */
 
 /* Any type: dequantize a few blocks at a time into an L1 buffer, then a float dot. */
@@ -561,6 +686,9 @@ static float vec_dot(int type, const uint8_t *row, const float *x, int64_t n) {
     case QWEN3C_TYPE_Q4_1: return vec_dot_q4_1(row, x, n);
     case QWEN3C_TYPE_Q5_0: return vec_dot_q5_0(row, x, n);
     case QWEN3C_TYPE_Q5_1: return vec_dot_q5_1(row, x, n);
+    case QWEN3C_TYPE_Q4_K: return vec_dot_kquant(dqk_q4_k, 144, row, x, n);
+    case QWEN3C_TYPE_Q5_K: return vec_dot_kquant(dqk_q5_k, 176, row, x, n);
+    case QWEN3C_TYPE_Q6_K: return vec_dot_kquant(dqk_q6_k, 210, row, x, n);
 #endif
     default:               return vec_dot_generic(type, row, x, n);
     }
@@ -572,6 +700,7 @@ static float vec_dot(int type, const uint8_t *row, const float *x, int64_t n) {
 #define TILE_R 4      /* weight rows per tile */
 #define TILE_K 1024   /* columns per tile (a multiple of every block size) */
 #define TILE_T 6      /* tokens per micro-kernel call: TILE_R * TILE_T accumulators */
+#define PANEL_R 16    /* rows dequantized together: a 64 KB panel of floats (on the stack) */
 
 /* Dequantize n elements (whole blocks) for computing: like dequantize_row, but free to fuse
  * multiply-adds (values may differ from the reference by 1 ulp for Q4_1/Q5_1/K-quants). */
@@ -648,6 +777,15 @@ static void dequantize_fast(int type, const uint8_t *src, float *dst, int64_t n)
             _mm512_storeu_ps(dst + b * QK + 16, _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(hi), m));
         }
         return;
+    case QWEN3C_TYPE_Q4_K:
+        for (int64_t b = 0; b < n / QK_K; b++) dqk_q4_k(src + b * 144, dst + b * QK_K);
+        return;
+    case QWEN3C_TYPE_Q5_K:
+        for (int64_t b = 0; b < n / QK_K; b++) dqk_q5_k(src + b * 176, dst + b * QK_K);
+        return;
+    case QWEN3C_TYPE_Q6_K:
+        for (int64_t b = 0; b < n / QK_K; b++) dqk_q6_k(src + b * 210, dst + b * QK_K);
+        return;
     default:
         break;
     }
@@ -656,7 +794,21 @@ static void dequantize_fast(int type, const uint8_t *src, float *dst, int64_t n)
 }
 
 #if QWEN3C_AVX512
-/* part[r * NT + t] = dot(tile row r, x row t) over k elements; tile rows have stride TILE_K,
+/* The horizontal sums of a, b, c, d as one 4-float vector (a transposing reduction: far
+ * fewer shuffles than four separate reductions). */
+static inline __m128 hsum4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    /* per 128-bit lane: [a0+a2, b0+b2, a1+a3, b1+b3] and the same for c, d */
+    __m512 ab = _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+    __m512 cd = _mm512_add_ps(_mm512_unpacklo_ps(c, d), _mm512_unpackhi_ps(c, d));
+    /* per lane: [sum a, sum b, sum c, sum d] */
+    __m512 abcd = _mm512_add_ps(_mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(1, 0, 1, 0)),
+                                _mm512_shuffle_ps(ab, cd, _MM_SHUFFLE(3, 2, 3, 2)));
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(abcd),
+                             _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(abcd), 1)));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* part[t * TILE_R + r] = dot(tile row r, x row t) over k elements; tile rows have stride TILE_K,
  * x rows stride xs. NR, NT are compile-time constants at every call site, so the loops
  * unroll and the NR*NT accumulators stay in registers. */
 static inline __attribute__((always_inline)) void
@@ -671,6 +823,9 @@ tile_kernel(const int NR, const int NT, const float *tile, const float *x, int64
         for (int r = 0; r < NR; r++) w[r] = _mm512_load_ps(tile + r * TILE_K + i);
         for (int t = 0; t < NT; t++) {
             __m512 xv = _mm512_loadu_ps(x + t * xs + i);
+            /* keep xv in a register: otherwise gcc folds the load into each of the NR FMAs,
+             * and the loads, not the FMAs, become the bottleneck */
+            __asm__("" : "+v"(xv));
             for (int r = 0; r < NR; r++) acc[r][t] = _mm512_fmadd_ps(w[r], xv, acc[r][t]);
         }
     }
@@ -683,8 +838,13 @@ tile_kernel(const int NR, const int NT, const float *tile, const float *x, int64
             for (int r = 0; r < NR; r++) acc[r][t] = _mm512_fmadd_ps(w[r], xv, acc[r][t]);
         }
     }
-    for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) part[r * TILE_T + t] = _mm512_reduce_add_ps(acc[r][t]);
+    if (NR == 4) {
+        for (int t = 0; t < NT; t++)
+            _mm_storeu_ps(part + t * TILE_R, hsum4(acc[0][t], acc[1][t], acc[2][t], acc[3][t]));
+    } else {
+        for (int r = 0; r < NR; r++)
+            for (int t = 0; t < NT; t++) part[t * TILE_R + r] = _mm512_reduce_add_ps(acc[r][t]);
+    }
 }
 
 static void tile_dispatch(int nr, int nt, const float *tile, const float *x, int64_t xs,
@@ -710,7 +870,7 @@ static void tile_dispatch(int nr, int nt, const float *tile, const float *x, int
         case 5: tile_kernel(1, 5, tile + r * TILE_K, x, xs, k, p1); break;
         default: tile_kernel(1, 6, tile + r * TILE_K, x, xs, k, p1); break;
         }
-        for (int t = 0; t < nt; t++) part[r * TILE_T + t] = p1[t];
+        for (int t = 0; t < nt; t++) part[t * TILE_R + r] = p1[t * TILE_R];
     }
 }
 #else
@@ -719,7 +879,7 @@ static void tile_dispatch(int nr, int nt, const float *tile, const float *x, int
                           int64_t k, float *part) {
     for (int r = 0; r < nr; r++)
         for (int t = 0; t < nt; t++)
-            part[r * TILE_T + t] = dot_f32_scalar(tile + r * TILE_K, x + t * xs, k);
+            part[t * TILE_R + r] = dot_f32_scalar(tile + r * TILE_K, x + t * xs, k);
 }
 #endif
 
@@ -732,23 +892,29 @@ void matmul_rows(float *out, int64_t out_stride, const float *x, int n_tok, cons
         for (int64_t r = r0; r < r1; r++) out[r] = vec_dot(w->type, base + r * w->row_bytes, x, n);
         return;
     }
+    /* prefill: a panel of PANEL_R rows x TILE_K columns is dequantized once (it stays in L2);
+     * each group of TILE_T token rows of x (in L1) is then used against all of the panel's
+     * TILE_R-row tiles, so x is read from memory once per PANEL_R rows. */
     const TypeInfo *ti = type_info(w->type);
-    _Alignas(64) float tile[TILE_R * TILE_K];
+    _Alignas(64) float panel[PANEL_R * TILE_K];
     float part[TILE_R * TILE_T];
-    for (int64_t r = r0; r < r1; r += TILE_R) {
-        const int nr = r1 - r < TILE_R ? (int)(r1 - r) : TILE_R;
+    for (int64_t rp = r0; rp < r1; rp += PANEL_R) {
+        const int npr = r1 - rp < PANEL_R ? (int)(r1 - rp) : PANEL_R;
         for (int64_t k0 = 0; k0 < n; k0 += TILE_K) {
             const int64_t kc = n - k0 < TILE_K ? n - k0 : TILE_K;
             const size_t off = (size_t)(k0 / ti->block_size) * (size_t)ti->type_size;
-            for (int i = 0; i < nr; i++)
-                dequantize_fast(w->type, base + (r + i) * w->row_bytes + off, tile + i * TILE_K, kc);
+            for (int i = 0; i < npr; i++)
+                dequantize_fast(w->type, base + (rp + i) * w->row_bytes + off, panel + i * TILE_K, kc);
             for (int t0 = 0; t0 < n_tok; t0 += TILE_T) {
                 const int nt = n_tok - t0 < TILE_T ? n_tok - t0 : TILE_T;
-                tile_dispatch(nr, nt, tile, x + (int64_t)t0 * n + k0, n, kc, part);
-                for (int t = 0; t < nt; t++) {
-                    float *o = out + (int64_t)(t0 + t) * out_stride + r;
-                    for (int i = 0; i < nr; i++)
-                        o[i] = (k0 == 0 ? 0.0f : o[i]) + part[i * TILE_T + t];
+                for (int i0 = 0; i0 < npr; i0 += TILE_R) {
+                    const int nr = npr - i0 < TILE_R ? npr - i0 : TILE_R;
+                    tile_dispatch(nr, nt, panel + i0 * TILE_K, x + (int64_t)t0 * n + k0, n, kc, part);
+                    for (int t = 0; t < nt; t++) {
+                        float *o = out + (int64_t)(t0 + t) * out_stride + rp + i0;
+                        for (int i = 0; i < nr; i++)
+                            o[i] = (k0 == 0 ? 0.0f : o[i]) + part[t * TILE_R + i];
+                    }
                 }
             }
         }
@@ -797,15 +963,16 @@ int qwen3c_dequantize(int type, const void *src, size_t src_size, float *dst, in
     return QWEN3C_OK;
 }
 
-int qwen3c_matmul(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
-                  int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size) {
-    int rc = check_type_and_size(type, n, d, w_size, "matmul", err, err_size);
+static int checked_matmul(const char *what, int type, const void *w, size_t w_size,
+                          const float *x, int64_t n_tok, int64_t n, int64_t d, float *out,
+                          int n_threads, char *err, size_t err_size) {
+    int rc = check_type_and_size(type, n, d, w_size, what, err, err_size);
     if (rc != QWEN3C_OK) return rc;
     if (w == NULL || x == NULL || out == NULL)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "matmul: NULL buffer");
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "%s: NULL buffer", what);
     if (n_tok <= 0 || n_tok > INT_MAX)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
-                           "matmul: the number of tokens must be in [1, %d], got %lld", INT_MAX,
+                           "%s: the number of tokens must be in [1, %d], got %lld", what, INT_MAX,
                            (long long)n_tok);
     const QTensor qt = {w, type, d, n, (size_t)qwen3c_type_row_size(type, n)};
     int nt = n_threads > 0 ? n_threads : omp_get_num_procs();
@@ -819,7 +986,12 @@ int qwen3c_matmul(int type, const void *w, size_t w_size, const float *x, int64_
     return QWEN3C_OK;
 }
 
+int qwen3c_matmul(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
+                  int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size) {
+    return checked_matmul("matmul", type, w, w_size, x, n_tok, n, d, out, n_threads, err, err_size);
+}
+
 int qwen3c_matvec(int type, const void *w, size_t w_size, const float *x, int64_t n, int64_t d,
                   float *out, int n_threads, char *err, size_t err_size) {
-    return qwen3c_matmul(type, w, w_size, x, 1, n, d, out, n_threads, err, err_size);
+    return checked_matmul("matvec", type, w, w_size, x, 1, n, d, out, n_threads, err, err_size);
 }

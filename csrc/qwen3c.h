@@ -224,32 +224,40 @@ int32_t qwen3c_tokenizer_added_token(const qwen3c_model *model, int i);
 
 /* ---------------------------------------------------------------------------------------
  * Sampler
+ *
+ * logits -> penalties over the history -> (temperature 0 or top_k 1: argmax) -> top-k ->
+ * temperature -> top-p -> min-p -> one draw from the sampler's own PCG32 stream. Ties go to
+ * the lower token id, so (params, seed, history, logits) determine the pick.
  * ------------------------------------------------------------------------------------- */
 typedef struct qwen3c_sampler qwen3c_sampler;
 
 typedef struct qwen3c_sampler_params {
-    float    temperature;         /* 0 = greedy (argmax) */
+    float    temperature;         /* >= 0; 0 = greedy (argmax) */
     int      top_k;               /* <= 0 = disabled */
-    float    top_p;               /* >= 1 = disabled */
-    float    min_p;               /* <= 0 = disabled */
+    float    top_p;               /* in (0, 1]; 1 = disabled */
+    float    min_p;               /* in [0, 1]: keep p >= min_p * p_max; 0 = disabled */
     float    presence_penalty;    /* subtracted once from the logit of every token in history */
     float    frequency_penalty;   /* subtracted count times */
-    float    repetition_penalty;  /* 1 = disabled; CTRL-style: positive logits / p, negative * p */
+    float    repetition_penalty;  /* > 0; 1 = disabled; CTRL-style: positive logits / p, negative * p */
     int      penalty_last_n;      /* history window for the penalties; <= 0 = all of it */
-    uint64_t seed;
+    uint64_t seed;                /* seeds the RNG */
 } qwen3c_sampler_params;
 
+/* Qwen3's thinking-mode settings: 0.6 / top_k 20 / top_p 0.95 / min_p 0, no penalties, seed 0. */
 qwen3c_sampler_params qwen3c_sampler_default_params(void);
 
+/* QWEN3C_ERR_INVALID_ARG for a parameter out of its range (named in err), NOMEM. */
 int  qwen3c_sampler_create(const qwen3c_sampler_params *params, qwen3c_sampler **out,
                            char *err, size_t err_size);
 void qwen3c_sampler_free(qwen3c_sampler *sampler);
 /* Forget the token history (the RNG state is kept). */
 void qwen3c_sampler_reset(qwen3c_sampler *sampler);
-/* Add a token to the history the penalties look at (sample() adds its own picks). */
+/* Add a token to the history the penalties look at (sample() adds its own picks).
+ * INVALID_ARG for token < 0; ids >= n_vocab are kept but never match a logit. */
 int  qwen3c_sampler_accept(qwen3c_sampler *sampler, int32_t token, char *err, size_t err_size);
 /* Pick a token from logits[0..n_vocab); the logits are not modified. The pick is appended to
- * the history. NaN logits -> QWEN3C_ERR_INVALID_ARG. */
+ * the history. QWEN3C_ERR_INVALID_ARG for a NaN or +inf logit, all logits -inf, or
+ * n_vocab < 1 (state unchanged); NOMEM. */
 int  qwen3c_sampler_sample(qwen3c_sampler *sampler, const float *logits, int n_vocab,
                            int32_t *token_out, char *err, size_t err_size);
 

@@ -145,15 +145,10 @@ void qwen3c_sampler_reset(qwen3c_sampler *s) {
         s->n_history = 0;
 }
 
-int qwen3c_sampler_accept(qwen3c_sampler *s, int32_t token, char *err, size_t err_size) {
-    if (!s)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "sampler_accept: NULL sampler");
-    if (token < 0)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
-                           "token id must be >= 0, got %d", (int)token);
-    /* With a bounded window, drop the tokens that fell out of it (amortized O(1)). */
+/* Make room for one more history entry (dropping what fell out of a bounded window). */
+static int history_reserve(qwen3c_sampler *s, char *err, size_t err_size) {
     size_t keep = s->params.penalty_last_n > 0 ? (size_t)s->params.penalty_last_n : 0;
-    if (keep > 0 && s->n_history >= 2 * keep) {
+    if (keep > 0 && s->n_history >= 2 * keep) {  /* amortized O(1) per token */
         memmove(s->history, s->history + (s->n_history - keep), keep * sizeof *s->history);
         s->n_history = keep;
     }
@@ -165,6 +160,18 @@ int qwen3c_sampler_accept(qwen3c_sampler *s, int32_t token, char *err, size_t er
         s->history = h;
         s->history_cap = cap;
     }
+    return QWEN3C_OK;
+}
+
+int qwen3c_sampler_accept(qwen3c_sampler *s, int32_t token, char *err, size_t err_size) {
+    if (!s)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "sampler_accept: NULL sampler");
+    if (token < 0)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "token id must be >= 0, got %d", (int)token);
+    int rc = history_reserve(s, err, err_size);
+    if (rc != QWEN3C_OK)
+        return rc;
     s->history[s->n_history++] = token;
     return QWEN3C_OK;
 }
@@ -292,6 +299,8 @@ int qwen3c_sampler_sample(qwen3c_sampler *s, const float *logits, int n_vocab, i
             return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "logit %d is +inf", i);
     }
     int rc = ensure_scratch(s, n_vocab, err, err_size);
+    if (rc == QWEN3C_OK)
+        rc = history_reserve(s, err, err_size);  /* before the draw: no failure after it */
     if (rc != QWEN3C_OK)
         return rc;
     const qwen3c_sampler_params *p = &s->params;
@@ -332,22 +341,20 @@ int qwen3c_sampler_sample(qwen3c_sampler *s, const float *logits, int n_vocab, i
 
         if (p->top_p < 1.0f) {
             /* grow a sorted prefix until it holds top_p of the mass */
-            double target = (double)p->top_p * z, mass = 0.0;
-            int m = sorted ? n : (n < 64 ? n : 64), have = 0;
+            double target = (double)p->top_p * z;
+            int m = sorted ? n : (n < 64 ? n : 64);
             for (;;) {
-                if (!sorted) {
-                    select_top(c, n, m);
-                    have = 0;
-                    mass = 0.0;
-                }
-                int cut = -1;
-                for (int i = have; i < m; i++) {
+                if (!sorted)
+                    select_top(c, n, m);  /* c[0..m) = the m best, best first */
+                double mass = 0.0;
+                int cut = 0;
+                for (int i = 0; i < m && !cut; i++) {
                     mass += c[i].w;
-                    if (mass >= target) { cut = i + 1; break; }
+                    if (mass >= target)
+                        cut = i + 1;
                 }
-                have = m;
-                if (cut > 0) { n = cut; break; }
-                if (m == n) break;  /* rounding: keep everything */
+                if (cut) { n = cut; break; }
+                if (m == n) break;  /* rounding left us short: keep everything */
                 m = m > n / 4 ? n : 4 * m;
             }
             sorted = true;
@@ -366,9 +373,7 @@ int qwen3c_sampler_sample(qwen3c_sampler *s, const float *logits, int n_vocab, i
         tok = draw(s, c, n, total);
     }
 
-    rc = qwen3c_sampler_accept(s, tok, err, err_size);
-    if (rc != QWEN3C_OK)
-        return rc;
+    s->history[s->n_history++] = tok;
     *token_out = tok;
     return QWEN3C_OK;
 }

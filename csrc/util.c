@@ -35,7 +35,9 @@ int qwen3c_fail(char *err, size_t err_size, int status, const char *fmt, ...) {
 
 int qwen3c_fail_prefix(char *err, size_t err_size, int status, const char *what) {
     if (err == NULL || err_size == 0) return status;
-    size_t wl = strlen(what), ml = strnlen(err, err_size - 1);
+    size_t wl = strlen(what);
+    const char *nul = memchr(err, '\0', err_size);
+    size_t ml = nul ? (size_t)(nul - err) : err_size - 1;
     if (wl + 2 >= err_size) return status;
     size_t keep = ml;
     if (wl + 2 + keep >= err_size) keep = err_size - 1 - (wl + 2);

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -495,3 +496,18 @@ def test_convert_qwen3_06b_shaped_peak_memory(tmp_path):
           f"peak RSS {peak_mb:.0f} MiB")
     assert size_mb == pytest.approx(n_params * 34 / 32 / 2**20, rel=0.01)
     assert peak_mb < 600  # the bf16 input alone is 1137 MiB, the f32 embedding 593 MiB
+
+
+def test_cli_python_m_qwen3c_convert(make_tiny_model, tmp_path):
+    """The documented command line, end to end: python -m qwen3c convert HF_DIR out --type T."""
+    import subprocess
+    import sys
+    import qwen3c
+    hf_dir, ref = make_tiny_model("bf16")
+    out = tmp_path / "m.gguf"
+    pkg_root = str(Path(qwen3c.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([pkg_root, os.environ.get("PYTHONPATH", "")])}
+    res = subprocess.run([sys.executable, "-m", "qwen3c", "convert", str(hf_dir), str(out),
+                          "--type", "bf16"], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr
+    assert out.read_bytes() == ref.read_bytes()

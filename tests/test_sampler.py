@@ -11,6 +11,9 @@ import pytest
 
 from qwen3c.sampler import GREEDY, NON_THINKING, THINKING, Sampler
 
+# the bad-input tests also run against an ASan + UBSan build (tools/run_tests.sh)
+sanitize = pytest.mark.sanitize
+
 
 def draws(sampler, logits, n):
     """n samples from the same logits, with the history cleared before each draw."""
@@ -203,6 +206,7 @@ def test_penalty_window():
     assert s2.sample(logits) == 1
 
 
+@sanitize
 def test_long_history_with_window_stays_correct():
     logits = np.array([1.0, 0.9, 0.0], dtype=np.float32)
     s = Sampler(temperature=0.0, presence_penalty=0.5, penalty_last_n=4, seed=0)
@@ -223,6 +227,7 @@ def test_sample_appends_to_history_and_reset_forgets():
     assert s.sample(logits) == 0
 
 
+@sanitize
 def test_penalties_in_the_full_pipeline():
     logits = np.array([2.0, 1.8, 1.0, 0.5, -1.0], dtype=np.float32)
     hist = [0, 0, 1, 4]
@@ -297,6 +302,7 @@ def test_pure_temperature_draws_the_tail(mid_logits):
 
 # ---- reproducibility --------------------------------------------------------------------
 
+@sanitize
 def test_same_seed_same_tokens(big_logits):
     a = Sampler(seed=42)
     b = Sampler(seed=42)
@@ -327,6 +333,7 @@ def test_presets():
 
 # ---- bad input: clear exceptions, never a crash -----------------------------------------
 
+@sanitize
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
 def test_nonfinite_logits_rejected(bad):
     s = Sampler(seed=0)
@@ -336,11 +343,13 @@ def test_nonfinite_logits_rejected(bad):
         s.sample(logits)
 
 
+@sanitize
 def test_all_minus_inf_rejected():
     with pytest.raises(ValueError, match="-inf"):
         Sampler(seed=0).sample(np.full(4, -np.inf, dtype=np.float32))
 
 
+@sanitize
 @pytest.mark.parametrize("logits,exc", [
     (np.zeros((2, 3), dtype=np.float32), ValueError),
     (np.zeros(0, dtype=np.float32), ValueError),
@@ -351,6 +360,7 @@ def test_bad_logits_shapes(logits, exc):
         Sampler(seed=0).sample(logits)
 
 
+@sanitize
 @pytest.mark.parametrize("kw,exc", [
     (dict(temperature=-0.1), ValueError),
     (dict(temperature=float("nan")), ValueError),
@@ -372,6 +382,7 @@ def test_bad_params(kw, exc):
         Sampler(**kw)
 
 
+@sanitize
 def test_bad_accept_and_closed_sampler():
     s = Sampler(seed=0)
     with pytest.raises(ValueError):

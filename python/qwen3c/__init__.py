@@ -10,25 +10,12 @@ this package is a thin layer over it (see docs/c_vs_transformers.md for the map)
 from .errors import (ContextOverflowError, ModelFormatError, ModelNotAvailableError, Qwen3cError,
                      UnsupportedModelError)
 from .model import Model, ModelConfig
+from .sampler import Sampler
+from .chat import Chat, chat  # binds qwen3c.chat to the function, not the submodule
 
 __version__ = "0.1.0"
 
 __all__ = ["Model", "ModelConfig", "Qwen3cError", "ModelFormatError", "UnsupportedModelError",
-           "ContextOverflowError", "ModelNotAvailableError", "Sampler", "Chat", "chat", "convert"]
+           "ContextOverflowError", "ModelNotAvailableError", "Sampler", "Chat", "chat"]
 
 
-def __getattr__(name):
-    # the sampler / chat layers are imported on first use (they are written in their own modules)
-    if name == "Sampler":
-        from .sampler import Sampler
-        return Sampler
-    if name == "Chat":
-        from .chat import Chat
-        return Chat
-    if name == "chat":
-        from .chat import chat
-        return chat
-    if name == "convert":
-        from .convert import convert
-        return convert
-    raise AttributeError(f"module 'qwen3c' has no attribute {name!r}")

@@ -147,14 +147,15 @@ def _stats_line(gen, load_s=None) -> str:
 def answer(chat, text, out, err, *, one_shot=False, verbose=False, show_probs=False):
     """Stream one answer. Returns the Generation (for stats)."""
     printer = _Printer(out, think_out=err if one_shot else out)
+    stream = chat.stream(text)     # raises ContextOverflowError before anything is printed
     try:
-        for piece in chat.stream(text):
+        for piece in stream:
             if not show_probs:
                 printer.write(piece)
     finally:
         if not show_probs:
             printer.finish()
-        if verbose and chat.last is not None and chat.last.finish_reason is not None:
+        if verbose and chat.last.finish_reason is not None:
             err.write(_stats_line(chat.last) + "\n")
             err.flush()
     if chat.last.finish_reason == "context":

@@ -30,14 +30,15 @@ FINISH_REASONS = ("stop", "length", "context")
 # ---- what the KV cache holds ---------------------------------------------------------------
 
 class _KVRecord:
-    """The tokens whose keys/values sit in the cache, valid while nobody else has run
+    """The tokens whose keys/values sit in the cache. Valid while nobody else has run
     forward() on the model since (checked with model.n_tokens_forwarded)."""
 
-    __slots__ = ("tokens", "stamp")
+    __slots__ = ("tokens", "stamp", "pending")
 
     def __init__(self):
         self.tokens: list = []
-        self.stamp = -1
+        self.stamp = 0            # model.n_tokens_forwarded when `tokens` was last right
+        self.pending = None       # (tokens, stamp after) of a forward that may have completed
 
 
 _records: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
@@ -47,8 +48,18 @@ def _record(model) -> _KVRecord:
     rec = _records.get(model)
     if rec is None:
         rec = _records[model] = _KVRecord()
-    if rec.stamp != model.n_tokens_forwarded:  # someone else used the cache: trust nothing
+        rec.stamp = model.n_tokens_forwarded
+    now = model.n_tokens_forwarded
+    if rec.pending is not None:
+        # a forward of ours was interrupted (Ctrl-C) after C returned or before it started
+        toks, after = rec.pending
+        rec.pending = None
+        if now == after:
+            rec.tokens.extend(toks)
+            rec.stamp = now
+    if rec.stamp != now:  # someone else used the cache: trust nothing
         rec.tokens = []
+        rec.stamp = now
     return rec
 
 
@@ -64,8 +75,10 @@ def forget_cache(model) -> None:
 
 def _forward(model, rec: _KVRecord, tokens: list, pos: int) -> np.ndarray:
     del rec.tokens[pos:]
+    rec.pending = (tokens, model.n_tokens_forwarded + len(tokens))
     logits = model.forward(tokens, pos=pos)
-    rec.tokens.extend(tokens)          # only after the forward pass completed
+    rec.pending = None
+    rec.tokens.extend(tokens)
     rec.stamp = model.n_tokens_forwarded
     return logits
 
@@ -262,8 +275,8 @@ class Generation:
             logits = _forward(model, rec, [tok], pos)
             pos += 1
         self.t_decode = time.perf_counter() - t1
-        if self.finish_reason != "stop" or self.stop_token is not None:
-            pending += decoder.flush()
+        if not (self.finish_reason == "stop" and self.stop_token is None):
+            pending += decoder.flush()    # (after a stop string, what follows it is dropped)
         if pending:
             self.text += pending
             yield pending

