@@ -32,20 +32,6 @@ static void rmsnorm(float *o, const float *x, const float *weight, int size, flo
     for (int j = 0; j < size; j++) o[j] = weight[j] * (x[j] * inv);
 }
 
-/* softmax over x[0..size), in place. */
-static void softmax(float *x, int size) {
-    float max_val = x[0];
-    for (int i = 1; i < size; i++)
-        if (x[i] > max_val) max_val = x[i];
-    float sum = 0.0f;
-    for (int i = 0; i < size; i++) {
-        x[i] = expf(x[i] - max_val);
-        sum += x[i];
-    }
-    float inv = 1.0f / sum;
-    for (int i = 0; i < size; i++) x[i] *= inv;
-}
-
 /* out (n, w->rows) = x (n, w->cols) @ W^T: nn.Linear without bias, W in its stored type.
  * The rows of W are split across the context's threads; each thread streams its rows once
  * for all n tokens. */
@@ -96,40 +82,114 @@ static void embed(float *x, const QTensor *emb, const int32_t *tokens, int n) {
                        x + (size_t)t * emb->cols, emb->cols);
 }
 
+/* e^x for x <= 0 (softmax arguments), written so the compiler vectorizes it inside
+ * `omp simd` loops: e^x = 2^n * e^r with n = round(x / ln 2), |r| <= ln(2)/2, and e^r by its
+ * Taylor series to degree 6 (relative error < 2e-7, about one float ulp). */
+#pragma omp declare simd notinbranch
+static inline float exp_neg(float x) {
+    x = x > -87.0f ? x : -87.0f; /* also maps NaN to -87: keeps the shift below defined */
+    x = x < 88.0f ? x : 88.0f;
+    const float n = __builtin_rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693145751953125f; /* ln 2 split in two for an exact reduction */
+    r = r - n * 1.428606765330187e-06f;
+    float e = 1.0f / 720.0f;
+    e = e * r + 1.0f / 120.0f;
+    e = e * r + 1.0f / 24.0f;
+    e = e * r + 1.0f / 6.0f;
+    e = e * r + 0.5f;
+    e = e * r + 1.0f;
+    e = e * r + 1.0f;
+    union { uint32_t i; float f; } scale = {.i = (uint32_t)((int32_t)n + 127) << 23};
+    return e * scale.f;
+}
+
+/* softmax over x[0..size), in place (float32, as the eager attention in transformers). */
+static void softmax(float *x, int size) {
+    float max_val = x[0];
+    for (int i = 1; i < size; i++) max_val = x[i] > max_val ? x[i] : max_val;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < size; i++) {
+        x[i] = exp_neg(x[i] - max_val);
+        sum += x[i];
+    }
+    const float inv = 1.0f / sum;
+#pragma omp simd
+    for (int i = 0; i < size; i++) x[i] *= inv;
+}
+
+#define ATT_ROWS 8  /* query rows (token, head) that share one kv head, processed together */
+
 /* Causal grouped-query attention for a batch of n tokens at positions pos..pos+n-1, one layer.
- * q: (n, NH*HD); the layer's keys/values for positions 0..pos+n-1 are in the cache
- * (NKV, C, HD). out: (n, NH*HD). Query head h reads kv head h / (NH/NKV). */
-static void attention(float *out, const float *q, const float *kc, const float *vc, int n, int pos,
+ * q: (n, NH*HD). The cache holds this layer's keys transposed, kt (NKV, HD, C), so that the
+ * scores of one query against 16 positions are 16 contiguous lanes, and values v (NKV, C, HD).
+ * out: (n, NH*HD). Query head h reads kv head h / (NH/NKV); the rows (token t, head h) of one
+ * kv head are done ATT_ROWS at a time so each key is loaded once for all of them. */
+static void attention(float *out, const float *q, const float *kt, const float *vc, int n, int pos,
                       const Config *p, int n_ctx, float *att_scratch, int n_threads) {
-    const int NH = p->n_heads, HD = p->head_dim, group = p->n_heads / p->n_kv_heads;
+    const int NH = p->n_heads, NKV = p->n_kv_heads, HD = p->head_dim, group = NH / NKV;
+    const int C = n_ctx;
     const float scale = 1.0f / sqrtf((float)HD);
-    const int jobs = n * NH;
+    const int rows_per_kv = n * group;
+    const int blocks_per_kv = (rows_per_kv + ATT_ROWS - 1) / ATT_ROWS;
+    const int jobs = NKV * blocks_per_kv;
     int nt = jobs < n_threads ? jobs : n_threads;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int job = 0; job < jobs; job++) {
-        int t = job / NH, h = job % NH;
-        int n_pos = pos + t + 1; /* causal mask: attend to positions 0..pos+t */
-        const float *qh = q + (size_t)t * NH * HD + (size_t)h * HD;
-        const float *kh = kc + (size_t)(h / group) * n_ctx * HD;
-        const float *vh = vc + (size_t)(h / group) * n_ctx * HD;
-        float *att = att_scratch + (size_t)omp_get_thread_num() * n_ctx;
-        /* scores = q . k / sqrt(head_dim) */
-        for (int s = 0; s < n_pos; s++) {
-            const float *k = kh + (size_t)s * HD;
-            float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-            for (int i = 0; i < HD; i++) dot += qh[i] * k[i];
-            att[s] = dot * scale;
+        const int kvh = job / blocks_per_kv, r0 = (job % blocks_per_kv) * ATT_ROWS;
+        const int nr = rows_per_kv - r0 < ATT_ROWS ? rows_per_kv - r0 : ATT_ROWS;
+        const float *kth = kt + (size_t)kvh * HD * C;
+        const float *vh = vc + (size_t)kvh * C * HD;
+        float *att = att_scratch + (size_t)omp_get_thread_num() * ATT_ROWS * C;
+        const float *qr[ATT_ROWS];
+        int len[ATT_ROWS]; /* causal mask: row r attends to positions 0..pos+t */
+        float *orow[ATT_ROWS];
+        int n_max = 0;
+        for (int r = 0; r < nr; r++) {
+            int t = (r0 + r) / group, h = kvh * group + (r0 + r) % group;
+            qr[r] = q + (size_t)t * NH * HD + (size_t)h * HD;
+            orow[r] = out + (size_t)t * NH * HD + (size_t)h * HD;
+            len[r] = pos + t + 1;
+            if (len[r] > n_max) n_max = len[r];
         }
-        softmax(att, n_pos);
-        /* out = softmax(scores) @ v */
-        float *o = out + (size_t)t * NH * HD + (size_t)h * HD;
-        memset(o, 0, (size_t)HD * sizeof(float));
-        for (int s = 0; s < n_pos; s++) {
-            const float *v = vh + (size_t)s * HD;
-            const float a = att[s];
+        /* scores = q . k / sqrt(head_dim), 16 positions at a time. The last block may read
+         * up to 15 keys past n_max: still inside the cache allocation (see qwen3c_context_create),
+         * and those lanes are not stored. */
+        for (int s0 = 0; s0 < n_max; s0 += 16) {
+            float acc[ATT_ROWS][16] = {{0}};
+            for (int i = 0; i < HD; i++) {
+                const float *k = kth + (size_t)i * C + s0;
+                for (int r = 0; r < nr; r++) {
+                    const float qi = qr[r][i];
 #pragma omp simd
-            for (int i = 0; i < HD; i++) o[i] += a * v[i];
+                    for (int j = 0; j < 16; j++) acc[r][j] += qi * k[j];
+                }
+            }
+            const int nj = n_max - s0 < 16 ? n_max - s0 : 16;
+            for (int r = 0; r < nr; r++)
+                for (int j = 0; j < nj; j++) att[(size_t)r * C + s0 + j] = acc[r][j] * scale;
+        }
+        for (int r = 0; r < nr; r++) {
+            float *a = att + (size_t)r * C;
+            const int L = len[r];
+            softmax(a, L);
+            /* out = softmax(scores) @ v, 64 output lanes at a time held in registers */
+            float *o = orow[r];
+            for (int i0 = 0; i0 < HD; i0 += 64) {
+                const int nw = HD - i0 < 64 ? HD - i0 : 64;
+                float acc[64] = {0};
+                for (int s = 0; s < L; s++) {
+                    const float *v = vh + (size_t)s * HD + i0;
+                    const float w = a[s];
+                    if (nw == 64) {
+#pragma omp simd
+                        for (int j = 0; j < 64; j++) acc[j] += w * v[j];
+                    } else {
+                        for (int j = 0; j < nw; j++) acc[j] += w * v[j];
+                    }
+                }
+                memcpy(o + i0, acc, (size_t)nw * sizeof(float));
+            }
         }
     }
 }
@@ -153,7 +213,7 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
 
     for (int l = 0; l < p->n_layers; l++) {
         const LayerWeights *lw = &w->layers[l];
-        float *kc = s->key_cache + (size_t)l * NKV * C * HD;   /* (NKV, C, HD) */
+        float *kc = s->key_cache + (size_t)l * NKV * C * HD;   /* (NKV, HD, C): transposed */
         float *vc = s->value_cache + (size_t)l * NKV * C * HD; /* (NKV, C, HD) */
 
         /* hidden_states = input_layernorm(hidden_states) */
@@ -178,7 +238,7 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
             rope(k, NKV, HD, cos_p, sin_p, p->rope_interleaved);
             /* past_key_values.update: store k, v at position pos + t */
             for (int h = 0; h < NKV; h++) {
-                memcpy(kc + ((size_t)h * C + pos + t) * HD, k + h * HD, (size_t)HD * sizeof(float));
+                for (int i = 0; i < HD; i++) kc[((size_t)h * HD + i) * C + pos + t] = k[h * HD + i];
                 memcpy(vc + ((size_t)h * C + pos + t) * HD, v + h * HD, (size_t)HD * sizeof(float));
             }
         }
@@ -247,8 +307,8 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     const int64_t QD = (int64_t)p->n_heads * HD, KVD = (int64_t)p->n_kv_heads * HD;
     const int64_t kv = (int64_t)p->n_layers * KVD * C;
     /* one allocation, carved below (calloc: untouched KV pages cost no memory) */
-    int64_t total = B * D * 4 + B * QD * 2 + B * KVD * 2 + B * H * 2 + (int64_t)n_threads * C +
-                    C * (HD / 2) * 2 + kv * 2;
+    int64_t total = B * D * 4 + B * QD * 2 + B * KVD * 2 + B * H * 2 + (int64_t)n_threads * ATT_ROWS * C +
+                    C * (HD / 2) * 2 + kv * 2 + 16;
     qwen3c_context *ctx = calloc(1, sizeof(*ctx));
     float *mem = calloc((size_t)total, sizeof(float));
     if (!ctx || !mem) {
@@ -270,7 +330,7 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     s->hb = m; m += B * H;
     s->hb2 = m; m += B * H;
     m += B * D; /* spare row block (keeps the layout simple to extend) */
-    s->att = m; m += (int64_t)n_threads * C;
+    s->att = m; m += (int64_t)n_threads * ATT_ROWS * C;
     s->rope_cos = m; m += C * (HD / 2);
     s->rope_sin = m; m += C * (HD / 2);
     s->key_cache = m; m += kv;

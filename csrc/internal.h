@@ -180,10 +180,10 @@ typedef struct {
     float *xb2;          /* (B, D)      o_proj / down_proj output */
     float *hb;           /* (B, H)      act_fn(gate_proj(x)) * up_proj(x) */
     float *hb2;          /* (B, H)      up_proj(x) */
-    float *att;          /* (n_threads, C) attention scores scratch, one row per thread */
+    float *att;          /* (n_threads, 8, C) attention scores scratch, 8 query rows per thread */
     float *rope_cos;     /* (C, HD/2)   cos(pos * inv_freq), precomputed */
     float *rope_sin;     /* (C, HD/2) */
-    float *key_cache;    /* (L, NKV, C, HD) past_key_values keys */
+    float *key_cache;    /* (L, NKV, HD, C) past_key_values keys, transposed for attention */
     float *value_cache;  /* (L, NKV, C, HD) past_key_values values */
     float *memory;       /* the one allocation everything above points into */
 } RunState;

@@ -30,13 +30,18 @@
  * L1/L2 tile) and accumulated in float32 with FMA. dequantize_row reproduces the reference
  * dequantization (gguf-py's gguf.quants) bit for bit, including its rounding order.
  *
- * Kernels:
- *   decode (1 token):  vec_dot_<type>(n, row, x): a SIMD dot product per weight row.
- *   prefill (n tokens): dequantize TILE_R rows x TILE_K columns once into a float tile, then
- *                       a register-blocked TILE_R x TILE_T micro-kernel over the tokens.
- * Both have an AVX-512 path (-march=native on AVX-512 machines) and a portable scalar path
- * that the compiler may vectorize. A faster, less exact path (int8 activations + VNNI) would
- * be an opt-in beside these, never the default.
+ * Kernels (matmul_rows is one thread's share; forward.c splits the rows across threads):
+ *   decode (1 token):   vec_dot_<type>(row, x, n): a SIMD dot product per weight row, the
+ *                       per-block scale factored out (d * sum(q x)); memory-bound.
+ *   prefill (n tokens): dequantize a panel of PANEL_R rows x TILE_K columns once (L2), then
+ *                       a register-blocked TILE_R x TILE_T micro-kernel runs over every
+ *                       group of TILE_T tokens: weights are read once per batch, x once per
+ *                       panel; compute-bound.
+ * Code paths, picked at build time: AVX-512 (F+BW+VL, F16C: every type), AVX2+FMA+F16C
+ * (F32/F16/BF16/Q8_0/Q4_0/Q4_1 kernels, the others through dequantize + dot) and portable C
+ * (correct everywhere; the compiler vectorizes what it can). Same results up to float32
+ * rounding on all three. A faster, less exact path (int8 activations + VNNI) would be an
+ * opt-in beside these, never the default.
  */
 #include <assert.h>
 #include <limits.h>
@@ -44,7 +49,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#if defined(__AVX512F__) || defined(__F16C__)
+#if defined(__AVX512F__) || defined(__AVX2__) || defined(__F16C__)
 #include <immintrin.h>
 #endif
 
@@ -56,9 +61,17 @@
 #else
 #define QWEN3C_AVX512 0
 #endif
+/* Without AVX-512: an AVX2 + FMA + F16C tier for the common types (most x86 machines). */
+#if !QWEN3C_AVX512 && defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define QWEN3C_AVX2 1
+#else
+#define QWEN3C_AVX2 0
+#endif
 
 /* The reference dequantization rounds each product and sum separately: keep the compiler
- * from fusing them into an FMA there (it may fuse everywhere else). */
+ * from fusing them into an FMA there (it may fuse everywhere else). gcc fuses across
+ * statements, hence the attribute; clang only within one expression, hence the temporaries
+ * p0, p1 in the dq_* functions. */
 #if defined(__GNUC__) && !defined(__clang__)
 #define NO_FP_CONTRACT __attribute__((optimize("fp-contract=off")))
 #else
@@ -208,8 +221,9 @@ NO_FP_CONTRACT static void dq_q4_1(const uint8_t *b, float *y) {
     const float d = fp16_to_fp32(read_u16(b)), m = fp16_to_fp32(read_u16(b + 2));
     const uint8_t *qs = b + 4;
     for (int j = 0; j < QK / 2; j++) {
-        y[j] = d * (float)(qs[j] & 0x0f) + m;
-        y[j + QK / 2] = d * (float)(qs[j] >> 4) + m;
+        const float p0 = d * (float)(qs[j] & 0x0f), p1 = d * (float)(qs[j] >> 4);
+        y[j] = p0 + m;
+        y[j + QK / 2] = p1 + m;
     }
 }
 
@@ -232,8 +246,9 @@ NO_FP_CONTRACT static void dq_q5_1(const uint8_t *b, float *y) {
     for (int j = 0; j < QK / 2; j++) {
         int lo = (qs[j] & 0x0f) | (int)(((qh >> j) & 1u) << 4);
         int hi = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1u) << 4);
-        y[j] = d * (float)lo + m;
-        y[j + QK / 2] = d * (float)hi + m;
+        const float p0 = d * (float)lo, p1 = d * (float)hi;
+        y[j] = p0 + m;
+        y[j + QK / 2] = p1 + m;
     }
 }
 
@@ -248,8 +263,9 @@ NO_FP_CONTRACT static void dq_q4_k(const uint8_t *b, float *y) {
         const float d1 = d * (float)sc1, m1 = dmin * (float)mn1;
         const uint8_t *q = qs + 32 * c;
         for (int l = 0; l < 32; l++) {
-            y[64 * c + l] = d0 * (float)(q[l] & 0x0f) - m0;
-            y[64 * c + 32 + l] = d1 * (float)(q[l] >> 4) - m1;
+            const float p0 = d0 * (float)(q[l] & 0x0f), p1 = d1 * (float)(q[l] >> 4);
+            y[64 * c + l] = p0 - m0;
+            y[64 * c + 32 + l] = p1 - m1;
         }
     }
 }
@@ -267,8 +283,9 @@ NO_FP_CONTRACT static void dq_q5_k(const uint8_t *b, float *y) {
         for (int l = 0; l < 32; l++) {
             int q0 = (q[l] & 0x0f) | (((qh[l] >> (2 * c)) & 1) << 4);
             int q1 = (q[l] >> 4) | (((qh[l] >> (2 * c + 1)) & 1) << 4);
-            y[64 * c + l] = d0 * (float)q0 - m0;
-            y[64 * c + 32 + l] = d1 * (float)q1 - m1;
+            const float p0 = d0 * (float)q0, p1 = d1 * (float)q1;
+            y[64 * c + l] = p0 - m0;
+            y[64 * c + 32 + l] = p1 - m1;
         }
     }
 }
@@ -277,21 +294,22 @@ NO_FP_CONTRACT static void dq_q6_k(const uint8_t *b, float *y) {
     const uint8_t *ql = b, *qh = b + 128;
     const int8_t *sc = (const int8_t *)(b + 192);
     const float d = fp16_to_fp32(read_u16(b + 208));
+    /* two passes, each simple enough for the compiler to vectorize: the 6-bit quants, then
+     * (d * scale) * q per group of 16 */
+    int8_t q[QK_K];
     for (int h = 0; h < 2; h++) {             /* two halves of 128 */
         const uint8_t *l8 = ql + 64 * h, *h8 = qh + 32 * h;
-        const int8_t *s8 = sc + 8 * h;
-        float *yh = y + 128 * h;
+        int8_t *qq = q + 128 * h;
         for (int l = 0; l < 32; l++) {        /* element l of each of the 4 groups of 32 */
-            const int q0 = ((l8[l] & 0x0f) | ((h8[l] & 3) << 4)) - 32;
-            const int q1 = ((l8[l + 32] & 0x0f) | (((h8[l] >> 2) & 3) << 4)) - 32;
-            const int q2 = ((l8[l] >> 4) | (((h8[l] >> 4) & 3) << 4)) - 32;
-            const int q3 = ((l8[l + 32] >> 4) | (((h8[l] >> 6) & 3) << 4)) - 32;
-            const int is = l / 16;
-            yh[l] = (d * (float)s8[is]) * (float)q0;
-            yh[l + 32] = (d * (float)s8[is + 2]) * (float)q1;
-            yh[l + 64] = (d * (float)s8[is + 4]) * (float)q2;
-            yh[l + 96] = (d * (float)s8[is + 6]) * (float)q3;
+            qq[l] = (int8_t)(((l8[l] & 0x0f) | ((h8[l] & 3) << 4)) - 32);
+            qq[l + 32] = (int8_t)(((l8[l + 32] & 0x0f) | (((h8[l] >> 2) & 3) << 4)) - 32);
+            qq[l + 64] = (int8_t)(((l8[l] >> 4) | (((h8[l] >> 4) & 3) << 4)) - 32);
+            qq[l + 96] = (int8_t)(((l8[l + 32] >> 4) | (((h8[l] >> 6) & 3) << 4)) - 32);
         }
+    }
+    for (int g = 0; g < QK_K / 16; g++) {
+        const float ds = d * (float)sc[g];
+        for (int j = 0; j < 16; j++) y[16 * g + j] = ds * (float)q[16 * g + j];
     }
 }
 
@@ -364,9 +382,7 @@ static inline void q5_split(const uint8_t *qs, uint32_t qh, __m512i *lo, __m512i
 /* ---------------------------------------------------------------------------------------
  * Decode: dot(row, x) over n elements, one kernel per type
  * ------------------------------------------------------------------------------------- */
-typedef float (*vec_dot_fn)(const uint8_t *row, const float *x, int64_t n);
-
-#if !QWEN3C_AVX512
+#if !QWEN3C_AVX512 && !QWEN3C_AVX2
 /* Portable dot product with 8 independent partial sums (vectorizable). */
 static float dot_f32_scalar(const float *a, const float *b, int64_t n) {
     float s[8] = {0};
@@ -378,6 +394,7 @@ static float dot_f32_scalar(const float *a, const float *b, int64_t n) {
 }
 #endif
 
+#if !QWEN3C_AVX2  /* (the AVX2 tier has its own, vec_dot_f32_avx2) */
 static float vec_dot_f32(const uint8_t *row, const float *x, int64_t n) {
     const float *w = (const float *)(const void *)row;
 #if QWEN3C_AVX512
@@ -400,6 +417,7 @@ static float vec_dot_f32(const uint8_t *row, const float *x, int64_t n) {
     return dot_f32_scalar(w, x, n);  /* GGUF aligns tensor data: rows are float-aligned */
 #endif
 }
+#endif
 
 #if QWEN3C_AVX512
 static float vec_dot_f16(const uint8_t *row, const float *x, int64_t n) {
@@ -638,24 +656,219 @@ static void dqk_q6_k(const uint8_t *b, float *y) {
     }
 }
 
-/* K-quant decode: dequantize each super-block into an L1 buffer, then FMA it with x. */
-static float vec_dot_kquant(void (*dqk)(const uint8_t *, float *), int ts, const uint8_t *row,
-                            const float *x, int64_t n) {
-    _Alignas(64) float buf[QK_K];
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+/* The 8 sub-block scales d*sc and mins dmin*mn of a Q4_K / Q5_K super-block. */
+static inline void k_scales(const uint8_t *b, float *dsc, float *dmn) {
+    const float d = fp16_to_fp32(read_u16(b)), dmin = fp16_to_fp32(read_u16(b + 2));
+    for (int j = 0; j < 8; j++) {
+        int sc, mn;
+        k_scale_min(j, b + 4, &sc, &mn);
+        dsc[j] = d * (float)sc;
+        dmn[j] = dmin * (float)mn;
+    }
+}
+
+/* Q4_K decode, fused: per sub-block j, acc += (d sc_j) sum(q x) and accm += (dmin mn_j) sum(x). */
+static float vec_dot_q4_k(const uint8_t *row, const float *x, int64_t n) {
+    const __m512 tab = nib_table(0);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, am = a0;
+    float dsc[8], dmn[8];
     for (int64_t b = 0; b < n / QK_K; b++) {
-        dqk(row + b * ts, buf);
+        const uint8_t *p = row + b * 144, *qs = p + 16;
         const float *xb = x + b * QK_K;
-        for (int i = 0; i < QK_K; i += 64) {
-            a0 = _mm512_fmadd_ps(_mm512_load_ps(buf + i), _mm512_loadu_ps(xb + i), a0);
-            a1 = _mm512_fmadd_ps(_mm512_load_ps(buf + i + 16), _mm512_loadu_ps(xb + i + 16), a1);
-            a2 = _mm512_fmadd_ps(_mm512_load_ps(buf + i + 32), _mm512_loadu_ps(xb + i + 32), a2);
-            a3 = _mm512_fmadd_ps(_mm512_load_ps(buf + i + 48), _mm512_loadu_ps(xb + i + 48), a3);
+        k_scales(p, dsc, dmn);
+        for (int c = 0; c < 4; c++) {
+            const __m512i v0 = nib_bytes(qs + 32 * c), v1 = nib_bytes(qs + 32 * c + 16);
+            const float *xc = xb + 64 * c;
+            const __m512 x0 = _mm512_loadu_ps(xc), x1 = _mm512_loadu_ps(xc + 16);
+            const __m512 x2 = _mm512_loadu_ps(xc + 32), x3 = _mm512_loadu_ps(xc + 48);
+            __m512 s0 = _mm512_mul_ps(_mm512_permutexvar_ps(v0, tab), x0);
+            __m512 s1 = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v0, 4), tab), x2);
+            s0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(v1, tab), x1, s0);
+            s1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(v1, 4), tab), x3, s1);
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(dsc[2 * c]), s0, a0);
+            a1 = _mm512_fmadd_ps(_mm512_set1_ps(dsc[2 * c + 1]), s1, a1);
+            am = _mm512_fmadd_ps(_mm512_set1_ps(dmn[2 * c]), _mm512_add_ps(x0, x1), am);
+            am = _mm512_fmadd_ps(_mm512_set1_ps(dmn[2 * c + 1]), _mm512_add_ps(x2, x3), am);
         }
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    return _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(a0, a1), am));
 }
+
+/* Q5_K decode, fused like Q4_K; bit 4 of each quant comes from qh. */
+static float vec_dot_q5_k(const uint8_t *row, const float *x, int64_t n) {
+    const __m512 tab = nib_table(0), k16 = _mm512_set1_ps(16.0f);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, am = a0;
+    float dsc[8], dmn[8];
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const uint8_t *p = row + b * 176, *qs = p + 48;
+        const float *xb = x + b * QK_K;
+        const __m512i h0 = nib_bytes(p + 16), h1 = nib_bytes(p + 32);
+        k_scales(p, dsc, dmn);
+        for (int c = 0; c < 4; c++) {
+            const __m512i v0 = nib_bytes(qs + 32 * c), v1 = nib_bytes(qs + 32 * c + 16);
+            const __m512i bl = _mm512_set1_epi32(1 << (2 * c)), bh = _mm512_set1_epi32(2 << (2 * c));
+            const float *xc = xb + 64 * c;
+            const __m512 x0 = _mm512_loadu_ps(xc), x1 = _mm512_loadu_ps(xc + 16);
+            const __m512 x2 = _mm512_loadu_ps(xc + 32), x3 = _mm512_loadu_ps(xc + 48);
+            __m512 q0 = _mm512_permutexvar_ps(v0, tab), q1 = _mm512_permutexvar_ps(v1, tab);
+            __m512 q2 = _mm512_permutexvar_ps(_mm512_srli_epi32(v0, 4), tab);
+            __m512 q3 = _mm512_permutexvar_ps(_mm512_srli_epi32(v1, 4), tab);
+            q0 = _mm512_mask_add_ps(q0, _mm512_test_epi32_mask(h0, bl), q0, k16);
+            q1 = _mm512_mask_add_ps(q1, _mm512_test_epi32_mask(h1, bl), q1, k16);
+            q2 = _mm512_mask_add_ps(q2, _mm512_test_epi32_mask(h0, bh), q2, k16);
+            q3 = _mm512_mask_add_ps(q3, _mm512_test_epi32_mask(h1, bh), q3, k16);
+            __m512 s0 = _mm512_fmadd_ps(q1, x1, _mm512_mul_ps(q0, x0));
+            __m512 s1 = _mm512_fmadd_ps(q3, x3, _mm512_mul_ps(q2, x2));
+            a0 = _mm512_fmadd_ps(_mm512_set1_ps(dsc[2 * c]), s0, a0);
+            a1 = _mm512_fmadd_ps(_mm512_set1_ps(dsc[2 * c + 1]), s1, a1);
+            am = _mm512_fmadd_ps(_mm512_set1_ps(dmn[2 * c]), _mm512_add_ps(x0, x1), am);
+            am = _mm512_fmadd_ps(_mm512_set1_ps(dmn[2 * c + 1]), _mm512_add_ps(x2, x3), am);
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_sub_ps(_mm512_add_ps(a0, a1), am));
+}
+
+/* Q6_K decode, fused: per 16 elements, acc += (d sc) sum((q - 32) x). */
+static float vec_dot_q6_k(const uint8_t *row, const float *x, int64_t n) {
+    const __m512i m15 = _mm512_set1_epi32(15), m3 = _mm512_set1_epi32(3), k32 = _mm512_set1_epi32(32);
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
+    _Alignas(64) float ds[16];
+    for (int64_t b = 0; b < n / QK_K; b++) {
+        const uint8_t *p = row + b * 210;
+        const float *xb = x + b * QK_K;
+        const __m512 sc = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(p + 192))));
+        _mm512_store_ps(ds, _mm512_mul_ps(sc, _mm512_set1_ps(fp16_to_fp32(read_u16(p + 208)))));
+        for (int h = 0; h < 2; h++) {
+            for (int l0 = 0; l0 < 32; l0 += 16) {
+                const __m512i a = nib_bytes(p + 64 * h + l0), bb = nib_bytes(p + 64 * h + 32 + l0);
+                const __m512i hq = nib_bytes(p + 128 + 32 * h + l0);
+                __m512i q[4];
+                q[0] = _mm512_or_si512(_mm512_and_si512(a, m15), _mm512_slli_epi32(_mm512_and_si512(hq, m3), 4));
+                q[1] = _mm512_or_si512(_mm512_and_si512(bb, m15),
+                                       _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hq, 2), m3), 4));
+                q[2] = _mm512_or_si512(_mm512_srli_epi32(a, 4),
+                                       _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(hq, 4), m3), 4));
+                q[3] = _mm512_or_si512(_mm512_srli_epi32(bb, 4), _mm512_slli_epi32(_mm512_srli_epi32(hq, 6), 4));
+                for (int g = 0; g < 4; g++) {
+                    const int e = 128 * h + 32 * g + l0;  /* first element of these 16 */
+                    __m512 s = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(q[g], k32)),
+                                             _mm512_loadu_ps(xb + e));
+                    if (g & 1) a1 = _mm512_fmadd_ps(_mm512_set1_ps(ds[e / 16]), s, a1);
+                    else       a0 = _mm512_fmadd_ps(_mm512_set1_ps(ds[e / 16]), s, a0);
+                }
+            }
+        }
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+}
+
 #endif /* QWEN3C_AVX512 */
+
+#if QWEN3C_AVX2
+/* ---- AVX2 tier ---- */
+static inline float hsum256(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
+}
+
+static inline __m256 load_f16x8(const uint8_t *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline __m256 load_bf16x8(const uint8_t *p) {
+    __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+}
+
+/* 8 bytes -> 8 int32 lanes (sign- or zero-extended) */
+static inline __m256i s8x8(const uint8_t *p) {
+    return _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p));
+}
+static inline __m256i u8x8(const uint8_t *p) {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+}
+
+static float vec_dot_f32_avx2(const uint8_t *row, const float *x, int64_t n) {
+    const float *w = (const float *)(const void *)row;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(x + i + 8), a1);
+        a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(x + i + 16), a2);
+        a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(x + i + 24), a3);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(x + i), a0);
+    float s = hsum256(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) s += w[i] * x[i];
+    return s;
+}
+
+static float vec_dot_f16_avx2(const uint8_t *row, const float *x, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(load_f16x8(row + 2 * i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(load_f16x8(row + 2 * i + 16), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_f16x8(row + 2 * i), _mm256_loadu_ps(x + i), a0);
+    float s = hsum256(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += fp16_to_fp32(read_u16(row + 2 * i)) * x[i];
+    return s;
+}
+
+static float vec_dot_bf16_avx2(const uint8_t *row, const float *x, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        a0 = _mm256_fmadd_ps(load_bf16x8(row + 2 * i), _mm256_loadu_ps(x + i), a0);
+        a1 = _mm256_fmadd_ps(load_bf16x8(row + 2 * i + 16), _mm256_loadu_ps(x + i + 8), a1);
+    }
+    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load_bf16x8(row + 2 * i), _mm256_loadu_ps(x + i), a0);
+    float s = hsum256(_mm256_add_ps(a0, a1));
+    for (; i < n; i++) s += bf16_to_fp32(read_u16(row + 2 * i)) * x[i];
+    return s;
+}
+
+static float vec_dot_q8_0_avx2(const uint8_t *row, const float *x, int64_t n) {
+    __m256 a0 = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK; b++) {
+        const uint8_t *p = row + b * 34;
+        const float *xb = x + b * QK;
+        __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(s8x8(p + 2)), _mm256_loadu_ps(xb));
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s8x8(p + 10)), _mm256_loadu_ps(xb + 8), s);
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s8x8(p + 18)), _mm256_loadu_ps(xb + 16), s);
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s8x8(p + 26)), _mm256_loadu_ps(xb + 24), s);
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(read_u16(p))), s, a0);
+    }
+    return hsum256(a0);
+}
+
+/* Q4_0 / Q4_1 (q_off = -8 / 0; has_min for Q4_1): bytes j and j + 8 of qs as two 8-lane
+ * halves; low nibbles are elements 0..15, high nibbles 16..31. */
+static inline float vec_dot_q4_avx2(const uint8_t *row, const float *x, int64_t n, int ts,
+                                    int q_off, int has_min) {
+    const __m256i m15 = _mm256_set1_epi32(15), off = _mm256_set1_epi32(q_off);
+    __m256 ad = _mm256_setzero_ps(), am = ad;
+    for (int64_t b = 0; b < n / QK; b++) {
+        const uint8_t *p = row + b * ts, *qs = p + (has_min ? 4 : 2);
+        const float *xb = x + b * QK;
+        const __m256i v0 = u8x8(qs), v1 = u8x8(qs + 8);
+        const __m256 x0 = _mm256_loadu_ps(xb), x1 = _mm256_loadu_ps(xb + 8);
+        const __m256 x2 = _mm256_loadu_ps(xb + 16), x3 = _mm256_loadu_ps(xb + 24);
+        __m256 s = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_and_si256(v0, m15), off)), x0);
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_and_si256(v1, m15), off)), x1, s);
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_srli_epi32(v0, 4), off)), x2, s);
+        s = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_srli_epi32(v1, 4), off)), x3, s);
+        ad = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(read_u16(p))), s, ad);
+        if (has_min)
+            am = _mm256_fmadd_ps(_mm256_set1_ps(fp16_to_fp32(read_u16(p + 2))),
+                                 _mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3)), am);
+    }
+    return hsum256(_mm256_add_ps(ad, am));
+}
+#endif /* QWEN3C_AVX2 */
 
 /* Any type: dequantize a few blocks at a time into an L1 buffer, then a float dot. */
 #define GENERIC_CHUNK 512
@@ -668,6 +881,8 @@ static float vec_dot_generic(int type, const uint8_t *row, const float *x, int64
         dequantize_row(type, row + i / ti->block_size * ti->type_size, buf, k);
 #if QWEN3C_AVX512
         s += vec_dot_f32((const uint8_t *)buf, x + i, k);
+#elif QWEN3C_AVX2
+        s += vec_dot_f32_avx2((const uint8_t *)buf, x + i, k);
 #else
         s += dot_f32_scalar(buf, x + i, k);
 #endif
@@ -677,7 +892,11 @@ static float vec_dot_generic(int type, const uint8_t *row, const float *x, int64
 
 static float vec_dot(int type, const uint8_t *row, const float *x, int64_t n) {
     switch (type) {
+#if QWEN3C_AVX2
+    case QWEN3C_TYPE_F32:  return vec_dot_f32_avx2(row, x, n);
+#else
     case QWEN3C_TYPE_F32:  return vec_dot_f32(row, x, n);
+#endif
 #if QWEN3C_AVX512
     case QWEN3C_TYPE_F16:  return vec_dot_f16(row, x, n);
     case QWEN3C_TYPE_BF16: return vec_dot_bf16(row, x, n);
@@ -686,9 +905,15 @@ static float vec_dot(int type, const uint8_t *row, const float *x, int64_t n) {
     case QWEN3C_TYPE_Q4_1: return vec_dot_q4_1(row, x, n);
     case QWEN3C_TYPE_Q5_0: return vec_dot_q5_0(row, x, n);
     case QWEN3C_TYPE_Q5_1: return vec_dot_q5_1(row, x, n);
-    case QWEN3C_TYPE_Q4_K: return vec_dot_kquant(dqk_q4_k, 144, row, x, n);
-    case QWEN3C_TYPE_Q5_K: return vec_dot_kquant(dqk_q5_k, 176, row, x, n);
-    case QWEN3C_TYPE_Q6_K: return vec_dot_kquant(dqk_q6_k, 210, row, x, n);
+    case QWEN3C_TYPE_Q4_K: return vec_dot_q4_k(row, x, n);
+    case QWEN3C_TYPE_Q5_K: return vec_dot_q5_k(row, x, n);
+    case QWEN3C_TYPE_Q6_K: return vec_dot_q6_k(row, x, n);
+#elif QWEN3C_AVX2
+    case QWEN3C_TYPE_F16:  return vec_dot_f16_avx2(row, x, n);
+    case QWEN3C_TYPE_BF16: return vec_dot_bf16_avx2(row, x, n);
+    case QWEN3C_TYPE_Q8_0: return vec_dot_q8_0_avx2(row, x, n);
+    case QWEN3C_TYPE_Q4_0: return vec_dot_q4_avx2(row, x, n, 18, -8, 0);
+    case QWEN3C_TYPE_Q4_1: return vec_dot_q4_avx2(row, x, n, 20, 0, 1);
 #endif
     default:               return vec_dot_generic(type, row, x, n);
     }
@@ -861,7 +1086,7 @@ static void tile_dispatch(int nr, int nt, const float *tile, const float *x, int
     }
     /* a few leftover rows at the end of a matrix: one row at a time */
     for (int r = 0; r < nr; r++) {
-        float p1[TILE_R * TILE_T];
+        float p1[TILE_R * TILE_T] = {0};
         switch (nt) {
         case 1: tile_kernel(1, 1, tile + r * TILE_K, x, xs, k, p1); break;
         case 2: tile_kernel(1, 2, tile + r * TILE_K, x, xs, k, p1); break;
@@ -871,6 +1096,49 @@ static void tile_dispatch(int nr, int nt, const float *tile, const float *x, int
         default: tile_kernel(1, 6, tile + r * TILE_K, x, xs, k, p1); break;
         }
         for (int t = 0; t < nt; t++) part[t * TILE_R + r] = p1[t * TILE_R];
+    }
+}
+#elif QWEN3C_AVX2
+/* AVX2 micro-kernel: 4 rows x 2 tokens = 8 accumulators of 8 lanes (16 ymm registers). */
+static inline __attribute__((always_inline)) void
+tile_kernel2(const int NR, const int NT, const float *tile, const float *x, int64_t xs, int64_t k,
+             float *part) {
+    __m256 acc[TILE_R][2];
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + 8 <= k; i += 8) {
+        __m256 w[TILE_R];
+        for (int r = 0; r < NR; r++) w[r] = _mm256_load_ps(tile + r * TILE_K + i);
+        for (int t = 0; t < NT; t++) {
+            __m256 xv = _mm256_loadu_ps(x + t * xs + i);
+            __asm__("" : "+x"(xv));  /* one load of x, not one per row */
+            for (int r = 0; r < NR; r++) acc[r][t] = _mm256_fmadd_ps(w[r], xv, acc[r][t]);
+        }
+    }
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) {
+            float s = hsum256(acc[r][t]);
+            for (int64_t j = i; j < k; j++) s += tile[r * TILE_K + j] * x[t * xs + j];
+            part[t * TILE_R + r] = s;
+        }
+}
+
+static void tile_dispatch(int nr, int nt, const float *tile, const float *x, int64_t xs,
+                          int64_t k, float *part) {
+    for (int t = 0; t < nt; t += 2) {
+        const int n2 = nt - t < 2 ? nt - t : 2;
+        if (nr == TILE_R) {
+            if (n2 == 2) tile_kernel2(4, 2, tile, x + t * xs, xs, k, part + t * TILE_R);
+            else         tile_kernel2(4, 1, tile, x + t * xs, xs, k, part + t * TILE_R);
+        } else {
+            for (int r = 0; r < nr; r++) {
+                float p1[2 * TILE_R] = {0};
+                if (n2 == 2) tile_kernel2(1, 2, tile + r * TILE_K, x + t * xs, xs, k, p1);
+                else         tile_kernel2(1, 1, tile + r * TILE_K, x + t * xs, xs, k, p1);
+                for (int j = 0; j < n2; j++) part[(t + j) * TILE_R + r] = p1[j * TILE_R];
+            }
+        }
     }
 }
 #else
@@ -976,6 +1244,7 @@ static int checked_matmul(const char *what, int type, const void *w, size_t w_si
                            (long long)n_tok);
     const QTensor qt = {w, type, d, n, (size_t)qwen3c_type_row_size(type, n)};
     int nt = n_threads > 0 ? n_threads : omp_get_num_procs();
+    if ((int64_t)nt > (d + TILE_R - 1) / TILE_R) nt = (int)((d + TILE_R - 1) / TILE_R);  /* >= 1 */
     /* contiguous row ranges, TILE_R-aligned, one per thread */
     int64_t per = ((d + nt - 1) / nt + TILE_R - 1) / TILE_R * TILE_R;
 #pragma omp parallel for num_threads(nt) schedule(static, 1)

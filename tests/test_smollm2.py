@@ -143,9 +143,8 @@ def test_tokenizer_corpus_matches_transformers(model, hf_tokenizer):
     is what the `smollm` pre-tokenizer declares."""
     from tokenizers import pre_tokenizers
 
-    lines = [json.loads(line)["text"]
-             for line in (ROOT / "tests/data/tokenizer_corpus.jsonl").read_text("utf-8").splitlines()
-             if line.strip()]
+    with open(ROOT / "tests/data/tokenizer_corpus.jsonl", encoding="utf-8") as f:
+        lines = [json.loads(line)["text"] for line in f if line.strip()]
     assert len(lines) > 1000
     backend = hf_tokenizer.backend_tokenizer
 
@@ -204,6 +203,30 @@ def test_every_layer_matches_float32_reference(model, prompt_ids, reference):
     for i, (ours, ref) in enumerate(pairs):
         rel = np.abs(ours.astype(np.float64) - ref).max() / np.abs(ref).max()
         assert rel <= 1e-4, f"hidden state {i}: relative max diff {rel:.2e}"
+
+
+def test_reference_undoes_the_qk_permutation(gguf, hf_model, model):
+    """Pin the convention the layer test relies on: llama.cpp's converter stores each Q/K head
+    with its rows interleaved (HF rows r and r + head_dim/2 become rows 2r and 2r+1), and
+    transformers' loader restores HF's order. So our (2i, 2i+1) rotary pairing on the stored rows
+    is the same rotation as transformers' rotate_half on its rows."""
+    import gguf as gguf_py
+
+    reader = gguf_py.GGUFReader(str(gguf))
+    tensors = {t.name: t for t in reader.tensors}
+    c = model.config
+    for name, n_heads, hf_w in [
+            ("blk.0.attn_q.weight", c.n_heads, hf_model.model.layers[0].self_attn.q_proj.weight),
+            ("blk.0.attn_k.weight", c.n_kv_heads, hf_model.model.layers[0].self_attn.k_proj.weight)]:
+        t = tensors[name]
+        stored = gguf_py.quants.dequantize(t.data, t.tensor_type).reshape(-1, c.dim)
+        hf_w = hf_w.detach().double().numpy()
+        assert stored.shape == hf_w.shape == (n_heads * c.head_dim, c.dim)
+        assert not np.allclose(stored, hf_w)       # the rows really are permuted in the file
+        # HF row h*hd + j*hd/2 + i  <->  stored row h*hd + 2i + j
+        unpermuted = (stored.reshape(n_heads, c.head_dim // 2, 2, c.dim)
+                      .swapaxes(1, 2).reshape(stored.shape))
+        np.testing.assert_array_equal(unpermuted.astype(np.float32), hf_w.astype(np.float32))
 
 
 def test_incremental_decode_matches_batched(model, prompt_ids, reference):

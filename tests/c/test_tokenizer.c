@@ -12,24 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
-
-static int failures = 0;
-#define CHECK(cond) do { if (!(cond)) { fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); failures++; } } while (0)
-
-/* ---- a tiny GGUF writer ------------------------------------------------------------------ */
-typedef struct { uint8_t *p; size_t n, cap; } Buf;
-static void put(Buf *b, const void *src, size_t n) {
-    if (b->n + n > b->cap) { b->cap = (b->n + n) * 2; b->p = realloc(b->p, b->cap); }
-    memcpy(b->p + b->n, src, n);
-    b->n += n;
-}
-static void put_u32(Buf *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(Buf *b, uint64_t v) { put(b, &v, 8); }
-static void put_str(Buf *b, const char *s, size_t n) { put_u64(b, n); put(b, s, n); }
-static void kv_str(Buf *b, const char *k, const char *v) {
-    put_str(b, k, strlen(k)); put_u32(b, GGUF_TYPE_STRING); put_str(b, v, strlen(v));
-}
+#include "testutil.h"
 
 /* GPT-2's byte-level spelling of byte c, UTF-8 encoded into out; returns its length */
 static size_t byte_spelling(int c, char *out) {
