@@ -23,6 +23,27 @@
  * Building blocks
  * ------------------------------------------------------------------------------------- */
 
+/* e^x for x in [-87, 88] (softmax and SiLU), written so the compiler vectorizes it inside
+ * `omp simd` loops: e^x = 2^n * e^r with n = round(x / ln 2), |r| <= ln(2)/2, and e^r by its
+ * Taylor series to degree 6 (relative error < 2e-7, about one float ulp). */
+#pragma omp declare simd notinbranch
+static inline float expf_simd(float x) {
+    x = x > -87.0f ? x : -87.0f; /* also maps NaN to -87: keeps the shift below defined */
+    x = x < 88.0f ? x : 88.0f;
+    const float n = __builtin_rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693145751953125f; /* ln 2 split in two for an exact reduction */
+    r = r - n * 1.428606765330187e-06f;
+    float e = 1.0f / 720.0f;
+    e = e * r + 1.0f / 120.0f;
+    e = e * r + 1.0f / 24.0f;
+    e = e * r + 1.0f / 6.0f;
+    e = e * r + 0.5f;
+    e = e * r + 1.0f;
+    e = e * r + 1.0f;
+    union { uint32_t i; float f; } scale = {.i = (uint32_t)((int32_t)n + 127) << 23};
+    return e * scale.f;
+}
+
 /* Qwen3RMSNorm: o = weight * x / sqrt(mean(x^2) + eps), over `size` elements. */
 static void rmsnorm(float *o, const float *x, const float *weight, int size, float eps) {
     float ss = 0.0f;
@@ -37,16 +58,14 @@ static void rmsnorm(float *o, const float *x, const float *weight, int size, flo
  * for all n tokens. */
 static void matmul(float *out, const float *x, int n, const QTensor *w, int n_threads) {
     const int64_t rows = w->rows;
-    /* at least 16 rows per thread, so tiny matrices don't pay for threads */
-    int nt = n_threads;
-    if (rows < 16LL * nt) nt = (int)(rows / 16) > 0 ? (int)(rows / 16) : 1;
-#pragma omp parallel num_threads(nt)
-    {
-        int tid = omp_get_thread_num(), T = omp_get_num_threads();
-        /* contiguous blocks of rows, 16-aligned, one per thread */
-        int64_t per = ((rows + T - 1) / T + 15) & ~(int64_t)15;
-        int64_t r0 = (int64_t)tid * per, r1 = r0 + per < rows ? r0 + per : rows;
-        if (r0 < r1) matmul_rows(out, rows, x, n, w, r0, r1);
+    /* chunks of 64 rows handed out dynamically: a thread that loses its core to another
+     * process does not hold the others up at the end of the matmul */
+    const int64_t chunk = 64, n_chunks = (rows + chunk - 1) / chunk;
+    const int nt = n_chunks < n_threads ? (int)n_chunks : n_threads;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t c = 0; c < n_chunks; c++) {
+        const int64_t r0 = c * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
+        matmul_rows(out, rows, x, n, w, r0, r1);
     }
 }
 
@@ -68,10 +87,12 @@ static void rope(float *vec, int n_heads, int head_dim, const float *cos_p, cons
 }
 
 /* act_fn(gate) * up with act_fn = SiLU: hb = silu(hb) * hb2 over n elements. */
-static void swiglu(float *hb, const float *hb2, int64_t n) {
+static void swiglu(float *hb, const float *hb2, int64_t n, int n_threads) {
+    const int nt = n >= 65536 ? n_threads : 1;
+#pragma omp parallel for simd num_threads(nt) schedule(static)
     for (int64_t i = 0; i < n; i++) {
-        float g = hb[i];
-        hb[i] = g / (1.0f + expf(-g)) * hb2[i];
+        const float g = hb[i];
+        hb[i] = g / (1.0f + expf_simd(-g)) * hb2[i];
     }
 }
 
@@ -82,27 +103,6 @@ static void embed(float *x, const QTensor *emb, const int32_t *tokens, int n) {
                        x + (size_t)t * emb->cols, emb->cols);
 }
 
-/* e^x for x <= 0 (softmax arguments), written so the compiler vectorizes it inside
- * `omp simd` loops: e^x = 2^n * e^r with n = round(x / ln 2), |r| <= ln(2)/2, and e^r by its
- * Taylor series to degree 6 (relative error < 2e-7, about one float ulp). */
-#pragma omp declare simd notinbranch
-static inline float exp_neg(float x) {
-    x = x > -87.0f ? x : -87.0f; /* also maps NaN to -87: keeps the shift below defined */
-    x = x < 88.0f ? x : 88.0f;
-    const float n = __builtin_rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693145751953125f; /* ln 2 split in two for an exact reduction */
-    r = r - n * 1.428606765330187e-06f;
-    float e = 1.0f / 720.0f;
-    e = e * r + 1.0f / 120.0f;
-    e = e * r + 1.0f / 24.0f;
-    e = e * r + 1.0f / 6.0f;
-    e = e * r + 0.5f;
-    e = e * r + 1.0f;
-    e = e * r + 1.0f;
-    union { uint32_t i; float f; } scale = {.i = (uint32_t)((int32_t)n + 127) << 23};
-    return e * scale.f;
-}
-
 /* softmax over x[0..size), in place (float32, as the eager attention in transformers). */
 static void softmax(float *x, int size) {
     float max_val = x[0];
@@ -110,7 +110,7 @@ static void softmax(float *x, int size) {
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int i = 0; i < size; i++) {
-        x[i] = exp_neg(x[i] - max_val);
+        x[i] = expf_simd(x[i] - max_val);
         sum += x[i];
     }
     const float inv = 1.0f / sum;
@@ -206,6 +206,7 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
     const int D = p->dim, HD = p->head_dim, NH = p->n_heads, NKV = p->n_kv_heads;
     const int QD = NH * HD, KVD = NKV * HD, C = ctx->n_ctx, nt = ctx->n_threads;
     const int64_t H = p->hidden_dim;
+    const int par = n >= 8 ? nt : 1; /* threads for the per-token loops of a batch */
 
     /* inputs_embeds = embed_tokens(input_ids) */
     embed(s->x, &w->token_embedding, tokens, n);
@@ -217,6 +218,7 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
         float *vc = s->value_cache + (size_t)l * NKV * C * HD; /* (NKV, C, HD) */
 
         /* hidden_states = input_layernorm(hidden_states) */
+#pragma omp parallel for num_threads(par) schedule(static)
         for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, lw->attn_norm, D, p->norm_eps);
 
         /* q, k, v projections */
@@ -224,6 +226,7 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
         matmul(s->k, s->xb, n, &lw->wk, nt);
         matmul(s->v, s->xb, n, &lw->wv, nt);
 
+#pragma omp parallel for num_threads(par) schedule(static)
         for (int t = 0; t < n; t++) {
             float *q = s->q + (size_t)t * QD, *k = s->k + (size_t)t * KVD, *v = s->v + (size_t)t * KVD;
             /* q_norm / k_norm: RMSNorm over each head's head_dim (Qwen3 only) */
@@ -251,12 +254,13 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
         for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];
 
         /* hidden_states = post_attention_layernorm(hidden_states) */
+#pragma omp parallel for num_threads(par) schedule(static)
         for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, lw->ffn_norm, D, p->norm_eps);
 
         /* mlp: down_proj(act_fn(gate_proj(x)) * up_proj(x)) */
         matmul(s->hb, s->xb, n, &lw->w1, nt);
         matmul(s->hb2, s->xb, n, &lw->w3, nt);
-        swiglu(s->hb, s->hb2, (int64_t)n * H);
+        swiglu(s->hb, s->hb2, (int64_t)n * H, nt);
         matmul(s->xb2, s->hb, n, &lw->w2, nt);
 
         /* hidden_states = residual + mlp output */
