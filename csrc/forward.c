@@ -54,19 +54,34 @@ static void rmsnorm(float *o, const float *x, const float *weight, int size, flo
 }
 
 /* out (n, w->rows) = x (n, w->cols) @ W^T: nn.Linear without bias, W in its stored type.
- * The rows of W are split across the context's threads; each thread streams its rows once
- * for all n tokens. */
-static void matmul(float *out, const float *x, int n, const QTensor *w, int n_threads) {
-    const int64_t rows = w->rows;
-    /* chunks of 64 rows handed out dynamically: a thread that loses its core to another
-     * process does not hold the others up at the end of the matmul */
-    const int64_t chunk = 64, n_chunks = (rows + chunk - 1) / chunk;
-    const int nt = n_chunks < n_threads ? (int)n_chunks : n_threads;
-#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int64_t c = 0; c < n_chunks; c++) {
-        const int64_t r0 = c * chunk, r1 = r0 + chunk < rows ? r0 + chunk : rows;
-        matmul_rows(out, rows, x, n, w, r0, r1);
+ * Several matmuls that read the same x (q/k/v, gate/up) share one parallel region: their rows
+ * are cut into chunks of 64 handed out dynamically, so a thread that loses its core to another
+ * process does not hold the others up, and each weight row is streamed once for all n tokens. */
+typedef struct { float *out; const QTensor *w; } MatmulJob;
+
+#define MATMUL_CHUNK 64
+
+static void matmuls(const MatmulJob *jobs, int n_jobs, const float *x, int n, int n_threads) {
+    int64_t first[4], total = 0;  /* first chunk index of each job */
+    for (int j = 0; j < n_jobs; j++) {
+        first[j] = total;
+        total += (jobs[j].w->rows + MATMUL_CHUNK - 1) / MATMUL_CHUNK;
     }
+    const int nt = total < n_threads ? (int)total : n_threads;
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
+    for (int64_t c = 0; c < total; c++) {
+        int j = n_jobs - 1;
+        while (c < first[j]) j--;
+        const QTensor *w = jobs[j].w;
+        const int64_t r0 = (c - first[j]) * MATMUL_CHUNK;
+        const int64_t r1 = r0 + MATMUL_CHUNK < w->rows ? r0 + MATMUL_CHUNK : w->rows;
+        matmul_rows(jobs[j].out, w->rows, x, n, w, r0, r1);
+    }
+}
+
+static void matmul(float *out, const float *x, int n, const QTensor *w, int n_threads) {
+    const MatmulJob job = {out, w};
+    matmuls(&job, 1, x, n, n_threads);
 }
 
 /* Rotary position embedding on n_heads vectors of head_dim at one position.
@@ -221,10 +236,9 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
 #pragma omp parallel for num_threads(par) schedule(static)
         for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, lw->attn_norm, D, p->norm_eps);
 
-        /* q, k, v projections */
-        matmul(s->q, s->xb, n, &lw->wq, nt);
-        matmul(s->k, s->xb, n, &lw->wk, nt);
-        matmul(s->v, s->xb, n, &lw->wv, nt);
+        /* query_states, key_states, value_states = q_proj(x), k_proj(x), v_proj(x) */
+        const MatmulJob qkv[3] = {{s->q, &lw->wq}, {s->k, &lw->wk}, {s->v, &lw->wv}};
+        matmuls(qkv, 3, s->xb, n, nt);
 
 #pragma omp parallel for num_threads(par) schedule(static)
         for (int t = 0; t < n; t++) {
@@ -258,8 +272,8 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
         for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, lw->ffn_norm, D, p->norm_eps);
 
         /* mlp: down_proj(act_fn(gate_proj(x)) * up_proj(x)) */
-        matmul(s->hb, s->xb, n, &lw->w1, nt);
-        matmul(s->hb2, s->xb, n, &lw->w3, nt);
+        const MatmulJob gate_up[2] = {{s->hb, &lw->w1}, {s->hb2, &lw->w3}};
+        matmuls(gate_up, 2, s->xb, n, nt);
         swiglu(s->hb, s->hb2, (int64_t)n * H, nt);
         matmul(s->xb2, s->hb, n, &lw->w2, nt);
 
