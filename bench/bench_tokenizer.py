@@ -41,16 +41,12 @@ def write_tiny_gguf(path: Path, tok_dir: Path) -> None:
     import ggufbuild
     cfg = dict(ggufbuild.TINY, vocab=151936)
     w = gguf.GGUFWriter(str(path), "qwen3")
-    w.add_block_count(cfg["n_layers"])
-    w.add_context_length(cfg["n_ctx_train"])
-    w.add_embedding_length(cfg["dim"])
-    w.add_feed_forward_length(cfg["hidden_dim"])
-    w.add_head_count(cfg["n_heads"])
-    w.add_head_count_kv(cfg["n_kv_heads"])
-    w.add_key_length(cfg["head_dim"])
-    w.add_value_length(cfg["head_dim"])
-    w.add_rope_freq_base(cfg["rope_theta"])
-    w.add_layer_norm_rms_eps(cfg["norm_eps"])
+    sys.path.insert(0, str(ROOT / "bench"))
+    from make_model import write_qwen3_hparams
+    write_qwen3_hparams(w, n_layers=cfg["n_layers"], context_length=cfg["n_ctx_train"],
+                        dim=cfg["dim"], hidden_dim=cfg["hidden_dim"], n_heads=cfg["n_heads"],
+                        n_kv_heads=cfg["n_kv_heads"], head_dim=cfg["head_dim"],
+                        rope_theta=cfg["rope_theta"], norm_eps=cfg["norm_eps"])
     add_tokenizer_metadata(w, tok_dir, vocab_size=cfg["vocab"])
     rng = np.random.default_rng(0)
     for name, dims in ggufbuild.tensor_shapes(**cfg).items():

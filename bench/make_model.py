@@ -87,6 +87,21 @@ def _random_bf16(rng, rows, cols):
     return np.ascontiguousarray(f.view(np.uint16)[:, 1::2]).view(np.uint8)
 
 
+def write_qwen3_hparams(w, *, n_layers, context_length, dim, hidden_dim, n_heads, n_kv_heads,
+                        head_dim, rope_theta, norm_eps) -> None:
+    """The qwen3.* hyperparameter keys of a GGUF (what qwen3c and llama.cpp read)."""
+    w.add_block_count(n_layers)
+    w.add_context_length(context_length)
+    w.add_embedding_length(dim)
+    w.add_feed_forward_length(hidden_dim)
+    w.add_head_count(n_heads)
+    w.add_head_count_kv(n_kv_heads)
+    w.add_key_length(head_dim)
+    w.add_value_length(head_dim)
+    w.add_rope_freq_base(rope_theta)
+    w.add_layer_norm_rms_eps(norm_eps)
+
+
 def make_model(path, qtype: str = "q8_0", seed: int = 0, tokenizer_dir=None, config=None,
                verbose: bool = False) -> int:
     """Write a random Qwen3-0.6B-shaped GGUF to `path`; returns the file size in bytes.
@@ -113,16 +128,10 @@ def make_model(path, qtype: str = "q8_0", seed: int = 0, tokenizer_dir=None, con
     arch = "qwen3"
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name(f"qwen3c-random-0.6B-{qtype}")
-    w.add_block_count(cfg["n_layers"])
-    w.add_context_length(cfg["context_length"])
-    w.add_embedding_length(cfg["dim"])
-    w.add_feed_forward_length(cfg["hidden_dim"])
-    w.add_head_count(cfg["n_heads"])
-    w.add_head_count_kv(cfg["n_kv_heads"])
-    w.add_key_length(cfg["head_dim"])
-    w.add_value_length(cfg["head_dim"])
-    w.add_rope_freq_base(cfg["rope_theta"])
-    w.add_layer_norm_rms_eps(cfg["norm_eps"])
+    write_qwen3_hparams(w, n_layers=cfg["n_layers"], context_length=cfg["context_length"],
+                        dim=cfg["dim"], hidden_dim=cfg["hidden_dim"], n_heads=cfg["n_heads"],
+                        n_kv_heads=cfg["n_kv_heads"], head_dim=cfg["head_dim"],
+                        rope_theta=cfg["rope_theta"], norm_eps=cfg["norm_eps"])
     w.add_file_type({"q8_0": 7, "q4_0": 2, "bf16": 32, "f32": 0}[qtype])
     if tokenizer_dir is not None:
         from qwen3c.gguf_tokenizer import add_tokenizer_metadata  # another module's job
