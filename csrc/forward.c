@@ -135,9 +135,12 @@ static void softmax(float *x, int size) {
 
 #define ATT_ROWS 8  /* query rows (token, head) that share one kv head, processed together */
 
+#define KV_TILE 16  /* positions per key tile */
+
 /* Causal grouped-query attention for a batch of n tokens at positions pos..pos+n-1, one layer.
- * q: (n, NH*HD). The cache holds this layer's keys transposed, kt (NKV, HD, C), so that the
- * scores of one query against 16 positions are 16 contiguous lanes, and values v (NKV, C, HD).
+ * q: (n, NH*HD). The cache holds this layer's keys in tiles of 16 positions, each tile
+ * transposed, kt (NKV, C/16, HD, 16), so that the scores of one query against a tile are 16
+ * contiguous lanes and a tile is one contiguous read; values v (NKV, C, HD).
  * out: (n, NH*HD). Query head h reads kv head h / (NH/NKV); the rows (token t, head h) of one
  * kv head are done ATT_ROWS at a time so each key is loaded once for all of them. */
 static void attention(float *out, const float *q, const float *kt, const float *vc, int n, int pos,
@@ -153,7 +156,7 @@ static void attention(float *out, const float *q, const float *kt, const float *
     for (int job = 0; job < jobs; job++) {
         const int kvh = job / blocks_per_kv, r0 = (job % blocks_per_kv) * ATT_ROWS;
         const int nr = rows_per_kv - r0 < ATT_ROWS ? rows_per_kv - r0 : ATT_ROWS;
-        const float *kth = kt + (size_t)kvh * HD * C;
+        const float *kth = kt + (size_t)kvh * HD * C; /* C is padded to whole tiles */
         const float *vh = vc + (size_t)kvh * C * HD;
         float *att = att_scratch + (size_t)omp_get_thread_num() * ATT_ROWS * C;
         const float *qr[ATT_ROWS];
@@ -167,20 +170,20 @@ static void attention(float *out, const float *q, const float *kt, const float *
             len[r] = pos + t + 1;
             if (len[r] > n_max) n_max = len[r];
         }
-        /* scores = q . k / sqrt(head_dim), 16 positions at a time. The last block may read
-         * up to 15 keys past n_max: still inside the cache allocation (see qwen3c_context_create),
-         * and those lanes are not stored. */
-        for (int s0 = 0; s0 < n_max; s0 += 16) {
-            float acc[ATT_ROWS][16] = {{0}};
+        /* scores = q . k / sqrt(head_dim), one tile of 16 positions at a time (the lanes of
+         * the last tile past n_max are computed from stale keys and not stored) */
+        for (int s0 = 0; s0 < n_max; s0 += KV_TILE) {
+            float acc[ATT_ROWS][KV_TILE] = {{0}};
+            const float *tile = kth + (size_t)s0 * HD;
             for (int i = 0; i < HD; i++) {
-                const float *k = kth + (size_t)i * C + s0;
+                const float *k = tile + (size_t)i * KV_TILE;
                 for (int r = 0; r < nr; r++) {
                     const float qi = qr[r][i];
 #pragma omp simd
-                    for (int j = 0; j < 16; j++) acc[r][j] += qi * k[j];
+                    for (int j = 0; j < KV_TILE; j++) acc[r][j] += qi * k[j];
                 }
             }
-            const int nj = n_max - s0 < 16 ? n_max - s0 : 16;
+            const int nj = n_max - s0 < KV_TILE ? n_max - s0 : KV_TILE;
             for (int r = 0; r < nr; r++)
                 for (int j = 0; j < nj; j++) att[(size_t)r * C + s0 + j] = acc[r][j] * scale;
         }
@@ -219,7 +222,7 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
     const TransformerWeights *w = &tf->weights;
     RunState *s = &ctx->state;
     const int D = p->dim, HD = p->head_dim, NH = p->n_heads, NKV = p->n_kv_heads;
-    const int QD = NH * HD, KVD = NKV * HD, C = ctx->n_ctx, nt = ctx->n_threads;
+    const int QD = NH * HD, KVD = NKV * HD, C = ctx->n_ctx_pad, nt = ctx->n_threads;
     const int64_t H = p->hidden_dim;
     const int par = n >= 8 ? nt : 1; /* threads for the per-token loops of a batch */
 
@@ -229,7 +232,7 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
 
     for (int l = 0; l < p->n_layers; l++) {
         const LayerWeights *lw = &w->layers[l];
-        float *kc = s->key_cache + (size_t)l * NKV * C * HD;   /* (NKV, HD, C): transposed */
+        float *kc = s->key_cache + (size_t)l * NKV * C * HD;   /* (NKV, C/16, HD, 16) */
         float *vc = s->value_cache + (size_t)l * NKV * C * HD; /* (NKV, C, HD) */
 
         /* hidden_states = input_layernorm(hidden_states) */
@@ -255,7 +258,9 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
             rope(k, NKV, HD, cos_p, sin_p, p->rope_interleaved);
             /* past_key_values.update: store k, v at position pos + t */
             for (int h = 0; h < NKV; h++) {
-                for (int i = 0; i < HD; i++) kc[((size_t)h * HD + i) * C + pos + t] = k[h * HD + i];
+                const int p_ = pos + t;
+                float *tile = kc + (size_t)h * C * HD + (size_t)(p_ / KV_TILE) * KV_TILE * HD;
+                for (int i = 0; i < HD; i++) tile[(size_t)i * KV_TILE + p_ % KV_TILE] = k[h * HD + i];
                 memcpy(vc + ((size_t)h * C + pos + t) * HD, v + h * HD, (size_t)HD * sizeof(float));
             }
         }
@@ -321,12 +326,13 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     if (n_batch == 0) n_batch = DEFAULT_BATCH;
     if (n_batch > n_ctx) n_batch = n_ctx;
 
-    const int64_t D = p->dim, H = p->hidden_dim, HD = p->head_dim, B = n_batch, C = n_ctx;
+    const int n_ctx_pad = (n_ctx + KV_TILE - 1) / KV_TILE * KV_TILE;
+    const int64_t D = p->dim, H = p->hidden_dim, HD = p->head_dim, B = n_batch, C = n_ctx_pad;
     const int64_t QD = (int64_t)p->n_heads * HD, KVD = (int64_t)p->n_kv_heads * HD;
     const int64_t kv = (int64_t)p->n_layers * KVD * C;
     /* one allocation, carved below (calloc: untouched KV pages cost no memory) */
     int64_t total = B * D * 4 + B * QD * 2 + B * KVD * 2 + B * H * 2 + (int64_t)n_threads * ATT_ROWS * C +
-                    C * (HD / 2) * 2 + kv * 2 + 16;
+                    C * (HD / 2) * 2 + kv * 2;
     qwen3c_context *ctx = calloc(1, sizeof(*ctx));
     float *mem = calloc((size_t)total, sizeof(float));
     if (!ctx || !mem) {
@@ -367,6 +373,7 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     }
     ctx->transformer = model;
     ctx->n_ctx = n_ctx;
+    ctx->n_ctx_pad = n_ctx_pad;
     ctx->n_threads = n_threads;
     ctx->n_batch = n_batch;
     *out = ctx;

@@ -120,6 +120,21 @@ void dequantize_row(int type, const void *src, float *dst, int64_t n);
 void matmul_rows(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,
                  int64_t r0, int64_t r1);
 
+/* The opt-in int8 path (quant_int8.c): activations quantized once per matmul to 8-bit blocks
+ * of 32 (float scale d = max|x| / 127, q = rint(x / d)), integer dot products against the
+ * weights (AVX-512 VNNI; plain C otherwise). Less exact than matmul_rows: never the default. */
+/* true for Q8_0, Q4_0, Q4_1 (in every build). */
+bool   int8_path_supported(int type);
+/* Bytes of the quantized activations of n_tok rows of cols (a multiple of 32) floats. */
+size_t int8_act_size(int n_tok, int64_t cols);
+/* Quantize x (n_tok, cols) into xq (int8_act_size bytes, at least 4-byte aligned; 64 is best).
+ * Once per matmul, before the threads run matmul_rows_int8 on it. */
+void   quantize_activations(const float *x, int n_tok, int64_t cols, void *xq);
+/* Same contract as matmul_rows, with the activations pre-quantized by quantize_activations
+ * (same n_tok, cols = w->cols). w->type must satisfy int8_path_supported. */
+void   matmul_rows_int8(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
+                        int64_t r0, int64_t r1);
+
 /* ---------------------------------------------------------------------------------------
  * Tokenizer (tokenizer.c)
  * ------------------------------------------------------------------------------------- */
@@ -183,7 +198,8 @@ typedef struct {
     float *att;          /* (n_threads, 8, C) attention scores scratch, 8 query rows per thread */
     float *rope_cos;     /* (C, HD/2)   cos(pos * inv_freq), precomputed */
     float *rope_sin;     /* (C, HD/2) */
-    float *key_cache;    /* (L, NKV, HD, C) past_key_values keys, transposed for attention */
+    float *key_cache;    /* (L, NKV, C/16, HD, 16) past_key_values keys in tiles of 16 positions,
+                            each tile transposed (HD, 16): attention reads it contiguously */
     float *value_cache;  /* (L, NKV, C, HD) past_key_values values */
     float *memory;       /* the one allocation everything above points into */
 } RunState;
@@ -192,6 +208,7 @@ typedef struct qwen3c_context {
     const Transformer *transformer;
     RunState           state;
     int                n_ctx;
+    int                n_ctx_pad;   /* n_ctx rounded up to a whole key tile (16): the KV cache length */
     int                n_threads;
     int                n_batch;
 } qwen3c_context;

@@ -369,3 +369,30 @@ def matmul(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
                                err.buf, ERR_SIZE)
     _check(rc, err)
     return out
+
+
+# ---- int8 kernels (tests) ----
+
+INT8_TYPES = ("Q8_0", "Q4_0", "Q4_1")
+
+
+def matmul_int8(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
+    """Like `matmul`, through the opt-in int8 path (x quantized to 8-bit blocks of 32).
+
+    x (n_tok, n) or (n,) float32; W of type t (Q8_0 / Q4_0 / Q4_1) has shape (d, n).
+    Returns float32 (n_tok, d), or (d,) for a 1-D x."""
+    raw = _bytes_view(w_data)
+    xa = np.ascontiguousarray(x, dtype=np.float32)
+    if xa.ndim not in (1, 2):
+        raise ValueError("x must be 1-D (n,) or 2-D (n_tok, n)")
+    x2 = xa.reshape(1, -1) if xa.ndim == 1 else xa
+    n = int(x2.shape[1])
+    d = int(d)
+    out = np.empty((x2.shape[0], max(d, 0)), dtype=np.float32)
+    err = _Err()
+    rc = lib.qwen3c_matmul_int8(_type_id(t), ffi.from_buffer(raw), raw.nbytes,
+                                ffi.cast("const float *", ffi.from_buffer(x2)), int(x2.shape[0]),
+                                n, d, ffi.cast("float *", ffi.from_buffer(out)), int(n_threads),
+                                err.buf, ERR_SIZE)
+    _check(rc, err)
+    return out[0] if xa.ndim == 1 else out
