@@ -72,11 +72,11 @@ def read_bandwidth(n_threads: int, nbytes: int = 1 << 30, repeats: int = 7) -> f
 
 
 # ---- the engines -----------------------------------------------------------------------------
-def bench_qwen3c(path, n_threads, n_ctx, n_prompt, n_decode, seed=0):
+def bench_qwen3c(path, n_threads, n_ctx, n_prompt, n_decode, seed=0, int8=False):
     import qwen3c
 
     t0 = time.perf_counter()
-    m = qwen3c.Model(path, n_ctx=n_ctx, n_threads=n_threads)
+    m = qwen3c.Model(path, n_ctx=n_ctx, n_threads=n_threads, int8_activations=int8)
     load_s = time.perf_counter() - t0
     vocab = m.config.vocab_size
     rng = np.random.default_rng(seed)
@@ -134,6 +134,8 @@ def main(argv=None):
     ap.add_argument("--model", required=True, help="a .gguf file (e.g. from bench/make_model.py)")
     ap.add_argument("--threads", type=int, default=0, help="threads (0 = all cores)")
     ap.add_argument("--ctx", type=int, default=1024, help="context (KV cache) length")
+    ap.add_argument("--int8", action="store_true",
+                    help="qwen3c's opt-in int8-activation matmuls (Model(int8_activations=True))")
     ap.add_argument("--prompt", type=int, default=512, help="prefill tokens (one forward call)")
     ap.add_argument("--decode", type=int, default=128, help="decoded tokens, one at a time")
     ap.add_argument("--vs-llama-cpp", action="store_true",
@@ -148,7 +150,7 @@ def main(argv=None):
     file_mb = os.path.getsize(path) / 1e6
     name = os.path.basename(path)
 
-    ours = bench_qwen3c(path, n_threads, args.ctx, args.prompt, args.decode)
+    ours = bench_qwen3c(path, n_threads, args.ctx, args.prompt, args.decode, int8=args.int8)
     peak_rss = _status("VmHWM")  # before the bandwidth buffer and llama.cpp inflate it
     print(f"qwen3c: load {ours['load_s']:.3f} s, prefill {ours['prefill']:.1f} tok/s, "
           f"decode {ours['decode']:.2f} tok/s, peak RSS {peak_rss / 1e6:.0f} MB"

@@ -61,13 +61,17 @@ typedef struct { float *out; const QTensor *w; } MatmulJob;
 
 #define MATMUL_CHUNK 64
 
-static void matmuls(const MatmulJob *jobs, int n_jobs, const float *x, int n, int n_threads) {
+static void matmuls(qwen3c_context *ctx, const MatmulJob *jobs, int n_jobs, const float *x, int n) {
     int64_t first[4], total = 0;  /* first chunk index of each job */
+    bool int8 = ctx->int8_activations != 0;
     for (int j = 0; j < n_jobs; j++) {
         first[j] = total;
         total += (jobs[j].w->rows + MATMUL_CHUNK - 1) / MATMUL_CHUNK;
+        int8 = int8 && int8_path_supported(jobs[j].w->type);
     }
-    const int nt = total < n_threads ? (int)total : n_threads;
+    /* opt-in: quantize x once to 8-bit blocks for integer dot products */
+    if (int8) quantize_activations(x, n, jobs[0].w->cols, ctx->state.xq);
+    const int nt = total < ctx->n_threads ? (int)total : ctx->n_threads;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
     for (int64_t c = 0; c < total; c++) {
         int j = n_jobs - 1;
@@ -75,13 +79,14 @@ static void matmuls(const MatmulJob *jobs, int n_jobs, const float *x, int n, in
         const QTensor *w = jobs[j].w;
         const int64_t r0 = (c - first[j]) * MATMUL_CHUNK;
         const int64_t r1 = r0 + MATMUL_CHUNK < w->rows ? r0 + MATMUL_CHUNK : w->rows;
-        matmul_rows(jobs[j].out, w->rows, x, n, w, r0, r1);
+        if (int8) matmul_rows_int8(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
+        else matmul_rows(jobs[j].out, w->rows, x, n, w, r0, r1);
     }
 }
 
-static void matmul(float *out, const float *x, int n, const QTensor *w, int n_threads) {
+static void matmul(qwen3c_context *ctx, float *out, const float *x, int n, const QTensor *w) {
     const MatmulJob job = {out, w};
-    matmuls(&job, 1, x, n, n_threads);
+    matmuls(ctx, &job, 1, x, n);
 }
 
 /* Rotary position embedding on n_heads vectors of head_dim at one position.
@@ -134,8 +139,72 @@ static void softmax(float *x, int size) {
 }
 
 #define ATT_ROWS 8  /* query rows (token, head) that share one kv head, processed together */
+#define ATT_ROWS_MAX ATT_ROWS
 
 #define KV_TILE 16  /* positions per key tile */
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+/* scores of NR query rows against one key tile (HD x 16): out[r][0..16) = q_r . k */
+static inline __attribute__((always_inline)) void
+score_tile_nr(const int NR, const float *const *qr, const float *tile, int HD, float *out) {
+    __m512 acc[ATT_ROWS_MAX];
+    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+    for (int i = 0; i < HD; i++) {
+        const __m512 k = _mm512_loadu_ps(tile + (size_t)i * KV_TILE);
+        for (int r = 0; r < NR; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(qr[r][i]), k, acc[r]);
+    }
+    for (int r = 0; r < NR; r++) _mm512_storeu_ps(out + r * KV_TILE, acc[r]);
+}
+
+static void score_tile(int nr, const float *const *qr, const float *tile, int HD, float *out) {
+    switch (nr) {
+    case 1: score_tile_nr(1, qr, tile, HD, out); return;
+    case 2: score_tile_nr(2, qr, tile, HD, out); return;
+    case 3: score_tile_nr(3, qr, tile, HD, out); return;
+    case 4: score_tile_nr(4, qr, tile, HD, out); return;
+    case 5: score_tile_nr(5, qr, tile, HD, out); return;
+    case 6: score_tile_nr(6, qr, tile, HD, out); return;
+    case 7: score_tile_nr(7, qr, tile, HD, out); return;
+    default: score_tile_nr(8, qr, tile, HD, out); return;
+    }
+}
+
+/* o[0..16*NV) = sum_s a[s] * v[s][0..16*NV), rows of v at stride HD, accumulators in registers */
+static inline __attribute__((always_inline)) void
+weighted_sum_nv(const int NV, float *o, const float *a, const float *v, int L, int HD) {
+    __m512 acc[8];
+    for (int u = 0; u < NV; u++) acc[u] = _mm512_setzero_ps();
+    for (int s = 0; s < L; s++) {
+        const __m512 w = _mm512_set1_ps(a[s]);
+        const float *vs = v + (size_t)s * HD;
+        for (int u = 0; u < NV; u++) acc[u] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vs + 16 * u), acc[u]);
+    }
+    for (int u = 0; u < NV; u++) _mm512_storeu_ps(o + 16 * u, acc[u]);
+}
+
+/* o = a @ v over L positions, for head_dim HD (a multiple of 16) */
+static void weighted_sum(float *o, const float *a, const float *v, int L, int HD) {
+    for (int i0 = 0; i0 < HD; i0 += 128) {
+        switch ((HD - i0 >= 128 ? 128 : HD - i0) / 16) {
+        case 1: weighted_sum_nv(1, o + i0, a, v + i0, L, HD); break;
+        case 2: weighted_sum_nv(2, o + i0, a, v + i0, L, HD); break;
+        case 3: weighted_sum_nv(3, o + i0, a, v + i0, L, HD); break;
+        case 4: weighted_sum_nv(4, o + i0, a, v + i0, L, HD); break;
+        case 5: weighted_sum_nv(5, o + i0, a, v + i0, L, HD); break;
+        case 6: weighted_sum_nv(6, o + i0, a, v + i0, L, HD); break;
+        case 7: weighted_sum_nv(7, o + i0, a, v + i0, L, HD); break;
+        default: weighted_sum_nv(8, o + i0, a, v + i0, L, HD); break;
+        }
+    }
+}
+#define ATT_SIMD(HD) ((HD) % 16 == 0)
+#else
+#define ATT_SIMD(HD) 0
+static void score_tile(int nr, const float *const *qr, const float *tile, int HD, float *out) { (void)nr; (void)qr; (void)tile; (void)HD; (void)out; }
+static void weighted_sum(float *o, const float *a, const float *v, int L, int HD) { (void)o; (void)a; (void)v; (void)L; (void)HD; }
+#endif
+
 
 /* Causal grouped-query attention for a batch of n tokens at positions pos..pos+n-1, one layer.
  * q: (n, NH*HD). The cache holds this layer's keys in tiles of 16 positions, each tile
@@ -172,15 +241,20 @@ static void attention(float *out, const float *q, const float *kt, const float *
         }
         /* scores = q . k / sqrt(head_dim), one tile of 16 positions at a time (the lanes of
          * the last tile past n_max are computed from stale keys and not stored) */
+        const int simd = ATT_SIMD(HD);
         for (int s0 = 0; s0 < n_max; s0 += KV_TILE) {
             float acc[ATT_ROWS][KV_TILE] = {{0}};
             const float *tile = kth + (size_t)s0 * HD;
-            for (int i = 0; i < HD; i++) {
-                const float *k = tile + (size_t)i * KV_TILE;
-                for (int r = 0; r < nr; r++) {
-                    const float qi = qr[r][i];
+            if (simd) {
+                score_tile(nr, qr, tile, HD, &acc[0][0]);
+            } else {
+                for (int i = 0; i < HD; i++) {
+                    const float *k = tile + (size_t)i * KV_TILE;
+                    for (int r = 0; r < nr; r++) {
+                        const float qi = qr[r][i];
 #pragma omp simd
-                    for (int j = 0; j < KV_TILE; j++) acc[r][j] += qi * k[j];
+                        for (int j = 0; j < KV_TILE; j++) acc[r][j] += qi * k[j];
+                    }
                 }
             }
             const int nj = n_max - s0 < KV_TILE ? n_max - s0 : KV_TILE;
@@ -191,20 +265,20 @@ static void attention(float *out, const float *q, const float *kt, const float *
             float *a = att + (size_t)r * C;
             const int L = len[r];
             softmax(a, L);
-            /* out = softmax(scores) @ v, 64 output lanes at a time held in registers */
+            /* out = softmax(scores) @ v */
             float *o = orow[r];
+            if (simd) {
+                weighted_sum(o, a, vh, L, HD);
+                continue;
+            }
             for (int i0 = 0; i0 < HD; i0 += 64) {
                 const int nw = HD - i0 < 64 ? HD - i0 : 64;
                 float acc[64] = {0};
                 for (int s = 0; s < L; s++) {
                     const float *v = vh + (size_t)s * HD + i0;
                     const float w = a[s];
-                    if (nw == 64) {
 #pragma omp simd
-                        for (int j = 0; j < 64; j++) acc[j] += w * v[j];
-                    } else {
-                        for (int j = 0; j < nw; j++) acc[j] += w * v[j];
-                    }
+                    for (int j = 0; j < nw; j++) acc[j] += w * v[j];
                 }
                 memcpy(o + i0, acc, (size_t)nw * sizeof(float));
             }
@@ -241,7 +315,7 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
 
         /* query_states, key_states, value_states = q_proj(x), k_proj(x), v_proj(x) */
         const MatmulJob qkv[3] = {{s->q, &lw->wq}, {s->k, &lw->wk}, {s->v, &lw->wv}};
-        matmuls(qkv, 3, s->xb, n, nt);
+        matmuls(ctx, qkv, 3, s->xb, n);
 
 #pragma omp parallel for num_threads(par) schedule(static)
         for (int t = 0; t < n; t++) {
@@ -269,7 +343,7 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
         attention(s->att_out, s->q, kc, vc, n, pos, p, C, s->att, nt);
 
         /* hidden_states = residual + o_proj(attn_output) */
-        matmul(s->xb2, s->att_out, n, &lw->wo, nt);
+        matmul(ctx, s->xb2, s->att_out, n, &lw->wo);
         for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];
 
         /* hidden_states = post_attention_layernorm(hidden_states) */
@@ -278,9 +352,9 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
 
         /* mlp: down_proj(act_fn(gate_proj(x)) * up_proj(x)) */
         const MatmulJob gate_up[2] = {{s->hb, &lw->w1}, {s->hb2, &lw->w3}};
-        matmuls(gate_up, 2, s->xb, n, nt);
+        matmuls(ctx, gate_up, 2, s->xb, n);
         swiglu(s->hb, s->hb2, (int64_t)n * H, nt);
-        matmul(s->xb2, s->hb, n, &lw->w2, nt);
+        matmul(ctx, s->xb2, s->hb, n, &lw->w2);
 
         /* hidden_states = residual + mlp output */
         for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];
@@ -294,8 +368,8 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
 
     /* logits = lm_head(hidden_states) */
     if (logits) {
-        if (all_logits) matmul(logits, s->xb, n, &w->wcls, nt);
-        else matmul(logits, s->xb + (size_t)(n - 1) * D, 1, &w->wcls, nt);
+        if (all_logits) matmul(ctx, logits, s->xb, n, &w->wcls);
+        else matmul(ctx, logits, s->xb + (size_t)(n - 1) * D, 1, &w->wcls);
     }
 }
 
@@ -303,7 +377,7 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
  * Context: allocation and the public forward
  * ------------------------------------------------------------------------------------- */
 qwen3c_context_params qwen3c_context_default_params(void) {
-    qwen3c_context_params p = {0, 0, 0};
+    qwen3c_context_params p = {0, 0, 0, 0};
     return p;
 }
 
@@ -331,7 +405,10 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     const int64_t QD = (int64_t)p->n_heads * HD, KVD = (int64_t)p->n_kv_heads * HD;
     const int64_t kv = (int64_t)p->n_layers * KVD * C;
     /* one allocation, carved below (calloc: untouched KV pages cost no memory) */
-    int64_t total = B * D * 4 + B * QD * 2 + B * KVD * 2 + B * H * 2 + (int64_t)n_threads * ATT_ROWS * C +
+    /* int8 activation blocks: for the widest matmul input (H or NH*HD), in floats, 64-byte padded */
+    const int64_t widest = H > QD ? (H > D ? H : D) : (QD > D ? QD : D);
+    const int64_t xq_floats = prm.int8_activations ? ((int64_t)int8_act_size(n_batch, widest) + 63) / 64 * 16 : 0;
+    int64_t total = xq_floats + B * D * 4 + B * QD * 2 + B * KVD * 2 + B * H * 2 + (int64_t)n_threads * ATT_ROWS * C +
                     C * (HD / 2) * 2 + kv * 2;
     qwen3c_context *ctx = calloc(1, sizeof(*ctx));
     float *mem = calloc((size_t)total, sizeof(float));
@@ -344,6 +421,7 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     }
     RunState *s = &ctx->state;
     float *m = mem;
+    s->xq = xq_floats ? (void *)m : NULL; m += xq_floats;
     s->x = m; m += B * D;
     s->xb = m; m += B * D;
     s->xb2 = m; m += B * D;
@@ -376,6 +454,7 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     ctx->n_ctx_pad = n_ctx_pad;
     ctx->n_threads = n_threads;
     ctx->n_batch = n_batch;
+    ctx->int8_activations = prm.int8_activations != 0;
     *out = ctx;
     return QWEN3C_OK;
 }

@@ -201,6 +201,7 @@ typedef struct {
     float *key_cache;    /* (L, NKV, C/16, HD, 16) past_key_values keys in tiles of 16 positions,
                             each tile transposed (HD, 16): attention reads it contiguously */
     float *value_cache;  /* (L, NKV, C, HD) past_key_values values */
+    void  *xq;           /* 8-bit activation blocks of the current matmul input (int8 path) */
     float *memory;       /* the one allocation everything above points into */
 } RunState;
 
@@ -211,6 +212,7 @@ typedef struct qwen3c_context {
     int                n_ctx_pad;   /* n_ctx rounded up to a whole key tile (16): the KV cache length */
     int                n_threads;
     int                n_batch;
+    int                int8_activations; /* the opt-in int8 matmul path (see qwen3c.h) */
 } qwen3c_context;
 
 #endif /* QWEN3C_INTERNAL_H */

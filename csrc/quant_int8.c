@@ -200,15 +200,14 @@ static inline __m512i sdot(__m512i acc, __m512i w, __m512i x) {
     return _mm512_dpbusd_epi32(acc, _mm512_abs_epi8(w), xs);
 }
 
-/* Two Q4 blocks' 16 packed bytes each -> 64 unsigned nibbles in element order. */
+/* Two Q4 blocks' 16 packed bytes each -> 64 unsigned nibbles in element order
+ * [lo0 hi0 lo1 hi1]: each 16 bytes broadcast twice, the second copy shifted right by 4. */
 static inline __m512i q4_pair(const uint8_t *qs0, const uint8_t *qs1) {
-    const __m256i y = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)qs0)),
-                                              _mm_loadu_si128((const __m128i *)qs1), 1);
-    const __m256i m = _mm256_set1_epi8(0x0f);
-    const __m256i lo = _mm256_and_si256(y, m), hi = _mm256_and_si256(_mm256_srli_epi16(y, 4), m);
-    /* 128-bit lanes [lo0 lo1 hi0 hi1] -> [lo0 hi0 lo1 hi1] */
-    const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-    return _mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0));
+    const __m512i v = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs0))),
+        _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)qs1)), 1);
+    return _mm512_and_si512(_mm512_srlv_epi64(v, _mm512_setr_epi64(0, 0, 4, 4, 0, 0, 4, 4)),
+                            _mm512_set1_epi8(0x0f));
 }
 
 static inline __m256i q4_one(const uint8_t *qs) {
@@ -217,14 +216,28 @@ static inline __m256i q4_one(const uint8_t *qs) {
                                    _mm_and_si128(_mm_srli_epi16(v, 4), m), 1);
 }
 
-/* lanes 0-7 = a, lanes 8-15 = b */
-static inline __m512 two_scales(float a, float b) {
-    return _mm512_mask_blend_ps((__mmask16)0xff00, _mm512_set1_ps(a), _mm512_set1_ps(b));
+/* The f16 at p, p + ts, p + 2 ts, p + 3 ts as 4 floats. */
+static inline __m128 half4(const uint8_t *p, int ts) {
+    __m128i h = _mm_cvtsi32_si128(i8_rd16(p));
+    h = _mm_insert_epi16(h, i8_rd16(p + ts), 1);
+    h = _mm_insert_epi16(h, i8_rd16(p + 2 * ts), 2);
+    h = _mm_insert_epi16(h, i8_rd16(p + 3 * ts), 3);
+    return _mm_cvtph_ps(h);
 }
+
+static inline float hsum128(__m128 v) {
+    v = _mm_add_ps(v, _mm_movehl_ps(v, v));
+    return _mm_cvtss_f32(_mm_add_ss(v, _mm_movehdup_ps(v)));
+}
+
+/* Decode kernels: 4 blocks per step, two per 512-bit vector (lanes 0-7: the first block's 8
+ * partial sums, lanes 8-15: the second's); s4 = dw * dx of the 4 blocks, spread by vpermps. */
+#define SPREAD01 _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1)
+#define SPREAD23 _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3)
 
 static float dot_row_q8_0(const uint8_t *row, const int8_t *xq, const float *xd, int64_t nb) {
     __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-    const __m512i z = _mm512_setzero_si512();
+    const __m512i z = _mm512_setzero_si512(), i01 = SPREAD01, i23 = SPREAD23;
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
         const uint8_t *p = row + b * 34;
@@ -234,10 +247,9 @@ static float dot_row_q8_0(const uint8_t *row, const int8_t *xq, const float *xd,
                                               _mm256_loadu_si256((const __m256i *)(p + 104)), 1);
         const __m512i s0 = sdot(z, w0, _mm512_loadu_si512(xq + b * QK));
         const __m512i s1 = sdot(z, w1, _mm512_loadu_si512(xq + b * QK + 64));
-        a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0),
-                             two_scales(i8_half(i8_rd16(p)) * xd[b], i8_half(i8_rd16(p + 34)) * xd[b + 1]), a0);
-        a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1),
-                             two_scales(i8_half(i8_rd16(p + 68)) * xd[b + 2], i8_half(i8_rd16(p + 102)) * xd[b + 3]), a1);
+        const __m512 s4 = _mm512_castps128_ps512(_mm_mul_ps(half4(p, 34), _mm_loadu_ps(xd + b)));
+        a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_permutexvar_ps(i01, s4), a0);
+        a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_permutexvar_ps(i23, s4), a1);
     }
     for (; b < nb; b++) {
         const uint8_t *p = row + b * 34;
@@ -248,53 +260,49 @@ static float dot_row_q8_0(const uint8_t *row, const int8_t *xq, const float *xd,
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
-static float dot_row_q4_0(const uint8_t *row, const int8_t *xq, const float *xd, int64_t nb) {
+/* Q4_0 and Q4_1, per block:
+ *   Q4_0: dw dx sum((q - 8) x)        (signed, as Q8_0)
+ *   Q4_1: dw dx sum(q x) + m (dx sx)  (unsigned; the min terms summed 4 blocks at a time in c) */
+static inline __attribute__((always_inline)) float
+dot_row_q4(const int q41, const uint8_t *row, const int8_t *xq, const float *xd, const int32_t *sx,
+           int64_t nb) {
+    const int ts = q41 ? 20 : 18, qo = q41 ? 4 : 2;
     __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-    const __m512i z = _mm512_setzero_si512(), k8 = _mm512_set1_epi8(8);
+    __m128 c = _mm_setzero_ps();
+    const __m512i z = _mm512_setzero_si512(), i01 = SPREAD01, i23 = SPREAD23;
     int64_t b = 0;
     for (; b + 4 <= nb; b += 4) {
-        const uint8_t *p = row + b * 18;
-        const __m512i w0 = _mm512_sub_epi8(q4_pair(p + 2, p + 20), k8);
-        const __m512i w1 = _mm512_sub_epi8(q4_pair(p + 38, p + 56), k8);
-        const __m512i s0 = sdot(z, w0, _mm512_loadu_si512(xq + b * QK));
-        const __m512i s1 = sdot(z, w1, _mm512_loadu_si512(xq + b * QK + 64));
-        a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0),
-                             two_scales(i8_half(i8_rd16(p)) * xd[b], i8_half(i8_rd16(p + 18)) * xd[b + 1]), a0);
-        a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1),
-                             two_scales(i8_half(i8_rd16(p + 36)) * xd[b + 2], i8_half(i8_rd16(p + 54)) * xd[b + 3]), a1);
+        const uint8_t *p = row + b * ts;
+        const __m128i sxi = _mm_loadu_si128((const __m128i *)(sx + b));
+        __m512i s0, s1;
+        const __m512i x0 = _mm512_loadu_si512(xq + b * QK), x1 = _mm512_loadu_si512(xq + b * QK + 64);
+        if (q41) {
+            s0 = _mm512_dpbusd_epi32(z, q4_pair(p + qo, p + ts + qo), x0);
+            s1 = _mm512_dpbusd_epi32(z, q4_pair(p + 2 * ts + qo, p + 3 * ts + qo), x1);
+        } else {  /* signed q - 8: every lane is a true partial sum of w * x */
+            const __m512i k8 = _mm512_set1_epi8(8);
+            s0 = sdot(z, _mm512_sub_epi8(q4_pair(p + qo, p + ts + qo), k8), x0);
+            s1 = sdot(z, _mm512_sub_epi8(q4_pair(p + 2 * ts + qo, p + 3 * ts + qo), k8), x1);
+        }
+        const __m128 x4 = _mm_loadu_ps(xd + b);
+        const __m128 s4 = _mm_mul_ps(half4(p, ts), x4);
+        a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s0), _mm512_permutexvar_ps(i01, _mm512_castps128_ps512(s4)), a0);
+        a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s1), _mm512_permutexvar_ps(i23, _mm512_castps128_ps512(s4)), a1);
+        if (q41) c = _mm_fmadd_ps(half4(p + 2, ts), _mm_mul_ps(x4, _mm_cvtepi32_ps(sxi)), c);
     }
+    float ct = 0.0f;
     for (; b < nb; b++) {
-        const uint8_t *p = row + b * 18;
-        const __m512i w = _mm512_zextsi256_si512(_mm256_sub_epi8(q4_one(p + 2), _mm256_set1_epi8(8)));
+        const uint8_t *p = row + b * ts;
         const __m512i x = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(xq + b * QK)));
-        a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sdot(z, w, x)), _mm512_set1_ps(i8_half(i8_rd16(p)) * xd[b]), a0);
-    }
-    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
-}
-
-static float dot_row_q4_1(const uint8_t *row, const int8_t *xq, const float *xd, const int32_t *sx,
-                          int64_t nb) {
-    __m512 a0 = _mm512_setzero_ps(), a1 = a0;
-    const __m512i z = _mm512_setzero_si512();
-    float m0 = 0.0f, m1 = 0.0f;
-    int64_t b = 0;
-    for (; b + 2 <= nb; b += 2) {
-        const uint8_t *p = row + b * 20;
-        const __m512i s = _mm512_dpbusd_epi32(z, q4_pair(p + 4, p + 24), _mm512_loadu_si512(xq + b * QK));
-        const __m512 sc = two_scales(i8_half(i8_rd16(p)) * xd[b], i8_half(i8_rd16(p + 20)) * xd[b + 1]);
-        if (b & 2) a1 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, a1);
-        else       a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), sc, a0);
-        m0 += i8_half(i8_rd16(p + 2)) * (xd[b] * (float)sx[b]);
-        m1 += i8_half(i8_rd16(p + 22)) * (xd[b + 1] * (float)sx[b + 1]);
-    }
-    if (b < nb) {
-        const uint8_t *p = row + b * 20;
-        const __m512i x = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(xq + b * QK)));
-        const __m512i s = _mm512_dpbusd_epi32(z, _mm512_zextsi256_si512(q4_one(p + 4)), x);
+        const __m512i q = _mm512_zextsi256_si512(q4_one(p + qo));
+        const __m512i s = q41 ? _mm512_dpbusd_epi32(z, q, x)
+                              : sdot(z, _mm512_maskz_sub_epi8((__mmask64)0xffffffffu, q, _mm512_set1_epi8(8)), x);
         a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(i8_half(i8_rd16(p)) * xd[b]), a0);
-        m0 += i8_half(i8_rd16(p + 2)) * (xd[b] * (float)sx[b]);
+        if (q41) ct += i8_half(i8_rd16(p + 2)) * (xd[b] * (float)sx[b]);
     }
-    return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) + (m0 + m1);
+    float r = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
+    if (q41) r += hsum128(c) + ct;
+    return r;
 }
 
 /* The 16 block scales (f16 at stride ts from p) of a group as floats; *m_out gets the Q4_1
@@ -485,10 +493,10 @@ void matmul_rows_int8(float *out, int64_t out_stride, const void *xq, int n_tok,
             for (int64_t r = r0; r < r1; r++) out[r] = dot_row_q8_0(base + r * w->row_bytes, q, d, nb);
             return;
         case QWEN3C_TYPE_Q4_0:
-            for (int64_t r = r0; r < r1; r++) out[r] = dot_row_q4_0(base + r * w->row_bytes, q, d, nb);
+            for (int64_t r = r0; r < r1; r++) out[r] = dot_row_q4(0, base + r * w->row_bytes, q, d, sx, nb);
             return;
         case QWEN3C_TYPE_Q4_1:
-            for (int64_t r = r0; r < r1; r++) out[r] = dot_row_q4_1(base + r * w->row_bytes, q, d, sx, nb);
+            for (int64_t r = r0; r < r1; r++) out[r] = dot_row_q4(1, base + r * w->row_bytes, q, d, sx, nb);
             return;
         default:
             return;

@@ -139,12 +139,14 @@ def model_tensors(ptr) -> list:
     return res
 
 
-def context_create(model_ptr, n_ctx: int, n_threads: int, n_batch: int = 0):
+def context_create(model_ptr, n_ctx: int, n_threads: int, n_batch: int = 0,
+                   int8_activations: bool = False):
     err = _Err()
     params = ffi.new("qwen3c_context_params *")
     params.n_ctx = n_ctx
     params.n_threads = n_threads
     params.n_batch = n_batch
+    params.int8_activations = int(bool(int8_activations))
     out = ffi.new("qwen3c_context **")
     _check(lib.qwen3c_context_create(model_ptr, params, out, err.buf, ERR_SIZE), err)
     return out[0]

@@ -56,9 +56,15 @@ class Model:
         n_ctx: KV cache length in tokens (0 = the model's context_length, capped at 4096).
         n_threads: threads for the matmuls (0 = all cores).
         n_batch: tokens per internal forward chunk (0 = default 256).
+        int8_activations: opt-in fast path for Q8_0 / Q4_0 / Q4_1 weights: activations are
+            quantized to 8-bit blocks and multiplied with integer dot products (AVX-512 VNNI),
+            about 2x faster prefill at a relative logit error of ~1e-2 (as llama.cpp does).
+            Off by default: the exact path multiplies the stored weights with float32
+            activations.
     """
 
-    def __init__(self, path, n_ctx: int = 2048, n_threads: int = 0, n_batch: int = 0):
+    def __init__(self, path, n_ctx: int = 2048, n_threads: int = 0, n_batch: int = 0,
+                 int8_activations: bool = False):
         path = os.fspath(path)
         if not isinstance(path, str):
             path = os.fsdecode(path)
@@ -71,7 +77,8 @@ class Model:
         self._ctx = None
         self._model = _native.model_load(path)
         try:
-            self._ctx = _native.context_create(self._model, n_ctx, n_threads, n_batch)
+            self._ctx = _native.context_create(self._model, n_ctx, n_threads, n_batch,
+                                               int8_activations)
         except BaseException:
             _native.model_free(self._model)
             self._model = None
@@ -86,6 +93,7 @@ class Model:
             norm_eps=float(c["norm_eps"]), n_ctx_train=c["n_ctx_train"],
             tied_embeddings=bool(c["tied_embeddings"]), n_params=int(c["n_params"]),
             n_threads=real_threads)
+        self.int8_activations = bool(int8_activations)
         #: tokens run through forward() since the model was created (for tests and stats)
         self.n_tokens_forwarded = 0
         self._tokenizer = None
