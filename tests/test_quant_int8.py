@@ -16,24 +16,12 @@ import pytest
 
 from qwen3c import _native
 from qwen3c.errors import UnsupportedModelError
+from test_quant import random_weights  # random valid blocks with sane f16 scales
 
 # type name -> (bytes per block, byte offsets of the f16 scale fields)
 TYPES = {"Q8_0": (34, (0,)), "Q4_0": (18, (0,)), "Q4_1": (20, (0, 2))}
 INT8 = list(TYPES)
 FLT_MIN = np.float32(np.finfo(np.float32).tiny)
-
-
-def random_weights(tname: str, rows: int, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Raw bytes (rows, row_bytes) of a random valid matrix: random quants, sane f16 scales."""
-    ts, scale_offs = TYPES[tname]
-    nb = n // 32
-    raw = rng.integers(0, 256, size=(rows * nb, ts), dtype=np.uint8)
-    for off in scale_offs:
-        mag = 10.0 ** rng.uniform(-3, 0, size=rows * nb)
-        sc = (rng.choice([-1.0, 1.0], size=rows * nb) * mag).astype(np.float16)
-        sc[rng.random(rows * nb) < 0.02] = 0
-        raw[:, off:off + 2] = sc.view(np.uint8).reshape(-1, 2)
-    return raw.reshape(rows, nb * ts)
 
 
 def weight_parts(tname: str, raw: np.ndarray, n: int):
