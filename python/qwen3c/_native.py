@@ -51,12 +51,18 @@ def _check(status: int, err: _Err, **extra):
 
 
 def _int32_array(tokens) -> np.ndarray:
-    arr = np.ascontiguousarray(np.asarray(tokens), dtype=np.int64)
+    """Token ids as a contiguous int32 array; non-integers are refused, never truncated."""
+    if isinstance(tokens, (str, bytes)):
+        raise TypeError(f"tokens must be a sequence of ints, not {type(tokens).__name__}")
+    arr = np.asarray(tokens)
     if arr.ndim != 1:
         raise ValueError("tokens must be a 1-D sequence of ints")
+    if arr.size and (arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer)):
+        raise TypeError(f"token ids must be ints, got {arr.dtype} values")
+    arr = arr.astype(np.int64, copy=False)
     if arr.size and (arr.min() < -(2**31) or arr.max() >= 2**31):
         raise ValueError("token id out of int32 range")
-    return arr.astype(np.int32)
+    return np.ascontiguousarray(arr, dtype=np.int32)
 
 
 # ---- core: model / context / forward --------------------------------------------------------

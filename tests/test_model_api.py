@@ -1,0 +1,70 @@
+"""qwen3c.Model's Python surface: argument checks, lifetime, and what it reports."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import qwen3c
+
+
+@pytest.fixture
+def m(tiny_gguf):
+    with qwen3c.Model(tiny_gguf, n_ctx=32, n_threads=1) as model:
+        yield model
+
+
+@pytest.mark.parametrize("tokens,exc", [
+    ([1.5], TypeError),          # never truncated to 1
+    ([True, False], TypeError),
+    (["a"], TypeError),
+    ("abc", TypeError),
+    ([[1, 2]], ValueError),
+    ([], ValueError),
+    ([2**40], ValueError),
+])
+def test_forward_rejects_non_token_input(m, tokens, exc):
+    with pytest.raises(exc):
+        m.forward(tokens)
+    assert m.n_tokens_forwarded == 0
+
+
+def test_forward_accepts_any_integer_array(m):
+    a = m.forward([1, 2, 3])
+    b = m.forward(np.array([1, 2, 3], dtype=np.int16))
+    c = m.forward([np.int64(1), np.int32(2), 3])
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(a, c)
+    assert a.dtype == np.float32 and a.shape == (m.config.vocab_size,)
+
+
+@pytest.mark.parametrize("kw,exc", [
+    (dict(n_ctx=-1), ValueError), (dict(n_ctx=2.5), TypeError),
+    (dict(n_threads="2"), TypeError), (dict(n_batch=-3), ValueError),
+])
+def test_model_argument_checks(tiny_gguf, kw, exc):
+    with pytest.raises(exc):
+        qwen3c.Model(tiny_gguf, **kw)
+
+
+def test_config_and_metadata(m):
+    c = m.config
+    assert (c.arch, c.n_layers, c.dim, c.hidden_dim, c.n_heads, c.n_kv_heads, c.head_dim,
+            c.vocab_size, c.n_ctx) == ("qwen3", 2, 64, 128, 4, 2, 32, 256, 32)
+    assert c.rope_theta == pytest.approx(1e6) and c.norm_eps == pytest.approx(1e-6)
+    assert m.metadata["general.architecture"] == "qwen3"
+    names = {t[0] for t in m.tensors}
+    assert "token_embd.weight" in names and "output.weight" not in names  # tied
+
+
+def test_close_is_idempotent_and_use_after_close_raises(tiny_gguf):
+    model = qwen3c.Model(tiny_gguf, n_ctx=8)
+    model.close()
+    model.close()
+    assert model.closed and "closed" in repr(model)
+    with pytest.raises(qwen3c.Qwen3cError, match="closed"):
+        model.forward([1])
+
+
+def test_n_ctx_zero_means_model_context_capped(tiny_gguf):
+    with qwen3c.Model(tiny_gguf, n_ctx=0) as model:
+        assert model.config.n_ctx == 512  # the file's context_length (below the 4096 cap)
