@@ -198,11 +198,6 @@ static void weighted_sum(float *o, const float *a, const float *v, int L, int HD
         }
     }
 }
-#define ATT_SIMD(HD) ((HD) % 16 == 0)
-#else
-#define ATT_SIMD(HD) 0
-static void score_tile(int nr, const float *const *qr, const float *tile, int HD, float *out) { (void)nr; (void)qr; (void)tile; (void)HD; (void)out; }
-static void weighted_sum(float *o, const float *a, const float *v, int L, int HD) { (void)o; (void)a; (void)v; (void)L; (void)HD; }
 #endif
 
 
@@ -241,12 +236,18 @@ static void attention(float *out, const float *q, const float *kt, const float *
         }
         /* scores = q . k / sqrt(head_dim), one tile of 16 positions at a time (the lanes of
          * the last tile past n_max are computed from stale keys and not stored) */
-        const int simd = ATT_SIMD(HD);
+#if defined(__AVX512F__)
+        const int simd = HD % 16 == 0;
+#else
+        const int simd = 0;
+#endif
         for (int s0 = 0; s0 < n_max; s0 += KV_TILE) {
             float acc[ATT_ROWS][KV_TILE] = {{0}};
             const float *tile = kth + (size_t)s0 * HD;
             if (simd) {
+#if defined(__AVX512F__)
                 score_tile(nr, qr, tile, HD, &acc[0][0]);
+#endif
             } else {
                 for (int i = 0; i < HD; i++) {
                     const float *k = tile + (size_t)i * KV_TILE;
@@ -267,10 +268,12 @@ static void attention(float *out, const float *q, const float *kt, const float *
             softmax(a, L);
             /* out = softmax(scores) @ v */
             float *o = orow[r];
+#if defined(__AVX512F__)
             if (simd) {
                 weighted_sum(o, a, vh, L, HD);
                 continue;
             }
+#endif
             for (int i0 = 0; i0 < HD; i0 += 64) {
                 const int nw = HD - i0 < 64 ? HD - i0 : 64;
                 float acc[64] = {0};
