@@ -293,7 +293,7 @@ static void attention(float *out, const float *q, const float *kt, const float *
  * The forward pass for one batch of n <= n_batch tokens (already validated)
  * ------------------------------------------------------------------------------------- */
 static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, float *logits,
-                          int all_logits, float *hidden, int64_t hidden_stride_layer) {
+                    int all_logits, float *hidden, int64_t hidden_stride_layer) {
     const Transformer *tf = ctx->transformer;
     const Config *p = &tf->config;
     const TransformerWeights *w = &tf->weights;
@@ -333,12 +333,12 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
             const float *sin_p = s->rope_sin + (size_t)(pos + t) * (HD / 2);
             rope(q, NH, HD, cos_p, sin_p, p->rope_interleaved);
             rope(k, NKV, HD, cos_p, sin_p, p->rope_interleaved);
-            /* past_key_values.update: store k, v at position pos + t */
+            /* past_key_values.update: store k (into its tile, transposed) and v at pos + t */
+            const int at = pos + t;
             for (int h = 0; h < NKV; h++) {
-                const int p_ = pos + t;
-                float *tile = kc + (size_t)h * C * HD + (size_t)(p_ / KV_TILE) * KV_TILE * HD;
-                for (int i = 0; i < HD; i++) tile[(size_t)i * KV_TILE + p_ % KV_TILE] = k[h * HD + i];
-                memcpy(vc + ((size_t)h * C + pos + t) * HD, v + h * HD, (size_t)HD * sizeof(float));
+                float *tile = kc + (size_t)h * C * HD + (size_t)(at / KV_TILE) * KV_TILE * HD;
+                for (int i = 0; i < HD; i++) tile[(size_t)i * KV_TILE + at % KV_TILE] = k[h * HD + i];
+                memcpy(vc + ((size_t)h * C + at) * HD, v + h * HD, (size_t)HD * sizeof(float));
             }
         }
 
