@@ -451,32 +451,29 @@ tile_i8(const int NR, const int NT, const int q41, int bias_shift, const uint8_t
     default: tile_i8(NR, 3, Q41, bs, wp, ws, xp, xs, kg, part); return;                      \
     }
 
-static void tile_dispatch_i8(int nr, int nt, int type, const uint8_t *wp, int64_t ws,
-                             const uint8_t *xp, int64_t xs, int kg, float *part) {
-    const int bs = type == QWEN3C_TYPE_Q8_0 ? 7 : 3;
-    if (type == QWEN3C_TYPE_Q4_1) {
-        if (nr == TILE_R) { TILE_CASES(4, 1) }
-        for (int r = 0; r < nr; r++) {
-            float p1[TILE_R * TILE_T];
-            switch (nt) {
-            case 1: tile_i8(1, 1, 1, bs, wp + r * ws, ws, xp, xs, kg, p1); break;
-            case 2: tile_i8(1, 2, 1, bs, wp + r * ws, ws, xp, xs, kg, p1); break;
-            default: tile_i8(1, 3, 1, bs, wp + r * ws, ws, xp, xs, kg, p1); break;
-            }
-            for (int t = 0; t < nt; t++) part[t * TILE_R + r] = p1[t * TILE_R];
-        }
-        return;
-    }
-    if (nr == TILE_R) { TILE_CASES(4, 0) }
+/* One tile of nr rows x nt tokens; Q41 (a constant at both call sites, so the inlined kernels
+ * specialize) adds the Q4_1 min term. Leftover rows at the end of a matrix go one at a time. */
+static inline __attribute__((always_inline)) void
+tile_rows_i8(const int Q41, int nr, int nt, int bs, const uint8_t *wp, int64_t ws,
+             const uint8_t *xp, int64_t xs, int kg, float *part) {
+    if (nr == TILE_R) { TILE_CASES(4, Q41) }
     for (int r = 0; r < nr; r++) {
         float p1[TILE_R * TILE_T];
+        const uint8_t *wr = wp + r * ws;
         switch (nt) {
-        case 1: tile_i8(1, 1, 0, bs, wp + r * ws, ws, xp, xs, kg, p1); break;
-        case 2: tile_i8(1, 2, 0, bs, wp + r * ws, ws, xp, xs, kg, p1); break;
-        default: tile_i8(1, 3, 0, bs, wp + r * ws, ws, xp, xs, kg, p1); break;
+        case 1: tile_i8(1, 1, Q41, bs, wr, ws, xp, xs, kg, p1); break;
+        case 2: tile_i8(1, 2, Q41, bs, wr, ws, xp, xs, kg, p1); break;
+        default: tile_i8(1, 3, Q41, bs, wr, ws, xp, xs, kg, p1); break;
         }
         for (int t = 0; t < nt; t++) part[t * TILE_R + r] = p1[t * TILE_R];
     }
+}
+
+static void tile_dispatch_i8(int nr, int nt, int type, const uint8_t *wp, int64_t ws,
+                             const uint8_t *xp, int64_t xs, int kg, float *part) {
+    const int bs = type == QWEN3C_TYPE_Q8_0 ? 7 : 3;
+    if (type == QWEN3C_TYPE_Q4_1) tile_rows_i8(1, nr, nt, bs, wp, ws, xp, xs, kg, part);
+    else tile_rows_i8(0, nr, nt, bs, wp, ws, xp, xs, kg, part);
 }
 
 void matmul_rows_int8(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
