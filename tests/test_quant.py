@@ -191,22 +191,29 @@ def test_x_with_large_dynamic_range():
 
 # ---- bad input ----------------------------------------------------------------------------------
 
-def test_bad_sizes_raise():
+def check_matmul_size_errors(matmul):
+    """The size checks every matmul entry point (exact, int8) must make before computing."""
     rng = np.random.default_rng(0)
     raw = random_weights("Q8_0", 4, 64, rng)
     x = np.ones(64, np.float32)
     with pytest.raises(ValueError, match="block size"):
-        _native.matmul("Q8_0", raw, np.ones(48, np.float32), 4)
+        matmul("Q8_0", raw, np.ones(48, np.float32), 4)
     with pytest.raises(ValueError, match="bytes"):
-        _native.matmul("Q8_0", raw, x, 5)             # 5 rows do not fit in 4 rows of bytes
+        matmul("Q8_0", raw, x, 5)             # 5 rows do not fit in 4 rows of bytes
     with pytest.raises(ValueError, match="bytes"):
-        _native.matmul("Q8_0", raw.reshape(-1)[:-1], x, 4)
+        matmul("Q8_0", raw.reshape(-1)[:-1], x, 4)
     with pytest.raises(ValueError, match="rows"):
-        _native.matmul("Q8_0", raw, x, 0)
+        matmul("Q8_0", raw, x, 0)
     with pytest.raises(ValueError, match="positive"):
-        _native.matmul("Q8_0", raw, np.ones(0, np.float32), 4)
+        matmul("Q8_0", raw, np.ones(0, np.float32), 4)
     with pytest.raises(ValueError, match="tokens"):
-        _native.matmul("Q8_0", raw, np.ones((0, 64), np.float32), 4)
+        matmul("Q8_0", raw, np.ones((0, 64), np.float32), 4)
+    with pytest.raises(ValueError):
+        matmul("Q8_0", raw, np.ones((2, 2, 64), np.float32), 4)
+
+
+def test_bad_sizes_raise():
+    check_matmul_size_errors(_native.matmul)
     with pytest.raises(ValueError, match="block size"):
         _native.dequantize("Q4_K", bytes(144), 255)
     with pytest.raises(ValueError, match="bytes"):

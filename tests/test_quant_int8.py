@@ -16,7 +16,7 @@ import pytest
 
 from qwen3c import _native
 from qwen3c.errors import UnsupportedModelError
-from test_quant import random_weights  # random valid blocks with sane f16 scales
+from test_quant import check_matmul_size_errors, random_weights
 
 # type name -> (bytes per block, byte offsets of the f16 scale fields)
 TYPES = {"Q8_0": (34, (0,)), "Q4_0": (18, (0,)), "Q4_1": (20, (0, 2))}
@@ -156,23 +156,7 @@ def test_close_to_exact_path(tname):
 # ---- (4) bad input --------------------------------------------------------------------------------
 
 def test_bad_sizes_raise():
-    rng = np.random.default_rng(0)
-    raw = random_weights("Q8_0", 4, 64, rng)
-    x = np.ones(64, np.float32)
-    with pytest.raises(ValueError, match="block size"):
-        _native.matmul_int8("Q8_0", raw, np.ones(48, np.float32), 4)
-    with pytest.raises(ValueError, match="bytes"):
-        _native.matmul_int8("Q8_0", raw, x, 5)
-    with pytest.raises(ValueError, match="bytes"):
-        _native.matmul_int8("Q8_0", raw.reshape(-1)[:-1], x, 4)
-    with pytest.raises(ValueError, match="rows"):
-        _native.matmul_int8("Q8_0", raw, x, 0)
-    with pytest.raises(ValueError, match="positive"):
-        _native.matmul_int8("Q8_0", raw, np.ones(0, np.float32), 4)
-    with pytest.raises(ValueError, match="tokens"):
-        _native.matmul_int8("Q8_0", raw, np.ones((0, 64), np.float32), 4)
-    with pytest.raises(ValueError):
-        _native.matmul_int8("Q8_0", raw, np.ones((2, 2, 64), np.float32), 4)
+    check_matmul_size_errors(_native.matmul_int8)
 
 
 @pytest.mark.parametrize("tname", ["F32", "F16", "BF16", "Q5_0", "Q5_1", "Q4_K", "Q6_K"])
