@@ -72,11 +72,11 @@ def read_bandwidth(n_threads: int, nbytes: int = 1 << 30, repeats: int = 7) -> f
 
 
 # ---- the engines -----------------------------------------------------------------------------
-def bench_qwen3c(path, n_threads, n_ctx, n_prompt, n_decode, seed=0, int8=False):
+def bench_qwen3c(path, n_threads, n_ctx, n_prompt, n_decode, seed=0, activations="f32"):
     import qwen3c
 
     t0 = time.perf_counter()
-    m = qwen3c.Model(path, n_ctx=n_ctx, n_threads=n_threads, int8_activations=int8)
+    m = qwen3c.Model(path, n_ctx=n_ctx, n_threads=n_threads, activations=activations)
     load_s = time.perf_counter() - t0
     vocab = m.config.vocab_size
     rng = np.random.default_rng(seed)
@@ -87,14 +87,18 @@ def bench_qwen3c(path, n_threads, n_ctx, n_prompt, n_decode, seed=0, int8=False)
     logits = m.forward(prompt, pos=0)
     prefill_s = time.perf_counter() - t0
 
-    tok, t0 = int(np.argmax(logits)), time.perf_counter()
-    for i in range(n_decode):
-        tok = int(np.argmax(m.forward([tok], pos=n_prompt + i)))
-    decode_s = time.perf_counter() - t0
     finite = bool(np.isfinite(logits).all())
+    tok, t0 = int(np.argmax(logits)), time.perf_counter()
+    for i in range(n_decode):  # after the prompt
+        tok = int(np.argmax(m.forward([tok], pos=n_prompt + i)))
+    decode_ctx_s = time.perf_counter() - t0
+    tok, t0 = prompt[0], time.perf_counter()
+    for i in range(n_decode):  # from an empty context (overwrites the cache from position 0)
+        tok = int(np.argmax(m.forward([tok], pos=i)))
+    decode_s = time.perf_counter() - t0
     m.close()
     return dict(load_s=load_s, prefill=n_prompt / prefill_s, decode=n_decode / decode_s,
-                finite=finite, threads=n_threads)
+                decode_ctx=n_decode / decode_ctx_s, finite=finite, threads=n_threads)
 
 
 def bench_llama_cpp(path, n_threads, n_ctx, n_prompt, n_decode, seed=0):
@@ -118,6 +122,11 @@ def bench_llama_cpp(path, n_threads, n_ctx, n_prompt, n_decode, seed=0):
     # decode speed does not depend on which token is fed: replay the prompt's tokens one by one
     # (reading llama.cpp's logits back would add a copy of the vocabulary per token)
     t0 = time.perf_counter()
+    for i in range(n_decode):  # after the prompt
+        llm.eval([prompt[i % n_prompt]])
+    decode_ctx_s = time.perf_counter() - t0
+    llm.reset()  # an empty context: eval() drops the cache from position 0 on
+    t0 = time.perf_counter()
     for i in range(n_decode):
         llm.eval([prompt[i % n_prompt]])
     decode_s = time.perf_counter() - t0
@@ -125,7 +134,7 @@ def bench_llama_cpp(path, n_threads, n_ctx, n_prompt, n_decode, seed=0):
     del llm
     gc.collect()
     return dict(load_s=load_s, prefill=n_prompt / prefill_s, decode=n_decode / decode_s,
-                version=version)
+                decode_ctx=n_decode / decode_ctx_s, version=version)
 
 
 # ---- main ------------------------------------------------------------------------------------
@@ -134,8 +143,9 @@ def main(argv=None):
     ap.add_argument("--model", required=True, help="a .gguf file (e.g. from bench/make_model.py)")
     ap.add_argument("--threads", type=int, default=0, help="threads (0 = all cores)")
     ap.add_argument("--ctx", type=int, default=1024, help="context (KV cache) length")
-    ap.add_argument("--int8", action="store_true",
-                    help="qwen3c's opt-in int8-activation matmuls (Model(int8_activations=True))")
+    ap.add_argument("--activations", choices=("f32", "q16", "q8"), default="f32",
+                    help="qwen3c's matmul arithmetic for Q8_0/Q4_0/Q4_1 files (Model(activations=...)): "
+                         "f32 (default, exact), q16 or q8 (opt-in, faster, less exact)")
     ap.add_argument("--prompt", type=int, default=512, help="prefill tokens (one forward call)")
     ap.add_argument("--decode", type=int, default=128, help="decoded tokens, one at a time")
     ap.add_argument("--vs-llama-cpp", action="store_true",
@@ -150,10 +160,12 @@ def main(argv=None):
     file_mb = os.path.getsize(path) / 1e6
     name = os.path.basename(path)
 
-    ours = bench_qwen3c(path, n_threads, args.ctx, args.prompt, args.decode, int8=args.int8)
+    ours = bench_qwen3c(path, n_threads, args.ctx, args.prompt, args.decode,
+                        activations=args.activations)
     peak_rss = _status("VmHWM")  # before the bandwidth buffer and llama.cpp inflate it
-    print(f"qwen3c: load {ours['load_s']:.3f} s, prefill {ours['prefill']:.1f} tok/s, "
-          f"decode {ours['decode']:.2f} tok/s, peak RSS {peak_rss / 1e6:.0f} MB"
+    print(f"qwen3c ({args.activations}): load {ours['load_s']:.3f} s, prefill {ours['prefill']:.1f} tok/s, "
+          f"decode {ours['decode']:.2f} tok/s (at {args.prompt}: {ours['decode_ctx']:.2f}), "
+          f"peak RSS {peak_rss / 1e6:.0f} MB"
           + ("" if ours["finite"] else "  (WARNING: non-finite logits)"), file=sys.stderr)
 
     theirs, note = None, ""
@@ -165,7 +177,8 @@ def main(argv=None):
         else:
             theirs = bench_llama_cpp(path, n_threads, args.ctx, args.prompt, args.decode)
             print(f"llama-cpp-python {theirs['version']}: load {theirs['load_s']:.3f} s, "
-                  f"prefill {theirs['prefill']:.1f} tok/s, decode {theirs['decode']:.2f} tok/s",
+                  f"prefill {theirs['prefill']:.1f} tok/s, decode {theirs['decode']:.2f} tok/s "
+                  f"(at {args.prompt}: {theirs['decode_ctx']:.2f})",
                   file=sys.stderr)
 
     per_token, total = weight_bytes_per_token(path)
@@ -174,16 +187,19 @@ def main(argv=None):
     print(f"read bandwidth {bw / 1e9:.1f} GB/s ({n_threads} threads); weights read per token "
           f"{per_token / 1e6:.0f} MB -> decode bound {bound:.1f} tok/s", file=sys.stderr)
 
-    cols = ["file", "MB", "threads", "load s", "prefill tok/s", "decode tok/s", "peak RSS MB",
-            "read GB/s", "bound tok/s", "decode / bound"]
-    row = [name, f"{file_mb:.0f}", str(n_threads), f"{ours['load_s']:.3f}",
-           f"{ours['prefill']:.1f}", f"{ours['decode']:.2f}", f"{peak_rss / 1e6:.0f}",
-           f"{bw / 1e9:.1f}", f"{bound:.1f}", f"{ours['decode'] / bound:.0%}"]
+    at = f"@{args.prompt}"
+    cols = ["file", "activations", "MB", "threads", "load s", "prefill tok/s", "decode tok/s",
+            f"decode {at}", "peak RSS MB", "read GB/s", "bound tok/s", "decode / bound"]
+    row = [name, args.activations, f"{file_mb:.0f}", str(n_threads), f"{ours['load_s']:.3f}",
+           f"{ours['prefill']:.1f}", f"{ours['decode']:.2f}", f"{ours['decode_ctx']:.2f}",
+           f"{peak_rss / 1e6:.0f}", f"{bw / 1e9:.1f}", f"{bound:.1f}", f"{ours['decode'] / bound:.0%}"]
     if theirs is not None:
-        cols += ["llama.cpp prefill", "llama.cpp decode", "prefill ours/theirs", "decode ours/theirs"]
-        row += [f"{theirs['prefill']:.1f}", f"{theirs['decode']:.2f}",
+        cols += ["llama.cpp prefill", "llama.cpp decode", f"llama.cpp decode {at}",
+                 "prefill ours/theirs", "decode ours/theirs", f"decode {at} ours/theirs"]
+        row += [f"{theirs['prefill']:.1f}", f"{theirs['decode']:.2f}", f"{theirs['decode_ctx']:.2f}",
                 f"{ours['prefill'] / theirs['prefill']:.2f}x",
-                f"{ours['decode'] / theirs['decode']:.2f}x"]
+                f"{ours['decode'] / theirs['decode']:.2f}x",
+                f"{ours['decode_ctx'] / theirs['decode_ctx']:.2f}x"]
     print()
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))

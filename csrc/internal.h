@@ -135,6 +135,23 @@ void   quantize_activations(const float *x, int n_tok, int64_t cols, void *xq);
 void   matmul_rows_int8(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
                         int64_t r0, int64_t r1);
 
+/* The opt-in q16 path (quant_q16.c) for Q8_0 / Q4_0 / Q4_1 weights: activations
+ * quantized once per matmul to 16-bit blocks of 32 (float scale d = max|x| / 32767,
+ * q = rint(x / d), plus the float sum of x per block for Q4_1's min term), exact integer dot
+ * products against the weights (AVX-512 VNNI vpdpwssd; plain C otherwise). ~2e-5 relative on
+ * Gaussian activations, ~1e-3 with a real model's outlier activations: not the default. */
+/* true for Q8_0, Q4_0, Q4_1 (in every build). */
+bool   q16_path_supported(int type);
+/* Bytes of the quantized activations of n_tok rows of cols (a multiple of 32) floats. */
+size_t q16_act_size(int n_tok, int64_t cols);
+/* Quantize x (n_tok, cols) into xq (q16_act_size bytes, at least 4-byte aligned; 64 is best).
+ * Once per matmul, before the threads run matmul_rows_q16 on it. */
+void   quantize_activations_q16(const float *x, int n_tok, int64_t cols, void *xq);
+/* Same contract as matmul_rows, with the activations pre-quantized by quantize_activations_q16
+ * (same n_tok, cols = w->cols). w->type must satisfy q16_path_supported. */
+void   matmul_rows_q16(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
+                       int64_t r0, int64_t r1);
+
 /* ---------------------------------------------------------------------------------------
  * Tokenizer (tokenizer.c)
  * ------------------------------------------------------------------------------------- */
@@ -201,7 +218,7 @@ typedef struct {
     float *key_cache;    /* (L, NKV, C/16, HD, 16) past_key_values keys in tiles of 16 positions,
                             each tile transposed (HD, 16): attention reads it contiguously */
     float *value_cache;  /* (L, NKV, C, HD) past_key_values values */
-    void  *xq;           /* 8-bit activation blocks of the current matmul input (int8 path) */
+    void  *xq;           /* the current matmul input as 16- or 8-bit blocks (q16 / int8 paths) */
     float *memory;       /* the one allocation everything above points into */
 } RunState;
 
@@ -212,7 +229,7 @@ typedef struct qwen3c_context {
     int                n_ctx_pad;   /* n_ctx rounded up to a whole key tile (16): the KV cache length */
     int                n_threads;
     int                n_batch;
-    int                int8_activations; /* the opt-in int8 matmul path (see qwen3c.h) */
+    int                activations; /* QWEN3C_ACTIVATIONS_*: the Q8_0/Q4_0/Q4_1 matmul path */
 } qwen3c_context;
 
 #endif /* QWEN3C_INTERNAL_H */

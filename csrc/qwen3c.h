@@ -132,14 +132,22 @@ int qwen3c_model_tensor_info(const qwen3c_model *model, int i, char *name_buf, s
  * ------------------------------------------------------------------------------------- */
 typedef struct qwen3c_context qwen3c_context;
 
+/* How Q8_0 / Q4_0 / Q4_1 matmuls treat their input x (docs/precision.md has the numbers):
+ *   F32 (default): float32 x against the stored weight blocks decoded in registers: exact up to
+ *                  float32 rounding (SmolLM2 Q4_1: 3e-6 of the float32 reference)
+ *   Q16 (opt-in):  x rounded to 16-bit blocks of 32 (scale max|x| / 32767), exact integer dot
+ *                  products: faster; 1.3e-3 on SmolLM2 (outlier activations coarsen a block)
+ *   Q8 (opt-in):   x rounded to 8-bit blocks as llama.cpp does: fastest, 3.7e-2 on SmolLM2 */
+#define QWEN3C_ACTIVATIONS_F32 0
+#define QWEN3C_ACTIVATIONS_Q16 1
+#define QWEN3C_ACTIVATIONS_Q8  2
+
 typedef struct qwen3c_context_params {
     int n_ctx;      /* KV cache length in tokens; 0 = the model's context_length (capped to 4096) */
     int n_threads;  /* OpenMP threads for this context; 0 = all cores */
     int n_batch;    /* max tokens per internal forward chunk; 0 = default (256) */
-    int int8_activations; /* 1 = opt-in fast path: Q8_0/Q4_0/Q4_1 matmuls quantize the
-                             activations to 8-bit blocks and use integer dot products (about 2x
-                             faster prefill, relative logit error ~1e-2); 0 = exact float32
-                             activations (default) */
+    int activations; /* matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights (QWEN3C_ACTIVATIONS_*;
+                        other weight types always use float32 activations) */
 } qwen3c_context_params;
 
 qwen3c_context_params qwen3c_context_default_params(void);
@@ -290,6 +298,13 @@ int qwen3c_matmul(int type, const void *w, size_t w_size, const float *x, int64_
  * QWEN3C_ERR_UNSUPPORTED for any other type; QWEN3C_ERR_NOMEM; INVALID_ARG as qwen3c_matmul. */
 int qwen3c_matmul_int8(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
                        int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size);
+/* The q16 path, same arguments and shapes as qwen3c_matmul: x is quantized to 16-bit blocks
+ * of 32 (one float scale each, plus the float sum of each block for Q4_1's min term) and
+ * multiplied with exact integer dot products (AVX-512 VNNI when built for it). ~2e-5
+ * relative to the exact float path on Gaussian activations, more with outliers. Q8_0, Q4_0, Q4_1 only: QWEN3C_ERR_UNSUPPORTED for any
+ * other type; QWEN3C_ERR_NOMEM; INVALID_ARG as qwen3c_matmul. */
+int qwen3c_matmul_q16(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
+                      int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size);
 
 /* CDEF END */
 

@@ -145,7 +145,7 @@ def test_c_name_exists(row):
 _COVERED_STRUCTS = {
     "LayerWeights": set(),
     "TransformerWeights": {"owned"},
-    "RunState": {"memory", "xq"},  # bookkeeping / int8-path scratch: no transformers twin
+    "RunState": {"memory", "xq"},  # bookkeeping / quantized-activation scratch: no transformers twin
     "Config": set(),
 }
 

@@ -59,9 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "the end of the turn or a full context)")
     p.add_argument("--ctx", type=int, default=4096, help="context length in tokens (default 4096)")
     p.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
-    p.add_argument("--int8-activations", action="store_true",
-                   help="opt-in fast matmuls for Q8_0/Q4_0/Q4_1 files: 8-bit activations and "
-                        "integer dot products (~1.5x faster prefill, less exact)")
+    p.add_argument("--activations", choices=("f32", "q16", "q8"), default="f32",
+                   help="matmul arithmetic for Q8_0/Q4_0/Q4_1 files: f32 (default, exact up to "
+                        "float32 rounding); q16 rounds the activations to 16-bit blocks for "
+                        "integer dot products (faster, relative logit error ~1e-3); q8 to 8-bit "
+                        "blocks like llama.cpp (fastest, ~4e-2, can change answers)")
     p.add_argument("--verbose", action="store_true", help="timings and token counts on stderr")
     p.add_argument("--show-probs", type=int, nargs="?", const=5, default=0, metavar="N",
                    help="for every generated token, show its probability and the N (default 5) "
@@ -259,7 +261,7 @@ def _chat_main(argv) -> int:
     path = resolve_model(args.model)
     t0 = time.perf_counter()
     with Model(path, n_ctx=args.ctx, n_threads=args.threads,
-               int8_activations=args.int8_activations) as model:
+               activations=args.activations) as model:
         if args.verbose:
             c = model.config
             sys.stderr.write(f"[{path}: {c.arch}, {c.n_layers} layers, dim {c.dim}, "

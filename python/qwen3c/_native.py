@@ -145,14 +145,19 @@ def model_tensors(ptr) -> list:
     return res
 
 
+#: Model(activations=...) names -> QWEN3C_ACTIVATIONS_* (see csrc/qwen3c.h)
+ACTIVATIONS = {"f32": lib.QWEN3C_ACTIVATIONS_F32, "q16": lib.QWEN3C_ACTIVATIONS_Q16,
+               "q8": lib.QWEN3C_ACTIVATIONS_Q8}
+
+
 def context_create(model_ptr, n_ctx: int, n_threads: int, n_batch: int = 0,
-                   int8_activations: bool = False):
+                   activations: str = "f32"):
     err = _Err()
     params = ffi.new("qwen3c_context_params *")
     params.n_ctx = n_ctx
     params.n_threads = n_threads
     params.n_batch = n_batch
-    params.int8_activations = int(bool(int8_activations))
+    params.activations = ACTIVATIONS[activations]
     out = ffi.new("qwen3c_context **")
     _check(lib.qwen3c_context_create(model_ptr, params, out, err.buf, ERR_SIZE), err)
     return out[0]
@@ -402,5 +407,32 @@ def matmul_int8(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
                                 ffi.cast("const float *", ffi.from_buffer(x2)), int(x2.shape[0]),
                                 n, d, ffi.cast("float *", ffi.from_buffer(out)), int(n_threads),
                                 err.buf, ERR_SIZE)
+    _check(rc, err)
+    return out[0] if xa.ndim == 1 else out
+
+
+# ---- q16 kernels (tests) ----
+
+Q16_TYPES = ("Q8_0", "Q4_0", "Q4_1")
+
+
+def matmul_q16(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
+    """Like `matmul`, through the q16 path (x quantized to 16-bit blocks of 32).
+
+    x (n_tok, n) or (n,) float32; W of type t (Q8_0 / Q4_0 / Q4_1) has shape (d, n).
+    Returns float32 (n_tok, d), or (d,) for a 1-D x."""
+    raw = _bytes_view(w_data)
+    xa = np.ascontiguousarray(x, dtype=np.float32)
+    if xa.ndim not in (1, 2):
+        raise ValueError("x must be 1-D (n,) or 2-D (n_tok, n)")
+    x2 = xa.reshape(1, -1) if xa.ndim == 1 else xa
+    n = int(x2.shape[1])
+    d = int(d)
+    out = np.empty((x2.shape[0], max(d, 0)), dtype=np.float32)
+    err = _Err()
+    rc = lib.qwen3c_matmul_q16(_type_id(t), ffi.from_buffer(raw), raw.nbytes,
+                               ffi.cast("const float *", ffi.from_buffer(x2)), int(x2.shape[0]),
+                               n, d, ffi.cast("float *", ffi.from_buffer(out)), int(n_threads),
+                               err.buf, ERR_SIZE)
     _check(rc, err)
     return out[0] if xa.ndim == 1 else out

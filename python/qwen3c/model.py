@@ -56,21 +56,28 @@ class Model:
         n_ctx: KV cache length in tokens (0 = the model's context_length, capped at 4096).
         n_threads: threads for the matmuls (0 = all cores).
         n_batch: tokens per internal forward chunk (0 = default 256).
-        int8_activations: opt-in fast path for Q8_0 / Q4_0 / Q4_1 weights: activations are
-            quantized to 8-bit blocks and multiplied with integer dot products (AVX-512 VNNI),
-            about 2x faster prefill at a relative logit error of ~1e-2 (as llama.cpp does).
-            Off by default: the exact path multiplies the stored weights with float32
-            activations.
+        activations: how Q8_0 / Q4_0 / Q4_1 matmuls treat their float32 input x (other weight
+            types always use float32):
+            "f32" (default): float32 x against the stored weight blocks, exact up to float32
+            rounding (SmolLM2 Q4_1: 3e-6 of the float32 reference);
+            "q16": x rounded to 16-bit blocks of 32 values, exact integer dot products (AVX-512
+            VNNI): faster, relative logit error ~1e-3 on SmolLM2 (a block holding an outlier
+            activation is rounded coarsely);
+            "q8": 8-bit blocks as llama.cpp does: fastest, ~4e-2 on SmolLM2 (it can change
+            greedy answers). docs/precision.md has the numbers.
     """
 
     def __init__(self, path, n_ctx: int = 2048, n_threads: int = 0, n_batch: int = 0,
-                 int8_activations: bool = False):
+                 activations: str = "f32"):
         path = os.fspath(path)
         if not isinstance(path, str):
             path = os.fsdecode(path)
         n_ctx = _check_int("n_ctx", n_ctx, 0)
         n_threads = _check_int("n_threads", n_threads, 0)
         n_batch = _check_int("n_batch", n_batch, 0)
+        if not isinstance(activations, str) or activations not in _native.ACTIVATIONS:
+            raise ValueError(f"activations must be one of {sorted(_native.ACTIVATIONS)}, "
+                             f"got {activations!r}")
         self.path = path
         self._lock = threading.RLock()
         self._model = None
@@ -78,7 +85,7 @@ class Model:
         self._model = _native.model_load(path)
         try:
             self._ctx = _native.context_create(self._model, n_ctx, n_threads, n_batch,
-                                               int8_activations)
+                                               activations)
         except BaseException:
             _native.model_free(self._model)
             self._model = None
@@ -93,7 +100,8 @@ class Model:
             norm_eps=float(c["norm_eps"]), n_ctx_train=c["n_ctx_train"],
             tied_embeddings=bool(c["tied_embeddings"]), n_params=int(c["n_params"]),
             n_threads=real_threads)
-        self.int8_activations = bool(int8_activations)
+        #: the matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights ("f32", "q16" or "q8")
+        self.activations = activations
         #: tokens run through forward() since the model was created (for tests and stats)
         self.n_tokens_forwarded = 0
         self._tokenizer = None

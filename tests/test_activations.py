@@ -1,0 +1,87 @@
+"""Model(activations=...): the three matmul paths for Q8_0 / Q4_0 / Q4_1 weights, wired through
+the forward pass.
+
+  "f32" (default)  float32 activations: exact up to float32 rounding (test_parity.py)
+  "q16" (opt-in)   16-bit activation blocks, exact integer dot products: ~1e-4 of "f32" here
+  "q8"  (opt-in)   8-bit activation blocks (llama.cpp-like): within a few 1e-2
+
+Each must keep token-by-token == batched, and leave float-weight files untouched (their matmuls
+always use float32 activations). Kernel-level checks are in test_quant_q16.py / test_quant_int8.py;
+the real-model precision (SmolLM2, Q4_1) in test_smollm2.py.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import qwen3c
+
+TOKENS = [(7 * i + 3) % 256 for i in range(48)]
+
+
+@pytest.fixture(scope="module")
+def q8_path(make_tiny_model):
+    return make_tiny_model(out_type="q8_0", seed=3)[1]
+
+
+@pytest.fixture(scope="module")
+def q8_logits(q8_path):
+    out = {}
+    for act in ("f32", "q16", "q8"):
+        with qwen3c.Model(q8_path, n_ctx=64, activations=act) as m:
+            assert m.activations == act
+            out[act] = m.forward(TOKENS, all_logits=True)
+    return out
+
+
+def rel(a, b):
+    return float(np.abs(a - b).max() / np.abs(b).max())
+
+
+def test_default_is_f32(q8_path, q8_logits):
+    with qwen3c.Model(q8_path, n_ctx=64) as m:
+        assert m.activations == "f32"
+        np.testing.assert_array_equal(m.forward(TOKENS, all_logits=True), q8_logits["f32"])
+
+
+def test_q16_is_close_to_f32(q8_logits):
+    a, b = q8_logits["q16"], q8_logits["f32"]
+    r = rel(a, b)
+    assert 1e-6 < r < 5e-4, r  # measured 8e-5: a different rounding, below the weights' (~4e-3)
+    np.testing.assert_array_equal(a.argmax(-1), b.argmax(-1))
+    assert r < rel(q8_logits["q8"], b) / 20  # and far finer than q8
+
+
+def test_q8_is_close_to_f32(q8_logits):
+    a, b = q8_logits["q8"], q8_logits["f32"]
+    r = rel(a, b)
+    assert 1e-4 < r < 5e-2, r  # clearly coarser than q16 ...
+    assert (a.argmax(-1) == b.argmax(-1)).mean() >= 0.9  # ... but it mostly agrees
+
+
+# Batched and token-by-token runs sum in different orders, so their float32 activations differ in
+# the last bits; a quantized path then occasionally rounds a value to the neighbouring 16- or
+# 8-bit step, which moves the output by about that path's own rounding error, not more.
+@pytest.mark.parametrize("act, bound", [("f32", 1e-5), ("q16", 3e-4), ("q8", 5e-2)])
+def test_token_by_token_equals_batched(q8_path, act, bound):
+    with qwen3c.Model(q8_path, n_ctx=64, activations=act) as m:
+        batched = m.forward(TOKENS[:16], all_logits=True)
+    with qwen3c.Model(q8_path, n_ctx=64, activations=act) as m:
+        steps = np.stack([m.forward([t], pos=i) for i, t in enumerate(TOKENS[:16])])
+    assert rel(steps, batched) < bound
+    np.testing.assert_array_equal(steps.argmax(-1), batched.argmax(-1))
+
+
+def test_float_files_ignore_the_setting(tiny_gguf):
+    res = []
+    for act in ("f32", "q16", "q8"):
+        with qwen3c.Model(tiny_gguf, n_ctx=64, activations=act) as m:
+            res.append(m.forward(TOKENS, all_logits=True))
+    np.testing.assert_array_equal(res[0], res[1])
+    np.testing.assert_array_equal(res[0], res[2])
+
+
+@pytest.mark.parametrize("bad", ["int8", "F32", "", None, 1, ["q16"]])
+def test_bad_activations_value(tiny_gguf, bad):
+    with pytest.raises(ValueError, match="activations must be one of"):
+        qwen3c.Model(tiny_gguf, n_ctx=64, activations=bad)
