@@ -120,6 +120,20 @@ void dequantize_row(int type, const void *src, float *dst, int64_t n);
 void matmul_rows(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,
                  int64_t r0, int64_t r1);
 
+/* A quantized-activation path (int8, q16) and quant_path_matmul, the checked runner behind its
+ * public entry point (qwen3c_matmul_int8 / _q16; in quant.c). */
+typedef struct {
+    const char *what, *path;                          /* "matmul_int8", "int8" (for errors) */
+    bool   (*supported)(int type);
+    size_t (*act_size)(int n_tok, int64_t cols);
+    void   (*quantize)(const float *x, int n_tok, int64_t cols, void *xq);
+    void   (*rows)(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
+                   int64_t r0, int64_t r1);
+} QuantPath;
+int quant_path_matmul(const QuantPath *qp, int type, const void *w, size_t w_size, const float *x,
+                      int64_t n_tok, int64_t n, int64_t d, float *out, int n_threads, char *err,
+                      size_t err_size);
+
 /* The opt-in int8 path (quant_int8.c): activations quantized once per matmul to 8-bit blocks
  * of 32 (float scale d = max|x| / 127, q = rint(x / d)), integer dot products against the
  * weights (AVX-512 VNNI; plain C otherwise). Less exact than matmul_rows: never the default. */

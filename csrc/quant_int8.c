@@ -593,55 +593,6 @@ void matmul_rows_int8(float *out, int64_t out_stride, const void *xq, int n_tok,
  * ------------------------------------------------------------------------------------- */
 int qwen3c_matmul_int8(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
                        int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size) {
-    const char *what = "matmul_int8";
-    if (!int8_path_supported(type))
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_UNSUPPORTED,
-                           "%s: tensor type %d (%s) is not supported by the int8 path (Q8_0, Q4_0, Q4_1)",
-                           what, type, qwen3c_type_name(type));
-    if (n <= 0)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
-                           "%s: the number of elements per row must be positive, got %lld", what,
-                           (long long)n);
-    if (d <= 0)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
-                           "%s: the number of rows must be positive, got %lld", what, (long long)d);
-    if (n % QK != 0)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
-                           "%s: %lld elements is not a multiple of the %s block size %d", what,
-                           (long long)n, qwen3c_type_name(type), QK);
-    if (n_tok <= 0 || n_tok > INT_MAX)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
-                           "%s: the number of tokens must be in [1, %d], got %lld", what, INT_MAX,
-                           (long long)n_tok);
-    const int64_t row = qwen3c_type_row_size(type, n);
-    if (row < 0 || d > INT64_MAX / row)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "%s: size overflows", what);
-    if ((uint64_t)(row * d) > (uint64_t)w_size)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
-                           "%s: %lld x %lld %s elements need %lld bytes, the buffer has %zu", what,
-                           (long long)d, (long long)n, qwen3c_type_name(type), (long long)(row * d),
-                           w_size);
-    if (w == NULL || x == NULL || out == NULL)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "%s: NULL buffer", what);
-    const int64_t nb = n / QK;
-    const size_t per_tok = plain_bytes(nb) + inter_bytes(nb);
-    if ((uint64_t)n_tok > (SIZE_MAX - 64) / per_tok)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "%s: size overflows", what);
-    const size_t xq_size = (int8_act_size((int)n_tok, n) + 63) / 64 * 64;
-    void *xq = aligned_alloc(64, xq_size);
-    if (xq == NULL)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "%s: cannot allocate %zu bytes", what,
-                           xq_size);
-    quantize_activations(x, (int)n_tok, n, xq);
-    const QTensor qt = {w, type, d, n, (size_t)row};
-    int nt = n_threads > 0 ? n_threads : omp_get_num_procs();
-    if ((int64_t)nt > (d + TILE_R - 1) / TILE_R) nt = (int)((d + TILE_R - 1) / TILE_R);
-    const int64_t per = ((d + nt - 1) / nt + TILE_R - 1) / TILE_R * TILE_R;
-#pragma omp parallel for num_threads(nt) schedule(static, 1)
-    for (int i = 0; i < nt; i++) {
-        const int64_t a = (int64_t)i * per, b = a + per < d ? a + per : d;
-        if (a < b) matmul_rows_int8(out, d, xq, (int)n_tok, &qt, a, b);
-    }
-    free(xq);
-    return QWEN3C_OK;
+    static const QuantPath qp = {"matmul_int8", "int8", int8_path_supported, int8_act_size, quantize_activations, matmul_rows_int8};
+    return quant_path_matmul(&qp, type, w, w_size, x, n_tok, n, d, out, n_threads, err, err_size);
 }

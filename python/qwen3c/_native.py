@@ -389,11 +389,8 @@ def matmul(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
 INT8_TYPES = ("Q8_0", "Q4_0", "Q4_1")
 
 
-def matmul_int8(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
-    """Like `matmul`, through the opt-in int8 path (x quantized to 8-bit blocks of 32).
-
-    x (n_tok, n) or (n,) float32; W of type t (Q8_0 / Q4_0 / Q4_1) has shape (d, n).
-    Returns float32 (n_tok, d), or (d,) for a 1-D x."""
+def _matmul_via(fn, t, w_data, x, d: int, n_threads: int) -> np.ndarray:
+    """x (n_tok, n) or (n,) float32 @ W^T through the C entry `fn` (qwen3c_matmul_int8 / _q16)."""
     raw = _bytes_view(w_data)
     xa = np.ascontiguousarray(x, dtype=np.float32)
     if xa.ndim not in (1, 2):
@@ -403,12 +400,19 @@ def matmul_int8(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
     d = int(d)
     out = np.empty((x2.shape[0], max(d, 0)), dtype=np.float32)
     err = _Err()
-    rc = lib.qwen3c_matmul_int8(_type_id(t), ffi.from_buffer(raw), raw.nbytes,
-                                ffi.cast("const float *", ffi.from_buffer(x2)), int(x2.shape[0]),
-                                n, d, ffi.cast("float *", ffi.from_buffer(out)), int(n_threads),
-                                err.buf, ERR_SIZE)
+    rc = fn(_type_id(t), ffi.from_buffer(raw), raw.nbytes,
+            ffi.cast("const float *", ffi.from_buffer(x2)), int(x2.shape[0]),
+            n, d, ffi.cast("float *", ffi.from_buffer(out)), int(n_threads), err.buf, ERR_SIZE)
     _check(rc, err)
     return out[0] if xa.ndim == 1 else out
+
+
+def matmul_int8(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
+    """Like `matmul`, through the opt-in int8 path (x quantized to 8-bit blocks of 32).
+
+    x (n_tok, n) or (n,) float32; W of type t (Q8_0 / Q4_0 / Q4_1) has shape (d, n).
+    Returns float32 (n_tok, d), or (d,) for a 1-D x."""
+    return _matmul_via(lib.qwen3c_matmul_int8, t, w_data, x, d, n_threads)
 
 
 # ---- q16 kernels (tests) ----
@@ -421,18 +425,4 @@ def matmul_q16(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
 
     x (n_tok, n) or (n,) float32; W of type t (Q8_0 / Q4_0 / Q4_1) has shape (d, n).
     Returns float32 (n_tok, d), or (d,) for a 1-D x."""
-    raw = _bytes_view(w_data)
-    xa = np.ascontiguousarray(x, dtype=np.float32)
-    if xa.ndim not in (1, 2):
-        raise ValueError("x must be 1-D (n,) or 2-D (n_tok, n)")
-    x2 = xa.reshape(1, -1) if xa.ndim == 1 else xa
-    n = int(x2.shape[1])
-    d = int(d)
-    out = np.empty((x2.shape[0], max(d, 0)), dtype=np.float32)
-    err = _Err()
-    rc = lib.qwen3c_matmul_q16(_type_id(t), ffi.from_buffer(raw), raw.nbytes,
-                               ffi.cast("const float *", ffi.from_buffer(x2)), int(x2.shape[0]),
-                               n, d, ffi.cast("float *", ffi.from_buffer(out)), int(n_threads),
-                               err.buf, ERR_SIZE)
-    _check(rc, err)
-    return out[0] if xa.ndim == 1 else out
+    return _matmul_via(lib.qwen3c_matmul_q16, t, w_data, x, d, n_threads)
