@@ -70,18 +70,24 @@ static void matmuls(qwen3c_context *ctx, const MatmulJob *jobs, int n_jobs, cons
         first[j] = total;
         total += (jobs[j].w->rows + MATMUL_UNIT - 1) / MATMUL_UNIT;
         const int t = jobs[j].w->type;
-        if ((path == QWEN3C_ACTIVATIONS_Q16 && !q16_path_supported(t)) ||
+        if ((path == QWEN3C_ACTIVATIONS_Q24 && !jobs[j].w->packed) ||
+            (path == QWEN3C_ACTIVATIONS_Q16 && !q16_path_supported(t)) ||
             (path == QWEN3C_ACTIVATIONS_Q8 && !int8_path_supported(t)))
             path = QWEN3C_ACTIVATIONS_F32;
     }
     first[n_jobs] = total;
     /* quantized paths: round x once to 16- or 8-bit blocks for integer dot products */
-    if (path == QWEN3C_ACTIVATIONS_Q16) quantize_activations_q16(x, n, jobs[0].w->cols, ctx->state.xq);
-    if (path == QWEN3C_ACTIVATIONS_Q8) quantize_activations(x, n, jobs[0].w->cols, ctx->state.xq);
+    const int64_t cols = jobs[0].w->cols;
+    if (path == QWEN3C_ACTIVATIONS_Q16) quantize_activations_q16(x, n, cols, ctx->state.xq);
+    if (path == QWEN3C_ACTIVATIONS_Q8) quantize_activations(x, n, cols, ctx->state.xq);
     const int nt = total < ctx->n_threads ? (int)total : ctx->n_threads;
 #pragma omp parallel num_threads(nt)
     {
         const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        if (path == QWEN3C_ACTIVATIONS_Q24) { /* q24: each thread rounds a share of the tokens */
+            quantize_activations_q24(x, n * tid / nth, n * (tid + 1) / nth, cols, ctx->state.xq);
+#pragma omp barrier
+        }
         const int64_t u1 = total * (tid + 1) / nth;
         for (int64_t u = total * tid / nth; u < u1;) {
             int j = 0;
@@ -90,7 +96,8 @@ static void matmuls(qwen3c_context *ctx, const MatmulJob *jobs, int n_jobs, cons
             const QTensor *w = jobs[j].w;
             const int64_t r0 = (u - first[j]) * MATMUL_UNIT;
             const int64_t r1 = (end - first[j]) * MATMUL_UNIT < w->rows ? (end - first[j]) * MATMUL_UNIT : w->rows;
-            if (path == QWEN3C_ACTIVATIONS_Q16) matmul_rows_q16(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
+            if (path == QWEN3C_ACTIVATIONS_Q24) matmul_rows_q24(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
+            else if (path == QWEN3C_ACTIVATIONS_Q16) matmul_rows_q16(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
             else if (path == QWEN3C_ACTIVATIONS_Q8) matmul_rows_int8(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
             else matmul_rows(jobs[j].out, w->rows, x, n, w, r0, r1);
             u = end;
@@ -394,7 +401,7 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
  * Context: allocation and the public forward
  * ------------------------------------------------------------------------------------- */
 qwen3c_context_params qwen3c_context_default_params(void) {
-    qwen3c_context_params p = {0, 0, 0, 0};
+    qwen3c_context_params p = {0, 0, 0, QWEN3C_ACTIVATIONS_Q24};
     return p;
 }
 
@@ -423,13 +430,15 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     const int64_t kv = (int64_t)p->n_layers * KVD * C;
     /* one allocation, carved below (calloc: untouched KV pages cost no memory) */
     const int act = prm.activations;
-    if (act != QWEN3C_ACTIVATIONS_Q16 && act != QWEN3C_ACTIVATIONS_F32 && act != QWEN3C_ACTIVATIONS_Q8)
+    if (act != QWEN3C_ACTIVATIONS_Q16 && act != QWEN3C_ACTIVATIONS_F32 && act != QWEN3C_ACTIVATIONS_Q8 &&
+        act != QWEN3C_ACTIVATIONS_Q24)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
-                           "activations %d is not one of QWEN3C_ACTIVATIONS_F32 (0), _Q16 (1), _Q8 (2)", act);
+                           "activations %d is not one of QWEN3C_ACTIVATIONS_F32 (0), _Q16 (1), _Q8 (2), _Q24 (3)", act);
     /* quantized activation blocks for the widest matmul input (H or NH*HD), in floats, 64-byte padded */
     const int64_t widest = H > QD ? (H > D ? H : D) : (QD > D ? QD : D);
     const size_t xq_bytes = act == QWEN3C_ACTIVATIONS_Q16 ? q16_act_size(n_batch, widest)
-                          : act == QWEN3C_ACTIVATIONS_Q8  ? int8_act_size(n_batch, widest) : 0;
+                          : act == QWEN3C_ACTIVATIONS_Q8  ? int8_act_size(n_batch, widest)
+                          : act == QWEN3C_ACTIVATIONS_Q24 && model->packed ? q24_act_size(n_batch, widest) : 0;
     const int64_t xq_floats = ((int64_t)xq_bytes + 63) / 64 * 16;
     int64_t total = xq_floats + B * D * 4 + B * QD * 2 + B * KVD * 2 + B * H * 2 + (int64_t)n_threads * ATT_ROWS * C +
                     C * (HD / 2) * 2 + kv * 2;

@@ -107,10 +107,14 @@ typedef struct {
     int64_t     rows;
     int64_t     cols;
     size_t      row_bytes; /* qwen3c_type_row_size(type, cols) */
+    const void *packed;    /* the same weights as 16-row groups for the q24 kernels
+                              (quant_q24.c: q24_pack), or NULL */
 } QTensor;
 
 /* 1 if we can compute with this type. */
 bool type_supported(int type);
+/* IEEE half -> float (exact). */
+float half_to_float(uint16_t h);
 /* Dequantize n elements (whole blocks) of `type`. */
 void dequantize_row(int type, const void *src, float *dst, int64_t n);
 
@@ -129,6 +133,9 @@ typedef struct {
     void   (*quantize)(const float *x, int n_tok, int64_t cols, void *xq);
     void   (*rows)(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
                    int64_t r0, int64_t r1);
+    /* NULL, or the packed copy of W the rows() kernel reads (q24) */
+    size_t (*packed_size)(int type, int64_t rows, int64_t cols);
+    void   (*pack)(const QTensor *w, void *dst);
 } QuantPath;
 int quant_path_matmul(const QuantPath *qp, int type, const void *w, size_t w_size, const float *x,
                       int64_t n_tok, int64_t n, int64_t d, float *out, int n_threads, char *err,
@@ -164,6 +171,29 @@ void   quantize_activations_q16(const float *x, int n_tok, int64_t cols, void *x
 /* Same contract as matmul_rows, with the activations pre-quantized by quantize_activations_q16
  * (same n_tok, cols = w->cols). w->type must satisfy q16_path_supported. */
 void   matmul_rows_q16(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
+                       int64_t r0, int64_t r1);
+
+/* The default q24 path (quant_q24.c) for Q8_0 / Q4_0 / Q4_1 weights: activations quantized
+ * once per matmul to 24-bit fixed point per block of 32 (scale max|x| / 8355711, as three
+ * signed-byte digits), weights packed once per model into 16-row groups, exact integer dot
+ * products (AVX-512 VNNI vpdpbusd; plain C otherwise). Within float32 rounding of matmul_rows. */
+/* true for Q8_0, Q4_0, Q4_1 (in every build). */
+bool   q24_path_supported(int type);
+/* true when built with the AVX-512 VNNI kernels (the forward pass uses q24 only then; the
+ * plain C kernels are for tests of the portable build). */
+bool   q24_path_fast(void);
+/* Bytes of the packed copy of a (rows, cols) matrix of `type`; 0 when unsupported. */
+size_t q24_packed_size(int type, int64_t rows, int64_t cols);
+/* Write the packed copy of w (q24_packed_size bytes, 64-byte aligned is best) into dst. */
+void   q24_pack(const QTensor *w, void *dst);
+/* Bytes of the quantized activations of n_tok rows of cols (a multiple of 32) floats. */
+size_t q24_act_size(int n_tok, int64_t cols);
+/* Quantize token rows [t0, t1) of x (n_tok, cols) into xq (q24_act_size(n_tok, cols) bytes,
+ * 4-byte aligned; the same offsets for every split, so threads can share the work). */
+void   quantize_activations_q24(const float *x, int t0, int t1, int64_t cols, void *xq);
+/* Same contract as matmul_rows, activations from quantize_activations_q24, weights from
+ * w->packed (not NULL); r0 must be a multiple of 16. */
+void   matmul_rows_q24(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
                        int64_t r0, int64_t r1);
 
 /* ---------------------------------------------------------------------------------------
@@ -210,6 +240,8 @@ typedef struct qwen3c_model {
     TransformerWeights weights;
     gguf_file          file;
     Tokenizer         *tokenizer;  /* NULL when the GGUF has no tokenizer */
+    void              *packed;     /* one allocation holding every QTensor.packed, or NULL */
+    size_t             packed_bytes;
 } Transformer;
 
 /* ---------------------------------------------------------------------------------------
@@ -232,7 +264,7 @@ typedef struct {
     float *key_cache;    /* (L, NKV, C/16, HD, 16) past_key_values keys in tiles of 16 positions,
                             each tile transposed (HD, 16): attention reads it contiguously */
     float *value_cache;  /* (L, NKV, C, HD) past_key_values values */
-    void  *xq;           /* the current matmul input as 16- or 8-bit blocks (q16 / int8 paths) */
+    void  *xq;           /* the current matmul input as 24-, 16- or 8-bit blocks (q24 / q16 / int8) */
     float *memory;       /* the one allocation everything above points into */
 } RunState;
 

@@ -4,12 +4,16 @@
  * A model is "config + weights + tokenizer": this file reads the hyperparameters from the
  * `{arch}.*` metadata keys (the GGUF spelling of transformers' Qwen3Config), finds every
  * weight by its GGUF tensor name, checks its shape against the config, and points a QTensor
- * at its bytes inside the mmapped file. Matrices are never copied or dequantized: the matmul
- * kernels read them in their stored type. Only the small norm vectors are copied to F32.
+ * at its bytes inside the mmapped file. Matrices are never dequantized: the matmul kernels read
+ * them in their stored type. Only the small norm vectors are copied to F32, and (by default, on
+ * CPUs with the AVX-512 VNNI kernels) the Q8_0 / Q4_0 / Q4_1 matrices are copied once, byte for
+ * byte, into the 16-row interleaved order the q24 kernels stream (pack_weights).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "internal.h"
 
@@ -263,11 +267,86 @@ static int load_weights(Transformer *m, char *err, size_t err_size) {
     return QWEN3C_OK;
 }
 
+/* Give the file's pages of a packed matrix back to the page cache: the kernels read the packed
+ * copy, so keeping both would double the resident size. Reading them again (an embedding row,
+ * an F32-path context) faults them back in from the file. */
+static void release_pages(const gguf_file *gf, const QTensor *t) {
+#ifdef MADV_DONTNEED
+    if (!gf->mapped) return; /* a caller's buffer: never discard it */
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t a = ((uintptr_t)t->data + page - 1) / page * page;
+    const uintptr_t e = ((uintptr_t)t->data + (uintptr_t)(t->row_bytes * (size_t)t->rows)) / page * page;
+    if (e > a) (void)madvise((void *)a, e - a, MADV_DONTNEED);
+#else
+    (void)gf, (void)t;
+#endif
+}
+
+/* Copy every Q8_0 / Q4_0 / Q4_1 matrix into one allocation in the q24 kernels' order (the
+ * lm_head too; with tied embeddings the lookup keeps reading token_embd's rows in place). */
+static int pack_weights(Transformer *m, char *err, size_t err_size) {
+    if (!q24_path_fast()) return QWEN3C_OK;
+    TransformerWeights *w = &m->weights;
+    const int L = m->config.n_layers;
+    size_t total = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        uint8_t *dst = m->packed;
+        for (int i = 0; i < 7 * L + 1; i++) {
+            QTensor *t = &w->wcls;
+            if (i < 7 * L) {
+                LayerWeights *lw = &w->layers[i / 7];
+                QTensor *mats[7] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w1, &lw->w3, &lw->w2};
+                t = mats[i % 7];
+            }
+            const size_t bytes = (q24_packed_size(t->type, t->rows, t->cols) + 63) / 64 * 64;
+            if (bytes == 0) continue;
+            if (pass == 0) {
+                total += bytes;
+            } else {
+                q24_pack(t, dst);
+                t->packed = dst;
+                release_pages(&m->file, t);
+                dst += bytes;
+            }
+        }
+        if (pass == 0) {
+            if (total == 0) return QWEN3C_OK;
+            /* 2 MB aligned, so that the kernel can back it with huge pages (fewer TLB misses
+             * while decode streams every byte of it) */
+            const size_t align = (size_t)2 << 20;
+            if (posix_memalign(&m->packed, align, (total + align - 1) / align * align))
+                return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM,
+                                   "out of memory for the packed weights (%.1f MB)", (double)total / 1e6);
+#ifdef MADV_HUGEPAGE
+            (void)madvise(m->packed, (total + align - 1) / align * align, MADV_HUGEPAGE);
+#endif
+            m->packed_bytes = total;
+        }
+    }
+    return QWEN3C_OK;
+}
+
 /* ---------------------------------------------------------------------------------------
  * Public API
  * ------------------------------------------------------------------------------------- */
+qwen3c_model_params qwen3c_model_default_params(void) {
+    qwen3c_model_params p = {.pack_weights = 1};
+    return p;
+}
+
 int qwen3c_model_load(const char *path, qwen3c_model **out, char *err, size_t err_size) {
+    return qwen3c_model_load_with(path, NULL, out, err, err_size);
+}
+
+size_t qwen3c_model_packed_bytes(const qwen3c_model *m) { return m->packed_bytes; }
+
+int qwen3c_model_load_with(const char *path, const qwen3c_model_params *params, qwen3c_model **out,
+                           char *err, size_t err_size) {
     if (!path || !out) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "path and out must not be NULL");
+    const qwen3c_model_params prm = params ? *params : qwen3c_model_default_params();
+    if (prm.pack_weights != 0 && prm.pack_weights != 1)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "pack_weights must be 0 or 1, got %d",
+                           prm.pack_weights);
     Transformer *m = calloc(1, sizeof(*m));
     if (!m) return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory");
     const ArchInfo *arch = NULL;
@@ -282,6 +361,7 @@ int qwen3c_model_load(const char *path, qwen3c_model **out, char *err, size_t er
         rc = qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
                          "the tokenizer has %d tokens but token_embd has only %d rows",
                          tokenizer_vocab_size(m->tokenizer), m->config.vocab_size);
+    if (!rc && prm.pack_weights) rc = pack_weights(m, err, err_size);
     if (rc) {
         qwen3c_model_free(m);
         return rc;
@@ -295,6 +375,7 @@ void qwen3c_model_free(qwen3c_model *m) {
     tokenizer_free(m->tokenizer);
     free(m->weights.layers);
     free(m->weights.owned);
+    free(m->packed);
     gguf_close(&m->file);
     free(m);
 }

@@ -188,6 +188,8 @@ static inline float fp16_to_fp32(uint16_t h) {
 
 static inline float bf16_to_fp32(uint16_t h) { return bits_to_f32((uint32_t)h << 16); }
 
+float half_to_float(uint16_t h) { return fp16_to_fp32(h); }
+
 /* The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block. */
 static inline void k_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
     if (j < 4) {
@@ -1242,7 +1244,7 @@ static int checked_matmul(const char *what, int type, const void *w, size_t w_si
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "%s: the number of tokens must be in [1, %d], got %lld", what, INT_MAX,
                            (long long)n_tok);
-    const QTensor qt = {w, type, d, n, (size_t)qwen3c_type_row_size(type, n)};
+    const QTensor qt = {w, type, d, n, (size_t)qwen3c_type_row_size(type, n), NULL};
     int nt = n_threads > 0 ? n_threads : omp_get_num_procs();
     if ((int64_t)nt > (d + TILE_R - 1) / TILE_R) nt = (int)((d + TILE_R - 1) / TILE_R);  /* >= 1 */
     /* contiguous row ranges, TILE_R-aligned, one per thread */
@@ -1299,16 +1301,29 @@ int quant_path_matmul(const QuantPath *qp, int type, const void *w, size_t w_siz
     if (xq == NULL)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "%s: cannot allocate %zu bytes", what,
                            xq_size);
+    QTensor qt = {w, type, d, n, (size_t)row, NULL};
+    void *packed = NULL;
+    if (qp->pack) { /* q24: the kernels read a packed copy of W (the model packs it once) */
+        const size_t pb = (qp->packed_size(type, d, n) + 63) / 64 * 64;
+        packed = aligned_alloc(64, pb);
+        if (packed == NULL) {
+            free(xq);
+            return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "%s: cannot allocate %zu bytes", what, pb);
+        }
+        qp->pack(&qt, packed);
+        qt.packed = packed;
+    }
     qp->quantize(x, (int)n_tok, n, xq);
-    const QTensor qt = {w, type, d, n, (size_t)row};
+    /* one range of whole 16-row units per thread (the q24 kernels work on 16-row groups) */
+    const int64_t units = (d + 15) / 16;
     int nt = n_threads > 0 ? n_threads : omp_get_num_procs();
-    if ((int64_t)nt > (d + TILE_R - 1) / TILE_R) nt = (int)((d + TILE_R - 1) / TILE_R);
-    const int64_t per = ((d + nt - 1) / nt + TILE_R - 1) / TILE_R * TILE_R;
+    if ((int64_t)nt > units) nt = (int)units;
 #pragma omp parallel for num_threads(nt) schedule(static, 1)
     for (int i = 0; i < nt; i++) {
-        const int64_t a = (int64_t)i * per, b = a + per < d ? a + per : d;
+        const int64_t a = units * i / nt * 16, e = units * (i + 1) / nt * 16, b = e < d ? e : d;
         if (a < b) qp->rows(out, d, xq, (int)n_tok, &qt, a, b);
     }
+    free(packed);
     free(xq);
     return QWEN3C_OK;
 }

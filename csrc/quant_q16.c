@@ -647,6 +647,6 @@ void matmul_rows_q16(float *out, int64_t out_stride, const void *xq, int n_tok, 
  * ------------------------------------------------------------------------------------- */
 int qwen3c_matmul_q16(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
                       int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size) {
-    static const QuantPath qp = {"matmul_q16", "q16", q16_path_supported, q16_act_size, quantize_activations_q16, matmul_rows_q16};
+    static const QuantPath qp = {"matmul_q16", "q16", q16_path_supported, q16_act_size, quantize_activations_q16, matmul_rows_q16, NULL, NULL};
     return quant_path_matmul(&qp, type, w, w_size, x, n_tok, n, d, out, n_threads, err, err_size);
 }

@@ -95,6 +95,23 @@ typedef struct qwen3c_config {
  * NOMEM) with a message naming the problem. */
 int qwen3c_model_load(const char *path, qwen3c_model **out, char *err, size_t err_size);
 
+typedef struct qwen3c_model_params {
+    int pack_weights; /* 1 (default): copy the Q8_0 / Q4_0 / Q4_1 matrices once into the 16-row
+                         interleaved layout of the q24 kernels (the default activations), on
+                         CPUs the build has AVX-512 VNNI kernels for; the file's own pages of
+                         those matrices are then released. 0: compute from the mapped file only
+                         (what activations F32 / Q16 / Q8 read; Q24 then runs as F32) */
+} qwen3c_model_params;
+
+qwen3c_model_params qwen3c_model_default_params(void);
+
+/* qwen3c_model_load with explicit params (NULL = defaults). */
+int qwen3c_model_load_with(const char *path, const qwen3c_model_params *params,
+                           qwen3c_model **out, char *err, size_t err_size);
+
+/* Bytes of packed weights the model holds (0 when nothing was packed). */
+size_t qwen3c_model_packed_bytes(const qwen3c_model *model);
+
 /* Release everything the model owns (unmaps the file). NULL is a no-op. */
 void qwen3c_model_free(qwen3c_model *model);
 
@@ -133,14 +150,20 @@ int qwen3c_model_tensor_info(const qwen3c_model *model, int i, char *name_buf, s
 typedef struct qwen3c_context qwen3c_context;
 
 /* How Q8_0 / Q4_0 / Q4_1 matmuls treat their input x (docs/precision.md has the numbers):
- *   F32 (default): float32 x against the stored weight blocks decoded in registers: exact up to
- *                  float32 rounding (SmolLM2 Q4_1: 3e-6 of the float32 reference)
+ *   Q24 (default): x rounded to 24-bit fixed point per block of 32 (step max|x| / 8355711, the
+ *                  float32 ulp of the block's largest value) against the packed weights, exact
+ *                  integer dot products: float32-level precision (SmolLM2 Q4_1: 3e-6 of the
+ *                  float32 reference, as F32), memory-speed decode. Needs the model's packed
+ *                  weights and an AVX-512 VNNI build; otherwise it runs as F32
+ *   F32:           float32 x against the stored weight blocks decoded in registers: the float
+ *                  reference path (3e-6 on SmolLM2), compute-bound
  *   Q16 (opt-in):  x rounded to 16-bit blocks of 32 (scale max|x| / 32767), exact integer dot
- *                  products: faster; 1.3e-3 on SmolLM2 (outlier activations coarsen a block)
- *   Q8 (opt-in):   x rounded to 8-bit blocks as llama.cpp does: fastest, 3.7e-2 on SmolLM2 */
+ *                  products: 1.3e-3 on SmolLM2 (outlier activations coarsen a block)
+ *   Q8 (opt-in):   x rounded to 8-bit blocks as llama.cpp does: fastest, 4.4e-2 on SmolLM2 */
 #define QWEN3C_ACTIVATIONS_F32 0
 #define QWEN3C_ACTIVATIONS_Q16 1
 #define QWEN3C_ACTIVATIONS_Q8  2
+#define QWEN3C_ACTIVATIONS_Q24 3
 
 typedef struct qwen3c_context_params {
     int n_ctx;      /* KV cache length in tokens; 0 = the model's context_length (capped to 4096) */
@@ -304,6 +327,14 @@ int qwen3c_matmul_int8(int type, const void *w, size_t w_size, const float *x, i
  * relative to the exact float path on Gaussian activations, more with outliers. Q8_0, Q4_0, Q4_1 only: QWEN3C_ERR_UNSUPPORTED for any
  * other type; QWEN3C_ERR_NOMEM; INVALID_ARG as qwen3c_matmul. */
 int qwen3c_matmul_q16(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
+                      int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size);
+
+/* The q24 path, same arguments and shapes as qwen3c_matmul: W is packed into 16-row groups,
+ * x quantized to 24-bit blocks of 32 (three signed-byte digits and one float scale each) and
+ * multiplied with exact integer dot products (AVX-512 VNNI when built for it): within float32
+ * rounding of qwen3c_matmul. Q8_0, Q4_0, Q4_1 only: QWEN3C_ERR_UNSUPPORTED for any other type;
+ * QWEN3C_ERR_NOMEM; INVALID_ARG as qwen3c_matmul. */
+int qwen3c_matmul_q24(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
                       int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size);
 
 /* CDEF END */

@@ -71,11 +71,15 @@ CONFIG_FIELDS = ("arch", "n_layers", "dim", "hidden_dim", "n_heads", "n_kv_heads
                  "qk_norm", "rope_interleaved", "n_params")
 
 
-def model_load(path: str):
-    """Load a GGUF file; returns an owned `qwen3c_model *` (free with model_free)."""
+def model_load(path: str, pack_weights: bool = True):
+    """Load a GGUF file; returns an owned `qwen3c_model *` (free with model_free).
+    pack_weights: copy the Q8_0/Q4_0/Q4_1 matrices into the q24 kernels' layout (see qwen3c.h)."""
     err = _Err()
     out = ffi.new("qwen3c_model **")
-    rc = lib.qwen3c_model_load(path.encode("utf-8", "surrogateescape"), out, err.buf, ERR_SIZE)
+    params = ffi.new("qwen3c_model_params *", lib.qwen3c_model_default_params())
+    params.pack_weights = 1 if pack_weights else 0
+    rc = lib.qwen3c_model_load_with(path.encode("utf-8", "surrogateescape"), params, out, err.buf,
+                                    ERR_SIZE)
     if rc == lib.QWEN3C_ERR_IO:
         import errno
         import os
@@ -83,6 +87,10 @@ def model_load(path: str):
             raise FileNotFoundError(errno.ENOENT, err.text(), path)
     _check(rc, err)
     return out[0]
+
+
+def model_packed_bytes(ptr) -> int:
+    return int(lib.qwen3c_model_packed_bytes(ptr))
 
 
 def model_free(ptr) -> None:
@@ -146,12 +154,12 @@ def model_tensors(ptr) -> list:
 
 
 #: Model(activations=...) names -> QWEN3C_ACTIVATIONS_* (see csrc/qwen3c.h)
-ACTIVATIONS = {"f32": lib.QWEN3C_ACTIVATIONS_F32, "q16": lib.QWEN3C_ACTIVATIONS_Q16,
-               "q8": lib.QWEN3C_ACTIVATIONS_Q8}
+ACTIVATIONS = {"q24": lib.QWEN3C_ACTIVATIONS_Q24, "f32": lib.QWEN3C_ACTIVATIONS_F32,
+               "q16": lib.QWEN3C_ACTIVATIONS_Q16, "q8": lib.QWEN3C_ACTIVATIONS_Q8}
 
 
 def context_create(model_ptr, n_ctx: int, n_threads: int, n_batch: int = 0,
-                   activations: str = "f32"):
+                   activations: str = "q24"):
     err = _Err()
     params = ffi.new("qwen3c_context_params *")
     params.n_ctx = n_ctx
@@ -390,7 +398,7 @@ INT8_TYPES = ("Q8_0", "Q4_0", "Q4_1")
 
 
 def _matmul_via(fn, t, w_data, x, d: int, n_threads: int) -> np.ndarray:
-    """x (n_tok, n) or (n,) float32 @ W^T through the C entry `fn` (qwen3c_matmul_int8 / _q16)."""
+    """x (n_tok, n) or (n,) float32 @ W^T through the C entry `fn` (qwen3c_matmul_int8 / _q16 / _q24)."""
     raw = _bytes_view(w_data)
     xa = np.ascontiguousarray(x, dtype=np.float32)
     if xa.ndim not in (1, 2):
@@ -426,3 +434,17 @@ def matmul_q16(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
     x (n_tok, n) or (n,) float32; W of type t (Q8_0 / Q4_0 / Q4_1) has shape (d, n).
     Returns float32 (n_tok, d), or (d,) for a 1-D x."""
     return _matmul_via(lib.qwen3c_matmul_q16, t, w_data, x, d, n_threads)
+
+
+# ---- q24 kernels (tests) ----
+
+Q24_TYPES = ("Q8_0", "Q4_0", "Q4_1")
+
+
+def matmul_q24(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
+    """Like `matmul`, through the q24 path (W packed into 16-row groups, x quantized to 24-bit
+    blocks of 32): the default arithmetic of the forward pass for these types.
+
+    x (n_tok, n) or (n,) float32; W of type t (Q8_0 / Q4_0 / Q4_1) has shape (d, n).
+    Returns float32 (n_tok, d), or (d,) for a 1-D x."""
+    return _matmul_via(lib.qwen3c_matmul_q24, t, w_data, x, d, n_threads)

@@ -58,8 +58,13 @@ class Model:
         n_batch: tokens per internal forward chunk (0 = default 256).
         activations: how Q8_0 / Q4_0 / Q4_1 matmuls treat their float32 input x (other weight
             types always use float32):
-            "f32" (default): float32 x against the stored weight blocks, exact up to float32
-            rounding (SmolLM2 Q4_1: 3e-6 of the float32 reference);
+            "q24" (default): x rounded to 24-bit fixed point per block of 32 values (a step of
+            about the float32 ulp of the block's largest value), exact integer dot products
+            against a packed copy of the weights (AVX-512 VNNI): float32-level precision
+            (SmolLM2 Q4_1: 3e-6 of the float32 reference) at memory speed. Without an AVX-512
+            VNNI build it runs as "f32";
+            "f32": float32 x against the stored weight blocks, exact up to float32 rounding
+            (3e-6 on SmolLM2), compute-bound; the model is not packed;
             "q16": x rounded to 16-bit blocks of 32 values, exact integer dot products (AVX-512
             VNNI): faster, relative logit error ~1e-3 on SmolLM2 (a block holding an outlier
             activation is rounded coarsely);
@@ -68,7 +73,7 @@ class Model:
     """
 
     def __init__(self, path, n_ctx: int = 2048, n_threads: int = 0, n_batch: int = 0,
-                 activations: str = "f32"):
+                 activations: str = "q24"):
         path = os.fspath(path)
         if not isinstance(path, str):
             path = os.fsdecode(path)
@@ -82,7 +87,8 @@ class Model:
         self._lock = threading.RLock()
         self._model = None
         self._ctx = None
-        self._model = _native.model_load(path)
+        # only q24 reads the packed weights: other paths read the mapped file
+        self._model = _native.model_load(path, pack_weights=activations == "q24")
         try:
             self._ctx = _native.context_create(self._model, n_ctx, n_threads, n_batch,
                                                activations)
@@ -100,8 +106,11 @@ class Model:
             norm_eps=float(c["norm_eps"]), n_ctx_train=c["n_ctx_train"],
             tied_embeddings=bool(c["tied_embeddings"]), n_params=int(c["n_params"]),
             n_threads=real_threads)
-        #: the matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights ("f32", "q16" or "q8")
+        #: the matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights ("q24", "f32", "q16" or "q8")
         self.activations = activations
+        #: bytes of weights packed for the q24 kernels (0: none; e.g. F32/BF16 files, or a
+        #: build without AVX-512 VNNI kernels)
+        self.packed_bytes = _native.model_packed_bytes(self._model)
         #: tokens run through forward() since the model was created (for tests and stats)
         self.n_tokens_forwarded = 0
         self._tokenizer = None

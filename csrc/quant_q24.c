@@ -1,0 +1,349 @@
+/*
+ * quant_q24.c -- the default matmul for Q8_0 / Q4_0 / Q4_1 weights (activations="q24"):
+ * activations as 24-bit fixed point, weights in a 16-row interleaved copy, exact integer dot
+ * products (AVX-512 VNNI vpdpbusd). Rounding x to 24 bits per block of 32 is float32-level
+ * (the rounding step is max|x| / 8355711, about the float32 ulp of the block's largest value),
+ * so the results stay within float32 rounding of the float kernels in quant.c; but vpdpbusd
+ * does 64 multiply-adds per instruction, so decode runs at memory speed and prefill ~1.5x
+ * faster than float32 FMAs.
+ *
+ * Activation quantization (once per matmul, quantize_activations_q24): each block of 32
+ * values x[0..32) of a token row gets
+ *     d  = max|x| / 8355711          (float32; 8355711 = 0x7F7F7F; d = 0 when max|x| is 0 or
+ *                                     d < FLT_MIN; d = NaN when the block holds a NaN or inf,
+ *                                     which makes every output it touches NaN, as float would)
+ *     v  = rint(x * (1 / d))         (float32 product, round to nearest even, |v| <= 0x7F7F7F)
+ *     v  = 65536 h + 256 m + l       (balanced base-256 digits, each a signed byte)
+ *     sh = sum(h), sml = 256 sum(m) + sum(l), sx = sum(x) (float32, Q4_1's min term)
+ *
+ * Packed weights (q24_pack, once per model): rows in groups of 16 (a short last group padded
+ * with zero rows); per group, per block b of 32 columns, one record:
+ *     Q8_0 (544 bytes): f16 d[16]; then 8 chunks c of 64 bytes, byte 4r + i = w[r][32b+4c+i] ^ 0x80
+ *     Q4_0 (288 bytes): f16 d[16]; then 4 vectors v of 64 bytes, byte 4r + i = qs[r][4v + i]
+ *                       (low nibble: element 4v + i, high nibble: element 16 + 4v + i)
+ *     Q4_1 (320 bytes): f16 d[16]; f16 m[16]; then 4 vectors as Q4_0
+ * Same bytes per row as the file. Each 64-byte chunk holds 4 consecutive columns of all 16
+ * rows, so one vpdpbusd against 4 broadcast activation bytes advances 16 rows (one int32 lane
+ * each) by 4 columns, and a block ends with 16 finished row dot products: no horizontal sums.
+ *
+ * The weight byte u is unsigned (Q8_0: w + 128; Q4: the nibble q), so with off = 128 / 8 / 0
+ *     sum(w * v) = 65536 (sum(u h) - off sh) + (256 sum(u m) + sum(u l) - off sml)
+ * where each int32 term is exact (|sum(u m)| <= 32 * 255 * 128 < 2^21); the two parts are
+ * converted to float and joined with one FMA, and the block adds dw * d * that (+ m * sx for
+ * Q4_1). The portable C below does the same integer sums and the same float steps in the same
+ * order, so both builds agree bit for bit (but for Q4_1, whose sx is summed in another order).
+ */
+#include <float.h>
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
+    defined(__AVX512VNNI__) && defined(__F16C__)
+#define Q24_VNNI 1
+#include <immintrin.h>
+#else
+#define Q24_VNNI 0
+#endif
+
+#include "internal.h"
+
+#define QK 32           /* elements per block */
+#define GR 16           /* weight rows per packed group (one per int32 lane) */
+#define VMAX 8355711    /* 0x7F7F7F: the largest |v| with three signed-byte digits */
+#define TILE_T 4        /* tokens per prefill micro-kernel: 12 int32 accumulators */
+
+/* One quantized activation block (112 bytes). */
+typedef struct {
+    float   d;          /* x ~= d * v */
+    float   sx;         /* float32 sum of the original x */
+    int32_t sh;         /* sum(h) */
+    int32_t sml;        /* 256 sum(m) + sum(l) */
+    int8_t  h[QK], m[QK], l[QK];
+} BlockQ24;
+
+/* ---------------------------------------------------------------------------------------
+ * Packed weights
+ * ------------------------------------------------------------------------------------- */
+static int record_bytes(int type) {
+    switch (type) {
+    case QWEN3C_TYPE_Q8_0: return 32 + 8 * 64;
+    case QWEN3C_TYPE_Q4_0: return 32 + 4 * 64;
+    case QWEN3C_TYPE_Q4_1: return 64 + 4 * 64;
+    default: return 0;
+    }
+}
+
+bool q24_path_supported(int type) { return record_bytes(type) != 0; }
+bool q24_path_fast(void) { return Q24_VNNI; }
+
+size_t q24_packed_size(int type, int64_t rows, int64_t cols) {
+    const int rb = record_bytes(type);
+    if (rb == 0 || rows <= 0 || cols <= 0 || cols % QK) return 0;
+    return (size_t)((rows + GR - 1) / GR) * (size_t)(cols / QK) * (size_t)rb;
+}
+
+void q24_pack(const QTensor *w, void *dst) {
+    const int type = w->type, rb = record_bytes(type);
+    const int64_t nb = w->cols / QK, ng = (w->rows + GR - 1) / GR;
+    const size_t src_block = type == QWEN3C_TYPE_Q8_0 ? 34 : type == QWEN3C_TYPE_Q4_0 ? 18 : 20;
+    const int hdr = type == QWEN3C_TYPE_Q4_1 ? 4 : 2; /* bytes of d (and m) before the quants */
+#pragma omp parallel for schedule(static)
+    for (int64_t g = 0; g < ng; g++) {
+        for (int64_t b = 0; b < nb; b++) {
+            uint8_t *rec = (uint8_t *)dst + ((size_t)g * (size_t)nb + (size_t)b) * (size_t)rb;
+            if ((g + 1) * GR > w->rows) memset(rec, 0, (size_t)rb); /* zero rows pad the last group */
+            const int q41 = type == QWEN3C_TYPE_Q4_1;
+            uint8_t *quants = rec + (q41 ? 64 : 32);
+            for (int r = 0; r < GR && g * GR + r < w->rows; r++) {
+                const uint8_t *blk = (const uint8_t *)w->data + (size_t)(g * GR + r) * w->row_bytes +
+                                     (size_t)b * src_block;
+                memcpy(rec + 2 * r, blk, 2);                 /* d */
+                if (q41) memcpy(rec + 32 + 2 * r, blk + 2, 2); /* m */
+                const uint8_t *qs = blk + hdr;
+                const int words = type == QWEN3C_TYPE_Q8_0 ? 8 : 4; /* 4-byte column quads */
+                const uint32_t flip = type == QWEN3C_TYPE_Q8_0 ? 0x80808080u : 0; /* int8 -> w + 128 */
+                for (int c = 0; c < words; c++) {
+                    uint32_t quad;
+                    memcpy(&quad, qs + 4 * c, 4);
+                    quad ^= flip;
+                    memcpy(quants + 64 * c + 4 * r, &quad, 4);
+                }
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Activation quantization
+ * ------------------------------------------------------------------------------------- */
+size_t q24_act_size(int n_tok, int64_t cols) { return (size_t)n_tok * (size_t)(cols / QK) * sizeof(BlockQ24); }
+
+/* The block scale: d and 1/d from max|x| (bad = the block holds a NaN or an infinity). */
+static inline float act_scale(float amax, int bad, float *id) {
+    float d = amax / (float)VMAX;
+    if (bad) { *id = 0.0f; return NAN; }
+    if (!(d >= FLT_MIN)) { *id = 0.0f; return 0.0f; }
+    *id = 1.0f / d;
+    return d;
+}
+
+#if !Q24_VNNI
+static void quantize_block(const float *x, BlockQ24 *o) {
+    float amax = 0.0f, sx = 0.0f;
+    int bad = 0;
+    for (int i = 0; i < QK; i++) {
+        if (!isfinite(x[i])) bad = 1;
+        else amax = fmaxf(amax, fabsf(x[i]));
+        sx += x[i];
+    }
+    float id;
+    o->d = act_scale(amax, bad, &id);
+    o->sx = sx;
+    int32_t sh = 0, sm = 0, sl = 0;
+    for (int i = 0; i < QK; i++) {
+        int32_t v = bad ? 0 : (int32_t)rintf(x[i] * id);
+        v = v > VMAX ? VMAX : v < -VMAX ? -VMAX : v;
+        const int32_t l = (int8_t)(v & 0xff), v1 = (v - l) / 256;
+        const int32_t m = (int8_t)(v1 & 0xff), h = (v1 - m) / 256;
+        o->h[i] = (int8_t)h, o->m[i] = (int8_t)m, o->l[i] = (int8_t)l;
+        sh += h, sm += m, sl += l;
+    }
+    o->sh = sh;
+    o->sml = 256 * sm + sl;
+}
+#else
+static inline void quantize_block(const float *x, BlockQ24 *o) {
+    const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+    const __mmask16 nf0 = _mm512_fpclass_ps_mask(x0, 0x99), nf1 = _mm512_fpclass_ps_mask(x1, 0x99); /* NaN, inf */
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+    float id;
+    o->d = act_scale(amax, (nf0 | nf1) != 0, &id);
+    o->sx = _mm512_reduce_add_ps(_mm512_add_ps(x0, x1));
+    if (nf0 | nf1) { /* d is NaN: zero digits, as the plain C does */
+        memset(o->h, 0, 3 * QK);
+        o->sh = o->sml = 0;
+        return;
+    }
+    const __m512i lo = _mm512_set1_epi32(-VMAX), hi = _mm512_set1_epi32(VMAX);
+    __m512i sh = _mm512_setzero_si512(), sml = sh;
+    for (int half = 0; half < 2; half++) {
+        const __m512 xs = _mm512_mul_ps(half ? x1 : x0, _mm512_set1_ps(id));
+        __m512i v = _mm512_cvtps_epi32(xs); /* round to nearest even */
+        v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+        const __m512i l = _mm512_srai_epi32(_mm512_slli_epi32(v, 24), 24);
+        const __m512i v1 = _mm512_srai_epi32(_mm512_sub_epi32(v, l), 8);
+        const __m512i m = _mm512_srai_epi32(_mm512_slli_epi32(v1, 24), 24);
+        const __m512i h = _mm512_srai_epi32(_mm512_sub_epi32(v1, m), 8);
+        _mm_storeu_si128((__m128i *)(o->h + 16 * half), _mm512_cvtepi32_epi8(h));
+        _mm_storeu_si128((__m128i *)(o->m + 16 * half), _mm512_cvtepi32_epi8(m));
+        _mm_storeu_si128((__m128i *)(o->l + 16 * half), _mm512_cvtepi32_epi8(l));
+        sh = _mm512_add_epi32(sh, h);
+        sml = _mm512_add_epi32(sml, _mm512_add_epi32(_mm512_slli_epi32(m, 8), l));
+    }
+    o->sh = _mm512_reduce_add_epi32(sh);
+    o->sml = _mm512_reduce_add_epi32(sml);
+}
+#endif
+
+void quantize_activations_q24(const float *x, int t0, int t1, int64_t cols, void *xq) {
+    const int64_t nb = cols / QK;
+    BlockQ24 *o = (BlockQ24 *)xq;
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t b = 0; b < nb; b++) quantize_block(x + t * cols + b * QK, o + t * nb + b);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Kernels
+ * ------------------------------------------------------------------------------------- */
+#if Q24_VNNI
+/* One group of 16 rows x NT tokens (NT <= TILE_T) over all nb blocks: out[t][r] for t < NT.
+ * TYPE is a compile-time constant in every caller (always_inline), so is NT. */
+static inline __attribute__((always_inline)) void
+group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t nb, const BlockQ24 *x,
+           int64_t x_stride, float *out, int64_t out_stride, __mmask16 rows_mask) {
+    const int q41 = TYPE == QWEN3C_TYPE_Q4_1, rb = record_bytes(TYPE);
+    const int off_shift = TYPE == QWEN3C_TYPE_Q8_0 ? 7 : 3; /* u = w + 128 / q4 = w + 8 */
+    const __m512i nib = _mm512_set1_epi8(0x0f);
+    __m512 tot[TILE_T];
+    for (int t = 0; t < NT; t++) tot[t] = _mm512_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = g + (size_t)b * (size_t)rb;
+        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+        const uint8_t *qp = p + (q41 ? 64 : 32);
+        __m512i ah[TILE_T], am[TILE_T], al[TILE_T];
+        for (int t = 0; t < NT; t++) ah[t] = am[t] = al[t] = _mm512_setzero_si512();
+        for (int c = 0; c < 8; c++) {
+            __m512i u;
+            if (TYPE == QWEN3C_TYPE_Q8_0) {
+                u = _mm512_loadu_si512(qp + 64 * c);
+            } else {
+                const __m512i raw = _mm512_loadu_si512(qp + 64 * (c & 3));
+                u = c < 4 ? _mm512_and_si512(raw, nib) : _mm512_and_si512(_mm512_srli_epi16(raw, 4), nib);
+            }
+            for (int t = 0; t < NT; t++) {
+                const BlockQ24 *xb = x + t * x_stride + b;
+                int32_t hq, mq, lq;
+                memcpy(&hq, xb->h + 4 * c, 4), memcpy(&mq, xb->m + 4 * c, 4), memcpy(&lq, xb->l + 4 * c, 4);
+                ah[t] = _mm512_dpbusd_epi32(ah[t], u, _mm512_set1_epi32(hq));
+                am[t] = _mm512_dpbusd_epi32(am[t], u, _mm512_set1_epi32(mq));
+                al[t] = _mm512_dpbusd_epi32(al[t], u, _mm512_set1_epi32(lq));
+            }
+        }
+        const __m512 dm = q41 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32))) : dw;
+        for (int t = 0; t < NT; t++) {
+            const BlockQ24 *xb = x + t * x_stride + b;
+            __m512i ih = ah[t], iml = _mm512_add_epi32(_mm512_slli_epi32(am[t], 8), al[t]);
+            if (!q41) {
+                ih = _mm512_sub_epi32(ih, _mm512_set1_epi32(xb->sh << off_shift));
+                iml = _mm512_sub_epi32(iml, _mm512_set1_epi32(xb->sml << off_shift));
+            }
+            const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ih), _mm512_set1_ps(65536.0f), _mm512_cvtepi32_ps(iml));
+            tot[t] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(xb->d)), tot[t]);
+            if (q41) tot[t] = _mm512_fmadd_ps(dm, _mm512_set1_ps(xb->sx), tot[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(out + t * out_stride, rows_mask, tot[t]);
+}
+
+static inline __attribute__((always_inline)) void
+group_all_tokens(const int TYPE, const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok,
+                 float *out, int64_t out_stride, __mmask16 mask) {
+    int t = 0;
+    for (; t + TILE_T <= n_tok; t += TILE_T)
+        group_tile(TYPE, TILE_T, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, mask);
+    switch (n_tok - t) {
+    case 3: group_tile(TYPE, 3, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, mask); break;
+    case 2: group_tile(TYPE, 2, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, mask); break;
+    case 1: group_tile(TYPE, 1, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, mask); break;
+    default: break;
+    }
+}
+
+static void group_q8_0(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
+                       int64_t out_stride, __mmask16 mask) {
+    group_all_tokens(QWEN3C_TYPE_Q8_0, g, nb, x, n_tok, out, out_stride, mask);
+}
+static void group_q4_0(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
+                       int64_t out_stride, __mmask16 mask) {
+    group_all_tokens(QWEN3C_TYPE_Q4_0, g, nb, x, n_tok, out, out_stride, mask);
+}
+static void group_q4_1(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
+                       int64_t out_stride, __mmask16 mask) {
+    group_all_tokens(QWEN3C_TYPE_Q4_1, g, nb, x, n_tok, out, out_stride, mask);
+}
+
+void matmul_rows_q24(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
+                     int64_t r0, int64_t r1) {
+    const int64_t nb = w->cols / QK;
+    const size_t group_bytes = (size_t)nb * (size_t)record_bytes(w->type);
+    for (int64_t r = r0; r < r1; r += GR) {
+        const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * group_bytes;
+        const int valid = r1 - r < GR ? (int)(r1 - r) : GR;
+        const __mmask16 mask = (__mmask16)((1u << valid) - 1u);
+        switch (w->type) {
+        case QWEN3C_TYPE_Q8_0: group_q8_0(g, nb, xq, n_tok, out + r, out_stride, mask); break;
+        case QWEN3C_TYPE_Q4_0: group_q4_0(g, nb, xq, n_tok, out + r, out_stride, mask); break;
+        default: group_q4_1(g, nb, xq, n_tok, out + r, out_stride, mask); break;
+        }
+    }
+}
+
+#else /* portable C: the same integer sums and float steps */
+
+void matmul_rows_q24(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
+                     int64_t r0, int64_t r1) {
+    const int type = w->type, rb = record_bytes(type), q41 = type == QWEN3C_TYPE_Q4_1;
+    const int32_t off = type == QWEN3C_TYPE_Q8_0 ? 128 : type == QWEN3C_TYPE_Q4_0 ? 8 : 0;
+    const int64_t nb = w->cols / QK;
+    const BlockQ24 *x = (const BlockQ24 *)xq;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * (size_t)nb * (size_t)rb;
+        const int lane = (int)(r % GR);
+        for (int t = 0; t < n_tok; t++) {
+            float tot = 0.0f;
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *p = g + (size_t)b * (size_t)rb, *qp = p + (q41 ? 64 : 32);
+                const BlockQ24 *xb = x + t * nb + b;
+                int32_t ih = 0, iml = 0;
+                for (int k = 0; k < QK; k++) {
+                    int32_t u;
+                    if (type == QWEN3C_TYPE_Q8_0) u = qp[64 * (k / 4) + 4 * lane + k % 4];
+                    else {
+                        const uint8_t byte = qp[64 * ((k % 16) / 4) + 4 * lane + k % 4];
+                        u = k < 16 ? (byte & 0x0f) : (byte >> 4);
+                    }
+                    const int32_t wv = u - off;
+                    ih += wv * xb->h[k];
+                    iml += wv * (256 * xb->m[k] + xb->l[k]);
+                }
+                uint16_t dbits, mbits;
+                memcpy(&dbits, p + 2 * lane, 2);
+                const float f = fmaf((float)ih, 65536.0f, (float)iml);
+                tot = fmaf(f, half_to_float(dbits) * xb->d, tot);
+                if (q41) {
+                    memcpy(&mbits, p + 32 + 2 * lane, 2);
+                    tot = fmaf(half_to_float(mbits), xb->sx, tot);
+                }
+            }
+            out[t * out_stride + r] = tot;
+        }
+    }
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------
+ * Public entry (tests, tools): packs W, then runs the same kernels as the forward pass
+ * ------------------------------------------------------------------------------------- */
+static void quantize_all(const float *x, int n_tok, int64_t cols, void *xq) {
+    quantize_activations_q24(x, 0, n_tok, cols, xq);
+}
+
+int qwen3c_matmul_q24(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
+                      int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size) {
+    static const QuantPath path = {"matmul_q24", "q24", q24_path_supported, q24_act_size,
+                                   quantize_all, matmul_rows_q24, q24_packed_size, q24_pack};
+    return quant_path_matmul(&path, type, w, w_size, x, n_tok, n, d, out, n_threads, err, err_size);
+}
