@@ -84,8 +84,9 @@ static void matmuls(qwen3c_context *ctx, const MatmulJob *jobs, int n_jobs, cons
 #pragma omp parallel num_threads(nt)
     {
         const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-        if (path == QWEN3C_ACTIVATIONS_Q24) { /* q24: each thread rounds a share of the tokens */
-            quantize_activations_q24(x, n * tid / nth, n * (tid + 1) / nth, cols, ctx->state.xq);
+        if (path == QWEN3C_ACTIVATIONS_Q24) { /* q24: each thread rounds a share of the blocks */
+            const int64_t nblk = n * (cols / 32);
+            quantize_activations_q24(x, nblk * tid / nth, nblk * (tid + 1) / nth, ctx->state.xq);
 #pragma omp barrier
         }
         const int64_t u1 = total * (tid + 1) / nth;

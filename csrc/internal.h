@@ -135,7 +135,7 @@ typedef struct {
                    int64_t r0, int64_t r1);
     /* NULL, or the packed copy of W the rows() kernel reads (q24) */
     size_t (*packed_size)(int type, int64_t rows, int64_t cols);
-    void   (*pack)(const QTensor *w, void *dst);
+    void   (*pack)(const QTensor *w, void *dst, int n_threads);
 } QuantPath;
 int quant_path_matmul(const QuantPath *qp, int type, const void *w, size_t w_size, const float *x,
                       int64_t n_tok, int64_t n, int64_t d, float *out, int n_threads, char *err,
@@ -184,13 +184,15 @@ bool   q24_path_supported(int type);
 bool   q24_path_fast(void);
 /* Bytes of the packed copy of a (rows, cols) matrix of `type`; 0 when unsupported. */
 size_t q24_packed_size(int type, int64_t rows, int64_t cols);
-/* Write the packed copy of w (q24_packed_size bytes, 64-byte aligned is best) into dst. */
-void   q24_pack(const QTensor *w, void *dst);
+/* Write the packed copy of w (q24_packed_size bytes, 64-byte aligned is best) into dst, with
+ * n_threads OpenMP threads (<= 0: the default number). */
+void   q24_pack(const QTensor *w, void *dst, int n_threads);
 /* Bytes of the quantized activations of n_tok rows of cols (a multiple of 32) floats. */
 size_t q24_act_size(int n_tok, int64_t cols);
-/* Quantize token rows [t0, t1) of x (n_tok, cols) into xq (q24_act_size(n_tok, cols) bytes,
- * 4-byte aligned; the same offsets for every split, so threads can share the work). */
-void   quantize_activations_q24(const float *x, int t0, int t1, int64_t cols, void *xq);
+/* Quantize blocks [i0, i1) of x (n_tok, cols) into xq (q24_act_size(n_tok, cols) bytes,
+ * 4-byte aligned). Block i is x[32 i .. 32 i + 32) (token i / (cols/32)): threads can split
+ * the n_tok * cols / 32 blocks of a matmul's input between them, even for one token. */
+void   quantize_activations_q24(const float *x, int64_t i0, int64_t i1, void *xq);
 /* Same contract as matmul_rows, activations from quantize_activations_q24, weights from
  * w->packed (not NULL); r0 must be a multiple of 16. */
 void   matmul_rows_q24(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,

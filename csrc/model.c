@@ -303,7 +303,7 @@ static int pack_weights(Transformer *m, char *err, size_t err_size) {
             if (pass == 0) {
                 total += bytes;
             } else {
-                q24_pack(t, dst);
+                q24_pack(t, dst, 0);
                 t->packed = dst;
                 release_pages(&m->file, t);
                 dst += bytes;

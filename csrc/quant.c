@@ -1302,6 +1302,10 @@ int quant_path_matmul(const QuantPath *qp, int type, const void *w, size_t w_siz
         return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "%s: cannot allocate %zu bytes", what,
                            xq_size);
     QTensor qt = {w, type, d, n, (size_t)row, NULL};
+    /* one range of whole 16-row units per thread (the q24 kernels work on 16-row groups) */
+    const int64_t units = (d + 15) / 16;
+    int nt = n_threads > 0 ? n_threads : omp_get_num_procs();
+    if ((int64_t)nt > units) nt = (int)units;
     void *packed = NULL;
     if (qp->pack) { /* q24: the kernels read a packed copy of W (the model packs it once) */
         const size_t pb = (qp->packed_size(type, d, n) + 63) / 64 * 64;
@@ -1310,14 +1314,10 @@ int quant_path_matmul(const QuantPath *qp, int type, const void *w, size_t w_siz
             free(xq);
             return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "%s: cannot allocate %zu bytes", what, pb);
         }
-        qp->pack(&qt, packed);
+        qp->pack(&qt, packed, nt);
         qt.packed = packed;
     }
     qp->quantize(x, (int)n_tok, n, xq);
-    /* one range of whole 16-row units per thread (the q24 kernels work on 16-row groups) */
-    const int64_t units = (d + 15) / 16;
-    int nt = n_threads > 0 ? n_threads : omp_get_num_procs();
-    if ((int64_t)nt > units) nt = (int)units;
 #pragma omp parallel for num_threads(nt) schedule(static, 1)
     for (int i = 0; i < nt; i++) {
         const int64_t a = units * i / nt * 16, e = units * (i + 1) / nt * 16, b = e < d ? e : d;

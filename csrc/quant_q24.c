@@ -85,12 +85,13 @@ size_t q24_packed_size(int type, int64_t rows, int64_t cols) {
     return (size_t)((rows + GR - 1) / GR) * (size_t)(cols / QK) * (size_t)rb;
 }
 
-void q24_pack(const QTensor *w, void *dst) {
+void q24_pack(const QTensor *w, void *dst, int n_threads) {
     const int type = w->type, rb = record_bytes(type);
     const int64_t nb = w->cols / QK, ng = (w->rows + GR - 1) / GR;
     const size_t src_block = type == QWEN3C_TYPE_Q8_0 ? 34 : type == QWEN3C_TYPE_Q4_0 ? 18 : 20;
     const int hdr = type == QWEN3C_TYPE_Q4_1 ? 4 : 2; /* bytes of d (and m) before the quants */
-#pragma omp parallel for schedule(static)
+    if (n_threads <= 0) n_threads = omp_get_max_threads();
+#pragma omp parallel for num_threads(n_threads) schedule(static)
     for (int64_t g = 0; g < ng; g++) {
         for (int64_t b = 0; b < nb; b++) {
             uint8_t *rec = (uint8_t *)dst + ((size_t)g * (size_t)nb + (size_t)b) * (size_t)rb;
@@ -188,11 +189,9 @@ static inline void quantize_block(const float *x, BlockQ24 *o) {
 }
 #endif
 
-void quantize_activations_q24(const float *x, int t0, int t1, int64_t cols, void *xq) {
-    const int64_t nb = cols / QK;
+void quantize_activations_q24(const float *x, int64_t i0, int64_t i1, void *xq) {
     BlockQ24 *o = (BlockQ24 *)xq;
-    for (int64_t t = t0; t < t1; t++)
-        for (int64_t b = 0; b < nb; b++) quantize_block(x + t * cols + b * QK, o + t * nb + b);
+    for (int64_t i = i0; i < i1; i++) quantize_block(x + i * QK, o + i); /* rows are whole blocks */
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -338,7 +337,7 @@ void matmul_rows_q24(float *out, int64_t out_stride, const void *xq, int n_tok, 
  * Public entry (tests, tools): packs W, then runs the same kernels as the forward pass
  * ------------------------------------------------------------------------------------- */
 static void quantize_all(const float *x, int n_tok, int64_t cols, void *xq) {
-    quantize_activations_q24(x, 0, n_tok, cols, xq);
+    quantize_activations_q24(x, 0, n_tok * (cols / QK), xq);
 }
 
 int qwen3c_matmul_q24(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,

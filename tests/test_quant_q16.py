@@ -1,4 +1,4 @@
-"""The q16 matmul path (csrc/quant_q16.c): the default for Q8_0 / Q4_0 / Q4_1 weights.
+"""The q16 matmul path (csrc/quant_q16.c): opt-in (activations="q16") for Q8_0 / Q4_0 / Q4_1 weights.
 
 The activations are quantized to 16-bit blocks of 32 (float32 d = max|x| / 32767,
 q = rint(x * (1/d)), ties to even, plus the float32 sum of x per block for Q4_1's min term)
