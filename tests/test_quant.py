@@ -191,6 +191,20 @@ def test_x_with_large_dynamic_range():
 
 # ---- bad input ----------------------------------------------------------------------------------
 
+QUANT_PATH_UNSUPPORTED = ["F32", "F16", "BF16", "Q5_0", "Q5_1", "Q4_K", "Q6_K"]
+
+
+def check_unsupported_type(fn, tname, path):
+    """A quantized-activation matmul entry (`_native.matmul_q24 / _q16 / _int8`) refuses a
+    weight type it has no kernel for, and an unknown type id, with an error naming the path."""
+    from qwen3c.errors import UnsupportedModelError
+
+    with pytest.raises(UnsupportedModelError, match=path):
+        fn(tname, bytes(4096), np.ones(256, np.float32), 1)
+    with pytest.raises(UnsupportedModelError):
+        fn(99, bytes(4096), np.ones(256, np.float32), 1)
+
+
 def check_matmul_size_errors(matmul):
     """The size checks every matmul entry point (exact, int8) must make before computing."""
     rng = np.random.default_rng(0)

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from qwen3c import _native
-from qwen3c.errors import UnsupportedModelError
-from test_quant import check_matmul_size_errors, random_weights
+from test_quant import (QUANT_PATH_UNSUPPORTED, check_matmul_size_errors, check_unsupported_type,
+                        random_weights)
 
 # type name -> (bytes per block, byte offsets of the f16 scale fields)
 TYPES = {"Q8_0": (34, (0,)), "Q4_0": (18, (0,)), "Q4_1": (20, (0, 2))}
@@ -159,9 +159,6 @@ def test_bad_sizes_raise():
     check_matmul_size_errors(_native.matmul_int8)
 
 
-@pytest.mark.parametrize("tname", ["F32", "F16", "BF16", "Q5_0", "Q5_1", "Q4_K", "Q6_K"])
+@pytest.mark.parametrize("tname", QUANT_PATH_UNSUPPORTED)
 def test_unsupported_types_raise(tname):
-    with pytest.raises(UnsupportedModelError, match="int8"):
-        _native.matmul_int8(tname, bytes(4096), np.ones(256, np.float32), 1)
-    with pytest.raises(UnsupportedModelError):
-        _native.matmul_int8(99, bytes(4096), np.ones(256, np.float32), 1)
+    check_unsupported_type(_native.matmul_int8, tname, "int8")

@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 
 from qwen3c import _native
-from qwen3c.errors import UnsupportedModelError
-from test_quant import check_matmul_size_errors, random_weights
+from test_quant import (QUANT_PATH_UNSUPPORTED, check_matmul_size_errors, check_unsupported_type,
+                        random_weights)
 from test_quant_int8 import weight_parts
 
 Q16 = list(_native.Q16_TYPES)
@@ -197,9 +197,6 @@ def test_bad_sizes_raise():
     check_matmul_size_errors(_native.matmul_q16)
 
 
-@pytest.mark.parametrize("tname", ["F32", "F16", "BF16", "Q5_0", "Q5_1", "Q4_K", "Q6_K"])
+@pytest.mark.parametrize("tname", QUANT_PATH_UNSUPPORTED)
 def test_unsupported_types_raise(tname):
-    with pytest.raises(UnsupportedModelError, match="q16"):
-        _native.matmul_q16(tname, bytes(4096), np.ones(256, np.float32), 1)
-    with pytest.raises(UnsupportedModelError):
-        _native.matmul_q16(99, bytes(4096), np.ones(256, np.float32), 1)
+    check_unsupported_type(_native.matmul_q16, tname, "q16")
