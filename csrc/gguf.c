@@ -452,6 +452,11 @@ int gguf_open(const char *path, gguf_file *gf, char *err, size_t err_size) {
         munmap(map, (size_t)st.st_size);
         return rc;
     }
+#ifdef MADV_HUGEPAGE
+    /* decode streams every weight once per token: where the kernel keeps this file's page cache
+     * in 2 MB folios, map them as huge pages (fewer TLB misses); a hint, harmless if refused */
+    (void)madvise(map, (size_t)st.st_size, MADV_HUGEPAGE);
+#endif
     gf->mapped = 1;
     return QWEN3C_OK;
 }
