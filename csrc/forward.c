@@ -167,13 +167,19 @@ static void softmax(float *x, int size) {
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
+/* 16 cache entries from p as floats: float32, or IEEE halves (F16 = 1) widened exactly */
+static inline __attribute__((always_inline)) __m512 load16(const void *p, const int F16) {
+    return F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)) : _mm512_loadu_ps((const float *)p);
+}
+
 /* scores of NR query rows against one key tile (HD x 16): out[r][0..16) = q_r . k */
 static inline __attribute__((always_inline)) void
-score_tile_nr(const int NR, const float *const *qr, const float *tile, int HD, float *out) {
+score_tile_nr(const int NR, const int F16, const float *const *qr, const void *tile, int HD, float *out) {
+    const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
     __m512 acc[ATT_ROWS_MAX];
     for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
     for (int i = 0; i < HD; i++) {
-        const __m512 k = _mm512_loadu_ps(tile + (size_t)i * KV_TILE);
+        const __m512 k = load16((const char *)tile + (size_t)i * KV_TILE * esz, F16);
         for (int r = 0; r < NR; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(qr[r][i]), k, acc[r]);
     }
     for (int r = 0; r < NR; r++) _mm512_storeu_ps(out + r * KV_TILE, acc[r]);
@@ -181,58 +187,85 @@ score_tile_nr(const int NR, const float *const *qr, const float *tile, int HD, f
 
 static void score_tile(int nr, const float *const *qr, const float *tile, int HD, float *out) {
     switch (nr) {
-    case 1: score_tile_nr(1, qr, tile, HD, out); return;
-    case 2: score_tile_nr(2, qr, tile, HD, out); return;
-    case 3: score_tile_nr(3, qr, tile, HD, out); return;
-    case 4: score_tile_nr(4, qr, tile, HD, out); return;
-    case 5: score_tile_nr(5, qr, tile, HD, out); return;
-    case 6: score_tile_nr(6, qr, tile, HD, out); return;
-    case 7: score_tile_nr(7, qr, tile, HD, out); return;
-    default: score_tile_nr(8, qr, tile, HD, out); return;
+    case 1: score_tile_nr(1, 0, qr, tile, HD, out); return;
+    case 2: score_tile_nr(2, 0, qr, tile, HD, out); return;
+    case 3: score_tile_nr(3, 0, qr, tile, HD, out); return;
+    case 4: score_tile_nr(4, 0, qr, tile, HD, out); return;
+    case 5: score_tile_nr(5, 0, qr, tile, HD, out); return;
+    case 6: score_tile_nr(6, 0, qr, tile, HD, out); return;
+    case 7: score_tile_nr(7, 0, qr, tile, HD, out); return;
+    default: score_tile_nr(8, 0, qr, tile, HD, out); return;
+    }
+}
+
+/* the same for a tile of IEEE halves */
+static void score_tile_f16(int nr, const float *const *qr, const uint16_t *tile, int HD, float *out) {
+    switch (nr) {
+    case 1: score_tile_nr(1, 1, qr, tile, HD, out); return;
+    case 2: score_tile_nr(2, 1, qr, tile, HD, out); return;
+    case 3: score_tile_nr(3, 1, qr, tile, HD, out); return;
+    case 4: score_tile_nr(4, 1, qr, tile, HD, out); return;
+    case 5: score_tile_nr(5, 1, qr, tile, HD, out); return;
+    case 6: score_tile_nr(6, 1, qr, tile, HD, out); return;
+    case 7: score_tile_nr(7, 1, qr, tile, HD, out); return;
+    default: score_tile_nr(8, 1, qr, tile, HD, out); return;
     }
 }
 
 /* o[0..16*NV) = sum_s a[s] * v[s][0..16*NV), rows of v at stride HD, accumulators in registers */
 static inline __attribute__((always_inline)) void
-weighted_sum_nv(const int NV, float *o, const float *a, const float *v, int L, int HD) {
+weighted_sum_nv(const int NV, const int F16, float *o, const float *a, const void *v, int L, int HD) {
+    const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
     __m512 acc[8];
     for (int u = 0; u < NV; u++) acc[u] = _mm512_setzero_ps();
     for (int s = 0; s < L; s++) {
         const __m512 w = _mm512_set1_ps(a[s]);
-        const float *vs = v + (size_t)s * HD;
-        for (int u = 0; u < NV; u++) acc[u] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vs + 16 * u), acc[u]);
+        const char *vs = (const char *)v + (size_t)s * HD * esz;
+        for (int u = 0; u < NV; u++) acc[u] = _mm512_fmadd_ps(w, load16(vs + 16 * u * esz, F16), acc[u]);
     }
     for (int u = 0; u < NV; u++) _mm512_storeu_ps(o + 16 * u, acc[u]);
 }
 
-/* o = a @ v over L positions, for head_dim HD (a multiple of 16) */
-static void weighted_sum(float *o, const float *a, const float *v, int L, int HD) {
+/* o = a @ v over L positions, for head_dim HD (a multiple of 16); v float32 or (F16) halves */
+static inline __attribute__((always_inline)) void
+weighted_sum_t(const int F16, float *o, const float *a, const void *v, int L, int HD) {
+    const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
     for (int i0 = 0; i0 < HD; i0 += 128) {
+        const void *vi = (const char *)v + (size_t)i0 * esz;
         switch ((HD - i0 >= 128 ? 128 : HD - i0) / 16) {
-        case 1: weighted_sum_nv(1, o + i0, a, v + i0, L, HD); break;
-        case 2: weighted_sum_nv(2, o + i0, a, v + i0, L, HD); break;
-        case 3: weighted_sum_nv(3, o + i0, a, v + i0, L, HD); break;
-        case 4: weighted_sum_nv(4, o + i0, a, v + i0, L, HD); break;
-        case 5: weighted_sum_nv(5, o + i0, a, v + i0, L, HD); break;
-        case 6: weighted_sum_nv(6, o + i0, a, v + i0, L, HD); break;
-        case 7: weighted_sum_nv(7, o + i0, a, v + i0, L, HD); break;
-        default: weighted_sum_nv(8, o + i0, a, v + i0, L, HD); break;
+        case 1: weighted_sum_nv(1, F16, o + i0, a, vi, L, HD); break;
+        case 2: weighted_sum_nv(2, F16, o + i0, a, vi, L, HD); break;
+        case 3: weighted_sum_nv(3, F16, o + i0, a, vi, L, HD); break;
+        case 4: weighted_sum_nv(4, F16, o + i0, a, vi, L, HD); break;
+        case 5: weighted_sum_nv(5, F16, o + i0, a, vi, L, HD); break;
+        case 6: weighted_sum_nv(6, F16, o + i0, a, vi, L, HD); break;
+        case 7: weighted_sum_nv(7, F16, o + i0, a, vi, L, HD); break;
+        default: weighted_sum_nv(8, F16, o + i0, a, vi, L, HD); break;
         }
     }
 }
-#endif
 
+static void weighted_sum(float *o, const float *a, const float *v, int L, int HD) {
+    weighted_sum_t(0, o, a, v, L, HD);
+}
+
+static void weighted_sum_f16(float *o, const float *a, const uint16_t *v, int L, int HD) {
+    weighted_sum_t(1, o, a, v, L, HD);
+}
+#endif
 
 /* Causal grouped-query attention for a batch of n tokens at positions pos..pos+n-1, one layer.
  * q: (n, NH*HD). The cache holds this layer's keys in tiles of 16 positions, each tile
  * transposed, kt (NKV, C/16, HD, 16), so that the scores of one query against a tile are 16
- * contiguous lanes and a tile is one contiguous read; values v (NKV, C, HD).
+ * contiguous lanes and a tile is one contiguous read; values v (NKV, C, HD). Both are float32,
+ * or IEEE halves (f16 != 0), widened to float32 as they are read.
  * out: (n, NH*HD). Query head h reads kv head h / (NH/NKV); the rows (token t, head h) of one
  * kv head are done ATT_ROWS at a time so each key is loaded once for all of them. */
-static void attention(float *out, const float *q, const float *kt, const float *vc, int n, int pos,
-                      const Config *p, int n_ctx, float *att_scratch, int n_threads) {
+static void attention(float *out, const float *q, const void *kt, const void *vc, int f16, int n,
+                      int pos, const Config *p, int n_ctx, float *att_scratch, int n_threads) {
     const int NH = p->n_heads, NKV = p->n_kv_heads, HD = p->head_dim, group = NH / NKV;
     const int C = n_ctx;
+    const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float); /* bytes per cache entry */
     const float scale = 1.0f / sqrtf((float)HD);
     const int rows_per_kv = n * group;
     const int blocks_per_kv = (rows_per_kv + ATT_ROWS - 1) / ATT_ROWS;
@@ -242,8 +275,8 @@ static void attention(float *out, const float *q, const float *kt, const float *
     for (int job = 0; job < jobs; job++) {
         const int kvh = job / blocks_per_kv, r0 = (job % blocks_per_kv) * ATT_ROWS;
         const int nr = rows_per_kv - r0 < ATT_ROWS ? rows_per_kv - r0 : ATT_ROWS;
-        const float *kth = kt + (size_t)kvh * HD * C; /* C is padded to whole tiles */
-        const float *vh = vc + (size_t)kvh * C * HD;
+        const char *kth = (const char *)kt + (size_t)kvh * HD * C * esz; /* C is padded to whole tiles */
+        const char *vh = (const char *)vc + (size_t)kvh * C * HD * esz;
         float *att = att_scratch + (size_t)omp_get_thread_num() * ATT_ROWS * C;
         const float *qr[ATT_ROWS];
         int len[ATT_ROWS]; /* causal mask: row r attends to positions 0..pos+t */
@@ -265,14 +298,19 @@ static void attention(float *out, const float *q, const float *kt, const float *
 #endif
         for (int s0 = 0; s0 < n_max; s0 += KV_TILE) {
             float acc[ATT_ROWS][KV_TILE] = {{0}};
-            const float *tile = kth + (size_t)s0 * HD;
+            const char *tile = kth + (size_t)s0 * HD * esz;
             if (simd) {
 #if defined(__AVX512F__)
-                score_tile(nr, qr, tile, HD, &acc[0][0]);
+                if (f16) score_tile_f16(nr, qr, (const uint16_t *)tile, HD, &acc[0][0]);
+                else score_tile(nr, qr, (const float *)tile, HD, &acc[0][0]);
 #endif
             } else {
+                float kf[KV_TILE]; /* a row of f16 keys, widened */
                 for (int i = 0; i < HD; i++) {
-                    const float *k = tile + (size_t)i * KV_TILE;
+                    const char *row = tile + (size_t)i * KV_TILE * esz;
+                    const float *k = kf;
+                    if (f16) dequantize_row(QWEN3C_TYPE_F16, row, kf, KV_TILE);
+                    else k = (const float *)row;
                     for (int r = 0; r < nr; r++) {
                         const float qi = qr[r][i];
 #pragma omp simd
@@ -292,15 +330,19 @@ static void attention(float *out, const float *q, const float *kt, const float *
             float *o = orow[r];
 #if defined(__AVX512F__)
             if (simd) {
-                weighted_sum(o, a, vh, L, HD);
+                if (f16) weighted_sum_f16(o, a, (const uint16_t *)vh, L, HD);
+                else weighted_sum(o, a, (const float *)vh, L, HD);
                 continue;
             }
 #endif
             for (int i0 = 0; i0 < HD; i0 += 64) {
                 const int nw = HD - i0 < 64 ? HD - i0 : 64;
-                float acc[64] = {0};
+                float acc[64] = {0}, vf[64]; /* vf: a row of f16 values, widened */
                 for (int s = 0; s < L; s++) {
-                    const float *v = vh + (size_t)s * HD + i0;
+                    const char *row = vh + ((size_t)s * HD + i0) * esz;
+                    const float *v = vf;
+                    if (f16) dequantize_row(QWEN3C_TYPE_F16, row, vf, nw);
+                    else v = (const float *)row;
                     const float w = a[s];
 #pragma omp simd
                     for (int j = 0; j < nw; j++) acc[j] += w * v[j];
@@ -308,6 +350,30 @@ static void attention(float *out, const float *q, const float *kt, const float *
                 memcpy(o + i0, acc, (size_t)nw * sizeof(float));
             }
         }
+    }
+}
+
+/* past_key_values.update for one token at position `at`: its keys k (NKV*HD) go into their
+ * tiles (transposed), its values v (NKV*HD) into their rows; rounded to IEEE halves if f16 */
+static void kv_store(void *kc, void *vc, int f16, const float *k, const float *v, int at, int NKV,
+                     int HD, int C) {
+    const size_t tile0 = (size_t)(at / KV_TILE) * KV_TILE * HD, lane = (size_t)(at % KV_TILE);
+    for (int h = 0; h < NKV; h++) {
+        const float *kh = k + (size_t)h * HD, *vh = v + (size_t)h * HD;
+        if (!f16) {
+            float *tile = (float *)kc + (size_t)h * C * HD + tile0;
+            for (int i = 0; i < HD; i++) tile[(size_t)i * KV_TILE + lane] = kh[i];
+            memcpy((float *)vc + ((size_t)h * C + at) * HD, vh, (size_t)HD * sizeof(float));
+            continue;
+        }
+        uint16_t *tile = (uint16_t *)kc + (size_t)h * C * HD + tile0;
+        for (int i0 = 0; i0 < HD; i0 += KV_TILE) { /* round 16 keys at a time, then scatter */
+            uint16_t kr[KV_TILE];
+            const int m = HD - i0 < KV_TILE ? HD - i0 : KV_TILE;
+            float_to_half_row(kh + i0, kr, m);
+            for (int i = 0; i < m; i++) tile[(size_t)(i0 + i) * KV_TILE + lane] = kr[i];
+        }
+        float_to_half_row(vh, (uint16_t *)vc + ((size_t)h * C + at) * HD, HD);
     }
 }
 
@@ -324,6 +390,8 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
     const int QD = NH * HD, KVD = NKV * HD, C = ctx->n_ctx_pad, nt = ctx->n_threads;
     const int64_t H = p->hidden_dim;
     const int par = n >= 8 ? nt : 1; /* threads for the per-token loops of a batch */
+    const int f16 = ctx->kv_type == QWEN3C_KV_F16; /* the KV cache holds IEEE halves */
+    const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
 
     /* inputs_embeds = embed_tokens(input_ids) */
     embed(s->x, &w->token_embedding, tokens, n);
@@ -331,8 +399,8 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
 
     for (int l = 0; l < p->n_layers; l++) {
         const LayerWeights *lw = &w->layers[l];
-        float *kc = s->key_cache + (size_t)l * NKV * C * HD;   /* (NKV, C/16, HD, 16) */
-        float *vc = s->value_cache + (size_t)l * NKV * C * HD; /* (NKV, C, HD) */
+        void *kc = (char *)s->key_cache + (size_t)l * NKV * C * HD * esz;   /* (NKV, C/16, HD, 16) */
+        void *vc = (char *)s->value_cache + (size_t)l * NKV * C * HD * esz; /* (NKV, C, HD) */
 
         /* hidden_states = input_layernorm(hidden_states) */
 #pragma omp parallel for num_threads(par) schedule(static)
@@ -356,16 +424,11 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
             rope(q, NH, HD, cos_p, sin_p, p->rope_interleaved);
             rope(k, NKV, HD, cos_p, sin_p, p->rope_interleaved);
             /* past_key_values.update: store k (into its tile, transposed) and v at pos + t */
-            const int at = pos + t;
-            for (int h = 0; h < NKV; h++) {
-                float *tile = kc + (size_t)h * C * HD + (size_t)(at / KV_TILE) * KV_TILE * HD;
-                for (int i = 0; i < HD; i++) tile[(size_t)i * KV_TILE + at % KV_TILE] = k[h * HD + i];
-                memcpy(vc + ((size_t)h * C + at) * HD, v + h * HD, (size_t)HD * sizeof(float));
-            }
+            kv_store(kc, vc, f16, k, v, pos + t, NKV, HD, C);
         }
 
         /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query */
-        attention(s->att_out, s->q, kc, vc, n, pos, p, C, s->att, nt);
+        attention(s->att_out, s->q, kc, vc, f16, n, pos, p, C, s->att, nt);
 
         /* hidden_states = residual + o_proj(attn_output) */
         matmul(ctx, s->xb2, s->att_out, n, &lw->wo);
@@ -402,7 +465,7 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
  * Context: allocation and the public forward
  * ------------------------------------------------------------------------------------- */
 qwen3c_context_params qwen3c_context_default_params(void) {
-    qwen3c_context_params p = {0, 0, 0, QWEN3C_ACTIVATIONS_Q24};
+    qwen3c_context_params p = {0, 0, 0, QWEN3C_ACTIVATIONS_Q24, QWEN3C_KV_F32};
     return p;
 }
 
@@ -428,13 +491,18 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     const int n_ctx_pad = (n_ctx + KV_TILE - 1) / KV_TILE * KV_TILE;
     const int64_t D = p->dim, H = p->hidden_dim, HD = p->head_dim, B = n_batch, C = n_ctx_pad;
     const int64_t QD = (int64_t)p->n_heads * HD, KVD = (int64_t)p->n_kv_heads * HD;
-    const int64_t kv = (int64_t)p->n_layers * KVD * C;
     /* one allocation, carved below (calloc: untouched KV pages cost no memory) */
     const int act = prm.activations;
     if (act != QWEN3C_ACTIVATIONS_Q16 && act != QWEN3C_ACTIVATIONS_F32 && act != QWEN3C_ACTIVATIONS_Q8 &&
         act != QWEN3C_ACTIVATIONS_Q24)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "activations %d is not one of QWEN3C_ACTIVATIONS_F32 (0), _Q16 (1), _Q8 (2), _Q24 (3)", act);
+    const int kv_type = prm.kv_type;
+    if (kv_type != QWEN3C_KV_F32 && kv_type != QWEN3C_KV_F16)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "kv_type %d is not one of QWEN3C_KV_F32 (0), QWEN3C_KV_F16 (1)", kv_type);
+    /* floats of memory per cache (keys or values): halves pack two to a float (C is even) */
+    const int64_t kv = (int64_t)p->n_layers * KVD * C / (kv_type == QWEN3C_KV_F16 ? 2 : 1);
     /* quantized activation blocks for the widest matmul input (H or NH*HD), in floats, 64-byte padded */
     const int64_t widest = H > QD ? (H > D ? H : D) : (QD > D ? QD : D);
     const size_t xq_bytes = act == QWEN3C_ACTIVATIONS_Q16 ? q16_act_size(n_batch, widest)
@@ -468,7 +536,7 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     s->att = m; m += (int64_t)n_threads * ATT_ROWS * C;
     s->rope_cos = m; m += C * (HD / 2);
     s->rope_sin = m; m += C * (HD / 2);
-    s->key_cache = m; m += kv;
+    s->key_cache = m; m += kv;   /* float or uint16_t entries: kv_type */
     s->value_cache = m; m += kv;
     s->memory = mem;
 
@@ -488,6 +556,7 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     ctx->n_threads = n_threads;
     ctx->n_batch = n_batch;
     ctx->activations = act;
+    ctx->kv_type = kv_type;
     *out = ctx;
     return QWEN3C_OK;
 }

@@ -115,6 +115,9 @@ typedef struct {
 bool type_supported(int type);
 /* IEEE half -> float (exact). */
 float half_to_float(uint16_t h);
+/* float -> IEEE half for n elements, round to nearest even (overflow -> inf, subnormal halves,
+ * NaN -> quiet NaN); the way back is dequantize_row(QWEN3C_TYPE_F16, ...). */
+void float_to_half_row(const float *x, uint16_t *y, int64_t n);
 /* Dequantize n elements (whole blocks) of `type`. */
 void dequantize_row(int type, const void *src, float *dst, int64_t n);
 
@@ -263,9 +266,10 @@ typedef struct {
     float *att;          /* (n_threads, 8, C) attention scores scratch, 8 query rows per thread */
     float *rope_cos;     /* (C, HD/2)   cos(pos * inv_freq), precomputed */
     float *rope_sin;     /* (C, HD/2) */
-    float *key_cache;    /* (L, NKV, C/16, HD, 16) past_key_values keys in tiles of 16 positions,
-                            each tile transposed (HD, 16): attention reads it contiguously */
-    float *value_cache;  /* (L, NKV, C, HD) past_key_values values */
+    void  *key_cache;    /* (L, NKV, C/16, HD, 16) past_key_values keys in tiles of 16 positions,
+                            each tile transposed (HD, 16): attention reads it contiguously;
+                            float, or uint16_t IEEE halves when kv_type is QWEN3C_KV_F16 */
+    void  *value_cache;  /* (L, NKV, C, HD) past_key_values values; float or uint16_t, as keys */
     void  *xq;           /* the current matmul input as 24-, 16- or 8-bit blocks (q24 / q16 / int8) */
     float *memory;       /* the one allocation everything above points into */
 } RunState;
@@ -278,6 +282,7 @@ typedef struct qwen3c_context {
     int                n_threads;
     int                n_batch;
     int                activations; /* QWEN3C_ACTIVATIONS_*: the Q8_0/Q4_0/Q4_1 matmul path */
+    int                kv_type;     /* QWEN3C_KV_*: the element type of key_cache / value_cache */
 } qwen3c_context;
 
 #endif /* QWEN3C_INTERNAL_H */

@@ -190,6 +190,53 @@ static inline float bf16_to_fp32(uint16_t h) { return bits_to_f32((uint32_t)h <<
 
 float half_to_float(uint16_t h) { return fp16_to_fp32(h); }
 
+/* float -> IEEE half, round to nearest even. Halves have 5 exponent bits (bias 15) and 10
+ * significand bits: a float keeps its top 10 significand bits and rounds the 13 below;
+ * below 2^-14 it becomes a multiple of 2^-24 (subnormal); from 65520 (halfway between the
+ * largest half, 65504, and 2^16) it overflows to inf. NaN stays a NaN, made quiet, as the
+ * F16C instructions do. */
+static inline uint16_t fp32_to_fp16(float f) {
+#if defined(__F16C__)
+    return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+#else
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
+    const uint32_t a = x & 0x7fffffffu;
+    if (a > 0x7f800000u) return sign | 0x7e00u | (uint16_t)((a >> 13) & 0x3ffu); /* NaN */
+    if (a >= 0x477ff000u) return sign | 0x7c00u;     /* >= 65520 (or inf): inf */
+    if (a >= 0x38800000u) {                           /* >= 2^-14: a normal half */
+        /* rebias the exponent (127 -> 15) and drop 13 significand bits; a carry out of the
+         * significand correctly bumps the exponent */
+        uint32_t h = (a - 0x38000000u) >> 13;
+        const uint32_t rest = a & 0x1fffu;
+        if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++;
+        return sign | (uint16_t)h;
+    }
+    if (a <= 0x33000000u) return sign;                /* <= 2^-25: rounds to (signed) zero */
+    /* a subnormal half: round |f| / 2^-24 = m * 2^(e - 126) to an integer, m the 24-bit
+     * significand; a carry to 1024 is the smallest normal half, as it should be */
+    const uint32_t e = a >> 23, m = (a & 0x7fffffu) | 0x800000u, shift = 126u - e; /* 14..24 */
+    uint32_t h = m >> shift;
+    const uint32_t rest = m & ((1u << shift) - 1u), halfway = 1u << (shift - 1u);
+    if (rest > halfway || (rest == halfway && (h & 1u))) h++;
+    return sign | (uint16_t)h;
+#endif
+}
+
+void float_to_half_row(const float *x, uint16_t *y, int64_t n) {
+    int64_t i = 0;
+#if defined(__AVX512F__)
+    for (; i + 16 <= n; i += 16)
+        _mm256_storeu_si256((__m256i *)(y + i),
+                            _mm512_cvtps_ph(_mm512_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+#elif defined(__F16C__)
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+#endif
+    for (; i < n; i++) y[i] = fp32_to_fp16(x[i]);
+}
+
 /* The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block. */
 static inline void k_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
     if (j < 4) {
@@ -1230,6 +1277,14 @@ int qwen3c_dequantize(int type, const void *src, size_t src_size, float *dst, in
     if (src == NULL || dst == NULL)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "dequantize: NULL buffer");
     dequantize_row(type, src, dst, n);
+    return QWEN3C_OK;
+}
+
+int qwen3c_float_to_half(const float *src, int64_t n, uint16_t *dst, char *err, size_t err_size) {
+    if (src == NULL || dst == NULL || n < 0)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "float_to_half: NULL buffer or negative count (%lld)", (long long)n);
+    float_to_half_row(src, dst, n);
     return QWEN3C_OK;
 }
 

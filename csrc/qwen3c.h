@@ -165,12 +165,21 @@ typedef struct qwen3c_context qwen3c_context;
 #define QWEN3C_ACTIVATIONS_Q8  2
 #define QWEN3C_ACTIVATIONS_Q24 3
 
+/* How the context stores the KV cache (docs/precision.md):
+ *   F32 (default): float32 keys and values, as computed
+ *   F16 (opt-in):  IEEE float16, rounded to nearest even when stored (relative error
+ *                  <= 2^-11 = 4.9e-4 per value; |values| >= 65520 become inf): half the memory,
+ *                  and half the bytes attention reads per token at long context */
+#define QWEN3C_KV_F32 0
+#define QWEN3C_KV_F16 1
+
 typedef struct qwen3c_context_params {
     int n_ctx;      /* KV cache length in tokens; 0 = the model's context_length (capped to 4096) */
     int n_threads;  /* OpenMP threads for this context; 0 = all cores */
     int n_batch;    /* max tokens per internal forward chunk; 0 = default (256) */
     int activations; /* matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights (QWEN3C_ACTIVATIONS_*;
                         other weight types always use float32 activations) */
+    int kv_type;    /* element type of the KV cache: QWEN3C_KV_F32 (default) or QWEN3C_KV_F16 */
 } qwen3c_context_params;
 
 qwen3c_context_params qwen3c_context_default_params(void);
@@ -336,6 +345,12 @@ int qwen3c_matmul_q16(int type, const void *w, size_t w_size, const float *x, in
  * QWEN3C_ERR_NOMEM; INVALID_ARG as qwen3c_matmul. */
 int qwen3c_matmul_q24(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
                       int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size);
+
+/* IEEE float -> half for n floats, rounded to nearest even (what a QWEN3C_KV_F16 cache stores):
+ * overflow (|x| >= 65520) -> inf, small values -> subnormal halves or signed zero, NaN -> a
+ * quiet NaN (sign and the top 9 payload bits kept). QWEN3C_ERR_INVALID_ARG for NULL buffers
+ * or n < 0. (qwen3c_dequantize with QWEN3C_TYPE_F16 is the way back.) */
+int qwen3c_float_to_half(const float *src, int64_t n, uint16_t *dst, char *err, size_t err_size);
 
 /* CDEF END */
 

@@ -218,6 +218,20 @@ def test_opt_in_paths_precision(model, prompt_ids, reference, activations, bound
     assert agree >= min_agree  # ... and still mostly the same choices
 
 
+def test_f16_kv_cache_precision(model, prompt_ids, reference):
+    """The opt-in float16 KV cache (keys and values rounded to IEEE halves) on the same prompt:
+    docs/precision.md quotes the number."""
+    ref, _ = reference
+    with qwen3c.Model(model.path, n_ctx=256, kv_cache="f16") as m:
+        ours = m.forward(prompt_ids, pos=0, all_logits=True).astype(np.float64)
+    rel = np.abs(ours - ref).max() / np.abs(ref).max()
+    agree = float((ours.argmax(-1) == ref.argmax(-1)).mean())
+    print(f"\nSmolLM2 Q4_1, kv_cache=f16: max|dlogit|/max|logit| = {rel:.2e}, "
+          f"argmax agreement {agree:.1%}")
+    assert 1e-5 < rel <= 3e-3  # measured 8.6e-4: coarser than the float32 cache (4e-6) ...
+    assert agree == 1.0  # ... and the same choices
+
+
 def test_every_layer_matches_float32_reference(model, prompt_ids, reference):
     """The residual stream after every layer: a wrong rotary pairing (llama.cpp's converter
     permutes the Q/K rows; transformers' loader undoes it) would already show at layer 0."""

@@ -19,13 +19,14 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 "$PY" -m pytest -q -p no:cacheprovider tests
 
 # 4. the portable build (-DQWEN3C_NATIVE=OFF: no -march=native, scalar kernels) must compute the
-#    same numbers: the kernel and parity tests again against it
+#    same numbers: the kernel, parity and KV cache (scalar float16 conversions) tests again against it
 "$PY" -m pip install -q "scikit-build-core>=0.10" "cffi>=1.17"
 portable_site=$(mktemp -d)
 "$PY" -m pip install -q --no-deps --no-build-isolation --target "$portable_site" \
     -C cmake.define.QWEN3C_NATIVE=OFF -C build-dir=build/portable .
 PYTHONPATH="$portable_site" "$PY" -m pytest -q -p no:cacheprovider \
-    tests/test_quant.py tests/test_quant_q24.py tests/test_quant_q16.py tests/test_quant_int8.py tests/test_parity.py tests/test_llama_arch.py
+    tests/test_quant.py tests/test_quant_q24.py tests/test_quant_q16.py tests/test_quant_int8.py tests/test_parity.py tests/test_llama_arch.py \
+    tests/test_kv_cache.py
 
 # 5. the bad-input tests again, under ASan + UBSan
 if [ "${QWEN3C_SKIP_SANITIZE:-0}" != 1 ]; then

@@ -67,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "(exact up to float32 rounding, slower); q16 rounds to 16-bit blocks "
                         "(~1e-3); q8 to 8-bit blocks like llama.cpp (fastest, ~4e-2, can change "
                         "answers)")
+    p.add_argument("--kv-cache", choices=("f32", "f16"), default="f32",
+                   help="KV cache element type: f32 (default) keeps keys and values as "
+                        "computed; f16 rounds them to IEEE float16 (~1e-3 relative logit error): "
+                        "half the cache memory and half the bytes read from it per token, which "
+                        "matters at long context")
     p.add_argument("--verbose", action="store_true", help="timings and token counts on stderr")
     p.add_argument("--show-probs", type=int, nargs="?", const=5, default=0, metavar="N",
                    help="for every generated token, show its probability and the N (default 5) "
@@ -263,13 +268,13 @@ def _chat_main(argv) -> int:
         presence_penalty=args.presence_penalty, seed=args.seed).items() if v is not None}
     path = resolve_model(args.model)
     t0 = time.perf_counter()
-    with Model(path, n_ctx=args.ctx, n_threads=args.threads,
-               activations=args.activations) as model:
+    with Model(path, n_ctx=args.ctx, n_threads=args.threads, activations=args.activations,
+               kv_cache=args.kv_cache) as model:
         if args.verbose:
             c = model.config
             sys.stderr.write(f"[{path}: {c.arch}, {c.n_layers} layers, dim {c.dim}, "
-                             f"vocab {c.vocab_size}, n_ctx {c.n_ctx}, {c.n_threads} threads, "
-                             f"loaded in {time.perf_counter() - t0:.2f} s]\n")
+                             f"vocab {c.vocab_size}, n_ctx {c.n_ctx} ({model.kv_cache} KV cache), "
+                             f"{c.n_threads} threads, loaded in {time.perf_counter() - t0:.2f} s]\n")
         on_token = probs_printer(model, args.show_probs, sys.stdout) if args.show_probs else None
         chat = Chat(model, system=args.system, thinking=args.thinking,
                     multi_turn=args.multi_turn, max_tokens=args.max_tokens, on_token=on_token,

@@ -158,14 +158,19 @@ ACTIVATIONS = {"q24": lib.QWEN3C_ACTIVATIONS_Q24, "f32": lib.QWEN3C_ACTIVATIONS_
                "q16": lib.QWEN3C_ACTIVATIONS_Q16, "q8": lib.QWEN3C_ACTIVATIONS_Q8}
 
 
+#: Model(kv_cache=...) names -> QWEN3C_KV_* (see csrc/qwen3c.h)
+KV_TYPES = {"f32": lib.QWEN3C_KV_F32, "f16": lib.QWEN3C_KV_F16}
+
+
 def context_create(model_ptr, n_ctx: int, n_threads: int, n_batch: int = 0,
-                   activations: str = "q24"):
+                   activations: str = "q24", kv_cache: str = "f32"):
     err = _Err()
-    params = ffi.new("qwen3c_context_params *")
+    params = ffi.new("qwen3c_context_params *", lib.qwen3c_context_default_params())
     params.n_ctx = n_ctx
     params.n_threads = n_threads
     params.n_batch = n_batch
     params.activations = ACTIVATIONS[activations]
+    params.kv_type = KV_TYPES[kv_cache]
     out = ffi.new("qwen3c_context **")
     _check(lib.qwen3c_context_create(model_ptr, params, out, err.buf, ERR_SIZE), err)
     return out[0]
@@ -363,6 +368,18 @@ def dequantize(t, data, n: int) -> np.ndarray:
     err = _Err()
     _check(lib.qwen3c_dequantize(_type_id(t), ffi.from_buffer(raw), raw.nbytes,
                                  ffi.cast("float *", ffi.from_buffer(out)), n, err.buf, ERR_SIZE), err)
+    return out
+
+
+def float_to_half(x) -> np.ndarray:
+    """float32 -> IEEE half bit patterns (uint16), rounded to nearest even as a kv_cache="f16"
+    context stores its keys and values (qwen3c_float_to_half)."""
+    xa = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    out = np.empty(xa.size, dtype=np.uint16)
+    err = _Err()
+    _check(lib.qwen3c_float_to_half(ffi.cast("const float *", ffi.from_buffer(xa)), xa.size,
+                                    ffi.cast("uint16_t *", ffi.from_buffer(out)), err.buf,
+                                    ERR_SIZE), err)
     return out
 
 

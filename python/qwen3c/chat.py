@@ -236,16 +236,19 @@ class Chat:
 
 def chat(model=None, system=None, thinking=True, multi_turn=True, **sampling) -> None:
     """An interactive chat in the terminal. model: a GGUF path, a HuggingFace repo id, or
-    None for Qwen/Qwen3-0.6B-GGUF (Q8_0, fetched once with huggingface_hub)."""
+    None for Qwen/Qwen3-0.6B-GGUF (Q8_0, fetched once with huggingface_hub). n_ctx (default
+    4096), n_threads and kv_cache ("f32" or "f16") go to qwen3c.Model; max_tokens and the
+    sampling keywords to Chat."""
     from .__main__ import interactive
     from .hub import resolve_model
     from .model import Model
 
     n_ctx = sampling.pop("n_ctx", 4096)
     n_threads = sampling.pop("n_threads", 0)
+    kv_cache = sampling.pop("kv_cache", "f32")
     max_tokens = sampling.pop("max_tokens", None)
     path = resolve_model(model)
-    with Model(path, n_ctx=n_ctx, n_threads=n_threads) as m:
+    with Model(path, n_ctx=n_ctx, n_threads=n_threads, kv_cache=kv_cache) as m:
         c = Chat(m, system=system, thinking=thinking, multi_turn=multi_turn,
                  max_tokens=max_tokens, **sampling)
         interactive(c, out=sys.stdout, err=sys.stderr)

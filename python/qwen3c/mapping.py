@@ -183,8 +183,10 @@ ROWS: Tuple[Row, ...] = (
          "precomputed for every position of the context"),
     _act("RoPE sines", "rope_sin", "modeling:Qwen3RotaryEmbedding.forward", "sin"),
     _act("key cache", "key_cache", "modeling:Qwen3Attention.forward", "past_key_values",
-         "`past_key_values.update(key_states, ...)`"),
-    _act("value cache", "value_cache", "modeling:Qwen3Attention.forward", "past_key_values"),
+         "`past_key_values.update(key_states, ...)`; float32, or float16 with "
+         "`kv_cache=\"f16\"`"),
+    _act("value cache", "value_cache", "modeling:Qwen3Attention.forward", "past_key_values",
+         "float32, or float16 with `kv_cache=\"f16\"`"),
 
     # ---- computation ----------------------------------------------------------------------
     Row("compute", "one forward pass (public API)", "qwen3c_forward", "function", _F,

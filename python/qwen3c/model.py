@@ -70,10 +70,14 @@ class Model:
             activation is rounded coarsely);
             "q8": 8-bit blocks as llama.cpp does: fastest, ~4e-2 on SmolLM2 (it can change
             greedy answers). docs/precision.md has the numbers.
+        kv_cache: how the KV cache stores keys and values: "f32" (default) as computed; "f16"
+            (opt-in) rounded to IEEE float16 (relative error <= 4.9e-4 per value): half the
+            cache memory, and half the bytes attention reads per generated token at long
+            context. docs/precision.md has the effect on the logits.
     """
 
     def __init__(self, path, n_ctx: int = 2048, n_threads: int = 0, n_batch: int = 0,
-                 activations: str = "q24"):
+                 activations: str = "q24", kv_cache: str = "f32"):
         path = os.fspath(path)
         if not isinstance(path, str):
             path = os.fsdecode(path)
@@ -83,6 +87,9 @@ class Model:
         if not isinstance(activations, str) or activations not in _native.ACTIVATIONS:
             raise ValueError(f"activations must be one of {sorted(_native.ACTIVATIONS)}, "
                              f"got {activations!r}")
+        if not isinstance(kv_cache, str) or kv_cache not in _native.KV_TYPES:
+            raise ValueError(f"kv_cache must be one of {sorted(_native.KV_TYPES)}, "
+                             f"got {kv_cache!r}")
         self.path = path
         self._lock = threading.RLock()
         self._model = None
@@ -91,7 +98,7 @@ class Model:
         self._model = _native.model_load(path, pack_weights=activations == "q24")
         try:
             self._ctx = _native.context_create(self._model, n_ctx, n_threads, n_batch,
-                                               activations)
+                                               activations, kv_cache)
         except BaseException:
             _native.model_free(self._model)
             self._model = None
@@ -108,6 +115,8 @@ class Model:
             n_threads=real_threads)
         #: the matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights ("q24", "f32", "q16" or "q8")
         self.activations = activations
+        #: the KV cache's element type ("f32" or "f16")
+        self.kv_cache = kv_cache
         #: bytes of weights packed for the q24 kernels (0: none; e.g. F32/BF16 files, or a
         #: build without AVX-512 VNNI kernels)
         self.packed_bytes = _native.model_packed_bytes(self._model)
