@@ -47,6 +47,7 @@
 #include <limits.h>
 #include <omp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__AVX512F__) || defined(__AVX2__) || defined(__F16C__)

@@ -62,6 +62,10 @@
 #define Q16_VNNI 0
 #endif
 
+#if defined(__F16C__)
+#include <immintrin.h> /* _cvtsh_ss without the AVX-512 VNNI kernels (e.g. AVX2 + F16C) */
+#endif
+
 #include "internal.h"
 
 #define QK 32          /* elements per block */

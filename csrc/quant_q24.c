@@ -236,8 +236,8 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t nb, const Blo
             const BlockQ24 *xb = x + t * x_stride + b;
             __m512i ih = ah[t], iml = _mm512_add_epi32(_mm512_slli_epi32(am[t], 8), al[t]);
             if (!q41) {
-                ih = _mm512_sub_epi32(ih, _mm512_set1_epi32(xb->sh << off_shift));
-                iml = _mm512_sub_epi32(iml, _mm512_set1_epi32(xb->sml << off_shift));
+                ih = _mm512_sub_epi32(ih, _mm512_set1_epi32(xb->sh * (1 << off_shift)));
+                iml = _mm512_sub_epi32(iml, _mm512_set1_epi32(xb->sml * (1 << off_shift)));
             }
             const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ih), _mm512_set1_ps(65536.0f), _mm512_cvtepi32_ps(iml));
             tot[t] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(xb->d)), tot[t]);

@@ -7,8 +7,8 @@
 The C core (csrc/) does the GGUF parsing, the forward pass, the tokenizer and the sampler;
 this package is a thin layer over it (see docs/c_vs_transformers.md for the map).
 """
-from .errors import (ContextOverflowError, ModelFormatError, ModelNotAvailableError, Qwen3cError,
-                     UnsupportedModelError)
+from .errors import (ContextOverflowError, InvalidArgumentError, ModelFormatError, ModelIOError,
+                     ModelNotAvailableError, OutOfMemoryError, Qwen3cError, UnsupportedModelError)
 from .model import Model, ModelConfig
 from .sampler import Sampler
 from .chat import Chat, chat  # binds qwen3c.chat to the function, not the submodule
@@ -16,6 +16,7 @@ from .chat import Chat, chat  # binds qwen3c.chat to the function, not the submo
 __version__ = "0.1.0"
 
 __all__ = ["Model", "ModelConfig", "Qwen3cError", "ModelFormatError", "UnsupportedModelError",
-           "ContextOverflowError", "ModelNotAvailableError", "Sampler", "Chat", "chat"]
+           "ContextOverflowError", "ModelNotAvailableError", "InvalidArgumentError", "ModelIOError",
+           "OutOfMemoryError", "Sampler", "Chat", "chat"]
 
 

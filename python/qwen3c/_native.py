@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._qwen3c import ffi, lib
-from .errors import (ContextOverflowError, ModelFormatError, Qwen3cError,
-                     UnsupportedModelError)
+from .errors import (ContextOverflowError, InvalidArgumentError, ModelFormatError, ModelIOError,
+                     OutOfMemoryError, Qwen3cError, UnsupportedModelError)
 
 ERR_SIZE = 1024
 
@@ -37,11 +37,11 @@ def _raise(status: int, err: _Err, **extra):
     if status == lib.QWEN3C_ERR_CONTEXT:
         raise ContextOverflowError(msg, extra.get("n_prompt_tokens"), extra.get("n_ctx"))
     if status == lib.QWEN3C_ERR_INVALID_ARG:
-        raise ValueError(msg)
+        raise InvalidArgumentError(msg)
     if status == lib.QWEN3C_ERR_IO:
-        raise OSError(msg)
+        raise ModelIOError(msg)
     if status == lib.QWEN3C_ERR_NOMEM:
-        raise MemoryError(msg)
+        raise OutOfMemoryError(msg)
     raise Qwen3cError(f"{msg} (status {status})")
 
 

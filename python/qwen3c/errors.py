@@ -9,6 +9,18 @@ class ModelFormatError(Qwen3cError, ValueError):
     """The GGUF file is malformed: corrupt, truncated or inconsistent."""
 
 
+class InvalidArgumentError(Qwen3cError, ValueError):
+    """An argument the C library refused (out of range, wrong size, inconsistent shapes)."""
+
+
+class ModelIOError(Qwen3cError, OSError):
+    """A file could not be opened, read or mapped."""
+
+
+class OutOfMemoryError(Qwen3cError, MemoryError):
+    """An allocation failed (a model, a context or a scratch buffer)."""
+
+
 class UnsupportedModelError(Qwen3cError):
     """A valid file that uses an architecture, tensor type or tokenizer qwen3c does not run."""
 
