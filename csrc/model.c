@@ -5,9 +5,10 @@
  * `{arch}.*` metadata keys (the GGUF spelling of transformers' Qwen3Config), finds every
  * weight by its GGUF tensor name, checks its shape against the config, and points a QTensor
  * at its bytes inside the mmapped file. Matrices are never dequantized: the matmul kernels read
- * them in their stored type. Only the small norm vectors are copied to F32, and (by default, on
- * CPUs with the AVX-512 VNNI kernels) the Q8_0 / Q4_0 / Q4_1 matrices are copied once, byte for
- * byte, into the 16-row interleaved order the q24 kernels stream (pack_weights).
+ * them in their stored type. Only the small norm vectors are converted to F32. By default
+ * (pack_weights) the matrices are also copied once into huge pages: the Q8_0 / Q4_0 / Q4_1 ones,
+ * byte for byte, into the 16-row interleaved order the q24 kernels stream (on CPUs with the
+ * AVX-512 VNNI kernels), the F32 / F16 / BF16 ones as they are.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,10 +283,34 @@ static void release_pages(const gguf_file *gf, const QTensor *t) {
 #endif
 }
 
-/* Copy every Q8_0 / Q4_0 / Q4_1 matrix into one allocation in the q24 kernels' order (the
- * lm_head too; with tied embeddings the lookup keeps reading token_embd's rows in place). */
+static int is_float_type(int type) {
+    return type == QWEN3C_TYPE_F32 || type == QWEN3C_TYPE_F16 || type == QWEN3C_TYPE_BF16;
+}
+
+/* Bytes a matrix takes in the packed allocation (64-byte aligned); 0: it stays in the file. */
+static size_t packed_bytes(const QTensor *t) {
+    const size_t b = is_float_type(t->type) ? t->row_bytes * (size_t)t->rows
+                   : q24_path_fast()        ? q24_packed_size(t->type, t->rows, t->cols) : 0;
+    return (b + 63) / 64 * 64;
+}
+
+/* A byte-for-byte copy of a matrix, 1 MB pieces split over the threads. */
+static void copy_matrix(const QTensor *t, void *dst) {
+    const size_t n = t->row_bytes * (size_t)t->rows, piece = (size_t)1 << 20;
+    const int64_t pieces = (int64_t)((n + piece - 1) / piece);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < pieces; i++) {
+        const size_t a = (size_t)i * piece, len = n - a < piece ? n - a : piece;
+        memcpy((uint8_t *)dst + a, (const uint8_t *)t->data + a, len);
+    }
+}
+
+/* Copy the weight matrices (the lm_head too) into one allocation held in huge pages, which
+ * decode streams once per token: Q8_0 / Q4_0 / Q4_1 rearranged for the q24 kernels
+ * (t->packed), F32 / F16 / BF16 as they are (t->data then points at the copy: the file's page
+ * cache mostly sits in 4 KB pages, and their TLB misses cost float decode ~8% of its speed).
+ * With tied embeddings the lookup keeps reading token_embd's rows in place. */
 static int pack_weights(Transformer *m, char *err, size_t err_size) {
-    if (!q24_path_fast()) return QWEN3C_OK;
     TransformerWeights *w = &m->weights;
     const int L = m->config.n_layers;
     size_t total = 0;
@@ -298,16 +323,22 @@ static int pack_weights(Transformer *m, char *err, size_t err_size) {
                 QTensor *mats[7] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w1, &lw->w3, &lw->w2};
                 t = mats[i % 7];
             }
-            const size_t bytes = (q24_packed_size(t->type, t->rows, t->cols) + 63) / 64 * 64;
+            const size_t bytes = packed_bytes(t);
             if (bytes == 0) continue;
             if (pass == 0) {
                 total += bytes;
+                continue;
+            }
+            if (is_float_type(t->type)) {
+                copy_matrix(t, dst);
+                release_pages(&m->file, t);
+                t->data = dst;
             } else {
                 q24_pack(t, dst, 0);
                 t->packed = dst;
                 release_pages(&m->file, t);
-                dst += bytes;
             }
+            dst += bytes;
         }
         if (pass == 0) {
             if (total == 0) return QWEN3C_OK;

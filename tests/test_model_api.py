@@ -68,3 +68,18 @@ def test_close_is_idempotent_and_use_after_close_raises(tiny_gguf):
 def test_n_ctx_zero_means_model_context_capped(tiny_gguf):
     with qwen3c.Model(tiny_gguf, n_ctx=0) as model:
         assert model.config.n_ctx == 512  # the file's context_length (below the 4096 cap)
+
+
+def test_c_status_codes_raise_qwen3c_errors(tmp_path):
+    """What the C library refuses comes back as a Qwen3cError subclass that is also the matching
+    builtin (ValueError / OSError / MemoryError), so both kinds of except clause catch it."""
+    from qwen3c import _native
+
+    with pytest.raises(qwen3c.InvalidArgumentError, match="need 64 bytes") as e:
+        _native.dequantize("F32", b"\0" * 8, 16)  # 16 floats from 8 bytes
+    assert isinstance(e.value, ValueError) and isinstance(e.value, qwen3c.Qwen3cError)
+    with pytest.raises(qwen3c.ModelIOError, match="not a regular file") as e:
+        _native.model_load(str(tmp_path))  # a directory
+    assert isinstance(e.value, OSError) and isinstance(e.value, qwen3c.Qwen3cError)
+    assert issubclass(qwen3c.OutOfMemoryError, MemoryError)
+    assert issubclass(qwen3c.OutOfMemoryError, qwen3c.Qwen3cError)

@@ -73,7 +73,8 @@ CONFIG_FIELDS = ("arch", "n_layers", "dim", "hidden_dim", "n_heads", "n_kv_heads
 
 def model_load(path: str, pack_weights: bool = True):
     """Load a GGUF file; returns an owned `qwen3c_model *` (free with model_free).
-    pack_weights: copy the Q8_0/Q4_0/Q4_1 matrices into the q24 kernels' layout (see qwen3c.h)."""
+    pack_weights: copy the matrices into huge pages, Q8_0/Q4_0/Q4_1 in the q24 kernels' layout
+    (see qwen3c.h)."""
     err = _Err()
     out = ffi.new("qwen3c_model **")
     params = ffi.new("qwen3c_model_params *", lib.qwen3c_model_default_params())

@@ -62,9 +62,11 @@ class Model:
             about the float32 ulp of the block's largest value), exact integer dot products
             against a packed copy of the weights (AVX-512 VNNI): float32-level precision
             (SmolLM2 Q4_1: 3e-6 of the float32 reference) at memory speed. Without an AVX-512
-            VNNI build it runs as "f32";
+            VNNI build it runs as "f32". The weights are copied once at load into huge pages
+            (F32 / F16 / BF16 matrices too, as they are: faster decode for float files);
             "f32": float32 x against the stored weight blocks, exact up to float32 rounding
-            (3e-6 on SmolLM2), compute-bound; the model is not packed;
+            (3e-6 on SmolLM2), compute-bound; nothing is copied: the weights stay mmapped
+            (as with "q16" / "q8");
             "q16": x rounded to 16-bit blocks of 32 values, exact integer dot products (AVX-512
             VNNI): faster, relative logit error ~1e-3 on SmolLM2 (a block holding an outlier
             activation is rounded coarsely);
@@ -94,7 +96,8 @@ class Model:
         self._lock = threading.RLock()
         self._model = None
         self._ctx = None
-        # only q24 reads the packed weights: other paths read the mapped file
+        # q24 (the default) copies the weights into huge pages at load, repacked for its kernels
+        # (Q8_0 / Q4_0 / Q4_1) or as they are (F32 / F16 / BF16); the other paths read the file
         self._model = _native.model_load(path, pack_weights=activations == "q24")
         try:
             self._ctx = _native.context_create(self._model, n_ctx, n_threads, n_batch,
@@ -117,8 +120,8 @@ class Model:
         self.activations = activations
         #: the KV cache's element type ("f32" or "f16")
         self.kv_cache = kv_cache
-        #: bytes of weights packed for the q24 kernels (0: none; e.g. F32/BF16 files, or a
-        #: build without AVX-512 VNNI kernels)
+        #: bytes of weights copied at load into huge pages (q24 only; Q8_0 / Q4_0 / Q4_1
+        #: matrices only with AVX-512 VNNI kernels); 0: the weights are read from the mapped file
         self.packed_bytes = _native.model_packed_bytes(self._model)
         #: tokens run through forward() since the model was created (for tests and stats)
         self.n_tokens_forwarded = 0
