@@ -63,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="matmul arithmetic for Q8_0/Q4_0/Q4_1 files: q24 (default) rounds the "
                         "activations to 24-bit blocks, float32-level (~4e-6 relative logit "
                         "error), against a packed copy of the weights: memory-speed decode on "
-                        "AVX-512 VNNI CPUs (else it runs as f32); f32 is the float reference path "
-                        "(exact up to float32 rounding, slower); q16 rounds to 16-bit blocks "
+                        "AVX-512 VNNI CPUs (else it runs as f32); q24 copies the weights into huge "
+                        "pages at load (float files too); f32 is the float reference path "
+                        "(exact up to float32 rounding, slower; the file stays mmapped); q16 rounds to 16-bit blocks "
                         "(~1e-3); q8 to 8-bit blocks like llama.cpp (fastest, ~4e-2, can change "
                         "answers)")
     p.add_argument("--kv-cache", choices=("f32", "f16"), default="f32",
