@@ -313,13 +313,14 @@ def main(argv=None):
         cols += ["llama.cpp prefill", "llama.cpp decode", f"llama.cpp decode {at}",
                  "llama.cpp decode / bound (paired)",
                  "prefill ours/theirs", "decode ours/theirs", f"decode {at} ours/theirs",
-                 "decode ours/theirs (paired)"]
+                 "decode ours/theirs (paired)", "prefill ours/theirs (per round)"]
         row += [f"{t['prefill']:.1f}", f"{t['decode']:.2f}", f"{t['decode_ctx']:.2f}",
                 f"{statistics.median(t['paired']):.0%}",
                 f"{o['prefill'] / t['prefill']:.2f}x",
                 f"{o['decode'] / t['decode']:.2f}x",
                 f"{o['decode_ctx'] / t['decode_ctx']:.2f}x",
-                f"{pm / statistics.median(t['paired']):.2f}x"]
+                f"{pm / statistics.median(t['paired']):.2f}x",
+                " ".join(f"{a['prefill'] / b['prefill']:.2f}x" for a, b in zip(our_rounds, their_rounds))]
     print()
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
