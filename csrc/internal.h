@@ -15,8 +15,50 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#if defined(__F16C__)
+#include <immintrin.h> /* _cvtsh_ss */
+#endif
 
 #include "qwen3c.h"
+
+/* ---------------------------------------------------------------------------------------
+ * Scalar helpers the kernels share
+ * ------------------------------------------------------------------------------------- */
+/* A little-endian uint16 at any alignment (GGUF block scales). */
+static inline uint16_t read_u16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* IEEE half -> float (exact, including subnormals, inf and NaN). */
+static inline float fp16_to_fp32(uint16_t h) {
+#if defined(__F16C__)
+    return _cvtsh_ss(h);
+#else
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {  /* subnormal: normalize the mantissa */
+            uint32_t e = 0;
+            while (!(man & 0x400u)) { man <<= 1; e++; }
+            man &= 0x3ffu;
+            bits = sign | ((127u - 14u - e) << 23) | (man << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 112u) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+#endif
+}
+
 
 /* ---------------------------------------------------------------------------------------
  * Errors: every fallible function returns a QWEN3C_* status and fills (err, err_size).
@@ -113,8 +155,6 @@ typedef struct {
 
 /* 1 if we can compute with this type. */
 bool type_supported(int type);
-/* IEEE half -> float (exact). */
-float half_to_float(uint16_t h);
 /* float -> IEEE half for n elements, round to nearest even (overflow -> inf, subnormal halves,
  * NaN -> quiet NaN); the way back is dequantize_row(QWEN3C_TYPE_F16, ...). */
 void float_to_half_row(const float *x, uint16_t *y, int64_t n);

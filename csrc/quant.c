@@ -144,12 +144,6 @@ bool type_supported(int type) {
 /* ---------------------------------------------------------------------------------------
  * Scalar helpers
  * ------------------------------------------------------------------------------------- */
-static inline uint16_t read_u16(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-
 static inline uint32_t read_u32(const uint8_t *p) {
     uint32_t v;
     memcpy(&v, p, 4);
@@ -162,34 +156,7 @@ static inline float bits_to_f32(uint32_t u) {
     return f;
 }
 
-/* IEEE half -> float (exact, including subnormals, inf and NaN). */
-static inline float fp16_to_fp32(uint16_t h) {
-#if defined(__F16C__)
-    return _cvtsh_ss(h);
-#else
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
-    if (exp == 0) {
-        if (man == 0) {
-            bits = sign;
-        } else {  /* subnormal: normalize the mantissa */
-            uint32_t e = 0;
-            while (!(man & 0x400u)) { man <<= 1; e++; }
-            man &= 0x3ffu;
-            bits = sign | ((127u - 14u - e) << 23) | (man << 13);
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else {
-        bits = sign | ((exp + 112u) << 23) | (man << 13);
-    }
-    return bits_to_f32(bits);
-#endif
-}
-
 static inline float bf16_to_fp32(uint16_t h) { return bits_to_f32((uint32_t)h << 16); }
-
-float half_to_float(uint16_t h) { return fp16_to_fp32(h); }
 
 /* float -> IEEE half, round to nearest even. Halves have 5 exponent bits (bias 15) and 10
  * significand bits: a float keeps its top 10 significand bits and rounds the 13 below;

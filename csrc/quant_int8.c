@@ -51,10 +51,6 @@
 #define I8_VNNI 0
 #endif
 
-#if defined(__F16C__)
-#include <immintrin.h> /* _cvtsh_ss without the AVX-512 VNNI kernels (e.g. AVX2 + F16C) */
-#endif
-
 #include "internal.h"
 
 #define QK 32          /* elements per block */
@@ -71,35 +67,6 @@
 /* ---------------------------------------------------------------------------------------
  * Small helpers
  * ------------------------------------------------------------------------------------- */
-static inline uint16_t i8_rd16(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-
-/* IEEE half -> float. */
-static inline float i8_half(uint16_t h) {
-#if defined(__F16C__)
-    return _cvtsh_ss(h);
-#else
-    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu, bits;
-    if (e == 31) {
-        bits = sign | 0x7f800000u | (m << 13);
-    } else if (e != 0) {
-        bits = sign | ((e + 112u) << 23) | (m << 13);
-    } else {
-        /* zero or subnormal: m * 2^-24 is exact in float */
-        float f = (float)m * 5.9604644775390625e-08f;
-        memcpy(&bits, &f, 4);
-        bits |= sign;
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-#endif
-}
-
 static inline int64_t n_groups(int64_t nb) { return (nb + GB - 1) / GB; }
 static inline size_t plain_bytes(int64_t nb) { return (size_t)nb * 40; }
 #if I8_VNNI
@@ -222,10 +189,10 @@ static inline __m256i q4_one(const uint8_t *qs) {
 
 /* The f16 at p, p + ts, p + 2 ts, p + 3 ts as 4 floats. */
 static inline __m128 half4(const uint8_t *p, int ts) {
-    __m128i h = _mm_cvtsi32_si128(i8_rd16(p));
-    h = _mm_insert_epi16(h, i8_rd16(p + ts), 1);
-    h = _mm_insert_epi16(h, i8_rd16(p + 2 * ts), 2);
-    h = _mm_insert_epi16(h, i8_rd16(p + 3 * ts), 3);
+    __m128i h = _mm_cvtsi32_si128(read_u16(p));
+    h = _mm_insert_epi16(h, read_u16(p + ts), 1);
+    h = _mm_insert_epi16(h, read_u16(p + 2 * ts), 2);
+    h = _mm_insert_epi16(h, read_u16(p + 3 * ts), 3);
     return _mm_cvtph_ps(h);
 }
 
@@ -259,7 +226,7 @@ static float dot_row_q8_0(const uint8_t *row, const int8_t *xq, const float *xd,
         const uint8_t *p = row + b * 34;
         const __m512i w = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(p + 2)));
         const __m512i x = _mm512_zextsi256_si512(_mm256_loadu_si256((const __m256i *)(xq + b * QK)));
-        a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sdot(z, w, x)), _mm512_set1_ps(i8_half(i8_rd16(p)) * xd[b]), a0);
+        a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sdot(z, w, x)), _mm512_set1_ps(fp16_to_fp32(read_u16(p)) * xd[b]), a0);
     }
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
@@ -301,8 +268,8 @@ dot_row_q4(const int q41, const uint8_t *row, const int8_t *xq, const float *xd,
         const __m512i q = _mm512_zextsi256_si512(q4_one(p + qo));
         const __m512i s = q41 ? _mm512_dpbusd_epi32(z, q, x)
                               : sdot(z, _mm512_maskz_sub_epi8((__mmask64)0xffffffffu, q, _mm512_set1_epi8(8)), x);
-        a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(i8_half(i8_rd16(p)) * xd[b]), a0);
-        if (q41) ct += i8_half(i8_rd16(p + 2)) * (xd[b] * (float)sx[b]);
+        a0 = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_set1_ps(fp16_to_fp32(read_u16(p)) * xd[b]), a0);
+        if (q41) ct += fp16_to_fp32(read_u16(p + 2)) * (xd[b] * (float)sx[b]);
     }
     float r = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
     if (q41) r += hsum128(c) + ct;
@@ -536,7 +503,7 @@ void matmul_rows_int8(float *out, int64_t out_stride, const void *xq, int n_tok,
 static void unpack_block(int type, const uint8_t *p, int8_t *wq, float *dw, float *m) {
     switch (type) {
     case QWEN3C_TYPE_Q8_0:
-        *dw = i8_half(i8_rd16(p));
+        *dw = fp16_to_fp32(read_u16(p));
         *m = 0.0f;
         memcpy(wq, p + 2, QK);
         return;
@@ -545,8 +512,8 @@ static void unpack_block(int type, const uint8_t *p, int8_t *wq, float *dw, floa
         const int q41 = type == QWEN3C_TYPE_Q4_1;
         const uint8_t *qs = p + (q41 ? 4 : 2);
         const int off = q41 ? 0 : 8;
-        *dw = i8_half(i8_rd16(p));
-        *m = q41 ? i8_half(i8_rd16(p + 2)) : 0.0f;
+        *dw = fp16_to_fp32(read_u16(p));
+        *m = q41 ? fp16_to_fp32(read_u16(p + 2)) : 0.0f;
         for (int j = 0; j < QK / 2; j++) {
             wq[j] = (int8_t)((qs[j] & 0x0f) - off);
             wq[j + QK / 2] = (int8_t)((qs[j] >> 4) - off);

@@ -62,10 +62,6 @@
 #define Q16_VNNI 0
 #endif
 
-#if defined(__F16C__)
-#include <immintrin.h> /* _cvtsh_ss without the AVX-512 VNNI kernels (e.g. AVX2 + F16C) */
-#endif
-
 #include "internal.h"
 
 #define QK 32          /* elements per block */
@@ -82,35 +78,6 @@
 /* ---------------------------------------------------------------------------------------
  * Small helpers
  * ------------------------------------------------------------------------------------- */
-static inline uint16_t q16_rd16(const uint8_t *p) {
-    uint16_t v;
-    memcpy(&v, p, 2);
-    return v;
-}
-
-/* IEEE half -> float. */
-static inline float q16_half(uint16_t h) {
-#if defined(__F16C__)
-    return _cvtsh_ss(h);
-#else
-    const uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
-    uint32_t e = (h >> 10) & 0x1fu, m = h & 0x3ffu, bits;
-    if (e == 31) {
-        bits = sign | 0x7f800000u | (m << 13);
-    } else if (e != 0) {
-        bits = sign | ((e + 112u) << 23) | (m << 13);
-    } else {
-        /* zero or subnormal: m * 2^-24 is exact in float */
-        float f = (float)m * 5.9604644775390625e-08f;
-        memcpy(&bits, &f, 4);
-        bits |= sign;
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-#endif
-}
-
 static inline int64_t n_groups(int64_t nb) { return (nb + GB - 1) / GB; }
 static inline size_t plain_bytes(int64_t nb) { return (size_t)nb * 76; }
 #if Q16_VNNI
@@ -299,8 +266,8 @@ scale_products(const int q41, const uint8_t *p, int ts, const float *xd, const f
     }
     float ct = 0.0f;
     for (; i < n; i++) {
-        s[i] = q16_half(q16_rd16(p + (int64_t)i * ts)) * xd[i];
-        if (q41) ct += q16_half(q16_rd16(p + (int64_t)i * ts + 2)) * sx[i];
+        s[i] = fp16_to_fp32(read_u16(p + (int64_t)i * ts)) * xd[i];
+        if (q41) ct += fp16_to_fp32(read_u16(p + (int64_t)i * ts + 2)) * sx[i];
     }
     if (!q41) return 0.0f;
     return hsum128(_mm_add_ps(_mm256_castps256_ps128(c), _mm256_extractf128_ps(c, 1))) + ct;
@@ -593,7 +560,7 @@ void matmul_rows_q16(float *out, int64_t out_stride, const void *xq, int n_tok, 
 static void unpack_block(int type, const uint8_t *p, int16_t *wq, float *dw, float *m) {
     switch (type) {
     case QWEN3C_TYPE_Q8_0:
-        *dw = q16_half(q16_rd16(p));
+        *dw = fp16_to_fp32(read_u16(p));
         *m = 0.0f;
         for (int j = 0; j < QK; j++) wq[j] = (int8_t)p[2 + j];
         return;
@@ -602,8 +569,8 @@ static void unpack_block(int type, const uint8_t *p, int16_t *wq, float *dw, flo
         const int q41 = type == QWEN3C_TYPE_Q4_1;
         const uint8_t *qs = p + (q41 ? 4 : 2);
         const int off = q41 ? 0 : 8;
-        *dw = q16_half(q16_rd16(p));
-        *m = q41 ? q16_half(q16_rd16(p + 2)) : 0.0f;
+        *dw = fp16_to_fp32(read_u16(p));
+        *m = q41 ? fp16_to_fp32(read_u16(p + 2)) : 0.0f;
         for (int j = 0; j < QK / 2; j++) {
             wq[j] = (int16_t)((qs[j] & 0x0f) - off);
             wq[j + QK / 2] = (int16_t)((qs[j] >> 4) - off);

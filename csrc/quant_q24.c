@@ -321,10 +321,10 @@ void matmul_rows_q24(float *out, int64_t out_stride, const void *xq, int n_tok, 
                 uint16_t dbits, mbits;
                 memcpy(&dbits, p + 2 * lane, 2);
                 const float f = fmaf((float)ih, 65536.0f, (float)iml);
-                tot = fmaf(f, half_to_float(dbits) * xb->d, tot);
+                tot = fmaf(f, fp16_to_fp32(dbits) * xb->d, tot);
                 if (q41) {
                     memcpy(&mbits, p + 32 + 2 * lane, 2);
-                    tot = fmaf(half_to_float(mbits), xb->sx, tot);
+                    tot = fmaf(fp16_to_fp32(mbits), xb->sx, tot);
                 }
             }
             out[t * out_stride + r] = tot;
