@@ -63,6 +63,24 @@ typedef struct { float *out; const QTensor *w; } MatmulJob;
 
 #define MATMUL_UNIT 16
 
+/* Units [u0, u1) of the jobs (16 rows each; first[j] = job j's first unit), all n tokens. */
+static void matmul_units(qwen3c_context *ctx, const MatmulJob *jobs, const int64_t *first, int path,
+                         const float *x, int n, int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1;) {
+        int j = 0;
+        while (u >= first[j + 1]) j++;
+        const int64_t end = u1 < first[j + 1] ? u1 : first[j + 1];
+        const QTensor *w = jobs[j].w;
+        const int64_t r0 = (u - first[j]) * MATMUL_UNIT;
+        const int64_t r1 = (end - first[j]) * MATMUL_UNIT < w->rows ? (end - first[j]) * MATMUL_UNIT : w->rows;
+        if (path == QWEN3C_ACTIVATIONS_Q24) matmul_rows_q24(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
+        else if (path == QWEN3C_ACTIVATIONS_Q16) matmul_rows_q16(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
+        else if (path == QWEN3C_ACTIVATIONS_Q8) matmul_rows_int8(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
+        else matmul_rows(jobs[j].out, w->rows, x, n, w, r0, r1);
+        u = end;
+    }
+}
+
 static void matmuls(qwen3c_context *ctx, const MatmulJob *jobs, int n_jobs, const float *x, int n) {
     int64_t first[5], total = 0;  /* first unit of each job; first[n_jobs] = total */
     int path = ctx->activations;
@@ -89,19 +107,14 @@ static void matmuls(qwen3c_context *ctx, const MatmulJob *jobs, int n_jobs, cons
             quantize_activations_q24(x, nblk * tid / nth, nblk * (tid + 1) / nth, ctx->state.xq);
 #pragma omp barrier
         }
-        const int64_t u1 = total * (tid + 1) / nth;
-        for (int64_t u = total * tid / nth; u < u1;) {
-            int j = 0;
-            while (u >= first[j + 1]) j++;
-            const int64_t end = u1 < first[j + 1] ? u1 : first[j + 1];
-            const QTensor *w = jobs[j].w;
-            const int64_t r0 = (u - first[j]) * MATMUL_UNIT;
-            const int64_t r1 = (end - first[j]) * MATMUL_UNIT < w->rows ? (end - first[j]) * MATMUL_UNIT : w->rows;
-            if (path == QWEN3C_ACTIVATIONS_Q24) matmul_rows_q24(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
-            else if (path == QWEN3C_ACTIVATIONS_Q16) matmul_rows_q16(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
-            else if (path == QWEN3C_ACTIVATIONS_Q8) matmul_rows_int8(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
-            else matmul_rows(jobs[j].out, w->rows, x, n, w, r0, r1);
-            u = end;
+        if (n < 8) { /* decode: one contiguous share per thread, read as one sequential stream */
+            matmul_units(ctx, jobs, first, path, x, n, total * tid / nth, total * (tid + 1) / nth);
+        } else {     /* a batch: 8 pieces per thread, taken in turn, so that no thread waits long
+                      * for another one the machine has slowed down */
+            const int pieces = 8 * nth;
+#pragma omp for schedule(dynamic, 1)
+            for (int i = 0; i < pieces; i++)
+                matmul_units(ctx, jobs, first, path, x, n, total * i / pieces, total * (i + 1) / pieces);
         }
     }
 }
@@ -148,6 +161,7 @@ static void embed(float *x, const QTensor *emb, const int32_t *tokens, int n) {
 /* softmax over x[0..size), in place (float32, as the eager attention in transformers). */
 static void softmax(float *x, int size) {
     float max_val = x[0];
+#pragma omp simd reduction(max : max_val)
     for (int i = 1; i < size; i++) max_val = x[i] > max_val ? x[i] : max_val;
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
@@ -212,46 +226,54 @@ static void score_tile_f16(int nr, const float *const *qr, const uint16_t *tile,
     }
 }
 
-/* o[0..16*NV) = sum_s a[s] * v[s][0..16*NV), rows of v at stride HD, accumulators in registers */
+/* For NR query rows r at once: o[r][0..16*NV) = sum_s a[r][s] * v[s][0..16*NV), s < L, rows of
+ * v at stride HD; each value vector is loaded once for all NR rows, the NR x NV sums stay in
+ * registers and are added in order of s (a[r][s] is 0 past row r's causal length) */
 static inline __attribute__((always_inline)) void
-weighted_sum_nv(const int NV, const int F16, float *o, const float *a, const void *v, int L, int HD) {
+weighted_sum_nr_nv(const int NR, const int NV, const int F16, float *const *o, const float *const *a,
+                   const void *v, int L, int HD) {
     const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
-    __m512 acc[8];
-    for (int u = 0; u < NV; u++) acc[u] = _mm512_setzero_ps();
+    __m512 acc[4][4];
+    for (int r = 0; r < NR; r++)
+        for (int u = 0; u < NV; u++) acc[r][u] = _mm512_setzero_ps();
     for (int s = 0; s < L; s++) {
-        const __m512 w = _mm512_set1_ps(a[s]);
         const char *vs = (const char *)v + (size_t)s * HD * esz;
-        for (int u = 0; u < NV; u++) acc[u] = _mm512_fmadd_ps(w, load16(vs + 16 * u * esz, F16), acc[u]);
-    }
-    for (int u = 0; u < NV; u++) _mm512_storeu_ps(o + 16 * u, acc[u]);
-}
-
-/* o = a @ v over L positions, for head_dim HD (a multiple of 16); v float32 or (F16) halves */
-static inline __attribute__((always_inline)) void
-weighted_sum_t(const int F16, float *o, const float *a, const void *v, int L, int HD) {
-    const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
-    for (int i0 = 0; i0 < HD; i0 += 128) {
-        const void *vi = (const char *)v + (size_t)i0 * esz;
-        switch ((HD - i0 >= 128 ? 128 : HD - i0) / 16) {
-        case 1: weighted_sum_nv(1, F16, o + i0, a, vi, L, HD); break;
-        case 2: weighted_sum_nv(2, F16, o + i0, a, vi, L, HD); break;
-        case 3: weighted_sum_nv(3, F16, o + i0, a, vi, L, HD); break;
-        case 4: weighted_sum_nv(4, F16, o + i0, a, vi, L, HD); break;
-        case 5: weighted_sum_nv(5, F16, o + i0, a, vi, L, HD); break;
-        case 6: weighted_sum_nv(6, F16, o + i0, a, vi, L, HD); break;
-        case 7: weighted_sum_nv(7, F16, o + i0, a, vi, L, HD); break;
-        default: weighted_sum_nv(8, F16, o + i0, a, vi, L, HD); break;
+        __m512 vv[4];
+        for (int u = 0; u < NV; u++) vv[u] = load16(vs + 16 * u * esz, F16);
+        for (int r = 0; r < NR; r++) {
+            const __m512 w = _mm512_set1_ps(a[r][s]);
+            for (int u = 0; u < NV; u++) acc[r][u] = _mm512_fmadd_ps(w, vv[u], acc[r][u]);
         }
     }
+    for (int r = 0; r < NR; r++)
+        for (int u = 0; u < NV; u++) _mm512_storeu_ps(o[r] + 16 * u, acc[r][u]);
 }
 
-static void weighted_sum(float *o, const float *a, const float *v, int L, int HD) {
-    weighted_sum_t(0, o, a, v, L, HD);
-}
+#define WSUM_NV(NR, F16)                                                                     \
+    switch (nv) {                                                                            \
+    case 1: weighted_sum_nr_nv(NR, 1, F16, o, a, v, L, HD); return;                          \
+    case 2: weighted_sum_nr_nv(NR, 2, F16, o, a, v, L, HD); return;                          \
+    case 3: weighted_sum_nr_nv(NR, 3, F16, o, a, v, L, HD); return;                          \
+    default: weighted_sum_nr_nv(NR, 4, F16, o, a, v, L, HD); return;                         \
+    }
+#define WSUM(F16)                                                                            \
+    switch (nr) {                                                                            \
+    case 1: WSUM_NV(1, F16)                                                                  \
+    case 2: WSUM_NV(2, F16)                                                                  \
+    case 3: WSUM_NV(3, F16)                                                                  \
+    default: WSUM_NV(4, F16)                                                                 \
+    }
 
-static void weighted_sum_f16(float *o, const float *a, const uint16_t *v, int L, int HD) {
-    weighted_sum_t(1, o, a, v, L, HD);
+/* nr <= 4 rows, nv <= 4 vectors of 16 dims; v float32 or (f16) IEEE halves */
+static void weighted_sum(int nr, int nv, float *const *o, const float *const *a, const float *v, int L, int HD) {
+    WSUM(0)
 }
+static void weighted_sum_f16(int nr, int nv, float *const *o, const float *const *a, const uint16_t *v, int L,
+                             int HD) {
+    WSUM(1)
+}
+#undef WSUM
+#undef WSUM_NV
 #endif
 
 /* Causal grouped-query attention for a batch of n tokens at positions pos..pos+n-1, one layer.
@@ -324,17 +346,30 @@ static void attention(float *out, const float *q, const void *kt, const void *vc
         }
         for (int r = 0; r < nr; r++) {
             float *a = att + (size_t)r * C;
-            const int L = len[r];
-            softmax(a, L);
-            /* out = softmax(scores) @ v */
-            float *o = orow[r];
+            softmax(a, len[r]);
+            for (int s = len[r]; s < n_max; s++) a[s] = 0.0f; /* the causal mask, for the shared sums */
+        }
+        /* out = softmax(scores) @ v */
 #if defined(__AVX512F__)
-            if (simd) {
-                if (f16) weighted_sum_f16(o, a, (const uint16_t *)vh, L, HD);
-                else weighted_sum(o, a, (const float *)vh, L, HD);
-                continue;
+        if (simd) { /* up to 4 rows x 64 dims at a time, each value read once for the 4 rows */
+            for (int rb = 0; rb < nr; rb += 4) {
+                const int nrb = nr - rb < 4 ? nr - rb : 4;
+                for (int i0 = 0; i0 < HD; i0 += 64) {
+                    const int nv = (HD - i0 < 64 ? HD - i0 : 64) / 16;
+                    float *o[4];
+                    const float *a[4];
+                    for (int r = 0; r < nrb; r++) o[r] = orow[rb + r] + i0, a[r] = att + (size_t)(rb + r) * C;
+                    if (f16) weighted_sum_f16(nrb, nv, o, a, (const uint16_t *)vh + i0, n_max, HD);
+                    else weighted_sum(nrb, nv, o, a, (const float *)vh + i0, n_max, HD);
+                }
             }
+            continue;
+        }
 #endif
+        for (int r = 0; r < nr; r++) {
+            float *a = att + (size_t)r * C;
+            const int L = len[r];
+            float *o = orow[r];
             for (int i0 = 0; i0 < HD; i0 += 64) {
                 const int nw = HD - i0 < 64 ? HD - i0 : 64;
                 float acc[64] = {0}, vf[64]; /* vf: a row of f16 values, widened */
