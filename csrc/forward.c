@@ -227,18 +227,18 @@ static void score_tile_f16(int nr, const float *const *qr, const uint16_t *tile,
 }
 
 /* For NR query rows r at once: o[r][0..16*NV) = sum_s a[r][s] * v[s][0..16*NV), s < L, rows of
- * v at stride HD; each value vector is loaded once for all NR rows, the NR x NV sums stay in
- * registers and are added in order of s (a[r][s] is 0 past row r's causal length) */
+ * v at stride HD; each value vector is loaded once for all NR rows, the NR x NV (<= 16) sums
+ * stay in registers and are added in order of s (a[r][s] is 0 past row r's causal length) */
 static inline __attribute__((always_inline)) void
 weighted_sum_nr_nv(const int NR, const int NV, const int F16, float *const *o, const float *const *a,
                    const void *v, int L, int HD) {
     const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
-    __m512 acc[4][4];
+    __m512 acc[4][8];
     for (int r = 0; r < NR; r++)
         for (int u = 0; u < NV; u++) acc[r][u] = _mm512_setzero_ps();
     for (int s = 0; s < L; s++) {
         const char *vs = (const char *)v + (size_t)s * HD * esz;
-        __m512 vv[4];
+        __m512 vv[8];
         for (int u = 0; u < NV; u++) vv[u] = load16(vs + 16 * u * esz, F16);
         for (int r = 0; r < NR; r++) {
             const __m512 w = _mm512_set1_ps(a[r][s]);
@@ -249,22 +249,22 @@ weighted_sum_nr_nv(const int NR, const int NV, const int F16, float *const *o, c
         for (int u = 0; u < NV; u++) _mm512_storeu_ps(o[r] + 16 * u, acc[r][u]);
 }
 
-#define WSUM_NV(NR, F16)                                                                     \
-    switch (nv) {                                                                            \
-    case 1: weighted_sum_nr_nv(NR, 1, F16, o, a, v, L, HD); return;                          \
-    case 2: weighted_sum_nr_nv(NR, 2, F16, o, a, v, L, HD); return;                          \
-    case 3: weighted_sum_nr_nv(NR, 3, F16, o, a, v, L, HD); return;                          \
-    default: weighted_sum_nr_nv(NR, 4, F16, o, a, v, L, HD); return;                         \
-    }
-#define WSUM(F16)                                                                            \
-    switch (nr) {                                                                            \
-    case 1: WSUM_NV(1, F16)                                                                  \
-    case 2: WSUM_NV(2, F16)                                                                  \
-    case 3: WSUM_NV(3, F16)                                                                  \
-    default: WSUM_NV(4, F16)                                                                 \
+#define WSUM_CASE(NR, NV, F16) case NV: weighted_sum_nr_nv(NR, NV, F16, o, a, v, L, HD); return;
+#define WSUM(F16)                                                                                  \
+    switch (nr) {                                                                                  \
+    case 1: switch (nv) { WSUM_CASE(1, 1, F16) WSUM_CASE(1, 2, F16) WSUM_CASE(1, 3, F16)            \
+                          WSUM_CASE(1, 4, F16) WSUM_CASE(1, 5, F16) WSUM_CASE(1, 6, F16)            \
+                          WSUM_CASE(1, 7, F16) default: weighted_sum_nr_nv(1, 8, F16, o, a, v, L, HD); return; } \
+    case 2: switch (nv) { WSUM_CASE(2, 1, F16) WSUM_CASE(2, 2, F16) WSUM_CASE(2, 3, F16)            \
+                          WSUM_CASE(2, 4, F16) WSUM_CASE(2, 5, F16) WSUM_CASE(2, 6, F16)            \
+                          WSUM_CASE(2, 7, F16) default: weighted_sum_nr_nv(2, 8, F16, o, a, v, L, HD); return; } \
+    case 3: switch (nv) { WSUM_CASE(3, 1, F16) WSUM_CASE(3, 2, F16) WSUM_CASE(3, 3, F16)            \
+                          default: weighted_sum_nr_nv(3, 4, F16, o, a, v, L, HD); return; }         \
+    default: switch (nv) { WSUM_CASE(4, 1, F16) WSUM_CASE(4, 2, F16) WSUM_CASE(4, 3, F16)           \
+                          default: weighted_sum_nr_nv(4, 4, F16, o, a, v, L, HD); return; }         \
     }
 
-/* nr <= 4 rows, nv <= 4 vectors of 16 dims; v float32 or (f16) IEEE halves */
+/* nr <= 4 rows, nv vectors of 16 dims (nv <= 8 for nr <= 2, else <= 4); v float32 or halves */
 static void weighted_sum(int nr, int nv, float *const *o, const float *const *a, const float *v, int L, int HD) {
     WSUM(0)
 }
@@ -273,7 +273,7 @@ static void weighted_sum_f16(int nr, int nv, float *const *o, const float *const
     WSUM(1)
 }
 #undef WSUM
-#undef WSUM_NV
+#undef WSUM_CASE
 #endif
 
 /* Causal grouped-query attention for a batch of n tokens at positions pos..pos+n-1, one layer.
@@ -351,11 +351,11 @@ static void attention(float *out, const float *q, const void *kt, const void *vc
         }
         /* out = softmax(scores) @ v */
 #if defined(__AVX512F__)
-        if (simd) { /* up to 4 rows x 64 dims at a time, each value read once for the 4 rows */
+        if (simd) { /* up to 4 rows x 64 dims (2 rows x 128) at a time, each value read once for all rows */
             for (int rb = 0; rb < nr; rb += 4) {
-                const int nrb = nr - rb < 4 ? nr - rb : 4;
-                for (int i0 = 0; i0 < HD; i0 += 64) {
-                    const int nv = (HD - i0 < 64 ? HD - i0 : 64) / 16;
+                const int nrb = nr - rb < 4 ? nr - rb : 4, dims = nrb <= 2 ? 128 : 64;
+                for (int i0 = 0; i0 < HD; i0 += dims) {
+                    const int nv = (HD - i0 < dims ? HD - i0 : dims) / 16;
                     float *o[4];
                     const float *a[4];
                     for (int r = 0; r < nrb; r++) o[r] = orow[rb + r] + i0, a[r] = att + (size_t)(rb + r) * C;
