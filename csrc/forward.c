@@ -186,9 +186,11 @@ static inline __attribute__((always_inline)) __m512 load16(const void *p, const 
     return F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)) : _mm512_loadu_ps((const float *)p);
 }
 
-/* scores of NR query rows against one key tile (HD x 16): out[r][0..16) = q_r . k */
+/* scaled scores of NR query rows against one key tile (HD x 16):
+ * out[r * out_stride + 0..16) = (q_r . k) * scale */
 static inline __attribute__((always_inline)) void
-score_tile_nr(const int NR, const int F16, const float *const *qr, const void *tile, int HD, float *out) {
+score_tile_nr(const int NR, const int F16, const float *const *qr, const void *tile, int HD, float scale,
+              float *out, size_t out_stride) {
     const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
     __m512 acc[ATT_ROWS_MAX];
     for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
@@ -196,35 +198,31 @@ score_tile_nr(const int NR, const int F16, const float *const *qr, const void *t
         const __m512 k = load16((const char *)tile + (size_t)i * KV_TILE * esz, F16);
         for (int r = 0; r < NR; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(qr[r][i]), k, acc[r]);
     }
-    for (int r = 0; r < NR; r++) _mm512_storeu_ps(out + r * KV_TILE, acc[r]);
+    for (int r = 0; r < NR; r++) _mm512_storeu_ps(out + r * out_stride, _mm512_mul_ps(acc[r], _mm512_set1_ps(scale)));
 }
 
-static void score_tile(int nr, const float *const *qr, const float *tile, int HD, float *out) {
-    switch (nr) {
-    case 1: score_tile_nr(1, 0, qr, tile, HD, out); return;
-    case 2: score_tile_nr(2, 0, qr, tile, HD, out); return;
-    case 3: score_tile_nr(3, 0, qr, tile, HD, out); return;
-    case 4: score_tile_nr(4, 0, qr, tile, HD, out); return;
-    case 5: score_tile_nr(5, 0, qr, tile, HD, out); return;
-    case 6: score_tile_nr(6, 0, qr, tile, HD, out); return;
-    case 7: score_tile_nr(7, 0, qr, tile, HD, out); return;
-    default: score_tile_nr(8, 0, qr, tile, HD, out); return;
+#define SCORE(F16)                                                                                 \
+    switch (nr) {                                                                                  \
+    case 1: score_tile_nr(1, F16, qr, tile, HD, scale, out, out_stride); return;                   \
+    case 2: score_tile_nr(2, F16, qr, tile, HD, scale, out, out_stride); return;                   \
+    case 3: score_tile_nr(3, F16, qr, tile, HD, scale, out, out_stride); return;                   \
+    case 4: score_tile_nr(4, F16, qr, tile, HD, scale, out, out_stride); return;                   \
+    case 5: score_tile_nr(5, F16, qr, tile, HD, scale, out, out_stride); return;                   \
+    case 6: score_tile_nr(6, F16, qr, tile, HD, scale, out, out_stride); return;                   \
+    case 7: score_tile_nr(7, F16, qr, tile, HD, scale, out, out_stride); return;                   \
+    default: score_tile_nr(8, F16, qr, tile, HD, scale, out, out_stride); return;                  \
     }
-}
 
-/* the same for a tile of IEEE halves */
-static void score_tile_f16(int nr, const float *const *qr, const uint16_t *tile, int HD, float *out) {
-    switch (nr) {
-    case 1: score_tile_nr(1, 1, qr, tile, HD, out); return;
-    case 2: score_tile_nr(2, 1, qr, tile, HD, out); return;
-    case 3: score_tile_nr(3, 1, qr, tile, HD, out); return;
-    case 4: score_tile_nr(4, 1, qr, tile, HD, out); return;
-    case 5: score_tile_nr(5, 1, qr, tile, HD, out); return;
-    case 6: score_tile_nr(6, 1, qr, tile, HD, out); return;
-    case 7: score_tile_nr(7, 1, qr, tile, HD, out); return;
-    default: score_tile_nr(8, 1, qr, tile, HD, out); return;
-    }
+/* nr <= 8 rows against a tile of float32 keys, or (score_tile_f16) of IEEE halves */
+static void score_tile(int nr, const float *const *qr, const float *tile, int HD, float scale, float *out,
+                       size_t out_stride) {
+    SCORE(0)
 }
+static void score_tile_f16(int nr, const float *const *qr, const uint16_t *tile, int HD, float scale,
+                           float *out, size_t out_stride) {
+    SCORE(1)
+}
+#undef SCORE
 
 /* For NR query rows r at once: o[r][0..16*NV) = sum_s a[r][s] * v[s][0..16*NV), s < L, rows of
  * v at stride HD; each value vector is loaded once for all NR rows, the NR x NV (<= 16) sums
@@ -311,22 +309,22 @@ static void attention(float *out, const float *q, const void *kt, const void *vc
             len[r] = pos + t + 1;
             if (len[r] > n_max) n_max = len[r];
         }
-        /* scores = q . k / sqrt(head_dim), one tile of 16 positions at a time (the lanes of
-         * the last tile past n_max are computed from stale keys and not stored) */
+        /* scores = q . k / sqrt(head_dim), one tile of 16 positions at a time (lanes of the
+         * last tile past n_max hold scores of stale keys; nothing reads them) */
 #if defined(__AVX512F__)
         const int simd = HD % 16 == 0;
 #else
         const int simd = 0;
 #endif
         for (int s0 = 0; s0 < n_max; s0 += KV_TILE) {
-            float acc[ATT_ROWS][KV_TILE] = {{0}};
             const char *tile = kth + (size_t)s0 * HD * esz;
-            if (simd) {
+            if (simd) { /* straight into att (rows of C, a multiple of 16, floats) */
 #if defined(__AVX512F__)
-                if (f16) score_tile_f16(nr, qr, (const uint16_t *)tile, HD, &acc[0][0]);
-                else score_tile(nr, qr, (const float *)tile, HD, &acc[0][0]);
+                if (f16) score_tile_f16(nr, qr, (const uint16_t *)tile, HD, scale, att + s0, (size_t)C);
+                else score_tile(nr, qr, (const float *)tile, HD, scale, att + s0, (size_t)C);
 #endif
             } else {
+                float acc[ATT_ROWS][KV_TILE] = {{0}};
                 float kf[KV_TILE]; /* a row of f16 keys, widened */
                 for (int i = 0; i < HD; i++) {
                     const char *row = tile + (size_t)i * KV_TILE * esz;
@@ -339,10 +337,10 @@ static void attention(float *out, const float *q, const void *kt, const void *vc
                         for (int j = 0; j < KV_TILE; j++) acc[r][j] += qi * k[j];
                     }
                 }
+                const int nj = n_max - s0 < KV_TILE ? n_max - s0 : KV_TILE;
+                for (int r = 0; r < nr; r++)
+                    for (int j = 0; j < nj; j++) att[(size_t)r * C + s0 + j] = acc[r][j] * scale;
             }
-            const int nj = n_max - s0 < KV_TILE ? n_max - s0 : KV_TILE;
-            for (int r = 0; r < nr; r++)
-                for (int j = 0; j < nj; j++) att[(size_t)r * C + s0 + j] = acc[r][j] * scale;
         }
         for (int r = 0; r < nr; r++) {
             float *a = att + (size_t)r * C;

@@ -155,44 +155,87 @@ static void quantize_block(const float *x, BlockQ24 *o) {
     o->sh = sh;
     o->sml = 256 * sm + sl;
 }
-#else
-static inline void quantize_block(const float *x, BlockQ24 *o) {
-    const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
-    const __mmask16 nf0 = _mm512_fpclass_ps_mask(x0, 0x99), nf1 = _mm512_fpclass_ps_mask(x1, 0x99); /* NaN, inf */
-    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
-    float id;
-    o->d = act_scale(amax, (nf0 | nf1) != 0, &id);
-    o->sx = _mm512_reduce_add_ps(_mm512_add_ps(x0, x1));
-    if (nf0 | nf1) { /* d is NaN: zero digits, as the plain C does */
-        memset(o->h, 0, 3 * QK);
-        o->sh = o->sml = 0;
-        return;
-    }
-    const __m512i lo = _mm512_set1_epi32(-VMAX), hi = _mm512_set1_epi32(VMAX);
-    __m512i sh = _mm512_setzero_si512(), sml = sh;
-    for (int half = 0; half < 2; half++) {
-        const __m512 xs = _mm512_mul_ps(half ? x1 : x0, _mm512_set1_ps(id));
-        __m512i v = _mm512_cvtps_epi32(xs); /* round to nearest even */
-        v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
-        const __m512i l = _mm512_srai_epi32(_mm512_slli_epi32(v, 24), 24);
-        const __m512i v1 = _mm512_srai_epi32(_mm512_sub_epi32(v, l), 8);
-        const __m512i m = _mm512_srai_epi32(_mm512_slli_epi32(v1, 24), 24);
-        const __m512i h = _mm512_srai_epi32(_mm512_sub_epi32(v1, m), 8);
-        _mm_storeu_si128((__m128i *)(o->h + 16 * half), _mm512_cvtepi32_epi8(h));
-        _mm_storeu_si128((__m128i *)(o->m + 16 * half), _mm512_cvtepi32_epi8(m));
-        _mm_storeu_si128((__m128i *)(o->l + 16 * half), _mm512_cvtepi32_epi8(l));
-        sh = _mm512_add_epi32(sh, h);
-        sml = _mm512_add_epi32(sml, _mm512_add_epi32(_mm512_slli_epi32(m, 8), l));
-    }
-    o->sh = _mm512_reduce_add_epi32(sh);
-    o->sml = _mm512_reduce_add_epi32(sml);
-}
-#endif
 
 void quantize_activations_q24(const float *x, int64_t i0, int64_t i1, void *xq) {
     BlockQ24 *o = (BlockQ24 *)xq;
     for (int64_t i = i0; i < i1; i++) quantize_block(x + i * QK, o + i); /* rows are whole blocks */
 }
+#else
+/* r[m] = OP over the 16 lanes of v[m], for m < 16 (OP 0: float add, 1: float max, 2: int32 add),
+ * with 15 OPs and 30 shuffles for the 16 vectors: a transposing reduction. v is overwritten. */
+static inline __attribute__((always_inline)) __m512 reduce16(const int OP, __m512 *v) {
+#define RED(a, b) (OP == 0 ? _mm512_add_ps(a, b) : OP == 1 ? _mm512_max_ps(a, b) \
+                   : _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b))))
+    for (int k = 0; k < 8; k++) /* 256-bit halves: [a0+a2, a1+a3, b0+b2, b1+b3] in 128-bit chunks */
+        v[k] = RED(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x44), _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xEE));
+    for (int k = 0; k < 4; k++) /* chunk j of v[k]: 4 partials of input 4k + j */
+        v[k] = RED(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x88), _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xDD));
+    for (int k = 0; k < 2; k++) { /* chunk j of v[k]: 2 partials each of inputs 8k + j, 8k + 4 + j */
+        const __m512d a = _mm512_castps_pd(v[2 * k]), b = _mm512_castps_pd(v[2 * k + 1]);
+        v[k] = RED(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
+    }
+    /* lane 4j + i: input 4i + j */
+    const __m512 z = RED(_mm512_shuffle_ps(v[0], v[1], 0x88), _mm512_shuffle_ps(v[0], v[1], 0xDD));
+#undef RED
+    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
+}
+
+/* Blocks x[0..nb) (nb <= 16) into o[0..nb): the same numbers as the plain C quantize_block
+ * (but for sx, summed in another order), the horizontal sums done for 16 blocks at once. */
+static void quantize_16_blocks(const float *x, BlockQ24 *o, int nb) {
+    __m512 vmax[16], vsum[16], vh[16], vv[16];
+    __mmask16 bad = 0;
+    for (int b = 0; b < 16; b++) {
+        if (b >= nb) { vmax[b] = vsum[b] = _mm512_setzero_ps(); continue; }
+        const __m512 x0 = _mm512_loadu_ps(x + b * QK), x1 = _mm512_loadu_ps(x + b * QK + 16);
+        if (_mm512_fpclass_ps_mask(x0, 0x99) | _mm512_fpclass_ps_mask(x1, 0x99)) bad |= (__mmask16)(1u << b); /* NaN, inf */
+        vmax[b] = _mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1));
+        vsum[b] = _mm512_add_ps(x0, x1);
+    }
+    const __m512 amax = reduce16(1, vmax), sx = reduce16(0, vsum);
+    /* act_scale for 16 blocks: d = max|x| / VMAX, 0 (and 1/d = 0) below FLT_MIN, NaN if bad */
+    __m512 d = _mm512_div_ps(amax, _mm512_set1_ps((float)VMAX));
+    const __mmask16 ok = _mm512_cmp_ps_mask(d, _mm512_set1_ps(FLT_MIN), _CMP_GE_OQ) & (__mmask16)~bad;
+    const __m512 id = _mm512_maskz_div_ps(ok, _mm512_set1_ps(1.0f), d);
+    d = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(ok, d), bad, _mm512_set1_ps(NAN));
+    float ds[16], ids[16], sxs[16];
+    _mm512_storeu_ps(ds, d), _mm512_storeu_ps(ids, id), _mm512_storeu_ps(sxs, sx);
+    const __m512i lo = _mm512_set1_epi32(-VMAX), hi = _mm512_set1_epi32(VMAX), bias = _mm512_set1_epi32(0x808080);
+    for (int b = 0; b < 16; b++) {
+        vh[b] = vv[b] = _mm512_setzero_ps();
+        if (b >= nb) continue;
+        BlockQ24 *ob = o + b;
+        ob->d = ds[b], ob->sx = sxs[b];
+        if (bad >> b & 1) { memset(ob->h, 0, 3 * QK); continue; } /* d is NaN: zero digits, as the plain C */
+        __m512i sh = _mm512_setzero_si512(), sv = sh;
+        for (int half = 0; half < 2; half++) {
+            const __m512 xs = _mm512_mul_ps(_mm512_loadu_ps(x + b * QK + 16 * half), _mm512_set1_ps(ids[b]));
+            __m512i v = _mm512_cvtps_epi32(xs); /* round to nearest even */
+            v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+            /* v = 65536 h + 256 m + l with signed digits: they are the bytes of (v + bias) ^ bias */
+            const __m512i w = _mm512_xor_si512(_mm512_add_epi32(v, bias), bias);
+            _mm_storeu_si128((__m128i *)(ob->l + 16 * half), _mm512_cvtepi32_epi8(w));
+            _mm_storeu_si128((__m128i *)(ob->m + 16 * half), _mm512_cvtepi32_epi8(_mm512_srli_epi32(w, 8)));
+            _mm_storeu_si128((__m128i *)(ob->h + 16 * half), _mm512_cvtepi32_epi8(_mm512_srli_epi32(w, 16)));
+            sh = _mm512_add_epi32(sh, _mm512_srai_epi32(_mm512_slli_epi32(w, 8), 24));
+            sv = _mm512_add_epi32(sv, v);
+        }
+        vh[b] = _mm512_castsi512_ps(sh), vv[b] = _mm512_castsi512_ps(sv);
+    }
+    /* sh = sum(h); sml = 256 sum(m) + sum(l) = sum(v) - 65536 sh (all exact in int32) */
+    const __m512i shs = _mm512_castps_si512(reduce16(2, vh)), svs = _mm512_castps_si512(reduce16(2, vv));
+    int32_t sh16[16], sml16[16];
+    _mm512_storeu_si512(sh16, shs);
+    _mm512_storeu_si512(sml16, _mm512_sub_epi32(svs, _mm512_slli_epi32(shs, 16)));
+    for (int b = 0; b < nb; b++) o[b].sh = sh16[b], o[b].sml = sml16[b];
+}
+
+void quantize_activations_q24(const float *x, int64_t i0, int64_t i1, void *xq) {
+    BlockQ24 *o = (BlockQ24 *)xq;
+    for (int64_t i = i0; i < i1; i += 16) /* rows are whole blocks */
+        quantize_16_blocks(x + i * QK, o + i, i1 - i < 16 ? (int)(i1 - i) : 16);
+}
+#endif
 
 /* ---------------------------------------------------------------------------------------
  * Kernels
