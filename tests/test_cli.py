@@ -162,9 +162,23 @@ def test_not_a_gguf(tmp_path):
 
 
 @pytest.mark.parametrize("args", [["--thinking", "maybe"], ["--top-k", "many"], ["--bogus"],
-                                  ["--ctx", "0"], ["--max-tokens", "0"]])
+                                  ["--ctx", "0"], ["--max-tokens", "0"],
+                                  ["--activations", "q4"], ["--kv-cache", "f8"]])
 def test_bad_command_line(args, tiny_chat_gguf):
     _one_line_error(run(["--model", str(tiny_chat_gguf), *args]), 2)
+
+
+@pytest.mark.parametrize("sub, args", [
+    ("next", ["--tokens", "1", "--activations", "q4"]),
+    ("diff", ["--hf", "x", "--tokens", "1", "--kv-cache", "f8"])])
+def test_subcommand_bad_numerics_choice(sub, args, tmp_path):
+    """next / diff take --activations / --kv-cache; a bad choice is argparse's usage and one
+    error line, exit status 2, before any file is opened."""
+    err = _one_line_error(run([sub, "--model", str(tmp_path / "x.gguf"), *args]), 2)
+    errors = [ln for ln in err.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and errors[0] == err.splitlines()[-1]
+    assert errors[0].startswith(f"qwen3c {sub}: error: argument --")
+    assert "invalid choice" in errors[0]
 
 
 def test_bad_sampling_value(tiny_chat_gguf):

@@ -245,6 +245,120 @@ def test_layer_diff_rejects_mismatched_models(tiny, make_tiny_model):
             introspect.layer_diff(m, other_hf, TOKENS)
 
 
+# ---- --activations / --kv-cache on next and diff ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_q8(tiny, make_tiny_model):
+    """The `tiny` model with Q8_0 matrices (same HF directory), where --activations matters."""
+    return make_tiny_model(out_type="q8_0", num_hidden_layers=3, seed=7)[1]
+
+
+def _next_probs(gguf_path, capsys, *options):
+    """`qwen3c next --json` over the whole vocabulary after TOKENS: (JSON, probs by token id)."""
+    rc = introspect.main_next(["--model", str(gguf_path), "--tokens", ",".join(map(str, TOKENS)),
+                               "-k", "256", "--json", *options])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    p = np.zeros(out["vocab_size"])
+    for row in out["top"]:
+        p[row["id"]] = row["prob"]
+    return out, p
+
+
+def test_next_cli_activations(tiny_q8, capsys):
+    runs = {act: _next_probs(tiny_q8, capsys, "--activations", act)
+            for act in ("q24", "f32", "q16", "q8")}
+    for act, (out, p) in runs.items():
+        assert (out["activations"], out["kv_cache"]) == (act, "f32")
+        assert abs(p.sum() - 1) < 1e-12
+    default, p_default = _next_probs(tiny_q8, capsys)
+    assert default["activations"] == "q24"
+    np.testing.assert_array_equal(p_default, runs["q24"][1])
+    # the option reaches the engine: the CLI prints what Model(activations=...) computes
+    for act in ("f32", "q8"):
+        with qwen3c.Model(str(tiny_q8), n_ctx=0, activations=act) as m:
+            lib = introspect.top_k(m, TOKENS, k=256)
+        np.testing.assert_array_equal([runs[act][1][i] for i, _, _ in lib], [p for _, _, p in lib])
+    with qwen3c.Model(str(tiny_q8), n_ctx=64) as m:
+        vnni = m.packed_bytes > 0  # without AVX-512 VNNI kernels q24 runs as f32
+    d = {act: float(np.abs(p - runs["f32"][1]).max()) for act, (_, p) in runs.items()}
+    assert d["q24"] < 1e-6, d  # measured 1.3e-8: float32-level ...
+    if vnni:
+        assert d["q24"] > 0, d  # ... but computed by the integer kernels, not the f32 path
+    assert d["q24"] < d["q16"] < d["q8"] < 1e-2, d  # measured 3.2e-6, 4.0e-4
+
+
+def test_next_cli_kv_cache_f16(tiny, capsys):
+    _, gguf_path, _ = tiny  # F32 weights: only the KV cache differs
+    out32, p32 = _next_probs(gguf_path, capsys)
+    out16, p16 = _next_probs(gguf_path, capsys, "--kv-cache", "f16")
+    assert (out32["kv_cache"], out16["kv_cache"]) == ("f32", "f16")
+    d = float(np.abs(p16 - p32).max())
+    assert 1e-7 < d < 1e-3, d  # measured 1.2e-5
+    assert p16.argmax() == p32.argmax()
+
+
+def test_diff_cli_states_and_uses_the_numerics(tiny, tiny_q8, capsys):
+    hf_dir, gguf_path, _ = tiny
+    toks = ",".join(map(str, TOKENS))
+
+    def diff_json(path, *options):
+        rc = introspect.main_diff(["--model", str(path), "--hf", str(hf_dir), "--tokens", toks,
+                                   "--json", *options])
+        assert rc == 0
+        return json.loads(capsys.readouterr().out)
+
+    base = diff_json(gguf_path)
+    f16 = diff_json(gguf_path, "--kv-cache", "f16")
+    assert (base["activations"], base["kv_cache"]) == ("q24", "f32")
+    assert (f16["activations"], f16["kv_cache"]) == ("q24", "f16")
+    assert base["logits"]["rel"] < 1e-5  # measured 8.4e-7
+    assert 1e-5 < f16["logits"]["rel"] < 5e-3  # measured 4.0e-4: the float16 rounding of K, V
+    assert f16["stages"][0]["max_abs"] == 0.0  # the embedding comes before any attention
+    assert f16["first_over"] == "layer 0"
+
+    # Q8_0 weights: q8 activations add their rounding to the weights' own (~2e-2 here)
+    a_f32 = diff_json(tiny_q8, "--activations", "f32")
+    a_q8 = diff_json(tiny_q8, "--activations", "q8")
+    assert (a_f32["activations"], a_q8["activations"]) == ("f32", "q8")
+    assert 1e-3 < a_f32["logits"]["rel"] < a_q8["logits"]["rel"] < 1e-1  # measured 2.4e-2, 3.6e-2
+
+    rc = introspect.main_diff(["--model", str(tiny_q8), "--hf", str(hf_dir), "--tokens", toks,
+                               "--activations", "q16", "--kv-cache", "f16"])
+    header = capsys.readouterr().out.splitlines()[0]
+    assert rc == 0 and header.startswith("qwen3c diff: ")
+    assert "(activations q16, f16 KV cache)" in header
+
+
+@pytest.mark.parametrize("main, args", [(introspect.main_next, ["--tokens", "1"]),
+                                        (introspect.main_diff, ["--hf", "x", "--tokens", "1"])])
+@pytest.mark.parametrize("option, bad", [("--activations", "q4"), ("--kv-cache", "f8")])
+def test_numerics_bad_choice(main, args, option, bad, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--model", "x.gguf", *args, option, bad])
+    assert e.value.code == 2
+    errors = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
+    assert len(errors) == 1 and "invalid choice" in errors[0] and option in errors[0]
+
+
+def test_numerics_options_are_shared():
+    """One helper adds --activations / --kv-cache to the chat command, next and diff: same
+    choices, defaults and help text, and the choices are the engine's."""
+    from qwen3c import _native, cli_options
+    from qwen3c.__main__ import build_parser
+
+    def options(parser):
+        return {a.dest: (a.choices, a.default, a.help) for a in parser._actions
+                if a.dest in ("activations", "kv_cache")}
+
+    chat = options(build_parser())
+    assert chat == options(introspect._next_parser()) == options(introspect._diff_parser())
+    assert chat["activations"][:2] == (("q24", "f32", "q16", "q8"), "q24")
+    assert chat["kv_cache"][:2] == (("f32", "f16"), "f32")
+    assert set(cli_options.ACTIVATIONS) == set(_native.ACTIVATIONS)
+    assert set(cli_options.KV_CACHES) == set(_native.KV_TYPES)
+
+
 # ---- info ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

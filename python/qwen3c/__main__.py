@@ -16,6 +16,8 @@ import time
 
 import numpy as np
 
+from .cli_options import add_numerics_arguments
+
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 SUBCOMMANDS = {
     "convert": ("qwen3c.convert", "main"),
@@ -59,20 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the end of the turn or a full context)")
     p.add_argument("--ctx", type=int, default=4096, help="context length in tokens (default 4096)")
     p.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
-    p.add_argument("--activations", choices=("q24", "f32", "q16", "q8"), default="q24",
-                   help="matmul arithmetic for Q8_0/Q4_0/Q4_1 files: q24 (default) rounds the "
-                        "activations to 24-bit blocks, float32-level (~4e-6 relative logit "
-                        "error), against a packed copy of the weights: memory-speed decode on "
-                        "AVX-512 VNNI CPUs (else it runs as f32); q24 copies the weights into huge "
-                        "pages at load (float files too); f32 is the float reference path "
-                        "(exact up to float32 rounding, slower; the file stays mmapped); q16 rounds to 16-bit blocks "
-                        "(~1e-3); q8 to 8-bit blocks like llama.cpp (fastest, ~4e-2, can change "
-                        "answers)")
-    p.add_argument("--kv-cache", choices=("f32", "f16"), default="f32",
-                   help="KV cache element type: f32 (default) keeps keys and values as "
-                        "computed; f16 rounds them to IEEE float16 (~1e-3 relative logit error): "
-                        "half the cache memory and half the bytes read from it per token, which "
-                        "matters at long context")
+    add_numerics_arguments(p)
     p.add_argument("--verbose", action="store_true", help="timings and token counts on stderr")
     p.add_argument("--show-probs", type=int, nargs="?", const=5, default=0, metavar="N",
                    help="for every generated token, show its probability and the N (default 5) "

@@ -9,6 +9,7 @@ Library functions
 Command line (dispatched by `python -m qwen3c`)
     next --model x.gguf "text" [--raw] [-k N]      main_next(argv)
     diff --model x.gguf --hf HF_DIR --prompt "..."  main_diff(argv)
+      (both also take --activations and --kv-cache, as the chat command does)
     info x.gguf [--json]                            main_info(argv)
 
 torch and transformers are needed by `diff` only, and imported when it runs. `info` reads the
@@ -28,6 +29,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from .cli_options import add_numerics_arguments
 from .errors import ModelFormatError, Qwen3cError
 
 __all__ = ["top_k", "top_k_from_logits", "token_text", "softmax64", "prompt_tokens",
@@ -137,6 +139,8 @@ class DiffReport:
     top1_agree: int                       # positions where both argmax agree
     top1_c: List[int] = field(default_factory=list)
     top1_ref: List[int] = field(default_factory=list)
+    activations: Optional[str] = None     # the qwen3c side's Model.activations
+    kv_cache: Optional[str] = None        # the qwen3c side's Model.kv_cache
 
     def first_over(self, tol: float = 1e-4) -> Optional[StageDiff]:
         """The first hidden-state stage whose relative max |delta| exceeds tol, or None."""
@@ -245,7 +249,8 @@ def layer_diff(model, hf_dir_or_torch_model, tokens) -> DiffReport:
     top_r = np.asarray(r_logits).argmax(-1).tolist()
     return DiffReport(
         n_tokens=len(ids), stages=stages, logits=_stage("logits", -1, c_logits, r_logits),
-        top1_agree=int(sum(a == b for a, b in zip(top_c, top_r))), top1_c=top_c, top1_ref=top_r)
+        top1_agree=int(sum(a == b for a, b in zip(top_c, top_r))), top1_c=top_c, top1_ref=top_r,
+        activations=getattr(model, "activations", None), kv_cache=getattr(model, "kv_cache", None))
 
 
 def format_diff(report: DiffReport, tol: float = 1e-4) -> str:
@@ -480,11 +485,13 @@ def format_info(info: dict) -> str:
 
 # ---- command line ----------------------------------------------------------------------------
 
-def _open_model(model, n_ctx: int = 0, n_threads: int = 0):
+def _open_model(model, n_ctx: int = 0, n_threads: int = 0, activations: str = "q24",
+                kv_cache: str = "f32"):
     """--model: a local .gguf path, or 'owner/repo[:file.gguf]' resolved by qwen3c.hub."""
     from .hub import resolve_model
     from .model import Model
-    return Model(resolve_model(model), n_ctx=n_ctx, n_threads=n_threads)
+    return Model(resolve_model(model), n_ctx=n_ctx, n_threads=n_threads,
+                 activations=activations, kv_cache=kv_cache)
 
 
 def _parse_tokens(text: str) -> list:
@@ -519,6 +526,7 @@ def _next_parser():
     ap.add_argument("-k", "--top-k", type=int, default=10, dest="k", help="how many (default 10)")
     ap.add_argument("--json", action="store_true", help="print JSON")
     ap.add_argument("--threads", type=int, default=0)
+    add_numerics_arguments(ap)
     return ap
 
 
@@ -526,13 +534,15 @@ def _next(argv):
     args = _next_parser().parse_args(argv)
     if (args.prompt is None) == (args.tokens is None):
         raise ValueError("give either a prompt or --tokens")
-    with _open_model(args.model, n_threads=args.threads) as m:
+    with _open_model(args.model, n_threads=args.threads, activations=args.activations,
+                     kv_cache=args.kv_cache) as m:
         src = _parse_tokens(args.tokens) if args.tokens else args.prompt
         ids = prompt_tokens(m, src, raw=args.raw, enable_thinking=not args.no_think)
         res = top_k(m, ids, k=args.k)
         V = m.config.vocab_size
     if args.json:
         print(json.dumps({"n_prompt_tokens": len(ids), "vocab_size": V,
+                          "activations": args.activations, "kv_cache": args.kv_cache,
                           "top": [{"id": i, "text": t, "prob": p} for i, t, p in res]},
                          ensure_ascii=False))
         return 0
@@ -566,13 +576,15 @@ def _diff_parser():
     ap.add_argument("--strict", action="store_true", help="exit 1 if a stage is over tolerance")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--threads", type=int, default=0)
+    add_numerics_arguments(ap)
     return ap
 
 
 def _diff(argv):
     args = _diff_parser().parse_args(argv)
     _need_torch()
-    with _open_model(args.model, n_threads=args.threads) as m:
+    with _open_model(args.model, n_threads=args.threads, activations=args.activations,
+                     kv_cache=args.kv_cache) as m:
         ids = _parse_tokens(args.tokens) if args.tokens else m.encode(args.prompt)
         if not ids:
             raise ValueError("the prompt encodes to no tokens")
@@ -584,7 +596,8 @@ def _diff(argv):
         d["first_over"] = first.name if first else None
         print(json.dumps(d))
     else:
-        print(f"qwen3c diff: {args.model} vs {args.hf}, {report.n_tokens} tokens")
+        print(f"qwen3c diff: {args.model} (activations {report.activations}, "
+              f"{report.kv_cache} KV cache) vs {args.hf}, {report.n_tokens} tokens")
         print(format_diff(report, args.tol))
     return 1 if (args.strict and first is not None) else 0
 
