@@ -186,43 +186,53 @@ static inline __attribute__((always_inline)) __m512 load16(const void *p, const 
     return F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)) : _mm512_loadu_ps((const float *)p);
 }
 
-/* scaled scores of NR query rows against one key tile (HD x 16):
- * out[r * out_stride + 0..16) = (q_r . k) * scale */
+/* scaled scores of NR query rows against NT (1 or 2) adjacent key tiles (HD x 16 each):
+ * out[r * out_stride + 0..16*NT) = (q_r . k) * scale */
 static inline __attribute__((always_inline)) void
-score_tile_nr(const int NR, const int F16, const float *const *qr, const void *tile, int HD, float scale,
-              float *out, size_t out_stride) {
-    const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
-    __m512 acc[ATT_ROWS_MAX];
-    for (int r = 0; r < NR; r++) acc[r] = _mm512_setzero_ps();
+score_tile_nr(const int NR, const int NT, const int F16, const float *const *qr, const void *tile, int HD,
+              float scale, float *out, size_t out_stride) {
+    const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float), tile_bytes = (size_t)HD * KV_TILE * esz;
+    __m512 acc[ATT_ROWS_MAX][2];
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
     for (int i = 0; i < HD; i++) {
-        const __m512 k = load16((const char *)tile + (size_t)i * KV_TILE * esz, F16);
-        for (int r = 0; r < NR; r++) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(qr[r][i]), k, acc[r]);
+        __m512 k[2];
+        for (int t = 0; t < NT; t++) k[t] = load16((const char *)tile + t * tile_bytes + (size_t)i * KV_TILE * esz, F16);
+        for (int r = 0; r < NR; r++) {
+            __m512 q = _mm512_set1_ps(qr[r][i]);
+            if (NT == 2) __asm__("" : "+v"(q)); /* one broadcast for both tiles */
+            for (int t = 0; t < NT; t++) acc[r][t] = _mm512_fmadd_ps(q, k[t], acc[r][t]);
+        }
     }
-    for (int r = 0; r < NR; r++) _mm512_storeu_ps(out + r * out_stride, _mm512_mul_ps(acc[r], _mm512_set1_ps(scale)));
+    for (int r = 0; r < NR; r++)
+        for (int t = 0; t < NT; t++)
+            _mm512_storeu_ps(out + r * out_stride + 16 * t, _mm512_mul_ps(acc[r][t], _mm512_set1_ps(scale)));
 }
 
-#define SCORE(F16)                                                                                 \
+#define SCORE_NR(NT, F16)                                                                          \
     switch (nr) {                                                                                  \
-    case 1: score_tile_nr(1, F16, qr, tile, HD, scale, out, out_stride); return;                   \
-    case 2: score_tile_nr(2, F16, qr, tile, HD, scale, out, out_stride); return;                   \
-    case 3: score_tile_nr(3, F16, qr, tile, HD, scale, out, out_stride); return;                   \
-    case 4: score_tile_nr(4, F16, qr, tile, HD, scale, out, out_stride); return;                   \
-    case 5: score_tile_nr(5, F16, qr, tile, HD, scale, out, out_stride); return;                   \
-    case 6: score_tile_nr(6, F16, qr, tile, HD, scale, out, out_stride); return;                   \
-    case 7: score_tile_nr(7, F16, qr, tile, HD, scale, out, out_stride); return;                   \
-    default: score_tile_nr(8, F16, qr, tile, HD, scale, out, out_stride); return;                  \
+    case 1: score_tile_nr(1, NT, F16, qr, tile, HD, scale, out, out_stride); return;               \
+    case 2: score_tile_nr(2, NT, F16, qr, tile, HD, scale, out, out_stride); return;               \
+    case 3: score_tile_nr(3, NT, F16, qr, tile, HD, scale, out, out_stride); return;               \
+    case 4: score_tile_nr(4, NT, F16, qr, tile, HD, scale, out, out_stride); return;               \
+    case 5: score_tile_nr(5, NT, F16, qr, tile, HD, scale, out, out_stride); return;               \
+    case 6: score_tile_nr(6, NT, F16, qr, tile, HD, scale, out, out_stride); return;               \
+    case 7: score_tile_nr(7, NT, F16, qr, tile, HD, scale, out, out_stride); return;               \
+    default: score_tile_nr(8, NT, F16, qr, tile, HD, scale, out, out_stride); return;              \
     }
 
-/* nr <= 8 rows against a tile of float32 keys, or (score_tile_f16) of IEEE halves */
-static void score_tile(int nr, const float *const *qr, const float *tile, int HD, float scale, float *out,
-                       size_t out_stride) {
-    SCORE(0)
+/* nr <= 8 rows against nt <= 2 tiles of float32 keys, or (score_tile_f16) of IEEE halves */
+static void score_tile(int nr, int nt, const float *const *qr, const float *tile, int HD, float scale,
+                       float *out, size_t out_stride) {
+    if (nt == 2) SCORE_NR(2, 0)
+    SCORE_NR(1, 0)
 }
-static void score_tile_f16(int nr, const float *const *qr, const uint16_t *tile, int HD, float scale,
+static void score_tile_f16(int nr, int nt, const float *const *qr, const uint16_t *tile, int HD, float scale,
                            float *out, size_t out_stride) {
-    SCORE(1)
+    if (nt == 2) SCORE_NR(2, 1)
+    SCORE_NR(1, 1)
 }
-#undef SCORE
+#undef SCORE_NR
 
 /* For NR query rows r at once: o[r][0..16*NV) = sum_s a[r][s] * v[s][0..16*NV), s < L, rows of
  * v at stride HD; each value vector is loaded once for all NR rows, the NR x NV (<= 16) sums
@@ -237,7 +247,10 @@ weighted_sum_nr_nv(const int NR, const int NV, const int F16, float *const *o, c
     for (int s = 0; s < L; s++) {
         const char *vs = (const char *)v + (size_t)s * HD * esz;
         __m512 vv[8];
-        for (int u = 0; u < NV; u++) vv[u] = load16(vs + 16 * u * esz, F16);
+        for (int u = 0; u < NV; u++) {
+            vv[u] = load16(vs + 16 * u * esz, F16);
+            __asm__("" : "+v"(vv[u])); /* keep it in a register: gcc would reload it for every row */
+        }
         for (int r = 0; r < NR; r++) {
             const __m512 w = _mm512_set1_ps(a[r][s]);
             for (int u = 0; u < NV; u++) acc[r][u] = _mm512_fmadd_ps(w, vv[u], acc[r][u]);
@@ -318,10 +331,12 @@ static void attention(float *out, const float *q, const void *kt, const void *vc
 #endif
         for (int s0 = 0; s0 < n_max; s0 += KV_TILE) {
             const char *tile = kth + (size_t)s0 * HD * esz;
-            if (simd) { /* straight into att (rows of C, a multiple of 16, floats) */
+            if (simd) { /* two tiles at a time while there are, straight into att (rows of C floats) */
 #if defined(__AVX512F__)
-                if (f16) score_tile_f16(nr, qr, (const uint16_t *)tile, HD, scale, att + s0, (size_t)C);
-                else score_tile(nr, qr, (const float *)tile, HD, scale, att + s0, (size_t)C);
+                const int nt = n_max - s0 > KV_TILE ? 2 : 1;
+                if (f16) score_tile_f16(nr, nt, qr, (const uint16_t *)tile, HD, scale, att + s0, (size_t)C);
+                else score_tile(nr, nt, qr, (const float *)tile, HD, scale, att + s0, (size_t)C);
+                s0 += (nt - 1) * KV_TILE;
 #endif
             } else {
                 float acc[ATT_ROWS][KV_TILE] = {{0}};
