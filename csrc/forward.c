@@ -55,10 +55,11 @@ static void rmsnorm(float *o, const float *x, const float *weight, int size, flo
 
 /* out (n, w->rows) = x (n, w->cols) @ W^T: nn.Linear without bias, W in its stored type.
  * Several matmuls that read the same x (q/k/v, gate/up) share one parallel region. Their rows,
- * in units of 16, are split into one contiguous range per thread: each thread streams long
- * runs of consecutive weight rows, which the hardware prefetchers keep at full memory speed
- * (small interleaved chunks cost a fifth of the decode speed), and each weight row is read
- * once for all n tokens. */
+ * in units of 16, are split for decode into one contiguous range per thread: each thread
+ * streams long runs of consecutive weight rows, which the hardware prefetchers keep at full
+ * memory speed (small interleaved chunks cost a fifth of the decode speed). A batch, which is
+ * compute-bound, is split into 8 contiguous pieces per thread taken in turn. Each weight row is
+ * read once for all n tokens. */
 typedef struct { float *out; const QTensor *w; } MatmulJob;
 
 #define MATMUL_UNIT 16
@@ -322,8 +323,8 @@ static void attention(float *out, const float *q, const void *kt, const void *vc
             len[r] = pos + t + 1;
             if (len[r] > n_max) n_max = len[r];
         }
-        /* scores = q . k / sqrt(head_dim), one tile of 16 positions at a time (lanes of the
-         * last tile past n_max hold scores of stale keys; nothing reads them) */
+        /* scores = q . k / sqrt(head_dim), a tile of 16 positions (or two) at a time (lanes of
+         * the last tile past n_max hold scores of stale keys; nothing reads them) */
 #if defined(__AVX512F__)
         const int simd = HD % 16 == 0;
 #else
@@ -333,10 +334,10 @@ static void attention(float *out, const float *q, const void *kt, const void *vc
             const char *tile = kth + (size_t)s0 * HD * esz;
             if (simd) { /* two tiles at a time while there are, straight into att (rows of C floats) */
 #if defined(__AVX512F__)
-                const int nt = n_max - s0 > KV_TILE ? 2 : 1;
-                if (f16) score_tile_f16(nr, nt, qr, (const uint16_t *)tile, HD, scale, att + s0, (size_t)C);
-                else score_tile(nr, nt, qr, (const float *)tile, HD, scale, att + s0, (size_t)C);
-                s0 += (nt - 1) * KV_TILE;
+                const int tiles = n_max - s0 > KV_TILE ? 2 : 1;
+                if (f16) score_tile_f16(nr, tiles, qr, (const uint16_t *)tile, HD, scale, att + s0, (size_t)C);
+                else score_tile(nr, tiles, qr, (const float *)tile, HD, scale, att + s0, (size_t)C);
+                s0 += (tiles - 1) * KV_TILE;
 #endif
             } else {
                 float acc[ATT_ROWS][KV_TILE] = {{0}};
