@@ -4,8 +4,8 @@
  * products (AVX-512 VNNI vpdpbusd). Rounding x to 24 bits per block of 32 is float32-level
  * (the rounding step is max|x| / 8355711, about the float32 ulp of the block's largest value),
  * so the results stay within float32 rounding of the float kernels in quant.c; but vpdpbusd
- * does 64 multiply-adds per instruction, so decode runs at memory speed and prefill ~1.5x
- * faster than float32 FMAs.
+ * does 64 multiply-adds per instruction, so decode runs at memory speed and prefill does 64/3
+ * multiply-adds per instruction, against 16 for a float32 FMA.
  *
  * Activation quantization (once per matmul, quantize_activations_q24): each block of 32
  * values x[0..32) of a token row gets
