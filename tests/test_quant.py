@@ -202,6 +202,46 @@ def test_x_with_large_dynamic_range():
     check_close(_native.matmul("Q8_0", raw, x, d)[None, :], w, x[None, :], "Q8_0 dynamic range")
 
 
+# ---- shared by the quantized-activation path tests (int8 / q16 / q24) ------------------------------
+
+def check_relative_error(got, ref, mag, label, tol):
+    """got (float32) against a float64 reference of the same arithmetic: every output finite and
+    within tol of the magnitude mag of its terms; returns the largest relative error."""
+    assert np.all(np.isfinite(got)), label
+    err = np.abs(got.astype(np.float64) - ref) / mag
+    assert err.max() <= tol, f"{label}: max relative error {err.max():.3g}"
+    return err.max()
+
+
+def extreme_nibble_weights(tname, n, d):
+    """d <= 4 rows of Q4_0 / Q4_1 blocks (n columns) at the nibble extremes, d = 0.5 (and
+    m = -0.25): every q4 = 0 (Q4_0: -8), every q4 = 15, low nibbles 15 with high 0, and the
+    reverse; returned as (d, row bytes) uint8."""
+    ts = 18 if tname == "Q4_0" else 20
+    raw = np.zeros((d, n // 32, ts), np.uint8)
+    raw[:, :, 0:2] = np.array([0.5], np.float16).view(np.uint8)
+    if tname == "Q4_1":
+        raw[:, :, 2:4] = np.array([-0.25], np.float16).view(np.uint8)
+    for r, byte in enumerate((0x00, 0xFF, 0x0F, 0xF0)[:d]):
+        raw[r, :, ts - 16:] = byte
+    return raw.reshape(d, -1)
+
+
+def extreme_q8_weights(n, d):
+    """d <= 5 rows of Q8_0 blocks (n columns), scale 1, at the quant extremes: all -128, all 127,
+    -128 / 127 alternating, -128 / 0 alternating, and (row 4) a fixed random mix of -128 / 127.
+    Returns the (d, row bytes) uint8 file rows and their (d, n) int8 quants."""
+    raw = np.zeros((d, n // 32, 34), np.uint8)
+    raw[:, :, 0:2] = np.array([1.0], np.float16).view(np.uint8)
+    q = np.full((5, n // 32, 32), -128, np.int8)
+    q[1] = 127
+    q[2, :, ::2] = 127
+    q[3, :, 1::2] = 0
+    q[4] = np.random.default_rng(7).choice(np.array([-128, 127], np.int8), size=(n // 32, 32))
+    raw[:, :, 2:] = q[:d].view(np.uint8)
+    return raw.reshape(d, -1), q[:d].reshape(d, n)
+
+
 # ---- bad input ----------------------------------------------------------------------------------
 
 QUANT_PATH_UNSUPPORTED = ["F32", "F16", "BF16", "Q5_0", "Q5_1", "Q4_K", "Q6_K"]

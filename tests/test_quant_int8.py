@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from qwen3c import _native
-from test_quant import (QUANT_PATH_UNSUPPORTED, check_matmul_size_errors, check_unsupported_type,
+from test_quant import (QUANT_PATH_UNSUPPORTED, check_matmul_size_errors, check_relative_error,
+                        check_unsupported_type, extreme_q8_weights,
                         random_weights)
 
 # type name -> (bytes per block, byte offsets of the f16 scale fields)
@@ -67,11 +68,7 @@ def reference_int8(tname: str, raw: np.ndarray, x: np.ndarray, n: int):
 
 
 def check_same_arith(got, tname, raw, x, n, label, tol=2e-6):
-    ref, mag = reference_int8(tname, raw, x, n)
-    assert np.all(np.isfinite(got)), label
-    err = np.abs(got.astype(np.float64) - ref) / mag
-    assert err.max() <= tol, f"{label}: max relative error {err.max():.3g}"
-    return err.max()
+    return check_relative_error(got, *reference_int8(tname, raw, x, n), label, tol)
 
 
 # ---- (1) the same arithmetic as the numpy reference --------------------------------------------
@@ -108,14 +105,7 @@ def test_batch_sizes_and_group_boundaries(tname):
 def test_extreme_weights_exact():
     """Q8_0 quants -128 / 127 against activations +-127 (the unsigned-operand tricks)."""
     n, d = 512, 4
-    raw = np.zeros((d, n // 32, 34), np.uint8)
-    raw[:, :, 0:2] = np.array([1.0], np.float16).view(np.uint8)
-    q = np.full((d, n // 32, 32), -128, np.int8)
-    q[1] = 127
-    q[2, :, ::2] = 127
-    q[3, :, 1::2] = 0
-    raw[:, :, 2:] = q.view(np.uint8)
-    raw = raw.reshape(d, -1)
+    raw, q = extreme_q8_weights(n, d)
     x = np.ones((3, n), np.float32)
     x[1] = -1.0
     x[2, ::3] = -1.0

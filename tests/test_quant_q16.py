@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from qwen3c import _native
-from test_quant import (QUANT_PATH_UNSUPPORTED, check_matmul_size_errors, check_unsupported_type,
-                        random_weights)
+from test_quant import (QUANT_PATH_UNSUPPORTED, check_matmul_size_errors, check_relative_error,
+                        check_unsupported_type, extreme_nibble_weights,
+                        extreme_q8_weights, random_weights)
 from test_quant_int8 import weight_parts
 
 Q16 = list(_native.Q16_TYPES)
@@ -57,11 +58,7 @@ def reference_q16(tname: str, raw: np.ndarray, x: np.ndarray, n: int):
 
 
 def check_same_arith(got, tname, raw, x, n, label, tol=2e-6):
-    ref, mag = reference_q16(tname, raw, x, n)
-    assert np.all(np.isfinite(got)), label
-    err = np.abs(got.astype(np.float64) - ref) / mag
-    assert err.max() <= tol, f"{label}: max relative error {err.max():.3g}"
-    return err.max()
+    return check_relative_error(got, *reference_q16(tname, raw, x, n), label, tol)
 
 
 # ---- (1) the same arithmetic as the numpy reference --------------------------------------------
@@ -112,14 +109,7 @@ def test_thread_counts_agree():
 def test_extreme_weights_exact():
     """Q8_0 quants -128 / 127 against activations quantized to +-32767: the largest |isum|."""
     n, d = 512, 4
-    raw = np.zeros((d, n // 32, 34), np.uint8)
-    raw[:, :, 0:2] = np.array([1.0], np.float16).view(np.uint8)
-    q = np.full((d, n // 32, 32), -128, np.int8)
-    q[1] = 127
-    q[2, :, ::2] = 127
-    q[3, :, 1::2] = 0
-    raw[:, :, 2:] = q.view(np.uint8)
-    raw = raw.reshape(d, -1)
+    raw, q = extreme_q8_weights(n, d)
     x = np.ones((3, n), np.float32)
     x[1] = -1.0
     x[2, ::3] = -1.0
@@ -134,16 +124,7 @@ def test_extreme_weights_exact():
 @pytest.mark.parametrize("tname", ["Q4_0", "Q4_1"])
 def test_extreme_nibbles(tname):
     n, d = 32 * 18, 3
-    ts = 18 if tname == "Q4_0" else 20
-    raw = np.zeros((d, n // 32, ts), np.uint8)
-    raw[:, :, 0:2] = np.array([0.5], np.float16).view(np.uint8)
-    if tname == "Q4_1":
-        raw[:, :, 2:4] = np.array([-0.25], np.float16).view(np.uint8)
-    qo = ts - 16
-    raw[0, :, qo:] = 0x00      # q4 = 0 (Q4_0: -8)
-    raw[1, :, qo:] = 0xff      # q4 = 15
-    raw[2, :, qo:] = 0x0f      # lo 15, hi 0
-    raw = raw.reshape(d, -1)
+    raw = extreme_nibble_weights(tname, n, d)
     x = np.ones((2, n), np.float32)
     x[1, 1::2] = -3.0
     for xs in (x, x[1]):
