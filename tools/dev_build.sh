@@ -5,6 +5,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bdir=${1:-$root/build/dev}; shift || true
+mkdir -p "$(dirname "$bdir")"
 cmake -S "$root" -B "$bdir" -G Ninja -DCMAKE_BUILD_TYPE=Release \
       -DPython_EXECUTABLE="$(command -v python3)" "$@" > "$bdir.cmake.log" 2>&1 || { cat "$bdir.cmake.log"; exit 1; }
 cmake --build "$bdir" 2>&1 | grep -v '^\[' || true
