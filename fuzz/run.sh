@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Build one libFuzzer target and run it.
+#   fuzz/run.sh TARGET SECONDS [libFuzzer options...]     TARGET: gguf | tokenizer
+# e.g. fuzz/run.sh gguf 60;  fuzz/run.sh tokenizer 600 -jobs=2
+#
+# Builds build/fuzz/fuzz_TARGET with clang -fsanitize=fuzzer,address,undefined (every csrc/*.c
+# compiled in), generates the seed corpus next to the committed seeds (fuzz/seeds/TARGET) and
+# runs for SECONDS, adding new inputs to build/fuzz/corpus/TARGET (kept between runs). Exit
+# status 0: no finding; otherwise the crashing input is in build/fuzz/artifacts/ (libFuzzer
+# prints how to reproduce it: build/fuzz/fuzz_TARGET FILE). The last line is a summary:
+#   fuzz TARGET: N executions in S s (R/s), 0 findings
+# Pass -runs=N to stop after N executions instead (a long campaign: see fuzz/README.md).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+target=${1:?usage: fuzz/run.sh gguf|tokenizer SECONDS [libFuzzer options]}
+seconds=${2:?usage: fuzz/run.sh gguf|tokenizer SECONDS [libFuzzer options]}
+shift 2
+case "$target" in gguf|tokenizer) ;; *) echo "fuzz/run.sh: unknown target '$target' (gguf, tokenizer)" >&2; exit 2;; esac
+PY=${PYTHON:-python3}
+CC=${FUZZ_CC:-clang}
+out=${FUZZ_OUT:-$root/build/fuzz}   # FUZZ_OUT: another directory for a separate campaign
+mkdir -p "$out/corpus/$target" "$out/seeds/$target" "$out/artifacts"
+
+# 1. the target: the whole C core plus the harness, instrumented. -O1 -g as libFuzzer
+#    recommends; -march=native like the default build, so the AVX-512 kernels the packing
+#    step uses are the ones that run. No -fopenmp: the core runs serially, one core per
+#    fuzzer (fuzz/omp_serial.c answers its omp_* calls).
+bin=$out/fuzz_$target
+srcs=("$root"/csrc/*.c "$root/fuzz/omp_serial.c" "$root/fuzz/fuzz_$target.c")
+if [ ! -x "$bin" ] || [ -n "$(find "${srcs[@]}" "$root"/csrc/*.h -newer "$bin" 2>/dev/null | head -n1)" ]; then
+  "$CC" -O1 -g -march=native -Wno-unknown-pragmas -fno-omit-frame-pointer \
+        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+        -I"$root/csrc" "${srcs[@]}" -lm -o "$bin.tmp"
+  mv -f "$bin.tmp" "$bin"
+fi
+
+# 2. seeds (generated: small valid models / texts; the committed ones are in fuzz/seeds/)
+"$PY" "$root/fuzz/make_seeds.py" "$target" "$out/seeds/$target"
+env_vars=()
+if [ "$target" = tokenizer ]; then
+  tokenizers=$("$PY" "$root/fuzz/make_seeds.py" tokenizers "$out/tokenizers")
+  env_vars=(QWEN3C_FUZZ_TOKENIZERS="$tokenizers")
+fi
+
+# 3. run: leaks checked, 2 GB RSS cap, 10 s per input at most
+log=$out/$target.log
+start=$(date +%s)
+set +e
+env "${env_vars[@]}" \
+    ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+    "$bin" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+           -artifact_prefix="$out/artifacts/$target-" "$@" \
+           "$out/corpus/$target" "$out/seeds/$target" "$root/fuzz/seeds/$target" > "$log" 2>&1
+rc=$?
+set -e
+elapsed=$(( $(date +%s) - start ))
+grep -E "^(INFO: +[0-9]+ files found|#[0-9]+ *(INITED|DONE)|==[0-9]+==|SUMMARY|MS:|Test unit written|stat::number_of_executed_units)" "$log" \
+    | tail -n 40 || true
+execs=$(awk '/^stat::number_of_executed_units:/ {print $2}' "$log" | tail -n1)
+rate=$(awk '/^stat::average_exec_per_sec:/ {print $2}' "$log" | tail -n1)
+findings=$([ "$rc" = 0 ] && echo 0 || echo 1)
+echo "fuzz $target: ${execs:-?} executions in $elapsed s (${rate:-?}/s), $findings findings (log: $log)"
+exit "$rc"
