@@ -7,7 +7,8 @@
 The C core (csrc/) does the GGUF parsing, the forward pass, the tokenizer and the sampler;
 this package is a thin layer over it (see docs/c_vs_transformers.md for the map).
 """
-from .errors import (ContextOverflowError, InvalidArgumentError, ModelFormatError, ModelIOError,
+from .errors import (ChatTemplateError, ContextOverflowError, InvalidArgumentError,
+                     ModelFileNotFoundError, ModelFormatError, ModelIOError,
                      ModelNotAvailableError, OutOfMemoryError, Qwen3cError, UnsupportedModelError)
 from .model import Model, ModelConfig
 from .sampler import Sampler
@@ -17,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = ["Model", "ModelConfig", "Qwen3cError", "ModelFormatError", "UnsupportedModelError",
            "ContextOverflowError", "ModelNotAvailableError", "InvalidArgumentError", "ModelIOError",
-           "OutOfMemoryError", "Sampler", "Chat", "chat"]
+           "OutOfMemoryError", "ChatTemplateError", "ModelFileNotFoundError", "Sampler", "Chat",
+           "chat"]
 
 

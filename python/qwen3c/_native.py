@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ._qwen3c import ffi, lib
-from .errors import (ContextOverflowError, InvalidArgumentError, ModelFormatError, ModelIOError,
-                     OutOfMemoryError, Qwen3cError, UnsupportedModelError)
+from .errors import (ContextOverflowError, InvalidArgumentError, ModelFileNotFoundError,
+                     ModelFormatError, ModelIOError, OutOfMemoryError, Qwen3cError,
+                     UnsupportedModelError)
 
 ERR_SIZE = 1024
 
@@ -82,10 +83,9 @@ def model_load(path: str, pack_weights: bool = True):
     rc = lib.qwen3c_model_load_with(path.encode("utf-8", "surrogateescape"), params, out, err.buf,
                                     ERR_SIZE)
     if rc == lib.QWEN3C_ERR_IO:
-        import errno
         import os
-        if not os.path.exists(path):
-            raise FileNotFoundError(errno.ENOENT, err.text(), path)
+        if not os.path.lexists(path):
+            raise ModelFileNotFoundError(f"no such model file: {path}", path)
     _check(rc, err)
     return out[0]
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .chat_template import encode_chat
+from .chat_template import check_text, encode_chat, template_limits
 from .errors import ContextOverflowError
 from .generate import Generation
 from .sampler import NON_THINKING, THINKING, Sampler
@@ -143,6 +143,8 @@ class Chat:
                  sampler=None, on_token=None, **sampling):
         if system is not None and not isinstance(system, str):
             raise TypeError("system must be a str or None")
+        if system is not None:
+            check_text(system, "the system prompt")
         if not isinstance(thinking, bool) or not isinstance(multi_turn, bool):
             raise TypeError("thinking and multi_turn must be True or False")
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
@@ -196,9 +198,17 @@ class Chat:
         rendered conversation does not fit the context."""
         if not isinstance(text, str):
             raise TypeError(f"the message must be a str, got {type(text).__name__}")
+        check_text(text, "the message")
+        n_ctx = self.model.config.n_ctx
+        if len(text) > template_limits(self.model).max_chars:
+            # more text than the template may render for this context: say how many tokens
+            n = len(self.model.encode(text))
+            if n >= n_ctx:
+                raise ContextOverflowError(
+                    f"the message alone has {n} tokens but the context holds {n_ctx} "
+                    "(use a larger --ctx)", n, n_ctx)
         msgs = self.messages(text)
         tokens = encode_chat(self.model, msgs, enable_thinking=self.thinking)
-        n_ctx = self.model.config.n_ctx
         if len(tokens) >= n_ctx:
             raise ContextOverflowError(
                 f"the conversation needs {len(tokens)} tokens but the context holds {n_ctx} "

@@ -57,6 +57,8 @@ def prompt_tokens(model, tokens_or_text, raw: bool = False, enable_thinking: boo
     """Token ids for top_k / next: ids pass through; text is wrapped in the chat template as one
     user message (raw=False) or encoded as-is for plain continuation (raw=True)."""
     if isinstance(tokens_or_text, str):
+        from .chat_template import check_text
+        check_text(tokens_or_text, "the prompt")  # positions in the user's text, not the template's
         if raw:
             ids = model.encode(tokens_or_text)
         else:

@@ -109,24 +109,56 @@ class Model:
         self._finalizer = weakref.finalize(self, Model._release, self._model, self._ctx)
         c = _native.model_config(self._model)
         real_ctx, real_threads = _native.context_info(self._ctx)
-        self.config = ModelConfig(
+        self._config = ModelConfig(
             arch=c["arch"], n_layers=c["n_layers"], dim=c["dim"], hidden_dim=c["hidden_dim"],
             n_heads=c["n_heads"], n_kv_heads=c["n_kv_heads"], head_dim=c["head_dim"],
             vocab_size=c["vocab_size"], n_ctx=real_ctx, rope_theta=float(c["rope_theta"]),
             norm_eps=float(c["norm_eps"]), n_ctx_train=c["n_ctx_train"],
             tied_embeddings=bool(c["tied_embeddings"]), n_params=int(c["n_params"]),
             n_threads=real_threads)
-        #: the matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights ("q24", "f32", "q16" or "q8")
-        self.activations = activations
-        #: the KV cache's element type ("f32" or "f16")
-        self.kv_cache = kv_cache
-        #: bytes of weights copied at load into huge pages (q24 only; Q8_0 / Q4_0 / Q4_1
-        #: matrices only with AVX-512 VNNI kernels); 0: the weights are read from the mapped file
-        self.packed_bytes = _native.model_packed_bytes(self._model)
-        #: tokens run through forward() since the model was created (for tests and stats)
-        self.n_tokens_forwarded = 0
+        self._activations = activations
+        self._kv_cache = kv_cache
+        self._packed_bytes = _native.model_packed_bytes(self._model)
+        self._n_tokens_forwarded = 0
         self._tokenizer = None
         self._metadata = None
+
+    # ---- what was loaded (each raises once the model is closed; `path` and `closed` do not,
+    # ---- like a closed file's name)
+    @property
+    def config(self) -> ModelConfig:
+        """The hyperparameters read from the GGUF, with this context's n_ctx and n_threads."""
+        self._ptr()
+        return self._config
+
+    @property
+    def activations(self) -> str:
+        """The matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights ("q24", "f32", "q16" or "q8")."""
+        self._ptr()
+        return self._activations
+
+    @property
+    def kv_cache(self) -> str:
+        """The KV cache's element type ("f32" or "f16")."""
+        self._ptr()
+        return self._kv_cache
+
+    @property
+    def packed_bytes(self) -> int:
+        """Bytes of weights copied at load into huge pages (q24 only; Q8_0 / Q4_0 / Q4_1
+        matrices only with AVX-512 VNNI kernels); 0: the weights are read from the mapped file."""
+        self._ptr()
+        return self._packed_bytes
+
+    @property
+    def n_tokens_forwarded(self) -> int:
+        """Tokens run through forward() since the model was created (for tests and stats)."""
+        self._ptr()
+        return self._n_tokens_forwarded
+
+    @n_tokens_forwarded.setter
+    def n_tokens_forwarded(self, value: int) -> None:
+        self._n_tokens_forwarded = value
 
     # ---- lifetime ----------------------------------------------------------------------
     @staticmethod
@@ -147,14 +179,15 @@ class Model:
         return self._model is None
 
     def __enter__(self):
+        self._ptr()
         return self
 
     def __exit__(self, *exc):
         self.close()
 
     def __repr__(self):
-        state = "closed" if self.closed else f"n_ctx={self.config.n_ctx}"
-        return f"<qwen3c.Model {os.path.basename(self.path)!r} {self.config.arch} {state}>"
+        state = "closed" if self.closed else f"{self._config.arch} n_ctx={self._config.n_ctx}"
+        return f"<qwen3c.Model {os.path.basename(self.path)!r} {state}>"
 
     def _ptr(self):
         """The live `qwen3c_model *` (for the tokenizer layer)."""
@@ -196,6 +229,7 @@ class Model:
     @property
     def metadata(self) -> dict:
         """GGUF metadata: {key: value as text} (arrays shown as '[n items]')."""
+        self._ptr()
         if self._metadata is None:
             self._metadata = _native.model_metadata(self._ptr())
         return dict(self._metadata)
@@ -213,6 +247,7 @@ class Model:
     # ---- tokenizer (python/qwen3c/tokenizer.py) -----------------------------------------
     @property
     def tokenizer(self):
+        self._ptr()
         if self._tokenizer is None:
             from .tokenizer import Tokenizer
             self._tokenizer = Tokenizer(self)
