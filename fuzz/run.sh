@@ -24,15 +24,28 @@ mkdir -p "$out/corpus/$target" "$out/seeds/$target" "$out/artifacts"
 # 1. the target: the whole C core plus the harness, instrumented. -O1 -g as libFuzzer
 #    recommends; -march=native like the default build, so the AVX-512 kernels the packing
 #    step uses are the ones that run. No -fopenmp: the core runs serially, one core per
-#    fuzzer (fuzz/omp_serial.c answers its omp_* calls).
-bin=$out/fuzz_$target
-srcs=("$root"/csrc/*.c "$root/fuzz/omp_serial.c" "$root/fuzz/fuzz_$target.c")
-if [ ! -x "$bin" ] || [ -n "$(find "${srcs[@]}" "$root"/csrc/*.h -newer "$bin" 2>/dev/null | head -n1)" ]; then
-  "$CC" -O1 -g -march=native -Wno-unknown-pragmas -fno-omit-frame-pointer \
-        -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-        -I"$root/csrc" "${srcs[@]}" -lm -o "$bin.tmp"
-  mv -f "$bin.tmp" "$bin"
+#    fuzzer (fuzz/omp_serial.c answers its omp_* calls). The core's objects are shared by
+#    both targets and rebuilt only when a source or header changed.
+cflags=(-O1 -g -march=native -Wno-unknown-pragmas -fno-omit-frame-pointer
+        -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -I"$root/csrc")
+mkdir -p "$out/obj"
+newest_h=$(ls -t "$root"/csrc/*.h | head -n1)
+stale=()
+for src in "$root"/csrc/*.c "$root/fuzz/omp_serial.c" "$root/fuzz/fuzz_$target.c"; do
+  obj=$out/obj/$(basename "$src" .c).o
+  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$newest_h" -nt "$obj" ]; then stale+=("$src"); fi
+done
+if [ ${#stale[@]} -gt 0 ]; then
+  printf '%s\n' "${stale[@]}" | xargs -P "$(nproc)" -I{} sh -c \
+    'src=$1; shift; obj=$0/$(basename "$src" .c).o; "$@" -c "$src" -o "$obj.tmp" && mv -f "$obj.tmp" "$obj"' \
+    "$out/obj" {} "$CC" "${cflags[@]}"
 fi
+bin=$out/fuzz_$target
+objs=()
+for src in "$root"/csrc/*.c; do objs+=("$out/obj/$(basename "$src" .c).o"); done
+"$CC" -fsanitize=fuzzer,address,undefined "${objs[@]}" "$out/obj/omp_serial.o" \
+      "$out/obj/fuzz_$target.o" -lm -o "$bin.tmp"
+mv -f "$bin.tmp" "$bin"
 
 # 2. seeds (generated: small valid models / texts; the committed ones are in fuzz/seeds/)
 "$PY" "$root/fuzz/make_seeds.py" "$target" "$out/seeds/$target"
