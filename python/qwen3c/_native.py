@@ -13,6 +13,7 @@ from ._qwen3c import ffi, lib
 from .errors import (ContextOverflowError, InvalidArgumentError, ModelFileNotFoundError,
                      ModelFormatError, ModelIOError, OutOfMemoryError, Qwen3cError,
                      UnsupportedModelError)
+from .util import plural
 
 ERR_SIZE = 1024
 
@@ -199,7 +200,8 @@ def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx:
         raise ValueError(f"position {pos} is negative")
     if pos + n > n_ctx:
         raise ContextOverflowError(
-            f"{n} tokens at position {pos} do not fit in the context of {n_ctx} tokens",
+            f"{plural(n, 'token')} at position {pos} do not fit in the context of "
+            f"{plural(n_ctx, 'token')}",
             n_prompt_tokens=pos + n, n_ctx=n_ctx)
     logits = np.empty((n, vocab_size) if all_logits else (vocab_size,), dtype=np.float32)
     hidden = np.empty((n_layers + 2, n, dim), dtype=np.float32) if trace else None

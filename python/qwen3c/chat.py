@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
-from .chat_template import check_text, encode_chat, template_limits
+from .chat_template import check_text, encode_chat, template_limits, thinking_switch
 from .errors import ContextOverflowError
 from .generate import Generation
 from .sampler import NON_THINKING, THINKING, Sampler
+from .util import plural
 
 SAMPLING_KEYS = ("temperature", "top_k", "top_p", "min_p", "presence_penalty",
                  "frequency_penalty", "repetition_penalty", "penalty_last_n", "seed")
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+NO_THINKING_MODE = "this model's chat template has no thinking mode (enable_thinking changes nothing)"
 
 
 class Piece(str):
@@ -130,8 +133,11 @@ def _soft_switch(messages, default: bool) -> bool:
 class Chat:
     """A conversation with `model` (a qwen3c.Model).
 
-    system: an optional system prompt. thinking: Qwen3's enable_thinking. multi_turn: keep the
-    conversation (False: every message starts a fresh one). max_tokens: cap per answer (None:
+    system: an optional system prompt. thinking: Qwen3's enable_thinking; None (default): on
+    when the model's chat template has a thinking switch (Qwen3), off otherwise (SmolLM2, ...).
+    thinking=True with a template that has no switch warns (UserWarning): it would change
+    nothing. `chat.thinking_switch` says what the template has (True / False / None: unknown).
+    multi_turn: keep the conversation (False: every message starts a fresh one). max_tokens: cap per answer (None:
     until the end-of-turn token or a full context). sampler: a qwen3c.Sampler; otherwise one
     is made from the sampling keywords (temperature, top_k, top_p, min_p, presence_penalty,
     frequency_penalty, repetition_penalty, penalty_last_n, seed) over Qwen3's recommended
@@ -139,14 +145,22 @@ class Chat:
     on_token: f(token_id, logits) called for every sampled token (see --show-probs).
     """
 
-    def __init__(self, model, system=None, thinking=True, multi_turn=True, *, max_tokens=None,
+    def __init__(self, model, system=None, thinking=None, multi_turn=True, *, max_tokens=None,
                  sampler=None, on_token=None, **sampling):
         if system is not None and not isinstance(system, str):
             raise TypeError("system must be a str or None")
         if system is not None:
             check_text(system, "the system prompt")
-        if not isinstance(thinking, bool) or not isinstance(multi_turn, bool):
-            raise TypeError("thinking and multi_turn must be True or False")
+        if not isinstance(thinking, (bool, type(None))) or not isinstance(multi_turn, bool):
+            raise TypeError("thinking must be True, False or None; multi_turn True or False")
+        #: does the chat template have a thinking switch (enable_thinking changes the prompt)?
+        #: True (Qwen3), False (SmolLM2 and most others), None (the probe render failed)
+        self.thinking_switch = thinking_switch(model)
+        if thinking is None:
+            thinking = self.thinking_switch is not False
+        elif thinking and self.thinking_switch is False:
+            warnings.warn(NO_THINKING_MODE + ": thinking=True changes nothing", UserWarning,
+                          stacklevel=2)
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                        or max_tokens < 1):
             raise ValueError("max_tokens must be None or an int >= 1")
@@ -205,13 +219,14 @@ class Chat:
             n = len(self.model.encode(text))
             if n >= n_ctx:
                 raise ContextOverflowError(
-                    f"the message alone has {n} tokens but the context holds {n_ctx} "
+                    f"the message alone has {plural(n, 'token')} but the context holds {n_ctx} "
                     "(use a larger --ctx)", n, n_ctx)
         msgs = self.messages(text)
         tokens = encode_chat(self.model, msgs, enable_thinking=self.thinking)
         if len(tokens) >= n_ctx:
             raise ContextOverflowError(
-                f"the conversation needs {len(tokens)} tokens but the context holds {n_ctx} "
+                f"the conversation needs {plural(len(tokens), 'token')} but the context holds "
+                f"{n_ctx} "
                 "(start a new conversation, or use a larger --ctx)", len(tokens), n_ctx)
         thinking = self.thinking and _soft_switch(msgs, True)
         budget = n_ctx - len(tokens)
@@ -244,11 +259,12 @@ class Chat:
 
 # ---- interactive terminal chat ----------------------------------------------------------------
 
-def chat(model=None, system=None, thinking=True, multi_turn=True, **sampling) -> None:
+def chat(model=None, system=None, thinking=None, multi_turn=True, **sampling) -> None:
     """An interactive chat in the terminal. model: a GGUF path, a HuggingFace repo id, or
     None for Qwen/Qwen3-0.6B-GGUF (Q8_0, fetched once with huggingface_hub). n_ctx (default
-    4096), n_threads and kv_cache ("f32" or "f16") go to qwen3c.Model; max_tokens and the
-    sampling keywords to Chat."""
+    4096), n_threads and kv_cache ("f32" or "f16") go to qwen3c.Model; thinking, max_tokens
+    and the sampling keywords to Chat. Without network and without `model`, raises
+    ModelNotAvailableError within seconds, saying how to use a local file instead."""
     from .__main__ import interactive
     from .hub import resolve_model
     from .model import Model

@@ -29,8 +29,10 @@ from typing import List, Optional
 
 import numpy as np
 
-from .cli_options import add_numerics_arguments
+from .cli_options import (MAX_THREADS, UsageError, add_numerics_arguments, float_in, int_in,
+                          run_command, token_ids)
 from .errors import ModelFormatError, Qwen3cError
+from .util import plural
 
 __all__ = ["top_k", "top_k_from_logits", "token_text", "softmax64", "prompt_tokens",
            "layer_diff", "hf_trace", "DiffReport", "StageDiff", "model_info",
@@ -263,7 +265,7 @@ def format_diff(report: DiffReport, tol: float = 1e-4) -> str:
             "  over" if s.index >= 0 and not s.rel <= tol else "")
         lines.append(f"{s.name:<12} {s.max_abs:10.3e} {s.mean_abs:10.3e} {s.ref_max:10.3e} "
                      f"{s.rel:10.3e}{flag}")
-    lines.append(f"top-1 agreement: {report.top1_agree}/{report.n_tokens} positions")
+    lines.append(f"top-1 agreement: {report.top1_agree}/{plural(report.n_tokens, 'position')}")
     if first is None:
         lines.append(f"all stages within tolerance (rel <= {tol:g})")
     else:
@@ -496,16 +498,6 @@ def _open_model(model, n_ctx: int = 0, n_threads: int = 0, activations: str = "q
                  activations=activations, kv_cache=kv_cache)
 
 
-def _parse_tokens(text: str) -> list:
-    try:
-        ids = [int(t) for t in text.replace(" ", "").split(",") if t != ""]
-    except ValueError:
-        raise ValueError(f"--tokens must be comma-separated integers, got {text!r}") from None
-    if not ids:
-        raise ValueError("--tokens is empty")
-    return ids
-
-
 def _run(fn, argv, prog):
     """Run a command body; errors become one clear line on stderr and exit status 2."""
     try:
@@ -524,10 +516,13 @@ def _next_parser():
     ap.add_argument("--raw", action="store_true", help="continue the text as is (no chat template)")
     ap.add_argument("--no-think", action="store_true",
                     help="render the chat template with enable_thinking=False")
-    ap.add_argument("--tokens", help="comma-separated token ids instead of a prompt")
-    ap.add_argument("-k", "--top-k", type=int, default=10, dest="k", help="how many (default 10)")
+    ap.add_argument("--tokens", type=token_ids,
+                    help="comma-separated token ids instead of a prompt")
+    ap.add_argument("-k", "--top-k", type=int_in(1), default=10, dest="k",
+                    help="how many, >= 1 (default 10)")
     ap.add_argument("--json", action="store_true", help="print JSON")
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int_in(0, MAX_THREADS), default=0,
+                    help="threads (default 0: all cores)")
     add_numerics_arguments(ap)
     return ap
 
@@ -535,10 +530,10 @@ def _next_parser():
 def _next(argv):
     args = _next_parser().parse_args(argv)
     if (args.prompt is None) == (args.tokens is None):
-        raise ValueError("give either a prompt or --tokens")
+        raise UsageError("give either a prompt or --tokens")
     with _open_model(args.model, n_threads=args.threads, activations=args.activations,
                      kv_cache=args.kv_cache) as m:
-        src = _parse_tokens(args.tokens) if args.tokens else args.prompt
+        src = args.tokens if args.tokens else args.prompt
         ids = prompt_tokens(m, src, raw=args.raw, enable_thinking=not args.no_think)
         res = top_k(m, ids, k=args.k)
         V = m.config.vocab_size
@@ -549,7 +544,8 @@ def _next(argv):
                          ensure_ascii=False))
         return 0
     mode = "token ids" if args.tokens else ("raw text" if args.raw else "chat template")
-    print(f"{len(ids)} prompt tokens ({mode}); the model scored all {V:,} vocabulary tokens:")
+    print(f"{plural(len(ids), 'prompt token')} ({mode}); the model scored all {V:,} vocabulary "
+          "tokens:")
     print(f"{'rank':>4} {'id':>7} {'prob':>8}  token")
     for rank, (i, t, p) in enumerate(res, 1):
         bar = "#" * int(round(p * 30))
@@ -560,7 +556,7 @@ def _next(argv):
 
 def main_next(argv=None) -> int:
     """`python -m qwen3c next`: top-k next tokens with probabilities."""
-    return _run(_next, sys.argv[1:] if argv is None else argv, "qwen3c next")
+    return run_command(_next, sys.argv[1:] if argv is None else argv, "qwen3c next")
 
 
 def _diff_parser():
@@ -572,12 +568,14 @@ def _diff_parser():
                     help="HuggingFace model directory (or a .gguf transformers can load)")
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--prompt", help="text, encoded with the GGUF's tokenizer (no chat template)")
-    g.add_argument("--tokens", help="comma-separated token ids (for models without a tokenizer)")
-    ap.add_argument("--tol", type=float, default=1e-4,
+    g.add_argument("--tokens", type=token_ids,
+                   help="comma-separated token ids (for models without a tokenizer)")
+    ap.add_argument("--tol", type=float_in(0.0), default=1e-4,
                     help="relative tolerance, max|d| / max|ref| per stage (default 1e-4)")
     ap.add_argument("--strict", action="store_true", help="exit 1 if a stage is over tolerance")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int_in(0, MAX_THREADS), default=0,
+                    help="threads (default 0: all cores)")
     add_numerics_arguments(ap)
     return ap
 
@@ -587,7 +585,7 @@ def _diff(argv):
     _need_torch()
     with _open_model(args.model, n_threads=args.threads, activations=args.activations,
                      kv_cache=args.kv_cache) as m:
-        ids = _parse_tokens(args.tokens) if args.tokens else m.encode(args.prompt)
+        ids = args.tokens if args.tokens else m.encode(args.prompt)
         if not ids:
             raise ValueError("the prompt encodes to no tokens")
         report = layer_diff(m, args.hf, ids)
@@ -599,14 +597,14 @@ def _diff(argv):
         print(json.dumps(d))
     else:
         print(f"qwen3c diff: {args.model} (activations {report.activations}, "
-              f"{report.kv_cache} KV cache) vs {args.hf}, {report.n_tokens} tokens")
+              f"{report.kv_cache} KV cache) vs {args.hf}, {plural(report.n_tokens, 'token')}")
         print(format_diff(report, args.tol))
     return 1 if (args.strict and first is not None) else 0
 
 
 def main_diff(argv=None) -> int:
     """`python -m qwen3c diff`: per-layer max/mean |delta| between C and PyTorch."""
-    return _run(_diff, sys.argv[1:] if argv is None else argv, "qwen3c diff")
+    return run_command(_diff, sys.argv[1:] if argv is None else argv, "qwen3c diff")
 
 
 def _info(argv):
