@@ -54,6 +54,9 @@ HOSTILE = {
     # what the template does: (template, the bound that stops it)
     "string repetition": ("{{ 'a' * 10**10 }}", "max_chars"),
     "list repetition": ("{{ ([1] * 10**9)|length }}", "max_items"),
+    "bytes repetition": ("{{ ('a'.encode() * 10**10)|length }}", "max_chars"),
+    "copies of a long list": ("{% set l = range(100000)|list %}{{ ([l] * 1000)|map('list')"
+                              "|map('length')|sum }}", "max_total"),
     "nested loops": ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}"
                      "{% endfor %}", "max_iterations"),
     "huge power": ("{{ 7 ** (10 ** 9) }}", "max_int_bits"),
@@ -69,6 +72,10 @@ HOSTILE = {
                                 "max_chars"),
     "center filter": ("{{ 'a'|center(10**10) }}", "max_chars"),
     "str.center": ("{{ 'a'.center(10**10) }}", "max_chars"),
+    "bytes.center": ("{{ 'a'.encode().center(10**10)|length }}", "max_chars"),
+    "bytes.replace": ("{% set b = ('a' * 100000).encode() %}{{ b.replace('a'.encode(), b)|length }}",
+                      "max_chars"),
+    "bytes % width": ("{{ ('%999999999d'.encode() % 1)|length }}", "max_chars"),
     "str.ljust via a variable": ("{% set w = 10**10 %}{{ 'a'.ljust(w) }}", "max_chars"),
     "% width": ("{{ '%0999999999d' % 1 }}", "max_chars"),
     "% star width": ("{{ '%*d' % (999999999, 1) }}", "max_chars"),
@@ -178,8 +185,10 @@ def test_jinja_range_guard_overflow_is_a_chat_template_error():
 
 def test_template_source_size_is_bounded():
     with pytest.raises(ChatTemplateError) as e:
-        apply_chat_template(FakeModel("x" * 300_000), MSGS)
+        apply_chat_template(FakeModel("{{ x }}" * 10_000), MSGS)
     assert e.value.bound == "max_source_chars"
+    assert str(e.value) == ("the chat template is 70,000 characters long, over the limit of "
+                            "65,536")
 
 
 def test_templates_render_only_through_the_bounded_renderer():
@@ -267,3 +276,73 @@ def test_cli_reports_a_hostile_template_in_one_line(hostile_smollm):
     assert r.stderr.splitlines() == [
         "qwen3c: error: the chat template repeats a string into one of 10,000,000,000 "
         "characters, over the limit of 65,536 (16 per position of the 64-token context)"]
+
+
+# ---- random compositions of the growing operations ----------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NUM = st.sampled_from(["0", "3", "1000", "100000", "10**6", "10**9", "-1"])
+_ATOM = st.sampled_from(["'ab'", "s", "l", "ns.v", "messages", "range(1000)", "'x\\n'"])
+
+
+def _expr(depth=0):
+    if depth > 2:
+        return _ATOM
+    sub = st.deferred(lambda: _expr(depth + 1))
+    return st.one_of(
+        _ATOM,
+        st.tuples(sub, _NUM).map(lambda t: f"({t[0]} * {t[1]})"),
+        st.tuples(sub, sub).map(lambda t: f"({t[0]} ~ {t[1]})"),
+        st.tuples(sub, sub).map(lambda t: f"({t[0]} + {t[1]})"),
+        st.tuples(sub, _NUM).map(lambda t: f"[{t[0]}] * {t[1]}"),
+        st.tuples(sub, st.sampled_from(
+            ["join", "string", "list", "tojson", "length", "upper", "reverse", "unique|list",
+             "map('string')|list", "sort", "pprint", "e", "trim", "sum(start=[])"])).map(
+            lambda t: f"({t[0]}|{t[1]})"),
+        st.tuples(sub, st.sampled_from(["center", "indent", "batch", "slice", "wordwrap"]),
+                  _NUM).map(lambda t: f"({t[0]}|{t[1]}({t[2]}))" if "batch" not in t[1] and
+                            "slice" not in t[1] else f"({t[0]}|{t[1]}({t[2]})|list)"),
+        st.tuples(sub, sub).map(lambda t: f"({t[0]}|replace('a', {t[1]}))"),
+        st.tuples(sub, _NUM).map(lambda t: f"'%{t[1].lstrip('-')}s'|format({t[0]})"),
+    )
+
+
+@st.composite
+def _templates(draw):
+    head = "{% set s = 'a' * 1000 %}{% set l = range(100)|list %}{% set ns = namespace(v='v') %}"
+    body = []
+    for _ in range(draw(st.integers(1, 3))):
+        e = draw(_expr())
+        kind = draw(st.sampled_from(["out", "loop", "grow"]))
+        if kind == "out":
+            body.append("{{ %s }}" % e)
+        elif kind == "loop":
+            body.append("{%% for i in range(%s) %%}{{ %s }}{%% endfor %%}" % (draw(_NUM), e))
+        else:
+            body.append("{%% for i in range(%s) %%}{%% set ns.v = %s %%}{%% endfor %%}"
+                        % (draw(_NUM), e))
+    return head + "".join(body)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(template=_templates())
+def test_random_hostile_templates_stay_bounded(template):
+    """Whatever a template composes out of repetition, concatenation, loops and filters, it
+    renders or raises ChatTemplateError, within its time limit and without the memory."""
+    import tracemalloc
+    limits = TemplateLimits(max_seconds=0.5)
+    tracemalloc.start()
+    t0 = time.monotonic()
+    try:
+        out = render(template, check_messages(MSGS), limits=limits)
+        assert len(out) <= limits.max_chars
+    except ChatTemplateError:
+        pass
+    finally:
+        took = time.monotonic() - t0
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    assert took < 3.0, (took, template)
+    assert peak < 200 * 2**20, (peak / 2**20, template)

@@ -9,7 +9,8 @@ every operation a template can perform passes a check before it does any work:
     max_chars       the rendered text, and any one string a         16 per context position,
                     template builds (rendered size)                 64 KiB .. 2 MiB characters
     max_total       all the text and list items a template builds,  8 x max_chars
-                    summed over the render (what it can hold)
+                    summed over the render (what it can hold; an
+                    item counts as 8 characters, a pointer's size)
     max_items       one list, range or other collection             100,000 items
     max_iterations  loop iterations, all loops together             1,000,000
     max_seconds     wall time of one render                         2 s
@@ -63,8 +64,10 @@ __all__ = ["TemplateLimits", "limits_for_context", "SandboxEnvironment", "Templa
 CHARS_PER_POSITION = 16
 MIN_CHARS = 64 * 1024
 MAX_CHARS = 2 * 1024 * 1024
-MAX_SOURCE_CHARS = 256 * 1024      # the template text itself (real ones: 4-30 KB)
+MAX_SOURCE_CHARS = 64 * 1024       # the template text itself (real ones: 4-20 KB; compiling
+                                   # 64 KiB of tags takes ~1 s, which no bound could interrupt)
 MAX_NESTING = 64                   # containers inside containers, when sized for str()/tojson
+ITEM_CHARS = 8                     # one item of a list counts as 8 characters in max_total
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class _Budget:
                       "max_items")
 
     def add(self, n: int) -> None:
-        """n more characters (or items) now exist."""
+        """n more characters now exist (an item of a collection counts as ITEM_CHARS)."""
         self.total += n
         if self.total > self.limits.max_total:
             self.fail(f"builds more than {self.limits.max_total:,} characters and items in "
@@ -149,9 +152,12 @@ class _Budget:
         if isinstance(value, str):
             self.chars(len(value))
             self.add(len(value))
-        elif isinstance(value, (list, tuple, dict, set, frozenset, bytes)):
-            self.items(len(value))
+        elif isinstance(value, bytes):
+            self.chars(len(value))
             self.add(len(value))
+        elif isinstance(value, (list, tuple, dict, set, frozenset)):
+            self.items(len(value))
+            self.add(ITEM_CHARS * len(value))
         elif isinstance(value, int) and not isinstance(value, bool):
             self.int_bits(value.bit_length())
         elif isinstance(value, Iterator):
@@ -180,51 +186,78 @@ def _counted(budget: _Budget, iterable):
 
 # ---- sizing values before they become text ----------------------------------------------------
 
-def _text_size(value, limit: int, indent: int = 0) -> int:
+def _scalar_text_size(x, depth: int):
+    """len(str(x)) (inside a container when depth > 0) for a str / number / None / bool / bytes,
+    or None for anything else. Inside a container, repr / JSON escape a printable text at most
+    2x (quotes, backslashes), other characters at most 10x (\\U0001f600)."""
+    t = type(x)
+    if t is str or isinstance(x, str):
+        n = len(x)
+        return n if depth == 0 else (2 if x.isprintable() else 10) * n + 2
+    if t is bool or x is None:
+        return 5
+    if t is int or (isinstance(x, int) and not isinstance(x, bool)):
+        return x.bit_length() * 30103 // 100000 + 2
+    if t is float:
+        return 24
+    if isinstance(x, (bytes, bytearray)):
+        return 4 * len(x) + 3
+    return None
+
+
+class _TooBig(Exception):
+    pass
+
+
+def _text_size(value, limit: int, indent: int = 0, budget=None) -> int:
     """An upper bound of len(str(value)) (or of its JSON with `indent`), computed without
     building it; stops counting once past `limit`. Nesting deeper than MAX_NESTING counts as
-    over the limit."""
-    total = 0
-    stack = [(value, 0)]
-    while stack:
-        v, depth = stack.pop()
+    over the limit. A container referenced many times is sized once. With a budget, the clock
+    is checked as it goes."""
+    size = _scalar_text_size(value, 0)
+    if size is not None:
+        return size
+    memo, seen = {}, [0]
+
+    def walk(v, depth):
+        key = (id(v), depth)
+        if key in memo:
+            return memo[key]
         if depth > MAX_NESTING:
-            return limit + 1
-        if isinstance(v, str):
-            # inside a container, repr / JSON escape a printable text at most 2x (quotes,
-            # backslashes), other characters at most 10x (\U0001f600)
-            n = len(v)
-            total += n if depth == 0 else (2 if v.isprintable() else 10) * n + 2
-        elif isinstance(v, bool) or v is None:
-            total += 5
-        elif isinstance(v, int):
-            total += v.bit_length() * 30103 // 100000 + 2
-        elif isinstance(v, float):
-            total += 24
-        elif isinstance(v, (bytes, bytearray)):
-            total += 4 * len(v) + 3
-        elif isinstance(v, Mapping):
-            total += 2 + len(v) * (4 + indent * (depth + 1))
-            for k, x in v.items():
-                stack.append((k, depth + 1))
-                stack.append((x, depth + 1))
+            raise _TooBig
+        if isinstance(v, Mapping):
+            items = [*v.keys(), *v.values()]
+            total = 2 + len(v) * (4 + indent * (depth + 1))
         elif isinstance(v, (list, tuple, set, frozenset)):
-            total += 2 + len(v) * (2 + indent * (depth + 1))
-            stack.extend((x, depth + 1) for x in v)
+            items = v
+            total = 2 + len(v) * (2 + indent * (depth + 1))
         elif isinstance(v, jinja2.utils.Namespace):
-            stack.append((object.__getattribute__(v, "_Namespace__attrs"), depth + 1))
-            total += 13
+            items = [object.__getattribute__(v, "_Namespace__attrs")]
+            total = 13
         else:
-            total += 80  # Undefined, macros, loop objects...: a short repr
-        if total > limit:
-            return limit + 1
-    return total
+            return 80  # Undefined, macros, loop objects...: a short repr
+        for x in items:
+            size = _scalar_text_size(x, depth + 1)
+            total += walk(x, depth + 1) if size is None else size
+            if total > limit:
+                raise _TooBig
+        seen[0] += len(items)
+        if budget is not None and seen[0] > 4096:
+            budget.tick()
+            seen[0] = 0
+        memo[key] = total
+        return total
+
+    try:
+        return walk(value, 0)
+    except _TooBig:
+        return limit + 1
 
 
 def _check_text(budget: _Budget, value, factor: int = 1, what: str = "turns a value into text",
                 indent: int = 0) -> None:
     limit = budget.limits.max_chars
-    n = _text_size(value, limit // factor + 1, indent)
+    n = _text_size(value, limit // factor + 1, indent, budget)
     if n * factor > limit:
         budget.fail(f"{what} of more than {limit:,} characters (or nested deeper than "
                     f"{MAX_NESTING}){budget._chars_note()}", "max_chars")
@@ -261,7 +294,7 @@ def _check_percent_format(budget: _Budget, fmt: str, args) -> None:
 
 
 def _seq_len(value):
-    return len(value) if isinstance(value, (str, list, tuple)) else None
+    return len(value) if isinstance(value, (str, bytes, list, tuple)) else None
 
 
 def _check_binop(budget: _Budget, op: str, a, b) -> None:
@@ -269,7 +302,7 @@ def _check_binop(budget: _Budget, op: str, a, b) -> None:
         for seq, n in ((a, b), (b, a)):
             size = _seq_len(seq)
             if size is not None and isinstance(n, int):
-                if isinstance(seq, str):
+                if isinstance(seq, (str, bytes)):
                     budget.chars(size * max(n, 0), "repeats a string into one")
                 else:
                     budget.items(size * max(n, 0), "repeats a list into one")
@@ -282,13 +315,13 @@ def _check_binop(budget: _Budget, op: str, a, b) -> None:
     elif op == "+":
         la, lb = _seq_len(a), _seq_len(b)
         if la is not None and lb is not None:
-            if isinstance(a, str):
+            if isinstance(a, (str, bytes)):
                 budget.chars(la + lb, "joins strings into one")
             else:
                 budget.items(la + lb, "joins lists into one")
     elif op == "%":
-        if isinstance(a, str):
-            _check_percent_format(budget, a, b)
+        if isinstance(a, (str, bytes)):
+            _check_percent_format(budget, a.decode("latin-1") if isinstance(a, bytes) else a, b)
         elif isinstance(a, int) and isinstance(b, int):
             budget.int_bits(max(a.bit_length(), b.bit_length()))
 
@@ -316,18 +349,19 @@ def _arg(args, kwargs, i, name, default=None):
     return kwargs.get(name, default)
 
 
-def _splits(s: str, sep) -> int:
-    """At most how many pieces s.split(sep) / splitlines() makes."""
-    if isinstance(sep, str) and sep:
+def _splits(s, sep) -> int:
+    """At most how many pieces s.split(sep) / splitlines() makes (s a str or bytes)."""
+    if isinstance(sep, type(s)) and sep:
         return s.count(sep) + 1
     if s.isascii():
-        return sum(s.count(c) for c in " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f") + 1
+        spaces = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
+        return sum(s.count(c if isinstance(s, str) else c.encode()) for c in spaces) + 1
     return len(s) // 2 + 1
 
 
-def _check_str_method(budget: _Budget, s: str, name: str, args, kwargs):
-    """Refuse a str method call whose result would be too big; returns (args, kwargs)
-    (join() receives its iterable as a list)."""
+def _check_str_method(budget: _Budget, s, name: str, args, kwargs):
+    """Refuse a str (or bytes) method call whose result would be too big; returns
+    (args, kwargs) (join() receives its iterable as a list)."""
     n = len(s)
     if name in ("center", "ljust", "rjust", "zfill"):
         width = _arg(args, kwargs, 0, "width", 0)
@@ -336,11 +370,12 @@ def _check_str_method(budget: _Budget, s: str, name: str, args, kwargs):
     elif name == "expandtabs":
         tab = _arg(args, kwargs, 0, "tabsize", 8)
         if isinstance(tab, int):
-            budget.chars(n + s.count("\t") * max(tab, 0), "expands tabs into a string")
+            tabs = s.count("\t" if isinstance(s, str) else b"\t")
+            budget.chars(n + tabs * max(tab, 0), "expands tabs into a string")
     elif name == "replace":
         old, new = _arg(args, kwargs, 0, "old"), _arg(args, kwargs, 1, "new")
         count = _arg(args, kwargs, 2, "count", -1)
-        if isinstance(old, str) and isinstance(new, str):
+        if isinstance(old, type(s)) and isinstance(new, type(s)):
             hits = s.count(old) if old else n + 1
             if isinstance(count, int) and count >= 0:
                 hits = min(hits, count)
@@ -350,7 +385,7 @@ def _check_str_method(budget: _Budget, s: str, name: str, args, kwargs):
         if not isinstance(items, (str, list, tuple)):
             items = list(_counted(budget, items))
             args = (items,)
-        total = sum(len(x) if isinstance(x, str) else 0 for x in items)
+        total = sum(len(x) if isinstance(x, (str, bytes)) else 0 for x in items)
         budget.chars(total + max(len(items) - 1, 0) * n, "joins strings into one")
     elif name == "translate":
         table = _arg(args, kwargs, 0, "table")
@@ -649,7 +684,7 @@ class SandboxEnvironment(jinja2.sandbox.ImmutableSandboxedEnvironment):
             _check_str_format(budget, wrapped.__self__,
                               () if wrapped.__name__ == "format_map" else args,
                               fmt_kwargs if isinstance(fmt_kwargs, Mapping) else {})
-        elif isinstance(__obj, types.BuiltinMethodType) and isinstance(__obj.__self__, str):
+        elif isinstance(__obj, types.BuiltinMethodType) and isinstance(__obj.__self__, (str, bytes)):
             args, _ = _check_str_method(budget, __obj.__self__, __obj.__name__, args, plain_kw)
         elif isinstance(__obj, jinja2.runtime.LoopContext) and args:
             args = (_counted(budget, args[0]), *args[1:])  # a recursive loop's next level
