@@ -48,6 +48,17 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+def _loaded(attr: str, doc: str, settable: bool = False) -> property:
+    """A read-only view of self.<attr> that raises Qwen3cError once the model is closed."""
+    def get(self):
+        self._ptr()
+        return getattr(self, attr)
+
+    def set_(self, value):
+        setattr(self, attr, value)
+    return property(get, set_ if settable else None, doc=doc)
+
+
 class Model:
     """A Qwen3 (or llama-architecture) GGUF model with its own KV cache.
 
@@ -123,42 +134,18 @@ class Model:
         self._tokenizer = None
         self._metadata = None
 
-    # ---- what was loaded (each raises once the model is closed; `path` and `closed` do not,
+    # ---- what was loaded: each raises once the model is closed (`path` and `closed` do not,
     # ---- like a closed file's name)
-    @property
-    def config(self) -> ModelConfig:
-        """The hyperparameters read from the GGUF, with this context's n_ctx and n_threads."""
-        self._ptr()
-        return self._config
-
-    @property
-    def activations(self) -> str:
-        """The matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights ("q24", "f32", "q16" or "q8")."""
-        self._ptr()
-        return self._activations
-
-    @property
-    def kv_cache(self) -> str:
-        """The KV cache's element type ("f32" or "f16")."""
-        self._ptr()
-        return self._kv_cache
-
-    @property
-    def packed_bytes(self) -> int:
-        """Bytes of weights copied at load into huge pages (q24 only; Q8_0 / Q4_0 / Q4_1
-        matrices only with AVX-512 VNNI kernels); 0: the weights are read from the mapped file."""
-        self._ptr()
-        return self._packed_bytes
-
-    @property
-    def n_tokens_forwarded(self) -> int:
-        """Tokens run through forward() since the model was created (for tests and stats)."""
-        self._ptr()
-        return self._n_tokens_forwarded
-
-    @n_tokens_forwarded.setter
-    def n_tokens_forwarded(self, value: int) -> None:
-        self._n_tokens_forwarded = value
+    config = _loaded("_config", "The hyperparameters read from the GGUF, with this context's "
+                                "n_ctx and n_threads (ModelConfig).")
+    activations = _loaded("_activations", "The matmul arithmetic for Q8_0 / Q4_0 / Q4_1 "
+                                          'weights ("q24", "f32", "q16" or "q8").')
+    kv_cache = _loaded("_kv_cache", 'The KV cache\'s element type ("f32" or "f16").')
+    packed_bytes = _loaded("_packed_bytes", "Bytes of weights copied at load into huge pages "
+                           "(q24 only; Q8_0 / Q4_0 / Q4_1 matrices only with AVX-512 VNNI "
+                           "kernels); 0: the weights are read from the mapped file.")
+    n_tokens_forwarded = _loaded("_n_tokens_forwarded", "Tokens run through forward() since "
+                                 "the model was created (for tests and stats).", settable=True)
 
     # ---- lifetime ----------------------------------------------------------------------
     @staticmethod
