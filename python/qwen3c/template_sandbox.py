@@ -241,10 +241,9 @@ def _text_size(value, limit: int, indent: int = 0, budget=None) -> int:
             total += walk(x, depth + 1) if size is None else size
             if total > limit:
                 raise _TooBig
-        seen[0] += len(items)
-        if budget is not None and seen[0] > 4096:
-            budget.tick()
-            seen[0] = 0
+            seen[0] += 1
+            if budget is not None and seen[0] & 4095 == 0:
+                budget.tick()
         memo[key] = total
         return total
 
@@ -409,6 +408,9 @@ _TEXT_FILTERS = {"string": 1, "upper": 1, "lower": 1, "capitalize": 1, "title": 
                  "striptags": 1, "wordcount": 1, "truncate": 1, "safe": 1, "e": 6, "escape": 6,
                  "forceescape": 6, "xmlattr": 6, "urlencode": 12, "urlize": 4, "wordwrap": 1,
                  "center": 1, "indent": 1, "replace": 1}
+# Filters that loop over their value in Python and accept any iterable for it.
+_ITERATING_FILTERS = ("batch", "slice", "map", "select", "reject", "selectattr", "rejectattr",
+                      "unique", "groupby", "list", "sort", "min", "max")
 # Pure-Python text filters: their input is kept small enough to finish in time.
 _SLOW_TEXT_FILTERS = ("wordwrap", "urlize")
 _SLOW_TEXT_CHARS = 256 * 1024
@@ -482,6 +484,10 @@ def _check_filter(budget: _Budget, name: str, sig: inspect.Signature, args, kwar
         budget.items(len(value), "makes a list")
     elif name == "int" and isinstance(value, str) and len(value) > 4300:
         budget.fail(f"converts a {len(value):,}-character string to an integer", "max_int_bits")
+    if name in _ITERATING_FILTERS and isinstance(value, (str, list, tuple, Mapping, set)) \
+            and len(value) > 4096:
+        # the filter's own loop over a long value counts its iterations and sees the clock
+        a[next(iter(a))] = _counted(budget, value)
     return bound.args, bound.kwargs
 
 
