@@ -55,8 +55,9 @@ HOSTILE = {
     "string repetition": ("{{ 'a' * 10**10 }}", "max_chars"),
     "list repetition": ("{{ ([1] * 10**9)|length }}", "max_items"),
     "bytes repetition": ("{{ ('a'.encode() * 10**10)|length }}", "max_chars"),
-    "copies of a long list": ("{% set l = range(100000)|list %}{{ ([l] * 1000)|map('list')"
-                              "|map('length')|sum }}", "max_total"),
+    "copies of a list": ("{% set l = range(4000)|list %}{{ ([l] * 100000)|map('list')"
+                         "|map('length')|sum }}", "max_total"),
+    "a filter's own loop": ("{{ ('ab' * 1000000)|batch(0)|list|length }}", "max_iterations"),
     "nested loops": ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}"
                      "{% endfor %}", "max_iterations"),
     "huge power": ("{{ 7 ** (10 ** 9) }}", "max_int_bits"),
