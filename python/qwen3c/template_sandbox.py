@@ -408,6 +408,8 @@ _TEXT_FILTERS = {"string": 1, "upper": 1, "lower": 1, "capitalize": 1, "title": 
                  "striptags": 1, "wordcount": 1, "truncate": 1, "safe": 1, "e": 6, "escape": 6,
                  "forceescape": 6, "xmlattr": 6, "urlencode": 12, "urlize": 4, "wordwrap": 1,
                  "center": 1, "indent": 1, "replace": 1}
+# Text filters that start with str(value) and whose arguments can make it longer.
+_STR_FILTERS = ("center", "indent", "replace", "wordwrap", "urlize", "truncate")
 # Filters that loop over their value in Python and accept any iterable for it.
 _ITERATING_FILTERS = ("batch", "slice", "map", "select", "reject", "selectattr", "rejectattr",
                       "unique", "groupby", "list", "sort", "min", "max")
@@ -426,7 +428,8 @@ def _check_filter(budget: _Budget, name: str, sig: inspect.Signature, args, kwar
         return args, kwargs  # the filter itself will report the bad call
     a = bound.arguments
     value = next(iter(a.values()), None) if a else None
-    if name in ("join", "sum") and isinstance(value, Iterator):
+    if (name == "join" and not isinstance(value, (str, list, tuple))) or \
+            (name == "sum" and isinstance(value, Iterator)):
         first = next(iter(a))
         a[first] = value = list(_counted(budget, value))
     factor = _TEXT_FILTERS.get(name)
@@ -436,12 +439,17 @@ def _check_filter(budget: _Budget, name: str, sig: inspect.Signature, args, kwar
         budget.fail(f"gives the {name} filter {len(value):,} characters, over its limit of "
                     f"{_SLOW_TEXT_CHARS:,}", "max_chars")
     text = value if isinstance(value, str) else None
+    if name in _STR_FILTERS and text is None and factor is not None:
+        # these filters work on str(value): make it here (sized above) and check that
+        text = a[next(iter(a))] = str(value)
     if name == "center" and isinstance(a.get("width"), int):
         budget.chars(a["width"], "pads a string (center)")
-    elif name == "indent" and text is not None:
+    elif name == "indent":
         w = a.get("width", 4)
         w = len(w) if isinstance(w, str) else w if isinstance(w, int) else 0
-        budget.chars(len(text) + (text.count("\n") + 1) * max(w, 0), "indents a string")
+        budget.chars(max(w, 0), "indents a string")  # " " * width comes first
+        if text is not None:
+            budget.chars(len(text) + (text.count("\n") + 1) * max(w, 0), "indents a string")
     elif name == "replace" and text is not None:
         _check_str_method(budget, text, "replace", (a.get("old"), a.get("new")),
                           {"count": a.get("count") if a.get("count") is not None else -1})
@@ -461,9 +469,11 @@ def _check_filter(budget: _Budget, name: str, sig: inspect.Signature, args, kwar
             budget.chars(_text_size(value, budget.limits.max_chars + 1)
                          + max(len(value) - 1, 0) * len(d if isinstance(d, str) else ""),
                          "joins values into a string")
-    elif name == "format" and isinstance(value, str):
+    elif name == "format":
+        if not isinstance(value, str):
+            value = a[next(iter(a))] = _as_text(budget, value)  # the filter formats str(value)
         fmt_args = a.get("args", ()) or a.get("kwargs", {})
-        _check_percent_format(budget, value, fmt_args if isinstance(fmt_args, tuple) else fmt_args)
+        _check_percent_format(budget, value, fmt_args)
     elif name == "tojson":
         indent = a.get("indent") or 0
         if isinstance(indent, str):
@@ -690,8 +700,12 @@ class SandboxEnvironment(jinja2.sandbox.ImmutableSandboxedEnvironment):
             _check_str_format(budget, wrapped.__self__,
                               () if wrapped.__name__ == "format_map" else args,
                               fmt_kwargs if isinstance(fmt_kwargs, Mapping) else {})
-        elif isinstance(__obj, types.BuiltinMethodType) and isinstance(__obj.__self__, (str, bytes)):
+        elif isinstance(getattr(__obj, "__self__", None), (str, bytes)):  # also Markup's methods
             args, _ = _check_str_method(budget, __obj.__self__, __obj.__name__, args, plain_kw)
+        elif isinstance(getattr(__obj, "__self__", None), int) and __obj.__name__ == "to_bytes":
+            length = _arg(args, plain_kw, 0, "length", 1)
+            if isinstance(length, int):
+                budget.chars(length, "makes bytes (to_bytes)")
         elif isinstance(__obj, jinja2.runtime.LoopContext) and args:
             args = (_counted(budget, args[0]), *args[1:])  # a recursive loop's next level
         return budget.made(super().call(__context, __obj, *args, **kwargs))
