@@ -314,6 +314,13 @@ def _expr(depth=0):
                             "slice" not in t[1] else f"({t[0]}|{t[1]}({t[2]})|list)"),
         st.tuples(sub, sub).map(lambda t: f"({t[0]}|replace('a', {t[1]}))"),
         st.tuples(sub, _NUM).map(lambda t: f"'%{t[1].lstrip('-')}s'|format({t[0]})"),
+        st.tuples(sub, _NUM).map(lambda t: f"('%*s' % ({t[1]}, {t[0]}))"),
+        st.tuples(sub, st.sampled_from(["center", "ljust", "zfill", "expandtabs"]), _NUM).map(
+            lambda t: f"({t[0]}|string|safe).{t[1]}({t[2]})"),
+        st.tuples(sub, sub).map(lambda t: f"({t[0]}|string).replace('a', {t[1]}|string)"),
+        st.tuples(sub, sub).map(lambda t: f"({t[0]}|string).join({t[1]})"),
+        st.tuples(sub, _NUM).map(lambda t: f"'{{:>{{}}}}'.format({t[0]}, {t[1]})"),
+        _NUM.map(lambda n: f"(7).to_bytes({n}, 'big')"),
     )
 
 
