@@ -12,6 +12,7 @@ the n_ctx / n_threads / n_batch / kv_cache given here.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
@@ -102,7 +103,8 @@ class Model:
         self.path = path
         self._lock = threading.RLock()
         self._model = None
-        self._batch = None
+        self._batch = None                  # qwen3c_batch scratch of forward_batch
+        self._batch_lock = threading.Lock()  # taken after session locks, never before
         self._sessions = weakref.WeakSet()
         #: the matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights ("q24", "f32", "q16" or "q8")
         self.activations = activations
@@ -144,9 +146,10 @@ class Model:
                 return
             for s in list(self._sessions):
                 s.close("the model is closed")   # waits for a forward running on it
-            if self._batch is not None:
-                _native.batch_free(self._batch)
-                self._batch = None
+            with self._batch_lock:
+                if self._batch is not None:
+                    _native.batch_free(self._batch)
+                    self._batch = None
             self._finalizer()
             self._model = None
 
@@ -212,6 +215,61 @@ class Model:
         hidden[1 + l] = output of layer l, hidden[-1] = after the final norm."""
         self._ptr()
         return self.default_session.forward_trace(tokens, pos)
+
+    def forward_batch(self, items) -> list:
+        """One forward pass over tokens of several sessions of this model, every weight
+        matrix read once for all of them (C: qwen3c_forward_batch).
+
+        items: [(session, tokens, pos), ...] or (session, tokens, pos, want_logits): for each,
+        what session.forward(tokens, pos) does -- the same logits to float rounding, the same
+        cache and record -- prefill chunks and single decode tokens mixed freely. Each session
+        at most once. Returns, per item, the last token's (vocab_size,) logits, or None when
+        want_logits is False. Raises ContextOverflowError / ValueError before any compute."""
+        items = list(items)
+        if not items:
+            return []
+        checked, seen = [], set()
+        for it in items:
+            if not isinstance(it, tuple) or len(it) not in (3, 4):
+                raise TypeError("forward_batch items are (session, tokens, pos[, want_logits])")
+            s, toks, pos = it[:3]
+            want = bool(it[3]) if len(it) == 4 else True
+            if not isinstance(s, Session) or s.model is not self:
+                raise ValueError("forward_batch: every session must be a session of this model")
+            if id(s) in seen:
+                raise ValueError("forward_batch: a session appears twice")
+            seen.add(id(s))
+            checked.append([s, toks, pos, want])
+        n_total = 0
+        with contextlib.ExitStack() as stack:
+            for s, *_ in sorted(checked, key=lambda c: id(c[0])):  # one lock order: no deadlock
+                stack.enter_context(s.lock)
+            for c in checked:
+                c[1], c[2] = c[0]._check(c[1], c[2])
+                n_total += int(c[1].size)
+            with self._batch_lock:
+                batch = self._batch_for(n_total, len(checked))
+                for s, toks, pos, _ in checked:
+                    del s._tokens[pos:]
+                out = _native.forward_batch(
+                    batch, [(s._ctx_ptr(), toks, pos, want) for s, toks, pos, want in checked],
+                    self.config.vocab_size)
+            for s, toks, pos, _ in checked:
+                s._record(toks, pos)
+        return out
+
+    def _batch_for(self, n_tokens: int, n_seqs: int):
+        """The qwen3c_batch scratch, (re)made large enough (under self._batch_lock)."""
+        self._ptr()
+        need = (max(256, n_tokens), max(64, n_seqs))
+        if self._batch is None or self._batch_size[0] < n_tokens or self._batch_size[1] < n_seqs:
+            if self._batch is not None:
+                _native.batch_free(self._batch)
+                self._batch = None
+            self._batch = _native.batch_create(self._model, need[0], need[1],
+                                               self._session_defaults["n_threads"], self.activations)
+            self._batch_size = need
+        return self._batch
 
     # ---- file contents -----------------------------------------------------------------
     @property
