@@ -3,7 +3,7 @@ reuses the KV cache (counted in forwarded tokens), overflow is refused before an
 and streamed thinking / answer pieces are labelled."""
 import pytest
 
-from qwen3c.chat import Chat, Piece, _soft_switch, _ThinkSplitter, split_thinking
+from qwen3c.chat import Chat, Piece, _soft_switch, ThinkSplitter, split_thinking
 from qwen3c.chat_template import apply_chat_template, encode_chat
 from qwen3c.errors import ContextOverflowError
 from qwen3c.generate import cached_tokens, common_prefix, generate
@@ -164,7 +164,7 @@ RAW = "<think>\nLet me see.\n2+2 is 4.\n</think>\n\nThe answer is **4**."
 
 @pytest.mark.parametrize("step", [1, 2, 3, 5, 8, 1000])
 def test_think_splitter_any_chunking(step):
-    sp = _ThinkSplitter()
+    sp = ThinkSplitter()
     out = []
     for i in range(0, len(RAW), step):
         out += sp.feed(RAW[i:i + step])
@@ -182,7 +182,7 @@ def test_think_splitter_any_chunking(step):
     ("<", "", "<"),
 ])
 def test_think_splitter_edge_cases(raw, thinking, answer):
-    sp = _ThinkSplitter()
+    sp = ThinkSplitter()
     out = [p for ch in raw for p in sp.feed(ch)] + sp.feed("", final=True)
     assert "".join(p for p in out if p.kind == "thinking") == thinking
     assert "".join(p for p in out if p.kind == "answer") == answer

@@ -56,7 +56,7 @@ def split_thinking(raw: str):
     return reasoning, answer
 
 
-class _ThinkSplitter:
+class ThinkSplitter:
     """Labels streamed text: a leading <think>...</think> block is "thinking", the rest
     "answer". The tags are dropped, and so are the newlines that pad the block."""
 
@@ -222,7 +222,7 @@ class Chat:
 
     def _turn(self, text, gen: Generation):
         self.last = gen
-        splitter = _ThinkSplitter()
+        splitter = ThinkSplitter()
         try:
             for raw in gen:
                 yield from splitter.feed(raw)

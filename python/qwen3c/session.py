@@ -127,6 +127,23 @@ class Session:
                 n = self.rewind_point(n)
             return n
 
+    def copy_prefix_from(self, other: "Session", n_tokens: int) -> None:
+        """Make this session hold the first n_tokens of `other`'s record, their keys and
+        values copied (a prompt prefix prefilled once serves several conversations). Both
+        must be sessions of the same model with the same kv_cache."""
+        if not isinstance(other, Session) or other.model is not self.model:
+            raise ValueError("copy_prefix_from needs a session of the same model")
+        if other is self:
+            return
+        first, second = sorted((self, other), key=id)   # one lock order: no deadlock
+        with first.lock, second.lock:
+            n = int(n_tokens)
+            if not 0 <= n <= len(other._tokens):
+                raise ValueError(f"n_tokens must be in [0, {len(other._tokens)}], got {n_tokens}")
+            _native.context_copy_prefix(self._ctx_ptr(), other._ctx_ptr(), n)
+            self._tokens = other._tokens[:n]
+            self.version += 1
+
     # ---- the transformer ---------------------------------------------------------------
     def _check(self, tokens, pos):
         """(int32 array, pos) checked before anything changes (the C core checks again)."""
