@@ -418,3 +418,49 @@ def test_smollm2_answers_over_http(smollm2_path):
                 ans.choices[0].message, "reasoning_content") else True
         finally:
             r.stop()
+
+
+# ---- the command line ----------------------------------------------------------------------------
+
+def test_serve_command_line(tiny_chat_gguf, capsys, monkeypatch):
+    import subprocess
+    import sys
+
+    import qwen3c.serve as serve
+    from qwen3c.__main__ import main
+    assert main(["serve", "--model", str(tiny_chat_gguf), "--parallel", "0"]) == 2
+    assert "--parallel must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["serve"])                      # --model is required
+    assert e.value.code == 2
+    monkeypatch.setattr(serve, "missing_extras", lambda: ["uvicorn", "llguidance"])
+    assert main(["serve", "--model", str(tiny_chat_gguf)]) == 1
+    assert "pip install 'qwen3c[server]'" in capsys.readouterr().err
+    monkeypatch.undo()
+    # the real thing, as a user starts it
+    port = free_port()
+    env = dict(__import__("os").environ)
+    env["PYTHONPATH"] = str(__import__("pathlib").Path(serve.__file__).parents[2])
+    p = subprocess.Popen([sys.executable, "-m", "qwen3c", "serve", "--model", str(tiny_chat_gguf),
+                          "--port", str(port), "--parallel", "2", "--ctx", "256"], env=env,
+                         stderr=subprocess.PIPE)
+    try:
+        class _S:
+            pass
+        s = _S()
+        s.port = port
+        t0 = time.time()
+        while True:
+            try:
+                if get(s, "/health").status_code == 200:
+                    break
+            except OSError:
+                pass
+            assert p.poll() is None and time.time() - t0 < 60
+            time.sleep(0.1)
+        r = post(s, "/v1/chat/completions", {"messages": MSG, "max_tokens": 2})
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] <= 2
+    finally:
+        p.terminate()
+        err = p.communicate(timeout=30)[1].decode()
+    assert f"http://127.0.0.1:{port}/v1" in err

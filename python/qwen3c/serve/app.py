@@ -571,11 +571,13 @@ class Server:
                 yield chunk([{"index": i, "text": ev.text, "logprobs": None,
                               "finish_reason": ev.finish_reason}])
                 continue
-            entries = [(ev.token, ev.logprob)] if ev.logprob is not None and ev.token not in self.scheduler.eog else []
-            if ev.text or entries:
-                yield chunk([{"index": i, "text": ev.text,
-                              "logprobs": P.completion_logprobs(self.model, entries) if lp is not None else None,
-                              "finish_reason": None}])
+            if ev.token in self.scheduler.eog:
+                continue
+            # one chunk per token, also when its text is held back (a partial character)
+            entries = [(ev.token, ev.logprob)] if ev.logprob is not None else []
+            yield chunk([{"index": i, "text": ev.text,
+                          "logprobs": P.completion_logprobs(self.model, entries) if lp is not None else None,
+                          "finish_reason": None}])
         self._metrics.first_tokens(jobs)
         if include_usage and all(c.done is not None for c in choices):
             yield chunk([], self._completion_usage(choices, n))

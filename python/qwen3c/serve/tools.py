@@ -53,12 +53,17 @@ class ToolCallParser:
     def __init__(self):
         self.buf = ""
         self.inside = False
+        self.after_call = False   # drop the newlines between a call and what follows
 
     def feed(self, text: str, final: bool = False) -> list:
         self.buf += text
         out = []
         while True:
             if not self.inside:
+                if self.after_call:
+                    self.buf = self.buf.lstrip("\n")
+                    self.after_call = not self.buf
+
                 i = self.buf.find(TOOL_OPEN)
                 if i < 0:
                     # hold back what could be the start of <tool_call>
@@ -81,8 +86,7 @@ class ToolCallParser:
             block = self.buf[:j + len(TOOL_CLOSE)]
             call = parse_tool_call(block[len(TOOL_OPEN):j].strip())
             out.append(("tool_call", call) if call else ("content", block))
-            self.buf, self.inside = self.buf[j + len(TOOL_CLOSE):].lstrip("\n") if call else \
-                self.buf[j + len(TOOL_CLOSE):], False
+            self.buf, self.inside, self.after_call = self.buf[j + len(TOOL_CLOSE):], False, bool(call)
 
 
 class OutputParser:
