@@ -5,7 +5,7 @@ the same load, in the same run).
                                  [--prompt-tokens 32] [--schema] [--vs-llama-cpp-python]
 
 For each number of concurrent clients k, k streamed /v1/completions requests start at once,
-each with the same short prompt (token ids, --prompt-tokens), temperature 0 and exactly
+each with the same short text prompt (about --prompt-tokens tokens), temperature 0 and exactly
 --tokens tokens (our `ignore_eos`; for llama.cpp a -100 logit bias on the end tokens). Printed:
 
   aggregate decode tok/s  all tokens after each stream's first one, divided by the time from
@@ -134,7 +134,8 @@ def main(argv=None):
     ap.add_argument("--vs-llama-cpp-python", action="store_true")
     args = ap.parse_args(argv)
     ks = [int(x) for x in args.streams.split(",")]
-    prompt = [(1000 + 37 * i) % 150000 for i in range(args.prompt_tokens)]
+    words = "the quick brown fox jumps over a lazy dog while seven wise owls watch".split()
+    prompt = " ".join(words[i % len(words)] for i in range(args.prompt_tokens))  # ~1 token a word
     body = dict(prompt=prompt, max_tokens=args.tokens, temperature=0, stream=True)
     print(f"load average before: {os.getloadavg()}", flush=True)
 

@@ -304,6 +304,22 @@ static int sample(qwen3c_sampler *s, const float *logits, int n_vocab, const uin
     if (rc != QWEN3C_OK)
         return rc;
     const qwen3c_sampler_params *p = &s->params;
+    const bool penalties = p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f ||
+                           p->frequency_penalty != 0.0f;
+    if ((p->temperature == 0.0f || p->top_k == 1) && !(penalties && s->n_history > 0)) {
+        /* greedy without penalties: the argmax (lower id on ties) of what the mask admits */
+        int best = -1;
+        for (int i = 0; i < n_vocab; i++) {
+            if (allowed && !((allowed[i >> 5] >> (i & 31)) & 1u)) continue;
+            if (best < 0 || logits[i] > logits[best]) best = i;
+        }
+        if (best < 0 || isinf(logits[best]))
+            return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                               allowed ? "the mask admits no token with a finite logit" : "every logit is -inf");
+        s->history[s->n_history++] = best;
+        *token_out = best;
+        return QWEN3C_OK;
+    }
     Candidate *c = s->cands;
     for (int i = 0; i < n_vocab; i++) {
         c[i].id = i;

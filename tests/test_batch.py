@@ -68,6 +68,7 @@ def run_batched(model, seqs, sessions):
     return out
 
 
+@pytest.mark.sanitize
 def test_batched_logits_equal_solo_runs(model):
     seqs = script(0, 6)
     solo = run_solo(model, seqs)
@@ -115,6 +116,7 @@ def test_bad_batches_are_refused_before_any_compute(model, tiny_gguf):
     assert model.forward_batch([]) == []
 
 
+@pytest.mark.sanitize
 def test_c_level_checks(model):
     """What the C core refuses itself (the Python layer checks first, so call it directly)."""
     from qwen3c import _native

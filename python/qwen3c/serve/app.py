@@ -40,6 +40,26 @@ from .tools import OutputParser, new_call_id
 MAX_BODY = 16 * 1024 * 1024   # bytes of a request body (413 above)
 
 
+def sse(obj) -> str:
+    """One server-sent event carrying obj as JSON."""
+    return "data: " + json.dumps(obj, ensure_ascii=False) + "\n\n"
+
+
+def chunk_maker(rid, created, obj, model_name):
+    """chunk(choices, usage=None) -> the SSE line of one streamed chunk."""
+    def chunk(choice_list, usage=None):
+        d = {"id": rid, "object": obj, "created": created, "model": model_name,
+             "choices": choice_list}
+        if usage is not None:
+            d["usage"] = usage
+        return sse(d)
+    return chunk
+
+
+def error_event(ev) -> str:
+    return sse(P.APIError(500, f"generation failed: {ev.error}").body())
+
+
 class _Choice:
     """One choice of a request as it is generated: its job, parser and what it produced."""
 
@@ -371,12 +391,7 @@ class Server:
             raise P.APIError(500, f"generation failed: {bad.error}", None, "generation_failed")
 
     async def _chat_stream(self, request, rid, created, jobs, q, choices, include_usage):
-        def chunk(choice_list, usage=None):
-            d = {"id": rid, "object": "chat.completion.chunk", "created": created,
-                 "model": self.name, "choices": choice_list}
-            if usage is not None:
-                d["usage"] = usage
-            return "data: " + json.dumps(d, ensure_ascii=False) + "\n\n"
+        chunk = chunk_maker(rid, created, "chat.completion.chunk", self.name)
 
         def delta_chunk(c, deltas, finish=None):
             out = []
@@ -409,7 +424,7 @@ class Server:
             if isinstance(ev, DoneEvent):
                 c.done = ev
                 if ev.finish_reason == "error":
-                    yield "data: " + json.dumps(P.APIError(500, f"generation failed: {ev.error}").body()) + "\n\n"
+                    yield error_event(ev)
                     continue
                 deltas = c.parser.feed(ev.text, final=True)
                 reason = "tool_calls" if (c.calls or any(k == "tool_call" for k, _ in deltas)) \
@@ -550,12 +565,7 @@ class Server:
 
     async def _completion_stream(self, request, rid, created, jobs, q, choices, prefix,
                                  include_usage, lp, n):
-        def chunk(choice_list, usage=None):
-            d = {"id": rid, "object": "text_completion", "created": created, "model": self.name,
-                 "choices": choice_list}
-            if usage is not None:
-                d["usage"] = usage
-            return "data: " + json.dumps(d, ensure_ascii=False) + "\n\n"
+        chunk = chunk_maker(rid, created, "text_completion", self.name)
 
         for c in choices:
             if prefix[c.index]:
@@ -566,7 +576,7 @@ class Server:
             if isinstance(ev, DoneEvent):
                 c.done = ev
                 if ev.finish_reason == "error":
-                    yield "data: " + json.dumps(P.APIError(500, f"generation failed: {ev.error}").body()) + "\n\n"
+                    yield error_event(ev)
                     continue
                 yield chunk([{"index": i, "text": ev.text, "logprobs": None,
                               "finish_reason": ev.finish_reason}])

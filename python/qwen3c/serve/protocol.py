@@ -60,22 +60,21 @@ def get_number(body, name, lo=None, hi=None, integer=False, default=None, lo_ope
     return int(v) if integer else float(v)
 
 
-def get_bool(body, name, default=False):
+def _get_typed(body, name, kind, label, default):
     v = body.get(name)
     if v is None:
         return default
-    if not isinstance(v, bool):
-        raise APIError(422, f"'{name}' must be a boolean, got {_type_name(v)}", name, "invalid_type")
+    if not isinstance(v, kind):
+        raise APIError(422, f"'{name}' must be {label}, got {_type_name(v)}", name, "invalid_type")
     return v
+
+
+def get_bool(body, name, default=False):
+    return _get_typed(body, name, bool, "a boolean", default)
 
 
 def get_object(body, name, default=None):
-    v = body.get(name)
-    if v is None:
-        return default
-    if not isinstance(v, dict):
-        raise APIError(422, f"'{name}' must be an object, got {_type_name(v)}", name, "invalid_type")
-    return v
+    return _get_typed(body, name, dict, "an object", default)
 
 
 def get_stop(body) -> tuple:
