@@ -20,7 +20,9 @@ stream through /v1/chat/completions with and without a JSON schema (response_for
 the cost of the llguidance token masks. Servers are started as subprocesses on free local ports
 and stopped at the end; the llama-cpp-python one needs its server extras (sse-starlette,
 starlette-context, pydantic-settings, fastapi, uvicorn). The machine's load average is printed
-with the results: compare ratios measured in the same run.
+with the results: compare ratios measured in the same run. --llama-no-extra-bufts runs
+llama.cpp with use_extra_bufts = false (plain weights, no AMX / repacked copies): on a VM whose
+CPU reports AMX, llama-cpp-python 0.3.36 segfaults in its AMX matmul on the first decode.
 """
 from __future__ import annotations
 
@@ -115,10 +117,27 @@ def start_ours(args, port, parallel):
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+# llama_cpp.server with llama_model_params.use_extra_bufts = False (no AMX / repacked weights)
+NO_EXTRA_BUFTS = """
+import runpy, sys
+import llama_cpp.llama_cpp as L
+default = L.llama_model_default_params
+def params():
+    p = default()
+    p.use_extra_bufts = False
+    return p
+L.llama_model_default_params = params
+sys.argv[0] = "llama_cpp.server"
+runpy.run_module("llama_cpp.server", run_name="__main__")
+"""
+
+
 def start_llama(args, port):
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", args.model, "--port", str(port),
-           "--n_ctx", str(args.ctx), "--n_threads", str(args.threads or os.cpu_count()),
-           "--n_threads_batch", str(args.threads or os.cpu_count())]
+    opts = ["--model", args.model, "--port", str(port), "--n_ctx", str(args.ctx),
+            "--n_threads", str(args.threads or os.cpu_count()),
+            "--n_threads_batch", str(args.threads or os.cpu_count())]
+    cmd = [sys.executable] + (["-c", NO_EXTRA_BUFTS] if args.llama_no_extra_bufts
+                              else ["-m", "llama_cpp.server"]) + opts
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -132,6 +151,9 @@ def main(argv=None):
     ap.add_argument("--ctx", type=int, default=1024)
     ap.add_argument("--schema", action="store_true", help="also time a JSON-schema stream")
     ap.add_argument("--vs-llama-cpp-python", action="store_true")
+    ap.add_argument("--llama-no-extra-bufts", action="store_true",
+                    help="run llama.cpp without its extra weight buffers (AMX / repacked): its "
+                         "AMX kernels crash on some virtual machines with AMX")
     args = ap.parse_args(argv)
     ks = [int(x) for x in args.streams.split(",")]
     words = "the quick brown fox jumps over a lazy dog while seven wise owls watch".split()

@@ -464,3 +464,33 @@ def test_serve_command_line(tiny_chat_gguf, capsys, monkeypatch):
         p.terminate()
         err = p.communicate(timeout=30)[1].decode()
     assert f"http://127.0.0.1:{port}/v1" in err
+
+
+FIELDS = {
+    "/v1/chat/completions": (
+        "model", "messages", "max_tokens", "max_completion_tokens", "temperature", "top_p", "top_k",
+        "min_p", "presence_penalty", "frequency_penalty", "repetition_penalty", "seed", "stop", "n",
+        "stream", "stream_options", "logprobs", "top_logprobs", "tools", "tool_choice",
+        "response_format", "chat_template_kwargs", "ignore_eos", "parallel_tool_calls"),
+    "/v1/completions": ("prompt", "echo", "suffix", "best_of", "logprobs", "max_tokens", "n",
+                        "stream_options", "response_format")}
+JUNK = ("x", -1, 10**30, [], {"a": [1]}, True, float("inf"))
+
+
+@pytest.mark.parametrize("path", sorted(FIELDS))
+def test_no_field_value_gets_a_500(srv, path):
+    """Every field with values of every JSON type: an answer or a 4xx, never a 500."""
+    base = ({"messages": MSG} if "chat" in path else {"prompt": "hi"})
+    seen = set()
+    for f in FIELDS[path]:
+        for v in JUNK:
+            body = {**base, "max_tokens": 1, f: v}
+            if f in ("max_tokens", "max_completion_tokens") and isinstance(v, int) and v > 0:
+                body["max_tokens"] = min(v, 2)
+            raw = json.dumps(body).encode()       # inf -> Infinity: not JSON, a 400
+            r = post(srv, path, raw=raw)
+            seen.add(r.status_code)
+            assert r.status_code in (200, 400, 404, 422), (f, v, r.status_code, r.text[:300])
+            if r.status_code != 200:
+                is_openai_error(r, r.status_code)
+    assert {200, 400, 422} <= seen
