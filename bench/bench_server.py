@@ -19,7 +19,9 @@ threads and prompt): "server / generate" is the single-stream ratio. --schema ad
 stream through /v1/chat/completions with and without a JSON schema (response_format), i.e.
 the cost of the llguidance token masks. Servers are started as subprocesses on free local ports
 and stopped at the end; the llama-cpp-python one needs its server extras (sse-starlette,
-starlette-context, pydantic-settings, fastapi, uvicorn). The machine's load average is printed
+starlette-context, pydantic-settings, fastapi, uvicorn); it runs with --interrupt_requests
+False, so that concurrent requests wait for each other (by default a new request cuts the
+running stream off). The machine's load average is printed
 with the results: compare ratios measured in the same run. --llama-no-extra-bufts runs
 llama.cpp with use_extra_bufts = false (plain weights, no AMX / repacked copies): on a VM whose
 CPU reports AMX, llama-cpp-python 0.3.36 segfaults in its AMX matmul on the first decode.
@@ -94,7 +96,7 @@ def run_load(port: int, k: int, body: dict, path: str = "/v1/completions") -> di
     lasts = [o["times"][-1] for o in outs]
     n_after = sum(o["n"] - 1 for o in outs)     # every stream makes exactly max_tokens tokens
     agg = n_after / (max(lasts) - min(firsts))
-    per = [(o["n"] - 1) / (o["times"][-1] - o["times"][0]) for o in outs]
+    per = [(o["n"] - 1) / max(o["times"][-1] - o["times"][0], 1e-9) for o in outs]
     ttft = [o["times"][0] - o["t0"] for o in outs]
     return dict(k=k, agg=agg, per=sum(per) / k, ttft=sum(ttft) / k, ttft_max=max(ttft))
 
@@ -135,7 +137,9 @@ runpy.run_module("llama_cpp.server", run_name="__main__")
 def start_llama(args, port):
     opts = ["--model", args.model, "--port", str(port), "--n_ctx", str(args.ctx),
             "--n_threads", str(args.threads or os.cpu_count()),
-            "--n_threads_batch", str(args.threads or os.cpu_count())]
+            "--n_threads_batch", str(args.threads or os.cpu_count()),
+            "--interrupt_requests", "False"]   # queue concurrent requests (default: a new one
+    # cuts the running stream off)
     cmd = [sys.executable] + (["-c", NO_EXTRA_BUFTS] if args.llama_no_extra_bufts
                               else ["-m", "llama_cpp.server"]) + opts
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -142,7 +142,7 @@ class Scheduler:
         self.n_cached_tokens = 0
         self.n_generated = 0
         self.n_steps = 0
-        self._recent = collections.deque()   # (time, tokens generated) of the last seconds
+        self._recent = collections.deque(maxlen=12)  # [second, tokens generated in it]
 
     # ---- submitting and cancelling (any thread) -------------------------------------------
     def submit(self, job: Job) -> None:
@@ -280,7 +280,11 @@ class Scheduler:
             job.t_first_token = now
         job.tokens.append(tok)
         self.n_generated += 1
-        self._recent.append((now, 1))
+        sec = int(now)
+        if self._recent and self._recent[-1][0] == sec:
+            self._recent[-1][1] += 1
+        else:
+            self._recent.append([sec, 1])
         if tok in self.eog and not (job.ignore_eos and job.constraint is None):
             job.emit(TokenEvent(tok, "", lp))
             self._finish(job, "stop")
@@ -298,20 +302,22 @@ class Scheduler:
         with self._cv:
             if job in self.running:
                 self.running.remove(job)
-        if job.finish_reason is not None:
-            return
-        job.finish_reason = reason
-        self.n_finished[reason] += 1
+            if job.finish_reason is not None:
+                return
+            job.finish_reason = reason
+            self.n_finished[reason] += 1
         rest = job._text.flush() if job._text is not None and reason in ("stop", "length") else ""
         job.emit(DoneEvent(reason, rest, len(job.prompt), job.n_cached, len(job.tokens), error))
 
     # ---- numbers for /metrics -----------------------------------------------------------------
     def stats(self) -> dict:
-        now = time.perf_counter()
-        while self._recent and self._recent[0][0] < now - 10.0:
-            self._recent.popleft()
+        now = int(time.perf_counter())
+        with self._cv:
+            finished = dict(self.n_finished)
         return dict(
             slots=len(self.slots), busy_slots=len(self.running), queue_length=len(self.queue),
-            finished=dict(self.n_finished), prompt_tokens=self.n_prompt_tokens,
+            finished=finished, prompt_tokens=self.n_prompt_tokens,
             cached_prompt_tokens=self.n_cached_tokens, generated_tokens=self.n_generated,
-            steps=self.n_steps, decode_tokens_per_second=sum(n for _, n in self._recent) / 10.0)
+            steps=self.n_steps,
+            # the ten whole seconds before this one (a copy: the scheduler thread appends)
+            decode_tokens_per_second=sum(n for t, n in list(self._recent) if now - 10 <= t < now) / 10.0)
