@@ -295,6 +295,17 @@ class Server:
                 if j.finish_reason is None:
                     self.scheduler.cancel(j)
 
+    async def _stream_events(self, request, jobs, q, choices):
+        """(choice, event, the SSE error line of a failed job or None) for a streamed response;
+        a DoneEvent is recorded on its choice first."""
+        async for i, ev in self._events(request, jobs, q):
+            c = choices[i]
+            failed = None
+            if isinstance(ev, DoneEvent):
+                c.done = ev
+                failed = error_event(ev) if ev.finish_reason == "error" else None
+            yield c, ev, failed
+
     # ---- /v1/chat/completions -----------------------------------------------------------------
     @_endpoint
     async def chat_completions(self, request):
@@ -419,13 +430,10 @@ class Server:
 
         yield chunk([{"index": c.index, "delta": {"role": "assistant", "content": ""},
                       "logprobs": None, "finish_reason": None} for c in choices])
-        async for i, ev in self._events(request, jobs, q):
-            c = choices[i]
-            if isinstance(ev, DoneEvent):
-                c.done = ev
-                if ev.finish_reason == "error":
-                    yield error_event(ev)
-                    continue
+        async for c, ev, failed in self._stream_events(request, jobs, q, choices):
+            if failed:
+                yield failed
+            elif isinstance(ev, DoneEvent):
                 deltas = c.parser.feed(ev.text, final=True)
                 reason = "tool_calls" if (c.calls or any(k == "tool_call" for k, _ in deltas)) \
                     and ev.finish_reason == "stop" else ev.finish_reason
@@ -571,21 +579,19 @@ class Server:
             if prefix[c.index]:
                 yield chunk([{"index": c.index, "text": prefix[c.index], "logprobs": None,
                               "finish_reason": None}])
-        async for i, ev in self._events(request, jobs, q):
-            c = choices[i]
+        async for c, ev, failed in self._stream_events(request, jobs, q, choices):
+            if failed:
+                yield failed
+                continue
             if isinstance(ev, DoneEvent):
-                c.done = ev
-                if ev.finish_reason == "error":
-                    yield error_event(ev)
-                    continue
-                yield chunk([{"index": i, "text": ev.text, "logprobs": None,
+                yield chunk([{"index": c.index, "text": ev.text, "logprobs": None,
                               "finish_reason": ev.finish_reason}])
                 continue
             if ev.token in self.scheduler.eog:
                 continue
             # one chunk per token, also when its text is held back (a partial character)
             entries = [(ev.token, ev.logprob)] if ev.logprob is not None else []
-            yield chunk([{"index": i, "text": ev.text,
+            yield chunk([{"index": c.index, "text": ev.text,
                           "logprobs": P.completion_logprobs(self.model, entries) if lp is not None else None,
                           "finish_reason": None}])
         self._metrics.first_tokens(jobs)
