@@ -102,39 +102,36 @@ int qwen3c_gguf_find_kv(const qwen3c_gguf *g, const char *key, int64_t *index, c
     return QWEN3C_OK;
 }
 
-/* The element type and count of entry kv (a scalar is one element). */
-static void elements(const gguf_kv *kv, uint32_t *type, uint64_t *n) {
+/* Entry i, its element type, and the check that [start, start + count) lies within its
+ * elements (a scalar is one element). */
+static int get_range(const qwen3c_gguf *g, uint64_t i, uint64_t start, uint64_t count,
+                     const gguf_kv **out, uint32_t *type, char *err, size_t err_size) {
+    const gguf_kv *kv = NULL;
+    int rc = get_kv(g, i, &kv, err, err_size);
+    if (rc) return rc;
     const bool arr = kv->type == GGUF_TYPE_ARRAY;
+    const uint64_t n = arr ? kv->arr_n : 1;
     *type = arr ? kv->arr_type : kv->type;
-    *n = arr ? kv->arr_n : 1;
-}
-
-static int check_range(const gguf_kv *kv, uint64_t n, uint64_t start, uint64_t count, char *err,
-                       size_t err_size) {
     if (start > n || count > n - start)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "elements [%llu, +%llu) of '%.*s' are out of range (it has %llu)",
-                           (unsigned long long)start, (unsigned long long)count,
-                           KEYARG(kv->key),
+                           (unsigned long long)start, (unsigned long long)count, KEYARG(kv->key),
                            (unsigned long long)n);
+    *out = kv;
     return QWEN3C_OK;
 }
 
 int qwen3c_gguf_get_values(const qwen3c_gguf *g, uint64_t i, uint64_t start, uint64_t count,
                            void *out, size_t out_size, char *err, size_t err_size) {
     const gguf_kv *kv = NULL;
-    int rc = get_kv(g, i, &kv, err, err_size);
+    uint32_t type = 0;
+    int rc = get_range(g, i, start, count, &kv, &type, err, err_size);
     if (rc) return rc;
-    uint32_t type;
-    uint64_t n;
-    elements(kv, &type, &n);
     const uint64_t es = gguf_value_size(type);
     if (es == 0)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "'%.*s' holds %s values, not numbers: use qwen3c_gguf_get_strings",
-                           KEYARG(kv->key),
-                           gguf_value_type_name(type));
-    if ((rc = check_range(kv, n, start, count, err, err_size))) return rc;
+                           KEYARG(kv->key), gguf_value_type_name(type));
     if (count == 0) return QWEN3C_OK;
     if (!out || out_size / es < count)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
@@ -149,17 +146,13 @@ int qwen3c_gguf_get_strings(const qwen3c_gguf *g, uint64_t i, uint64_t start, ui
                             char *buf, size_t buf_size, uint64_t *lens, size_t *total,
                             char *err, size_t err_size) {
     const gguf_kv *kv = NULL;
-    int rc = get_kv(g, i, &kv, err, err_size);
+    uint32_t type = 0;
+    int rc = get_range(g, i, start, count, &kv, &type, err, err_size);
     if (rc) return rc;
-    uint32_t type;
-    uint64_t n;
-    elements(kv, &type, &n);
     if (type != GGUF_TYPE_STRING)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
-                           "'%.*s' holds %s values, not strings",
-                           KEYARG(kv->key),
+                           "'%.*s' holds %s values, not strings", KEYARG(kv->key),
                            gguf_value_type_name(type));
-    if ((rc = check_range(kv, n, start, count, err, err_size))) return rc;
     if (!total || (count > 0 && !lens))
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "lens and total must not be NULL");
     /* kv->data points at the first string's u64 length; the parser checked every length */

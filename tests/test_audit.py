@@ -500,6 +500,26 @@ def test_convert_refuses_pickle_only_weights(tmp_path, no_unpickling):
     assert not marker.exists() and not (tmp_path / "out.gguf").exists()
 
 
+def test_convert_warns_about_a_dangerous_pickle_next_to_safetensors(tmp_path):
+    d = tmp_path / "repo"
+    d.mkdir()
+    write_safetensors(d / "model.safetensors")
+    (d / "training_args.bin").write_bytes(os_system_pickle(tmp_path / "pwned"))
+    with pytest.warns(audit_mod.RemoteCodeWarning, match=r"training_args\.bin is a pickle that "
+                      r"imports os\.system \[dangerous\]; convert ignores it"):
+        check_convert_input(d)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_special_files_are_not_read(tmp_path, schema):
+    d = tmp_path / "repo"
+    d.mkdir()
+    os.mkfifo(d / "pipe")
+    write_safetensors(d / "model.safetensors")
+    doc = validate(audit(d), schema)  # would block forever if it opened the FIFO
+    assert files_by_path(doc)["pipe"]["tier"] == "unknown" and doc["safe_to_load"] is True
+
+
 def test_convert_warns_about_custom_code(make_tiny_model, tmp_path):
     import shutil
     hf_dir, ref = make_tiny_model()

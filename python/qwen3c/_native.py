@@ -332,24 +332,32 @@ def gguf_header(g) -> dict:
             "file_size": int(h.file_size)}
 
 
+def _each_named(n: int, call):
+    """Yield the name of item i for i in range(n), where call(i, buf, size, err) returns
+    (status, name length) and fills buf; the buffer grows when a name does not fit."""
+    err = _Err()
+    size = 256
+    buf = ffi.new("char[]", size)
+    for i in range(n):
+        rc, length = call(i, buf, size, err)
+        if rc == lib.QWEN3C_ERR_BUFFER:
+            size = length + 1
+            buf = ffi.new("char[]", size)
+            rc, length = call(i, buf, size, err)
+        _check(rc, err)
+        yield ffi.unpack(buf, length).decode("utf-8", "replace")
+
+
 def gguf_entries(g, n_kv: int) -> list:
     """[(key, type, elem_type, n), ...] for every metadata entry, in file order (keys decoded
     as UTF-8 with replacement)."""
     info = ffi.new("qwen3c_gguf_kv_info *")
-    err = _Err()
-    size = 256
-    key = ffi.new("char[]", size)
-    out = []
-    for i in range(n_kv):
-        rc = lib.qwen3c_gguf_kv(g, i, key, size, info, err.buf, ERR_SIZE)
-        if rc == lib.QWEN3C_ERR_BUFFER:
-            size = info.key_len + 1
-            key = ffi.new("char[]", size)
-            rc = lib.qwen3c_gguf_kv(g, i, key, size, info, err.buf, ERR_SIZE)
-        _check(rc, err)
-        out.append((ffi.unpack(key, info.key_len).decode("utf-8", "replace"), int(info.type),
-                    int(info.elem_type), int(info.n)))
-    return out
+
+    def call(i, buf, size, err):
+        return lib.qwen3c_gguf_kv(g, i, buf, size, info, err.buf, ERR_SIZE), info.key_len
+
+    return [(key, int(info.type), int(info.elem_type), int(info.n))
+            for key in _each_named(n_kv, call)]
 
 
 def gguf_values(g, i: int, elem_type: int, start: int, count: int) -> np.ndarray:
@@ -386,21 +394,12 @@ def gguf_tensors(g, n_tensors: int) -> list:
     """[(name, type id, shape (GGUF order: ne[0] first), file offset, nbytes), ...]"""
     info = ffi.new("qwen3c_tensor_info *")
     name_len = ffi.new("size_t *")
-    err = _Err()
-    size = 256
-    name = ffi.new("char[]", size)
-    out = []
-    for i in range(n_tensors):
-        rc = lib.qwen3c_gguf_tensor(g, i, name, size, name_len, info, err.buf, ERR_SIZE)
-        if rc == lib.QWEN3C_ERR_BUFFER:
-            size = name_len[0] + 1
-            name = ffi.new("char[]", size)
-            rc = lib.qwen3c_gguf_tensor(g, i, name, size, name_len, info, err.buf, ERR_SIZE)
-        _check(rc, err)
-        out.append((ffi.unpack(name, name_len[0]).decode("utf-8", "replace"), int(info.type),
-                    tuple(int(info.ne[d]) for d in range(info.n_dims)), int(info.offset),
-                    int(info.nbytes)))
-    return out
+
+    def call(i, buf, size, err):
+        return lib.qwen3c_gguf_tensor(g, i, buf, size, name_len, info, err.buf, ERR_SIZE), name_len[0]
+
+    return [(name, int(info.type), tuple(int(info.ne[d]) for d in range(info.n_dims)),
+             int(info.offset), int(info.nbytes)) for name in _each_named(n_tensors, call)]
 
 
 # ---- sampler -------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ import os
 import pickletools
 import re
 import shlex
+import stat
 import struct
 import sys
 import warnings
@@ -319,9 +320,9 @@ def _zip_entry(path: Path, rel: str, size: int) -> dict:
                                   "a numpy .npz of plain arrays (np.load refuses pickles by default)")
             return file_entry(rel, size, "unknown", "zip",
                               f"a zip archive of {len(infos)} files without pickles")
-    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as e:
+    except Exception as e:  # noqa: BLE001 -- BadZipFile, zlib.error, encrypted entries, ...
         return file_entry(rel, size, "unknown", "zip", "starts like a zip archive",
-                          problems=[f"not a readable zip archive: {e}"])
+                          problems=[f"not a readable zip archive ({type(e).__name__}: {e})"])
 
 
 def _npy_has_objects(head: bytes) -> bool:
@@ -380,7 +381,11 @@ def _gguf_entry(path: Path, rel: str, size: int) -> tuple:
 def classify_file(path: Path, rel: str) -> tuple:
     """(file entry, GGUF document or None) for one local file, by content first, then name."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
+            return file_entry(rel, None, "unknown", "special",
+                              "not a regular file (a pipe, socket or device): not read"), None
+        size = st.st_size
         with open(path, "rb") as f:
             head = f.read(64)
     except OSError as e:
