@@ -169,6 +169,9 @@ def test_pickle_walker_hostile_lengths(tmp_path):
     assert scan["globals"] == [] and scan["error"]
     scan = scan_pickle(io.BytesIO(b"\x80\x02" + b"(" * 100000 + b"."), limit=1000)
     assert scan["complete"] is False and scan["error"] is None
+    # what comes before a malformation still counts: pickle.load would have run it
+    scan = scan_pickle(io.BytesIO(os_system_pickle(tmp_path / "x")[:-1] + b"\xff"))
+    assert scan["globals"] == [{"name": "os.system", "risk": "dangerous"}] and scan["error"]
     # computed import names cannot hide behind the stack model
     assert rate_global("?.?") == "dangerous"
     assert rate_global("transformers.training_args.TrainingArguments") == "unknown"
@@ -367,7 +370,7 @@ def test_gguf_in_a_directory_and_as_a_file(tmp_path, schema):
     assert doc["safe_to_load"] is False
     import re
     (problem,) = files_by_path(doc)["broken.gguf"]["problems"]
-    assert re.fullmatch(r"rejected by qwen3c's reader: tensor 'output_norm\.weight': data "
+    assert re.fullmatch(r"qwen3c's reader rejects it: tensor 'output_norm\.weight': data "
                         r"\[\d+, \+128\) lies outside the file's data section of \d+ bytes "
                         r"\(truncated or corrupt file\)", problem), problem
     single = validate(audit(d / "broken.gguf"), schema)

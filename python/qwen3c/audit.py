@@ -90,7 +90,7 @@ _DANGEROUS_MODULES = {"os", "posix", "nt", "subprocess", "sys", "shutil", "socke
                       "dill", "shelve", "asyncio", "threading", "_thread", "signal", "tempfile",
                       "requests", "urllib", "http", "ftplib", "smtplib", "telnetlib", "pip",
                       "setuptools", "distutils", "platform", "pathlib", "io", "_io", "types",
-                      "torch.storage._load_from_bytes", "numpy.testing", "timeit", "trace"}
+                      "numpy.testing", "timeit", "trace"}
 _DANGEROUS_BUILTINS = {"eval", "exec", "compile", "open", "__import__", "getattr", "setattr",
                        "delattr", "globals", "locals", "vars", "input", "breakpoint", "apply",
                        "execfile", "file", "reload", "memoryview", "help", "exit", "quit"}
@@ -158,12 +158,14 @@ _PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
 _MARK = object()
 
 
-def pickle_globals(stream) -> list:
+def pickle_globals(stream, found: Optional[list] = None) -> list:
     """The imports one pickle in `stream` would perform when loaded, in order, as "module.name"
     strings ("?" parts where a name is computed), found by walking its opcodes with
     pickletools.genops (which parses and never executes). The stream is left after the STOP
-    opcode. Raises ValueError (or EOFError-like ValueError) for a malformed pickle."""
-    found = []
+    opcode. They are appended to `found` as they are met (returned too), so that a pickle
+    malformed further on -- which pickle.load would run up to there -- still names them; the
+    malformation raises (ValueError mostly)."""
+    found = [] if found is None else found
     stack, memo = [], {}
     for op, arg, _pos in pickletools.genops(stream):
         name = op.name
@@ -223,7 +225,7 @@ def scan_pickle(stream, limit: int = PICKLE_SCAN_LIMIT) -> dict:
             break  # the end, or data after the pickles (legacy torch storages)
         r.unread(head)
         try:
-            names += pickle_globals(r)
+            pickle_globals(r, names)
         except Exception as e:  # noqa: BLE001 -- whatever pickletools raises: not a pickle
             if r.left == 0:
                 complete = False
@@ -372,7 +374,7 @@ def _gguf_entry(path: Path, rel: str, size: int) -> tuple:
         info = model_info(path)
     except (Qwen3cError, OSError, ValueError) as e:
         return file_entry(rel, size, "data", "gguf", "GGUF: header, metadata and tensor bytes",
-                          problems=[f"rejected by qwen3c's reader: {e}"]), None
+                          problems=[f"qwen3c's reader rejects it: {e}"]), None
     entry = dict(info["files"][0])
     entry["path"] = rel
     return entry, info
@@ -663,7 +665,7 @@ def _finish(doc: dict, config: Optional[dict], readme: dict, ggufs: list) -> dic
                                 f"needs that method's package to load it")
 
     # can loading it run code?
-    reasons = []
+    reasons, blockers = [], []  # blockers: the reasons that make it unsafe, worst first
     dangerous = [f for f in pickles if "dangerous" in _risks(f)]
     bad = [f for f in weights if f["problems"]]
     safe = bool(good) and not dangerous and not bad and not doc["requires_trust_remote_code"]
@@ -680,10 +682,13 @@ def _finish(doc: dict, config: Optional[dict], readme: dict, ggufs: list) -> dic
     elif not weights:
         reasons.append("no weight files found (safetensors, GGUF or pickle)")
     for f in bad:
-        reasons.append(f"{f['path']} is rejected: {f['problems'][0]}")
+        reasons.append(f"{f['path']} is rejected: {f['problems'][0]}" if f["format"] == "safetensors"
+                       else f"{f['path']}: {f['problems'][0]}")
+        blockers.append(reasons[-1])
     for f in pickles:
         if f in dangerous:
             reasons.append(f"{f['path']} is dangerous to load: {f['why']}")
+            blockers.insert(0, reasons[-1])
         elif f in weight_pickles and good:
             reasons.append(f"{f['path']} is a pickle copy of the weights, which loaders of the "
                            f"{'/'.join(sorted({g['format'] for g in good}))} files do not open: "
@@ -696,12 +701,11 @@ def _finish(doc: dict, config: Optional[dict], readme: dict, ggufs: list) -> dic
                          for e in doc["remote_code"][:4])
         reasons.append(f"needs trust_remote_code=True: transformers would run the repository's "
                        f"code ({refs})")
+        blockers.append(reasons[-1])
     doc["safe_to_load"] = safe
     doc["safe_to_load_reasons"] = reasons
-    # the headline: what makes it unsafe, else the first reason
-    doc["why"] = reasons[0] if safe else next(
-        (r for r in reasons if "dangerous" in r or "rejected" in r or "trust_remote_code" in r),
-        reasons[0])
+    # the headline: what makes it unsafe (a dangerous pickle first), else the first reason
+    doc["why"] = reasons[0] if safe or not blockers else blockers[0]
 
     # what runs it
     row = by_hf(archs, cfg.get("model_type"))

@@ -227,7 +227,7 @@ def _describe(f: GGUFFile, path: str, load_error: Optional[Exception]) -> dict:
     doc["files"] = [file_entry(
         os.path.basename(path), size, "data", "gguf",
         "GGUF: header, key/value metadata and tensor bytes, validated by qwen3c's reader",
-        problems=[] if load_error is None else [str(load_error)],
+        problems=[] if load_error is None else [f"qwen3c cannot load it: {load_error}"],
         tensors=len(tensors), parameter_count=n_params)]
 
     vocab = f.array_len("tokenizer.ggml.tokens")
