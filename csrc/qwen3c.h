@@ -120,7 +120,8 @@ void qwen3c_model_free(qwen3c_model *model);
 
 void qwen3c_model_get_config(const qwen3c_model *model, qwen3c_config *out);
 
-/* GGUF metadata, for `info` and the chat template.
+/* GGUF metadata of a loaded model, as text (the chat template; typed values, string arrays and
+ * files that do not load: the qwen3c_gguf_* reader API below, also via qwen3c_model_gguf).
  * qwen3c_model_meta_key: key i copied NUL-terminated into buf, its length into *len.
  * qwen3c_model_meta_type: GGUF value type of key i (0..12); array element type in *arr_type
  *   (or -1) and array length in *arr_n (or 0).
@@ -134,8 +135,9 @@ int qwen3c_model_meta_type(const qwen3c_model *model, int i, int *arr_type, uint
 int qwen3c_model_meta_as_string(const qwen3c_model *model, const char *key, char *buf,
                                 size_t buf_size, size_t *len);
 
-/* Tensors of the file, for `info`. Returns QWEN3C_OK or QWEN3C_ERR_INVALID_ARG on a bad index.
- * name is copied NUL-terminated into name_buf (truncated if it does not fit). */
+/* Tensors of the file (qwen3c_gguf_tensor below: the same for any GGUF). Returns QWEN3C_OK or
+ * QWEN3C_ERR_INVALID_ARG on a bad index. name is copied NUL-terminated into name_buf
+ * (truncated if it does not fit). */
 typedef struct qwen3c_tensor_info {
     int      type;       /* QWEN3C_TYPE_* */
     int      n_dims;
