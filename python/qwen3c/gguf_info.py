@@ -230,6 +230,10 @@ def _describe(f: GGUFFile, path: str, load_error: Optional[Exception]) -> dict:
         problems=[] if load_error is None else [f"qwen3c cannot load it: {load_error}"],
         tensors=len(tensors), parameter_count=n_params)]
 
+    if arch == "qwen35":
+        hparams_extra = _qwen35_hparams(f, hp)
+    else:
+        hparams_extra = {}
     vocab = f.array_len("tokenizer.ggml.tokens")
     doc.update({
         "file_size": size,
@@ -247,6 +251,7 @@ def _describe(f: GGUFFile, path: str, load_error: Optional[Exception]) -> dict:
             "rms_norm_eps": hp("attention.layer_norm_rms_epsilon"),
             "vocab_size": int(emb[1]) if emb is not None and len(emb) > 1 else None,
             "tied_embeddings": "output.weight" not in names,
+            **hparams_extra,
         },
         "tensor_count": len(tensors),
         "tensor_bytes": total,
@@ -268,6 +273,25 @@ def _describe(f: GGUFFile, path: str, load_error: Optional[Exception]) -> dict:
         "metadata_keys": sorted(k for k in f.entries if not k.startswith("GGUF.")),
     })
     return doc
+
+
+def _qwen35_hparams(f: GGUFFile, hp) -> dict:
+    """Qwen3.5's Gated DeltaNet hyperparameters (Qwen3_5TextConfig's linear_*), its rotary
+    dims and how many blocks are linear, under llama.cpp's key names."""
+    out = {
+        "rope_dimension_count": hp("rope.dimension_count"),
+        "ssm_conv_kernel": hp("ssm.conv_kernel"),
+        "ssm_state_size": hp("ssm.state_size"),
+        "ssm_group_count": hp("ssm.group_count"),
+        "ssm_time_step_rank": hp("ssm.time_step_rank"),
+        "ssm_inner_size": hp("ssm.inner_size"),
+        "full_attention_interval": hp("full_attention_interval"),
+        "nextn_predict_layers": hp("nextn_predict_layers"),
+    }
+    key = "qwen35.attention.recurrent_layers"
+    if f.array_len(key) is not None and f.entries[key][2] in _native.GGUF_DTYPES:
+        out["linear_layers"] = int(np.count_nonzero(f.values(key)))
+    return out
 
 
 def model_info(path) -> dict:
