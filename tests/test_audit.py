@@ -353,6 +353,7 @@ def test_readme_front_matter_variants(tmp_path):
     assert r["license"] == "other (qwen-research)" and r["intended_use"] is None
 
 
+@pytest.mark.sanitize
 def test_gguf_in_a_directory_and_as_a_file(tmp_path, schema):
     d = tmp_path / "repo"
     d.mkdir()

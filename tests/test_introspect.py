@@ -467,6 +467,7 @@ def test_info_exit_status_rule(tmp_path, capsys, monkeypatch):
     assert gguf_info.main_info([str(tmp_path / "x.gguf")]) == 130
 
 
+@pytest.mark.sanitize
 def test_info_unsupported_architecture(tmp_path, schema, capsys):
     """A valid GGUF qwen3c does not run: described (exit 0), safe_to_load false with the
     loader's reason, llama.cpp as the runtime."""
@@ -486,6 +487,7 @@ def test_info_unsupported_architecture(tmp_path, schema, capsys):
     assert "safe to load    no: qwen3c cannot load it" in capsys.readouterr().out
 
 
+@pytest.mark.sanitize
 def test_info_reads_typed_metadata_through_the_c_api(tmp_path):
     """GGUFFile (qwen3c_gguf_*): every value type, arrays in slices, tensors."""
     import sys
