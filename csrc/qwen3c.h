@@ -441,6 +441,83 @@ int qwen3c_matmul_q24(int type, const void *w, size_t w_size, const float *x, in
  * or n < 0. (qwen3c_dequantize with QWEN3C_TYPE_F16 is the way back.) */
 int qwen3c_float_to_half(const float *src, int64_t n, uint16_t *dst, char *err, size_t err_size);
 
+/* ---------------------------------------------------------------------------------------
+ * Several conversations on one model: sessions, batched forward passes (serve)
+ *
+ * Each conversation has its own context (KV cache); the model's weights are shared. A
+ * qwen3c_batch runs one forward pass over tokens of several contexts at once -- prefill
+ * chunks of some, one decode token of others -- streaming every weight matrix once for all
+ * of them (decode is memory-bound: B sequences cost little more than one). Attention stays
+ * per sequence, in each context's own cache, so every sequence gets the logits its solo
+ * qwen3c_forward would give. The batch owns the activations of the combined tokens (scratch
+ * that must not live in the read-only model); contexts keep their caches.
+ * ------------------------------------------------------------------------------------- */
+
+/* Where ctx can continue from when only its first pos positions are to be kept (prefix
+ * reuse: a new prompt shares pos tokens with what the cache holds). A KV cache keeps every
+ * prefix valid and returns pos; a state that cannot be cut back (a recurrent layer) returns
+ * an earlier position it can resume from, 0 meaning "run everything again". pos is clamped
+ * to [0, n_ctx]. */
+int qwen3c_context_rewind_point(const qwen3c_context *ctx, int pos);
+
+/* Copy the keys and values of positions [0, n_tokens) of src into dst (a prompt prefix
+ * prefilled once, reused by another conversation): dst then continues at position n_tokens
+ * exactly as src would. Both contexts must belong to the same model and have the same
+ * kv_type, with n_tokens <= both n_ctx; QWEN3C_ERR_INVALID_ARG otherwise (dst unchanged). */
+int qwen3c_context_copy_prefix(qwen3c_context *dst, const qwen3c_context *src, int n_tokens,
+                               char *err, size_t err_size);
+
+typedef struct qwen3c_batch qwen3c_batch;
+
+typedef struct qwen3c_batch_params {
+    int n_tokens;    /* max tokens per qwen3c_forward_batch call, all sequences together;
+                        0 = default (256) */
+    int n_seqs;      /* max sequences per call; 0 = default (64) */
+    int n_threads;   /* OpenMP threads; 0 = all cores */
+    int activations; /* matmul arithmetic, QWEN3C_ACTIVATIONS_* (as qwen3c_context_params) */
+} qwen3c_batch_params;
+
+qwen3c_batch_params qwen3c_batch_default_params(void);
+
+/* Create the scratch for batched forward passes over contexts of `model` (which must outlive
+ * it). INVALID_ARG for a parameter out of range, NOMEM. */
+int  qwen3c_batch_create(const qwen3c_model *model, const qwen3c_batch_params *params,
+                         qwen3c_batch **out, char *err, size_t err_size);
+void qwen3c_batch_free(qwen3c_batch *batch);  /* NULL is a no-op */
+
+/* One sequence's share of a batched forward pass. */
+typedef struct qwen3c_batch_seq {
+    qwen3c_context *ctx;     /* whose KV cache the tokens go into (at most once per call) */
+    const int32_t  *tokens;  /* n_tokens ids, placed at positions pos .. pos + n_tokens - 1 */
+    int             n_tokens;
+    int             pos;
+    float          *logits;  /* caller-owned (vocab_size) floats: the last token's logits;
+                                NULL to skip them (a prefill chunk) */
+} qwen3c_batch_seq;
+
+/* Run one forward pass over seqs[0..n_seqs): for each sequence, as qwen3c_forward(ctx,
+ * tokens, n_tokens, pos, logits, 0) would -- same logits to float rounding, same cache
+ * contents -- with every weight matrix read once for the whole batch. A sequence of one
+ * token is a decode step; of several, a prefill chunk; both mix freely.
+ * Errors, before any compute (every cache untouched): QWEN3C_ERR_INVALID_ARG for n_seqs out of
+ * [1, the batch's n_seqs], a total of tokens above the batch's n_tokens, a NULL or repeated
+ * context, a context of another model, n_tokens < 1, pos < 0 or a token id outside the
+ * vocabulary (the message names the sequence); QWEN3C_ERR_CONTEXT when pos + n_tokens
+ * exceeds a context's n_ctx; QWEN3C_ERR_NOMEM when the attention scratch for a longer
+ * context cannot be grown. */
+int qwen3c_forward_batch(qwen3c_batch *batch, const qwen3c_batch_seq *seqs, int n_seqs,
+                         char *err, size_t err_size);
+
+/* qwen3c_sampler_sample restricted to the tokens `allowed` admits (constrained decoding: a
+ * grammar's mask for the next token): bit i % 32 of allowed[i / 32] set = token i may be
+ * picked (the token bitmask layout of llguidance, ceil(n_vocab / 32) words); the others count
+ * as logit -inf before the penalties and everything after. allowed == NULL admits every
+ * token. QWEN3C_ERR_INVALID_ARG when no admitted token has a logit above -inf; otherwise as
+ * qwen3c_sampler_sample. */
+int qwen3c_sampler_sample_masked(qwen3c_sampler *sampler, const float *logits, int n_vocab,
+                                 const uint32_t *allowed, int32_t *token_out, char *err,
+                                 size_t err_size);
+
 /* CDEF END */
 
 #ifdef __cplusplus

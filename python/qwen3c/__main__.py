@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "next": ("qwen3c.introspect", "main_next"),
     "info": ("qwen3c.gguf_info", "main_info"),
     "audit": ("qwen3c.audit", "main"),
+    "serve": ("qwen3c.serve", "main"),
 }
 
 
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="qwen3c",
         description="Chat with a Qwen3 GGUF model (C inference engine). Subcommands: "
-                    "convert, diff, next, info, audit (qwen3c SUBCOMMAND --help).")
+                    "convert, diff, next, info, audit, serve (qwen3c SUBCOMMAND --help).")
     p.add_argument("--model", help="a .gguf file, a HuggingFace repo id (owner/repo or "
                    "owner/repo:file.gguf); default Qwen/Qwen3-0.6B-GGUF (Q8_0)")
     p.add_argument("--system", help="system prompt")

@@ -585,3 +585,63 @@ def matmul_q24(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
     x (n_tok, n) or (n,) float32; W of type t (Q8_0 / Q4_0 / Q4_1) has shape (d, n).
     Returns float32 (n_tok, d), or (d,) for a 1-D x."""
     return _matmul_via(lib.qwen3c_matmul_q24, t, w_data, x, d, n_threads)
+
+
+# ---- sessions and batches (several conversations on one model) -----------------------------
+
+def context_rewind_point(ctx_ptr, pos: int) -> int:
+    """Where the context can continue from if only its first pos positions are kept."""
+    return int(lib.qwen3c_context_rewind_point(ctx_ptr, int(pos)))
+
+
+def context_copy_prefix(dst_ptr, src_ptr, n_tokens: int) -> None:
+    """Copy the KV cache positions [0, n_tokens) of src into dst."""
+    err = _Err()
+    _check(lib.qwen3c_context_copy_prefix(dst_ptr, src_ptr, int(n_tokens), err.buf, ERR_SIZE), err)
+
+
+def batch_create(model_ptr, n_tokens: int, n_seqs: int, n_threads: int, activations: str):
+    """A qwen3c_batch * (free with batch_free)."""
+    err = _Err()
+    params = ffi.new("qwen3c_batch_params *", lib.qwen3c_batch_default_params())
+    params.n_tokens = n_tokens
+    params.n_seqs = n_seqs
+    params.n_threads = n_threads
+    params.activations = ACTIVATIONS[activations]
+    out = ffi.new("qwen3c_batch **")
+    _check(lib.qwen3c_batch_create(model_ptr, params, out, err.buf, ERR_SIZE), err)
+    return out[0]
+
+
+def batch_free(batch_ptr) -> None:
+    lib.qwen3c_batch_free(batch_ptr)
+
+
+def forward_batch(batch_ptr, items, vocab_size: int) -> list:
+    """items: [(ctx_ptr, int32 token array (checked), pos, want_logits)]. Returns, per item,
+    its last token's logits ((vocab_size,) float32) or None."""
+    seqs = ffi.new("qwen3c_batch_seq[]", len(items))
+    keep, out = [], []
+    for i, (ctx_ptr, toks, pos, want) in enumerate(items):
+        seqs[i].ctx = ctx_ptr
+        seqs[i].tokens = ffi.cast("const int32_t *", ffi.from_buffer(toks))
+        seqs[i].n_tokens = int(toks.size)
+        seqs[i].pos = int(pos)
+        lg = np.empty(vocab_size, dtype=np.float32) if want else None
+        seqs[i].logits = ffi.cast("float *", ffi.from_buffer(lg)) if want else ffi.NULL
+        keep.append(toks)
+        out.append(lg)
+    err = _Err()
+    _check(lib.qwen3c_forward_batch(batch_ptr, seqs, len(items), err.buf, ERR_SIZE), err)
+    return out
+
+
+def sampler_sample_masked(handle, logits: np.ndarray, allowed: np.ndarray) -> int:
+    """logits: C-contiguous 1-D float32; allowed: C-contiguous int32/uint32 bitmask words
+    (bit i % 32 of word i // 32: token i may be picked), at least ceil(n / 32) of them."""
+    out = ffi.new("int32_t *")
+    err = _Err()
+    _check(lib.qwen3c_sampler_sample_masked(
+        handle, ffi.from_buffer("float[]", logits), int(logits.shape[0]),
+        ffi.cast("const uint32_t *", ffi.from_buffer(allowed)), out, err.buf, ERR_SIZE), err)
+    return int(out[0])
