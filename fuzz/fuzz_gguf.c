@@ -1,11 +1,13 @@
 /*
  * fuzz_gguf.c -- libFuzzer target: load a GGUF model from arbitrary bytes.
  *
- * Runs everything qwen3c_model_load does after reading the file (GGUF header, metadata,
- * tensor table, Config, TransformerWeights, tokenizer build, packing the weights into the q24
- * layout or a huge-page copy), on an in-memory image, then every read-only call a caller can
- * make on a loaded model: metadata keys and values, the tensor table, the special tokens, a
- * tokenizer round on a fixed text, and creating (and freeing) a small context.
+ * Runs the GGUF reader's public API (qwen3c_gguf_*: what `info` and `audit` read, also for
+ * files that would not load) and everything qwen3c_model_load does after reading the file
+ * (GGUF header, metadata, tensor table, Config, TransformerWeights, tokenizer build, packing
+ * the weights into the q24 layout or a huge-page copy), on an in-memory image, then every
+ * read-only call a caller can make on a loaded model: metadata keys and values, the tensor
+ * table, the special tokens, a tokenizer round on a fixed text, and creating (and freeing) a
+ * small context.
  *
  * A load may fail -- that is the point -- but it must fail with a status and a message, never
  * crash, leak or touch memory it does not own (ASan + UBSan + LeakSanitizer watch).
@@ -94,12 +96,68 @@ static void read_everything(const qwen3c_model *m) {
     qwen3c_context_free(ctx);
 }
 
+/* The reader API (qwen3c_gguf_*: `info`, `audit`) on the parsed file, also when the model
+ * would not load: every entry's key, values and strings, every tensor. */
+static void read_file_api(const uint8_t *image, size_t size) {
+    gguf_file gf;
+    char err[256];
+    if (gguf_parse(image, size, &gf, err, sizeof err) != QWEN3C_OK) return;
+    const qwen3c_gguf *g = &gf;
+    qwen3c_gguf_header h;
+    if (qwen3c_gguf_get_header(g, &h, err, sizeof err) != QWEN3C_OK) __builtin_trap();
+    for (uint64_t i = 0; i < h.n_kv; i++) {
+        char key[32];
+        qwen3c_gguf_kv_info kv;
+        int rc = qwen3c_gguf_kv(g, i, key, sizeof key, &kv, err, sizeof err);
+        if (rc != QWEN3C_OK && rc != QWEN3C_ERR_BUFFER) __builtin_trap();
+        char *full = malloc(kv.key_len + 1);
+        if (qwen3c_gguf_kv(g, i, full, kv.key_len + 1, &kv, err, sizeof err) != QWEN3C_OK) __builtin_trap();
+        int64_t index;
+        if (qwen3c_gguf_find_kv(g, full, &index, err, sizeof err) != QWEN3C_OK) __builtin_trap();
+        if (strlen(full) == kv.key_len && index != (int64_t)i) __builtin_trap();  /* keys are unique */
+        free(full);
+        const uint64_t n = kv.n < 64 ? kv.n : 64;  /* the first and the last elements */
+        if (kv.elem_type == QWEN3C_GGUF_STRING) {
+            uint64_t lens[64];
+            size_t total = 0;
+            rc = qwen3c_gguf_get_strings(g, i, 0, n, NULL, 0, lens, &total, err, sizeof err);
+            if (rc != QWEN3C_OK && rc != QWEN3C_ERR_BUFFER) __builtin_trap();
+            char *buf = malloc(total ? total : 1);
+            if (qwen3c_gguf_get_strings(g, i, 0, n, buf, total, lens, &total, err, sizeof err) != QWEN3C_OK)
+                __builtin_trap();
+            free(buf);
+            if (kv.n > 0 && qwen3c_gguf_get_strings(g, i, kv.n - 1, 1, NULL, 0, lens, &total, err,
+                                                    sizeof err) == QWEN3C_ERR_INVALID_ARG)
+                __builtin_trap();
+        } else {
+            double values[64];  /* 8 bytes per element at most */
+            if (qwen3c_gguf_get_values(g, i, 0, n, values, sizeof values, err, sizeof err) != QWEN3C_OK)
+                __builtin_trap();
+            if (kv.n > 0 && qwen3c_gguf_get_values(g, i, kv.n - 1, 1, values, sizeof values, err,
+                                                   sizeof err) != QWEN3C_OK)
+                __builtin_trap();
+        }
+        if (qwen3c_gguf_get_values(g, i, kv.n, 1, NULL, 0, err, sizeof err) != QWEN3C_ERR_INVALID_ARG)
+            __builtin_trap();  /* one past the end */
+    }
+    for (uint64_t i = 0; i < h.n_tensors; i++) {
+        char name[16];
+        size_t name_len;
+        qwen3c_tensor_info ti;
+        int rc = qwen3c_gguf_tensor(g, i, name, sizeof name, &name_len, &ti, err, sizeof err);
+        if (rc != QWEN3C_OK && rc != QWEN3C_ERR_BUFFER) __builtin_trap();
+        if (ti.offset + ti.nbytes > h.file_size) __builtin_trap();
+    }
+    gguf_close(&gf);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     /* a mapping is page-aligned: give the image the same start alignment (tensor data is
      * aligned relative to the start of the file) */
     uint8_t *image = aligned_alloc(64, size ? (size + 63) / 64 * 64 : 64);
     if (!image) return 0;
     if (size) memcpy(image, data, size);
+    read_file_api(image, size);
     qwen3c_model_params params = qwen3c_model_default_params();
     for (int pack = 1; pack >= 0; pack--) {
         params.pack_weights = pack;

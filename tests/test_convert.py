@@ -414,7 +414,9 @@ def test_cli_main_error(tmp_path, capsys):
 
 
 def test_cli_bad_type(tmp_path):
-    assert main([str(tmp_path), str(tmp_path / "o.gguf"), "--type", "q4_0"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main([str(tmp_path), str(tmp_path / "o.gguf"), "--type", "q4_0"])
+    assert e.value.code == 2
 
 
 # ---- memory: one tensor (in row chunks) at a time -------------------------------------------

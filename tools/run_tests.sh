@@ -28,7 +28,8 @@ portable_site=$(mktemp -d)
     -C cmake.define.QWEN3C_NATIVE=OFF -C build-dir=build/portable .
 PYTHONPATH="$portable_site" "$PY" -m pytest -q -p no:cacheprovider \
     tests/test_quant.py tests/test_quant_q24.py tests/test_quant_q16.py tests/test_quant_int8.py tests/test_parity.py tests/test_llama_arch.py \
-    tests/test_kv_cache.py
+    tests/test_kv_cache.py \
+    tests/test_batch.py
 
 # 5. the bad-input tests again, under ASan + UBSan
 if [ "${QWEN3C_SKIP_SANITIZE:-0}" != 1 ]; then

@@ -9,11 +9,11 @@ this package is a thin layer over it (see docs/c_vs_transformers.md for the map)
 """
 from .errors import (ChatTemplateError, ContextOverflowError, InvalidArgumentError,
                      ModelFileNotFoundError, ModelFormatError, ModelIOError,
-                     ModelNotAvailableError, OutOfMemoryError, Qwen3cError, UnsupportedModelError)
+                     ModelNotAvailableError, OutOfMemoryError, Qwen3cError, UnsafeModelError,
+                     UnsupportedModelError)
 from .model import Model, ModelConfig
 from .sampler import Sampler
 from .chat import Chat, chat  # binds qwen3c.chat to the function, not the submodule
-
 
 
 def _version() -> str:
@@ -40,7 +40,7 @@ __version__ = _version()
 
 __all__ = ["Model", "ModelConfig", "Qwen3cError", "ModelFormatError", "UnsupportedModelError",
            "ContextOverflowError", "ModelNotAvailableError", "InvalidArgumentError", "ModelIOError",
-           "OutOfMemoryError", "ChatTemplateError", "ModelFileNotFoundError", "Sampler", "Chat",
-           "chat"]
+           "OutOfMemoryError", "UnsafeModelError", "ChatTemplateError", "ModelFileNotFoundError",
+           "Sampler", "Chat", "chat"]
 
 

@@ -56,8 +56,9 @@ class UsageError(Exception):
 
 def run_command(body, argv, prog: str) -> int:
     """Run `body(argv)` (which parses argv with argparse and returns an exit status) under the
-    exit-status rule: 0 success; 2 for a bad command line (argparse's own errors, UsageError);
-    1 for a runtime failure (any other error, reported as one line `PROG: error: ...`, never a
+    exit-status rule: 0 success; 2 for a bad command line (argparse's own errors -- its
+    SystemExit(2) passes through, as for any argparse program -- and UsageError); 1 for a
+    runtime failure (any other error, reported as one line `PROG: error: ...`, never a
     traceback); 130 when interrupted with Ctrl-C. Every subcommand's main() goes through it:
 
         def main(argv=None) -> int:
@@ -66,8 +67,6 @@ def run_command(body, argv, prog: str) -> int:
     import sys
     try:
         return int(body(argv) or 0)
-    except SystemExit as e:  # argparse: --help (0) or a bad option (2)
-        return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_USAGE)
     except UsageError as e:
         return _report(prog, e, EXIT_USAGE)
     except KeyboardInterrupt:
@@ -87,7 +86,7 @@ def run_command(body, argv, prog: str) -> int:
 def _report(prog: str, e: BaseException, code: int) -> int:
     import sys
     from .errors import Qwen3cError
-    text = str(e).strip()
+    text = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)).strip()
     msg = text.splitlines()[0] if text else type(e).__name__
     if not isinstance(e, (Qwen3cError, OSError, ValueError, TypeError, MemoryError, ImportError,
                           UsageError)):
