@@ -95,7 +95,7 @@ def test_missing_file_is_a_model_io_error_and_a_file_not_found_error(tmp_path):
     err = e.value
     assert isinstance(err, qwen3c.ModelIOError) and isinstance(err, qwen3c.Qwen3cError)
     assert isinstance(err, FileNotFoundError) and isinstance(err, OSError)
-    assert str(err) == f"no such model file: {p}"          # the path once, no "[Errno 2]"
+    assert str(err) == f"cannot open '{p}': No such file or directory"  # once, no "[Errno 2]"
     assert err.errno == errno.ENOENT and err.filename == str(p)
 
 
@@ -126,9 +126,11 @@ def test_unicode_errors_point_into_the_users_text(tiny_chat_gguf):
 STILL_THERE = {"path", "closed", "close"}   # like a closed file's name and .closed
 CALLS = {"forward": ([1],), "forward_trace": ([1],), "encode": ("hi",), "decode": ([1],),
          "token_to_bytes": (1,), "stream_decoder": (), "generate": ("hi",), "top_k": ("hi",),
-         "apply_chat_template": ([{"role": "user", "content": "hi"}],)}
+         "apply_chat_template": ([{"role": "user", "content": "hi"}],), "session": (),
+         "forward_batch": ([],)}
 PROPERTIES = {"config", "activations", "kv_cache", "packed_bytes", "n_tokens_forwarded",
-              "metadata", "tensors", "chat_template", "tokenizer", "special_tokens"}
+              "metadata", "tensors", "chat_template", "tokenizer", "special_tokens",
+              "default_session"}
 
 
 def test_everything_but_path_raises_after_close(tiny_chat_gguf):

@@ -92,7 +92,7 @@ def _check_open(rc: int, err: _Err, path: str):
     if rc == lib.QWEN3C_ERR_IO:
         import os
         if not os.path.lexists(path):
-            raise ModelFileNotFoundError(f"no such model file: {path}", path)
+            raise ModelFileNotFoundError(err.text(), path)  # the C reader's message: the path once
     _check(rc, err)
 
 
