@@ -24,8 +24,9 @@ only reach the main thread, so the render checks itself, often):
 - `~` concatenation, every `{% for %}` (a counting iterator around the iterable), every
   output (`{{ }}` through `finalize`, literal text through a counter added to each output
   node), every call (`environment.call`: str methods with growing arguments such as
-  `center`, `replace`, `join`, `format` are checked first), every attribute and item lookup,
-  every filter (each wrapped with its own argument checks), and `range`;
+  `center`, `replace`, `join`, `format` are checked first), every attribute and item lookup
+  (a slice is a copy: counted), every filter (each wrapped with its own argument checks; the
+  ones that loop over a long value count its items as iterations), and `range`;
 - each check also compares the clock with the deadline.
 
 Any value is sized before it is turned into text (`{{ some_list }}`, `tojson`, `join`, ...),
