@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build one libFuzzer target and run it.
 #   fuzz/run.sh TARGET SECONDS [libFuzzer options...]     TARGET: gguf | tokenizer
+#   fuzz/run.sh ctests          the C tests (tests/c/test_*.c) built by clang with ASan + UBSan
 # e.g. fuzz/run.sh gguf 60;  fuzz/run.sh tokenizer 600 -jobs=2
 #
 # Builds build/fuzz/fuzz_TARGET with clang -fsanitize=fuzzer,address,undefined (every csrc/*.c
@@ -10,12 +11,17 @@
 # prints how to reproduce it: build/fuzz/fuzz_TARGET FILE). The last line is a summary:
 #   fuzz TARGET: N executions in S s (R/s), 0 findings
 # Pass -runs=N to stop after N executions instead (a long campaign: see fuzz/README.md).
+# `ctests` links the same instrumented core into each C test: clang's UBSan checks what gcc's
+# does not (e.g. pointer arithmetic on NULL), so a fuzz finding's C regression test fails here.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-target=${1:?usage: fuzz/run.sh gguf|tokenizer SECONDS [libFuzzer options]}
-seconds=${2:?usage: fuzz/run.sh gguf|tokenizer SECONDS [libFuzzer options]}
-shift 2
-case "$target" in gguf|tokenizer) ;; *) echo "fuzz/run.sh: unknown target '$target' (gguf, tokenizer)" >&2; exit 2;; esac
+usage="usage: fuzz/run.sh gguf|tokenizer SECONDS [libFuzzer options]  or  fuzz/run.sh ctests"
+target=${1:?$usage}
+case "$target" in
+  gguf|tokenizer) seconds=${2:?$usage}; shift 2; harness=("$root/fuzz/fuzz_$target.c");;
+  ctests) shift; harness=("$root"/tests/c/test_*.c);;
+  *) echo "fuzz/run.sh: unknown target '$target' (gguf, tokenizer, ctests)" >&2; exit 2;;
+esac
 PY=${PYTHON:-python3}
 CC=${FUZZ_CC:-clang}
 out=${FUZZ_OUT:-$root/build/fuzz}   # FUZZ_OUT: another directory for a separate campaign
@@ -27,11 +33,12 @@ mkdir -p "$out/corpus/$target" "$out/seeds/$target" "$out/artifacts"
 #    fuzzer (fuzz/omp_serial.c answers its omp_* calls). The core's objects are shared by
 #    both targets and rebuilt only when a source or header changed.
 cflags=(-O1 -g -march=native -Wno-unknown-pragmas -fno-omit-frame-pointer
-        -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined -I"$root/csrc")
+        -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+        -I"$root/csrc" -I"$root/tests/c")
 mkdir -p "$out/obj"
 newest_h=$(ls -t "$root"/csrc/*.h | head -n1)
 stale=()
-for src in "$root"/csrc/*.c "$root/fuzz/omp_serial.c" "$root/fuzz/fuzz_$target.c"; do
+for src in "$root"/csrc/*.c "$root/fuzz/omp_serial.c" "${harness[@]}"; do
   obj=$out/obj/$(basename "$src" .c).o
   if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$newest_h" -nt "$obj" ]; then stale+=("$src"); fi
 done
@@ -40,11 +47,19 @@ if [ ${#stale[@]} -gt 0 ]; then
     'src=$1; shift; obj=$0/$(basename "$src" .c).o; "$@" -c "$src" -o "$obj.tmp" && mv -f "$obj.tmp" "$obj"' \
     "$out/obj" {} "$CC" "${cflags[@]}"
 fi
-bin=$out/fuzz_$target
-objs=()
+objs=("$out/obj/omp_serial.o")
 for src in "$root"/csrc/*.c; do objs+=("$out/obj/$(basename "$src" .c).o"); done
-"$CC" -fsanitize=fuzzer,address,undefined "${objs[@]}" "$out/obj/omp_serial.o" \
-      "$out/obj/fuzz_$target.o" -lm -o "$bin.tmp"
+if [ "$target" = ctests ]; then
+  for src in "${harness[@]}"; do
+    name=$(basename "$src" .c)
+    "$CC" -fsanitize=address,undefined "${objs[@]}" "$out/obj/$name.o" -lm -o "$out/$name"
+    (cd "$root" && ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+       "$out/$name")
+  done
+  exit 0
+fi
+bin=$out/fuzz_$target
+"$CC" -fsanitize=fuzzer,address,undefined "${objs[@]}" "$out/obj/fuzz_$target.o" -lm -o "$bin.tmp"
 mv -f "$bin.tmp" "$bin"
 
 # 2. seeds (generated: small valid models / texts; the committed ones are in fuzz/seeds/)

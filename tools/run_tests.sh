@@ -49,8 +49,9 @@ if [ "${QWEN3C_SKIP_SANITIZE:-0}" != 1 ]; then
 fi
 
 # 6. fuzzing: each libFuzzer target (fuzz/: GGUF load from bytes, the tokenizer) for
-#    QWEN3C_FUZZ_SECONDS (default 60) with ASan + UBSan; a finding fails the run and leaves the
-#    input in build/fuzz/artifacts/. clang with its libFuzzer runtime (Debian: clang, which
+#    QWEN3C_FUZZ_SECONDS (default 60) with ASan + UBSan, every committed seed (the earlier
+#    findings among them) first; a finding fails the run and leaves the input in
+#    build/fuzz/artifacts/. clang with its libFuzzer runtime (Debian: clang, which
 #    recommends libclang-rt-14-dev) is installed when missing.
 if [ "${QWEN3C_SKIP_FUZZ:-0}" != 1 ]; then
   if ! printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' \
@@ -60,4 +61,6 @@ if [ "${QWEN3C_SKIP_FUZZ:-0}" != 1 ]; then
   for target in gguf tokenizer; do
     PYTHON="$PY" bash fuzz/run.sh "$target" "${QWEN3C_FUZZ_SECONDS:-60}"
   done
+  # the C tests on the same clang-instrumented core (clang's UBSan flags what gcc's does not)
+  bash fuzz/run.sh ctests
 fi
