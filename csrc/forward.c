@@ -288,15 +288,26 @@ static void weighted_sum_f16(int nr, int nv, float *const *o, const float *const
 #undef WSUM_CASE
 #endif
 
+/* Where attention() copies its softmax probabilities when asked (qwen3c_forward_attention);
+ * every other forward passes NULL and pays one pointer test per score row. */
+typedef struct {
+    float *p;    /* (L, NH, n_q, n_k) floats, zeroed by the caller */
+    int    n_q;  /* query rows per head: the tokens of the whole call */
+    int    n_k;  /* key columns: pos + n_q of the whole call */
+    int    q0;   /* the first query row of the chunk being computed */
+} AttnCapture;
+
 /* Causal grouped-query attention for a batch of n tokens at positions pos..pos+n-1, one layer.
  * q: (n, NH*HD). The cache holds this layer's keys in tiles of 16 positions, each tile
  * transposed, kt (NKV, C/16, HD, 16), so that the scores of one query against a tile are 16
  * contiguous lanes and a tile is one contiguous read; values v (NKV, C, HD). Both are float32,
  * or IEEE halves (f16 != 0), widened to float32 as they are read.
  * out: (n, NH*HD). Query head h reads kv head h / (NH/NKV); the rows (token t, head h) of one
- * kv head are done ATT_ROWS at a time so each key is loaded once for all of them. */
+ * kv head are done ATT_ROWS at a time so each key is loaded once for all of them.
+ * cap (NULL = off): copy layer `layer`'s probabilities out, as output_attentions does. */
 static void attention(float *out, const float *q, const void *kt, const void *vc, int f16, int n,
-                      int pos, const Config *p, int n_ctx, float *att_scratch, int n_threads) {
+                      int pos, const Config *p, int n_ctx, float *att_scratch, int n_threads,
+                      const AttnCapture *cap, int layer) {
     const int NH = p->n_heads, NKV = p->n_kv_heads, HD = p->head_dim, group = NH / NKV;
     const int C = n_ctx;
     const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float); /* bytes per cache entry */
@@ -361,6 +372,11 @@ static void attention(float *out, const float *q, const void *kt, const void *vc
         for (int r = 0; r < nr; r++) {
             float *a = att + (size_t)r * C;
             softmax(a, len[r]);
+            if (cap) { /* attn_weights[layer, h, t, 0..pos+t] (the masked rest stays 0) */
+                const int t = (r0 + r) / group, h = kvh * group + (r0 + r) % group;
+                float *dst = cap->p + (((size_t)layer * NH + h) * cap->n_q + cap->q0 + t) * cap->n_k;
+                memcpy(dst, a, (size_t)len[r] * sizeof(float));
+            }
             for (int s = len[r]; s < n_max; s++) a[s] = 0.0f; /* the causal mask, for the shared sums */
         }
         /* out = softmax(scores) @ v */
@@ -430,7 +446,7 @@ static void kv_store(void *kc, void *vc, int f16, const float *k, const float *v
  * The forward pass for one batch of n <= n_batch tokens (already validated)
  * ------------------------------------------------------------------------------------- */
 static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, float *logits,
-                    int all_logits, float *hidden, int64_t hidden_stride_layer) {
+                    int all_logits, float *hidden, int64_t hidden_stride_layer, const AttnCapture *cap) {
     const Transformer *tf = ctx->transformer;
     const Config *p = &tf->config;
     const TransformerWeights *w = &tf->weights;
@@ -477,7 +493,7 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
         }
 
         /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query */
-        attention(s->att_out, s->q, kc, vc, f16, n, pos, p, C, s->att, nt);
+        attention(s->att_out, s->q, kc, vc, f16, n, pos, p, C, s->att, nt, cap, l);
 
         /* hidden_states = residual + o_proj(attn_output) */
         matmul(ctx, s->xb2, s->att_out, n, &lw->wo);
@@ -637,27 +653,67 @@ static int check_forward_args(const qwen3c_context *ctx, const int32_t *tokens, 
     return QWEN3C_OK;
 }
 
-int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
-                         float *logits, int all_logits, float *hidden, char *err, size_t err_size) {
+/* The forward of the public calls: chunks of n_batch tokens (only the last chunk's last token
+ * needs logits unless all_logits); hidden and attn (both optional) as in qwen3c.h */
+static int forward_calls(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos, float *logits,
+                         int all_logits, float *hidden, float *attn, char *err, size_t err_size) {
     if (!ctx) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "context is NULL");
     int rc = check_forward_args(ctx, tokens, n_tokens, pos, err, err_size);
     if (rc) return rc;
-    const int64_t V = ctx->transformer->config.vocab_size, D = ctx->transformer->config.dim;
+    const Config *p = &ctx->transformer->config;
+    const int64_t V = p->vocab_size, D = p->dim;
     const int64_t hidden_stride_layer = (int64_t)n_tokens * D;
-    /* chunks of n_batch tokens; only the last chunk's last token matters unless all_logits */
+    AttnCapture cap = {attn, n_tokens, pos + n_tokens, 0};
+    if (attn) memset(attn, 0, (size_t)p->n_layers * p->n_heads * n_tokens * (size_t)(pos + n_tokens) * sizeof(float));
     for (int c0 = 0; c0 < n_tokens; c0 += ctx->n_batch) {
         int n = n_tokens - c0 < ctx->n_batch ? n_tokens - c0 : ctx->n_batch;
         int last = c0 + n == n_tokens;
         float *lg = NULL;
         if (logits && all_logits) lg = logits + (size_t)c0 * V;
         else if (logits && last) lg = logits;
+        cap.q0 = c0;
         forward(ctx, tokens + c0, n, pos + c0, lg, all_logits,
-                      hidden ? hidden + (size_t)c0 * D : NULL, hidden_stride_layer);
+                      hidden ? hidden + (size_t)c0 * D : NULL, hidden_stride_layer, attn ? &cap : NULL);
     }
     return QWEN3C_OK;
 }
 
+int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
+                         float *logits, int all_logits, float *hidden, char *err, size_t err_size) {
+    return forward_calls(ctx, tokens, n_tokens, pos, logits, all_logits, hidden, NULL, err, err_size);
+}
+
 int qwen3c_forward(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos, float *logits,
                    int all_logits, char *err, size_t err_size) {
-    return qwen3c_forward_trace(ctx, tokens, n_tokens, pos, logits, all_logits, NULL, err, err_size);
+    return forward_calls(ctx, tokens, n_tokens, pos, logits, all_logits, NULL, NULL, err, err_size);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Inspection: attention probabilities, the LM head on any hidden state (qwen3c.h, "viz")
+ * ------------------------------------------------------------------------------------- */
+int qwen3c_forward_attention(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
+                             float *logits, int all_logits, float *hidden, float *attn, char *err,
+                             size_t err_size) {
+    if (!attn) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "attn must not be NULL");
+    return forward_calls(ctx, tokens, n_tokens, pos, logits, all_logits, hidden, attn, err, err_size);
+}
+
+int qwen3c_lm_head(qwen3c_context *ctx, const float *hidden, int n, float *logits, char *err,
+                   size_t err_size) {
+    if (!ctx || !hidden || !logits)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "context, hidden and logits must not be NULL");
+    if (n < 1) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "lm_head needs at least one hidden state, got %d", n);
+    const Config *p = &ctx->transformer->config;
+    const TransformerWeights *w = &ctx->transformer->weights;
+    const int D = p->dim;
+    const int64_t V = p->vocab_size;
+    float *xb = ctx->state.xb; /* (n_batch, D) scratch, as the end of forward() uses it */
+    for (int c0 = 0; c0 < n; c0 += ctx->n_batch) {
+        const int m = n - c0 < ctx->n_batch ? n - c0 : ctx->n_batch;
+        /* hidden_states = norm(hidden_states); logits = lm_head(hidden_states) */
+        for (int t = 0; t < m; t++)
+            rmsnorm(xb + (size_t)t * D, hidden + (size_t)(c0 + t) * D, w->rms_final, D, p->norm_eps);
+        matmul(ctx, logits + (size_t)c0 * V, xb, m, &w->wcls);
+    }
+    return QWEN3C_OK;
 }

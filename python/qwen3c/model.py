@@ -192,6 +192,40 @@ class Model:
             self.n_tokens_forwarded += len(tokens)
             return out
 
+    # ---- inspection: attention and the logit lens (qwen3c.lens, qwen3c.plots) ----------
+    def attention(self, tokens: Sequence[int], pos: int = 0, max_bytes: int = 4 << 30) -> np.ndarray:
+        """The attention probabilities of a forward over tokens at positions pos..:
+        float32 (n_layers, n_heads, n, pos + n), [l, h, t, s] = softmax(q k^T / sqrt(head_dim)
+        + causal mask) of layer l, head h, query token t over key position s (0 past pos + t):
+        transformers' output_attentions with eager attention. Writes the KV cache as forward()
+        does. Raises ValueError when the array would exceed max_bytes (default 4 GiB)."""
+        return self._forward_attention(tokens, pos, max_bytes, trace=False)
+
+    def forward_attention(self, tokens: Sequence[int], pos: int = 0, max_bytes: int = 4 << 30):
+        """One forward that returns everything there is to see: (logits (n, V), hidden
+        (n_layers + 2, n, dim) as forward_trace returns them, attention (n_layers, n_heads, n,
+        pos + n) as attention() does)."""
+        attn, logits, hidden = self._forward_attention(tokens, pos, max_bytes, trace=True)
+        return logits, hidden, attn
+
+    def _forward_attention(self, tokens, pos, max_bytes, trace):
+        with self._lock:
+            c = self.config
+            out = _native.forward_attention(self._ctx_ptr(), tokens, pos, c.n_ctx, c.n_layers,
+                                            c.n_heads, c.dim, c.vocab_size, trace=trace,
+                                            max_bytes=max_bytes)
+            self.n_tokens_forwarded += (out[0] if trace else out).shape[2]
+            return out
+
+    def lm_head(self, hidden) -> np.ndarray:
+        """logits = lm_head(norm(hidden)) for hidden (n, dim) -> (n, V), or (dim,) -> (V,): the
+        model's own final norm and LM head, in C (the logit lens). hidden from forward_trace:
+        hidden[n_layers] (the last layer's output) gives forward()'s logits. The KV cache is
+        not touched."""
+        with self._lock:
+            c = self.config
+            return _native.lm_head(self._ctx_ptr(), hidden, c.dim, c.vocab_size)
+
     # ---- file contents -----------------------------------------------------------------
     @property
     def metadata(self) -> dict:
