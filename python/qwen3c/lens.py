@@ -28,7 +28,8 @@ from .introspect import (open_model_for, plot_or_hint, prompt_ids, prompt_source
                          softmax64, token_text)
 from .labels import token_label
 
-__all__ = ["LensRow", "LensReport", "logit_lens", "lens_rows", "format_lens", "main_lens"]
+__all__ = ["LensRow", "LensReport", "logit_lens", "lens_rows", "rank_of", "format_lens",
+           "main_lens"]
 
 
 @dataclass
@@ -74,7 +75,7 @@ def _row_names(n_layers: int) -> List[str]:
     return ["embedding"] + [f"layer {l}" for l in range(n_layers)]
 
 
-def _rank(p: np.ndarray, token: int) -> int:
+def rank_of(p: np.ndarray, token: int) -> int:
     """1 + the number of tokens ahead of `token` (higher probability, or equal and a lower id:
     the order of top_k)."""
     return int((p > p[token]).sum() + (p[:token] == p[token]).sum() + 1)
@@ -102,7 +103,7 @@ def lens_rows(model, hidden, positions: Sequence[int], targets: Sequence[int], k
             top = sorted(top.tolist(), key=lambda i: (-p[i], i))
             out[j].append(LensRow(name=name, index=index,
                                   top=[(int(i), token_text(model, i), float(p[i])) for i in top],
-                                  target_prob=float(p[target]), target_rank=_rank(p, target)))
+                                  target_prob=float(p[target]), target_rank=rank_of(p, target)))
     return out
 
 
