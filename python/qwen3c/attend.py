@@ -52,10 +52,10 @@ def _check_index(what: str, i: int, n: int) -> int:
     return i % n
 
 
-def select_attention(attn: np.ndarray, layer="last", head=None) -> Tuple[List[tuple], np.ndarray, str]:
+def select_attention(attn: np.ndarray, layer=-1, head=None) -> Tuple[List[tuple], np.ndarray, str]:
     """Pick what to show from Model.attention's (L, NH, n, n) array.
 
-    layer: an index (negative from the end), "last" or "all"; head: an index, "mean" or None.
+    layer: an index (negative from the end) or "all"; head: an index, "mean" or None.
     Returns (panels [(title, (n, n) matrix)], the one matrix the table shows, a description).
     IndexError names a layer or head that does not exist."""
     L, NH = attn.shape[:2]
@@ -67,7 +67,7 @@ def select_attention(attn: np.ndarray, layer="last", head=None) -> Tuple[List[tu
             return panels, attn.mean((0, 1)), f"all {L} layers, heads averaged"
         panels = [(f"layer {l}, head {head}", attn[l, head]) for l in range(L)]
         return panels, attn[:, head].mean(0), f"head {head} of all {L} layers"
-    l = L - 1 if layer == "last" else _check_index("layer", layer, L)
+    l = _check_index("layer", layer, L)
     where = f"layer {l} of {L}"
     if head is None:
         panels = [(f"head {h}", attn[l, h]) for h in range(NH)]
@@ -97,7 +97,7 @@ def _parser():
         description="Show where each token's attention goes: a table per query token and, with "
                     "--out, heatmaps (a grid of heads unless --head is given).")
     add_prompt_arguments(ap, raw_default=True)
-    ap.add_argument("--layer", type=_layer_or_all, default="last",
+    ap.add_argument("--layer", type=_layer_or_all, default=-1,
                     help="layer number (negative: from the end; default the last), or 'all'")
     ap.add_argument("--head", type=_head_or_mean,
                     help="head number, or 'mean' (heads averaged); default: all heads (a grid)")

@@ -249,9 +249,7 @@ def plot_attention(panels: Sequence[Tuple[str, np.ndarray]], tokens: Sequence[tu
 
 def _cmap(name):
     import matplotlib
-    cmap = matplotlib.colormaps[name].copy()
-    cmap.set_bad("#eeeeee")
-    return cmap
+    return matplotlib.colormaps[name].with_extremes(bad="#eeeeee")
 
 
 # ---- the logit lens ---------------------------------------------------------------------------
@@ -273,7 +271,7 @@ def plot_lens(report, path, *, title: Optional[str] = None) -> Path:
             texts[r][c] = f"{plot_label(t, i, 12)}\n{p:.2f}"
     target = plot_label(report.target_text, report.target, 16)
     with _rc():
-        fig = _figure(1.6 + 1.15 * (k + 1), 1.2 + 0.42 * len(rows))
+        fig = _figure(1.6 + 1.15 * (k + 1), max(3.0, 1.2 + 0.42 * len(rows)))
         ax = fig.add_subplot()
         cmap = _cmap("YlGnBu")
         ax.imshow(probs, cmap=cmap, vmin=0, vmax=1, aspect="auto", origin="lower",
@@ -336,7 +334,7 @@ def plot_diff(report, path, *, tol: float = 1e-4, title: Optional[str] = None) -
         ax.set_ylim(floor / 2, max(positive.max(), tol) * 5)
         ax.set_xticks(x, names, rotation=60, ha="right", fontsize=8)
         ax.set_ylabel("relative error (log scale)")
-        ax.legend(fontsize=8, loc="upper left", frameon=False)
+        ax.legend(fontsize=8, loc="lower right", frameon=True, framealpha=0.9, edgecolor="white")
         what = "all stages within tolerance" if first is None else f"first over tolerance: {first.name}"
         ax.set_title(title or f"qwen3c vs PyTorch, stage by stage ({what})", fontsize=11, loc="left")
         ax.grid(axis="y", which="major", color="#e9ecef")
