@@ -107,17 +107,12 @@ def test_attention_follows_the_numerics(make_tiny_model, options):
 
 
 def test_attention_llama_architecture(tmp_path):
-    from test_llama_arch import write_llama_gguf  # the llama GGUF writer of that test
+    from test_llama_arch import random_llama, write_llama_gguf  # that test's model and writer
 
-    torch.manual_seed(4)
-    cfg = transformers.LlamaConfig(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, vocab_size=300, max_position_embeddings=128, rope_theta=10000.0,
-        rms_norm_eps=1e-5, tie_word_embeddings=False, attn_implementation="eager")
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_((1 + 0.1 * torch.randn_like(p)) if p.dim() == 1 else 0.2 * torch.randn_like(p))
+    model, cfg = random_llama(
+        4, scale=0.2, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, vocab_size=300, max_position_embeddings=128,
+        rope_theta=10000.0, rms_norm_eps=1e-5, tie_word_embeddings=False)
     path = tmp_path / "llama.gguf"
     write_llama_gguf(path, model, cfg, tied=False)
     toks = _tokens(cfg.vocab_size, 36, seed=5)

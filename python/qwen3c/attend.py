@@ -21,29 +21,23 @@ from typing import List, Tuple
 import numpy as np
 
 from .cli_options import add_plot_argument, add_prompt_arguments
-from .introspect import (open_model_for, plot_or_hint, prompt_ids, prompt_source, run_command,
-                         token_text)
+from .introspect import command_model, plot_or_hint, run_command, token_text
 from .labels import token_label
 
 __all__ = ["select_attention", "format_attention", "main_attend"]
 
 
-def _layer_or_all(value: str):
-    if value == "all":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a layer number or 'all', got {value!r}") from None
-
-
-def _head_or_mean(value: str):
-    if value == "mean":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a head number or 'mean', got {value!r}") from None
+def _int_or(word: str, what: str):
+    """An argparse type: an int, or the one word given."""
+    def parse(value: str):
+        if value == word:
+            return value
+        try:
+            return int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a {what} number or '{word}', got {value!r}") from None
+    return parse
 
 
 def _check_index(what: str, i: int, n: int) -> int:
@@ -97,9 +91,9 @@ def _parser():
         description="Show where each token's attention goes: a table per query token and, with "
                     "--out, heatmaps (a grid of heads unless --head is given).")
     add_prompt_arguments(ap, raw_default=True)
-    ap.add_argument("--layer", type=_layer_or_all, default=-1,
+    ap.add_argument("--layer", type=_int_or("all", "layer"), default=-1,
                     help="layer number (negative: from the end; default the last), or 'all'")
-    ap.add_argument("--head", type=_head_or_mean,
+    ap.add_argument("--head", type=_int_or("mean", "head"),
                     help="head number, or 'mean' (heads averaged); default: all heads (a grid)")
     ap.add_argument("--top", type=int, default=3, help="keys per query in the table (default 3)")
     ap.add_argument("--json", action="store_true", help="print the selected matrices as JSON")
@@ -112,9 +106,7 @@ def _attend(argv):
     args = ap.parse_args(argv)
     if args.top < 1:
         ap.error(f"--top must be >= 1, got {args.top}")
-    source = prompt_source(ap, args)
-    with open_model_for(args) as m:
-        ids, mode = prompt_ids(ap, args, m, source)
+    with command_model(ap, args) as (m, ids, mode):
         try:
             select_attention(np.zeros((m.config.n_layers, m.config.n_heads, 1, 1)), args.layer,
                              args.head)

@@ -35,8 +35,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .cli_options import add_prompt_arguments
-from .introspect import (open_model_for, prompt_ids, prompt_source, run_command, softmax64,
-                         token_text)
+from .introspect import command_model, run_command, softmax64, token_text
 from .labels import token_label
 from .lens import lens_rows, rank_of
 
@@ -174,10 +173,8 @@ def _explain(argv):
                           seed=args.seed)
     except (ValueError, TypeError) as e:
         ap.error(str(e))
-    source = prompt_source(ap, args)
     out = Path(args.out)
-    with open_model_for(args) as m:
-        ids, mode = prompt_ids(ap, args, m, source)
+    with command_model(ap, args) as (m, ids, mode):
         print(f"qwen3c explain: {len(ids)} prompt tokens ({mode}); generating up to "
               f"{args.max_tokens} tokens ...", file=sys.stderr)
         data = explain_data(m, ids, max_tokens=args.max_tokens, sampler=sampler,

@@ -19,6 +19,7 @@ engine cannot run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -561,6 +562,16 @@ def open_model_for(args, n_ctx: int = 0):
     """The Model of --model with --threads, --activations and --kv-cache."""
     return _open_model(args.model, n_ctx=n_ctx, n_threads=args.threads,
                        activations=args.activations, kv_cache=args.kv_cache)
+
+
+@contextlib.contextmanager
+def command_model(parser, args):
+    """`with command_model(parser, args) as (model, ids, mode):` for a command with the prompt
+    options: the prompt checked before the model is loaded, then the model and the ids."""
+    source = prompt_source(parser, args)
+    with open_model_for(args) as m:
+        ids, mode = prompt_ids(parser, args, m, source)
+        yield m, ids, mode
 
 
 def plot_or_hint(args, plot_name: str, *data, prog: str, **kw) -> None:

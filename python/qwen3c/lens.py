@@ -24,8 +24,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 
 from .cli_options import add_plot_argument, add_prompt_arguments
-from .introspect import (open_model_for, plot_or_hint, prompt_ids, prompt_source, run_command,
-                         softmax64, token_text)
+from .introspect import command_model, plot_or_hint, run_command, softmax64, token_text
 from .labels import token_label
 
 __all__ = ["LensRow", "LensReport", "logit_lens", "lens_rows", "rank_of", "format_lens",
@@ -170,9 +169,7 @@ def _lens(argv):
     args = ap.parse_args(argv)
     if args.k < 1:
         ap.error(f"-k must be >= 1, got {args.k}")
-    source = prompt_source(ap, args)
-    with open_model_for(args) as m:
-        ids, mode = prompt_ids(ap, args, m, source)
+    with command_model(ap, args) as (m, ids, mode):
         if args.target is not None and not 0 <= args.target < m.config.vocab_size:
             ap.error(f"--target {args.target} is outside the vocabulary [0, {m.config.vocab_size})")
         report = logit_lens(m, ids, k=args.k, target=args.target)
