@@ -35,7 +35,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from .cli_options import add_prompt_arguments
-from .introspect import command_model, run_command, softmax64, token_text
+from .introspect import command_model, run_command, softmax64, token_text, top_k_from_logits
 from .labels import token_label
 from .lens import lens_rows, rank_of
 
@@ -88,15 +88,13 @@ def explain_data(model, prompt: Sequence[int], max_tokens: int = 48, sampler=Non
     tokens = []
     for i, tok in enumerate(answer):
         p = softmax64(logits[i])
-        top = np.argpartition(-p, N_ALTERNATIVES - 1)[:N_ALTERNATIVES] \
-            if p.size > N_ALTERNATIVES else np.arange(p.size)
-        top = sorted(top.tolist(), key=lambda j: (-p[j], j))
         n_keys = n_p + i  # positions 0 .. n_p - 1 + i
         entry = _token(model, tok)
         entry.update({
             "p": float(p[tok]),
             "rank": rank_of(p, tok),
-            "alts": [[int(j), token_label(token_text(model, j), j), float(p[j])] for j in top],
+            "alts": [[j, token_label(token_text(model, j), j), pj]
+                     for j, pj in top_k_from_logits(logits[i], N_ALTERNATIVES)],
             "attn": np.rint(heads_mean[:, i, :n_keys] * ATTN_SCALE).astype(int).tolist(),
             "lens": [[r.top[0][0], token_label(r.top[0][1], r.top[0][0]), r.top[0][2],
                       r.target_prob, r.target_rank] for r in lens[i]],
