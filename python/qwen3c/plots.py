@@ -208,9 +208,14 @@ def plot_attention(panels: Sequence[Tuple[str, np.ndarray]], tokens: Sequence[tu
     nrows = math.ceil(len(panels) / ncols)
     cell = 0.32 if single else min(0.16, 3.2 / max(nk, 1))
     side = max(4.5 if single else 2.4, 1.6 + cell * nk)
-    show_ticks = single or nk <= 24
+    # a long text: the figure stops growing at 20 inches and the labels shrink with the cells
+    # (a point is 1/72 inch); below 3 points they are left out
+    cell_pt = 72 * (min(side, 20.0) - 1.6) / max(nk, 1)  # (single panel)
+    fs_single = min(9.0, 0.8 * cell_pt)
+    show_ticks = (single and fs_single >= 3) or (not single and nk <= 24)
     with _rc():
-        fig = _figure(min(ncols * side + 1.2, 22), min(nrows * side + 0.8, 26))
+        side = min(side, 20.0 / max(ncols, nrows))
+        fig = _figure(ncols * side + 1.2, nrows * side + 0.8)
         axes = fig.subplots(nrows, ncols, squeeze=False)
         cmap = _cmap("Blues")
         norm = mcolors.PowerNorm(gamma, vmin=0.0, vmax=1.0)
@@ -226,7 +231,7 @@ def plot_attention(panels: Sequence[Tuple[str, np.ndarray]], tokens: Sequence[tu
             if not (single and title):
                 ax.set_title(name, fontsize=10 if single else 8)
             r, c = divmod(k, ncols)
-            fs = 9 if single else 6
+            fs = fs_single if single else 6
             if show_ticks and (single or c == 0):
                 ax.set_yticks(range(nq), qlabels, fontsize=fs)
             else:
