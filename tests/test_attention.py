@@ -15,6 +15,8 @@ transformers = pytest.importorskip("transformers")
 
 import qwen3c  # noqa: E402
 
+sanitize = pytest.mark.sanitize  # rerun under ASan + UBSan by tools/run_tests.sh
+
 # config overrides of conftest.TINY_CONFIG (hidden 64, 2 layers, 4 heads / 2 kv heads, head_dim 32)
 SHAPES = {
     "gqa": {},
@@ -67,6 +69,7 @@ def test_attention_matches_transformers_eager(shape_model):
     assert ref.std() > 0.05  # the reference is not a trivial uniform pattern
 
 
+@sanitize
 def test_attention_in_chunks_and_from_the_cache(make_tiny_model):
     """n_batch chunks, a start position > 0 (keys from the KV cache) and a decode step give the
     matching rows of one full capture."""
@@ -125,6 +128,7 @@ def test_attention_llama_architecture(tmp_path):
     assert ref.std() > 0.05
 
 
+@sanitize
 def test_attention_bad_arguments(tiny_gguf):
     with qwen3c.Model(tiny_gguf, n_ctx=32) as m:
         m.forward([1, 2, 3])
@@ -145,6 +149,7 @@ def test_attention_bad_arguments(tiny_gguf):
 
 # ---- the LM head on hidden states: the logit lens's arithmetic ----------------------------------
 
+@sanitize
 @pytest.mark.parametrize("out_type", ["f32", "q8_0"])
 def test_lm_head_of_the_last_layer_is_the_forward(make_tiny_model, out_type):
     _, gguf_path = make_tiny_model(out_type=out_type, tie_word_embeddings=False, seed=5)
@@ -164,6 +169,7 @@ def test_lm_head_of_the_last_layer_is_the_forward(make_tiny_model, out_type):
             m.lm_head(np.zeros((0, m.config.dim), np.float32))
 
 
+@sanitize
 def test_lm_head_leaves_the_kv_cache_alone(tiny_gguf):
     with qwen3c.Model(tiny_gguf, n_ctx=32) as m:
         m.forward([5, 6, 7])
