@@ -120,7 +120,8 @@ void qwen3c_model_free(qwen3c_model *model);
 
 void qwen3c_model_get_config(const qwen3c_model *model, qwen3c_config *out);
 
-/* GGUF metadata, for `info` and the chat template.
+/* GGUF metadata of a loaded model, as text (the chat template; typed values, string arrays and
+ * files that do not load: the qwen3c_gguf_* reader API below, also via qwen3c_model_gguf).
  * qwen3c_model_meta_key: key i copied NUL-terminated into buf, its length into *len.
  * qwen3c_model_meta_type: GGUF value type of key i (0..12); array element type in *arr_type
  *   (or -1) and array length in *arr_n (or 0).
@@ -134,8 +135,9 @@ int qwen3c_model_meta_type(const qwen3c_model *model, int i, int *arr_type, uint
 int qwen3c_model_meta_as_string(const qwen3c_model *model, const char *key, char *buf,
                                 size_t buf_size, size_t *len);
 
-/* Tensors of the file, for `info`. Returns QWEN3C_OK or QWEN3C_ERR_INVALID_ARG on a bad index.
- * name is copied NUL-terminated into name_buf (truncated if it does not fit). */
+/* Tensors of the file (qwen3c_gguf_tensor below: the same for any GGUF). Returns QWEN3C_OK or
+ * QWEN3C_ERR_INVALID_ARG on a bad index. name is copied NUL-terminated into name_buf
+ * (truncated if it does not fit). */
 typedef struct qwen3c_tensor_info {
     int      type;       /* QWEN3C_TYPE_* */
     int      n_dims;
@@ -146,6 +148,90 @@ typedef struct qwen3c_tensor_info {
 int qwen3c_model_n_tensors(const qwen3c_model *model);
 int qwen3c_model_tensor_info(const qwen3c_model *model, int i, char *name_buf, size_t name_size,
                              qwen3c_tensor_info *out);
+
+/* ---------------------------------------------------------------------------------------
+ * GGUF files: the validating reader on its own (`qwen3c info`, `qwen3c audit`)
+ *
+ * qwen3c_gguf_open runs the reader qwen3c_model_load starts with: the header, every metadata
+ * value and the tensor table (types, shapes, byte sizes, alignment, bounds, no overlaps), all
+ * checked against the file size, with the same messages. It builds no model and reads no
+ * tensor data, so it also opens valid files of architectures or tensor types qwen3c does not
+ * run. Metadata entries and tensors are numbered in file order from 0. Every accessor returns
+ * QWEN3C_OK or QWEN3C_ERR_INVALID_ARG (NULL handle, index or range out of bounds, wrong value
+ * type; named in err) or QWEN3C_ERR_BUFFER as documented.
+ * ------------------------------------------------------------------------------------- */
+typedef struct qwen3c_gguf qwen3c_gguf;
+
+/* Metadata value types (the numbering of the GGUF format). */
+#define QWEN3C_GGUF_UINT8    0
+#define QWEN3C_GGUF_INT8     1
+#define QWEN3C_GGUF_UINT16   2
+#define QWEN3C_GGUF_INT16    3
+#define QWEN3C_GGUF_UINT32   4
+#define QWEN3C_GGUF_INT32    5
+#define QWEN3C_GGUF_FLOAT32  6
+#define QWEN3C_GGUF_BOOL     7
+#define QWEN3C_GGUF_STRING   8
+#define QWEN3C_GGUF_ARRAY    9
+#define QWEN3C_GGUF_UINT64  10
+#define QWEN3C_GGUF_INT64   11
+#define QWEN3C_GGUF_FLOAT64 12
+
+/* mmap and validate a GGUF file. QWEN3C_ERR_FORMAT (the reader's message), IO, NOMEM. */
+int  qwen3c_gguf_open(const char *path, qwen3c_gguf **out, char *err, size_t err_size);
+/* Unmap and free. NULL is a no-op. Never call it on qwen3c_model_gguf's result. */
+void qwen3c_gguf_free(qwen3c_gguf *gguf);
+/* The parsed file of a loaded model: borrowed, valid until qwen3c_model_free(model). */
+const qwen3c_gguf *qwen3c_model_gguf(const qwen3c_model *model);
+
+typedef struct qwen3c_gguf_header {
+    uint32_t version;      /* GGUF version (3) */
+    uint64_t n_kv;         /* metadata entries */
+    uint64_t n_tensors;    /* tensor table entries */
+    uint64_t alignment;    /* general.alignment, or the default 32 */
+    uint64_t data_offset;  /* byte offset of the tensor data section */
+    uint64_t file_size;    /* bytes */
+} qwen3c_gguf_header;
+int qwen3c_gguf_get_header(const qwen3c_gguf *gguf, qwen3c_gguf_header *out, char *err,
+                           size_t err_size);
+
+typedef struct qwen3c_gguf_kv_info {
+    int      type;       /* QWEN3C_GGUF_* */
+    int      elem_type;  /* an array's element type; the value type itself for a scalar */
+    uint64_t n;          /* an array's length; 1 for a scalar (a string is one element) */
+    size_t   key_len;    /* bytes of the key, without the NUL */
+} qwen3c_gguf_kv_info;
+
+/* Metadata entry i: its key copied NUL-terminated into key (key may be NULL when key_size is
+ * 0) and its description into *info. QWEN3C_ERR_BUFFER when key_size <= key_len (*info is
+ * still filled: info->key_len + 1 bytes are needed). */
+int qwen3c_gguf_kv(const qwen3c_gguf *gguf, uint64_t i, char *key, size_t key_size,
+                   qwen3c_gguf_kv_info *info, char *err, size_t err_size);
+/* The index of the entry named key (NUL-terminated) in *index, or -1 when there is none
+ * (still QWEN3C_OK). */
+int qwen3c_gguf_find_kv(const qwen3c_gguf *gguf, const char *key, int64_t *index, char *err,
+                        size_t err_size);
+/* Elements [start, start + count) of a numeric or bool entry (scalar or array; a scalar is
+ * one element), copied as stored into out: each element is the C type of its GGUF type
+ * (uint8_t ... double; bool as one uint8_t 0/1), little-endian. INVALID_ARG for a string or
+ * string-array entry, a range past the end, or out_size < count * element size. */
+int qwen3c_gguf_get_values(const qwen3c_gguf *gguf, uint64_t i, uint64_t start, uint64_t count,
+                           void *out, size_t out_size, char *err, size_t err_size);
+/* Strings [start, start + count) of a string entry (one element) or an array of strings:
+ * their bytes concatenated into buf (no separators, no NUL; strings are not checked for
+ * UTF-8), the length of each into lens[0 .. count), and the total into *total.
+ * QWEN3C_ERR_BUFFER when buf_size < *total (then only *total is written). INVALID_ARG for a
+ * non-string entry or a range past the end. Costs O(start + count): strings have varying
+ * lengths, so the walk starts at the first element. */
+int qwen3c_gguf_get_strings(const qwen3c_gguf *gguf, uint64_t i, uint64_t start, uint64_t count,
+                            char *buf, size_t buf_size, uint64_t *lens, size_t *total,
+                            char *err, size_t err_size);
+/* Tensor i of the tensor table: its name copied NUL-terminated into name, its length into
+ * *name_len, and type, shape, absolute file offset and byte size into *info (see
+ * qwen3c_tensor_info above). QWEN3C_ERR_BUFFER when name_size <= *name_len (*info and
+ * *name_len are still filled). */
+int qwen3c_gguf_tensor(const qwen3c_gguf *gguf, uint64_t i, char *name, size_t name_size,
+                       size_t *name_len, qwen3c_tensor_info *info, char *err, size_t err_size);
 
 /* ---------------------------------------------------------------------------------------
  * Context: KV cache + activations, forward pass

@@ -81,13 +81,16 @@ def random_llama(seed: int, scale: float = 0.1, **config):
 
 
 @pytest.mark.parametrize("tied,n_kv", [(True, 2), (False, 4)])
-def test_llama_arch_matches_transformers(tmp_path, tied, n_kv):
+def test_llama_arch_matches_transformers(tmp_path, tied, n_kv, check_model_context):
     model, cfg = random_llama(
         1, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=n_kv, vocab_size=300, max_position_embeddings=256, rope_theta=ROPE_THETA,
         rms_norm_eps=1e-5, tie_word_embeddings=tied)
     path = tmp_path / "llama.gguf"
     write_llama_gguf(path, model, cfg, tied)
+    from qwen3c.gguf_info import model_info
+    info = check_model_context(model_info(path))
+    assert info["safe_to_load"] and info["hyperparameters"]["tied_embeddings"] == tied
     ids = torch.randint(0, cfg.vocab_size, (1, 72))
     with torch.no_grad():
         ref = model(ids).logits[0].numpy()
