@@ -16,9 +16,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 # 2. the package itself, built from source, with the test extras
 "$PY" -m pip install -q ".[test]"
 # 3. the suite, against the installed package (run from tests/ so that the source tree's
-#    python/ dir cannot shadow the installed, compiled package). QWEN3C_SLOW=1 also runs the
-#    0.6B-shaped converter memory test (writes 1.8 GB to the temp dir, ~1 min).
-QWEN3C_SLOW=${QWEN3C_SLOW:-1} "$PY" -m pytest -q -p no:cacheprovider tests
+#    python/ dir cannot shadow the installed, compiled package). The explain page's browser
+#    test must run here, not skip: .ci/run installs chromium + chromium-driver, the test
+#    extras Selenium and matplotlib. QWEN3C_SLOW=1 also runs the 0.6B-shaped converter memory
+#    test (writes 1.8 GB to the temp dir, ~1 min).
+QWEN3C_REQUIRE_BROWSER=1 QWEN3C_SLOW=${QWEN3C_SLOW:-1} "$PY" -m pytest -q -p no:cacheprovider tests
 
 # 4. the portable build (-DQWEN3C_NATIVE=OFF: no -march=native, scalar kernels) must compute the
 #    same numbers: the kernel, parity and KV cache (scalar float16 conversions) tests again against it
@@ -29,7 +31,7 @@ portable_site=$(mktemp -d)
 PYTHONPATH="$portable_site" "$PY" -m pytest -q -p no:cacheprovider \
     tests/test_quant.py tests/test_quant_q24.py tests/test_quant_q16.py tests/test_quant_int8.py tests/test_parity.py tests/test_llama_arch.py \
     tests/test_kv_cache.py \
-    tests/test_batch.py
+    tests/test_batch.py tests/test_attention.py
 
 # 5. the bad-input tests again, under ASan + UBSan
 if [ "${QWEN3C_SKIP_SANITIZE:-0}" != 1 ]; then

@@ -3,6 +3,7 @@
     qwen3c --model x.gguf                       interactive chat (readline, streamed)
     qwen3c --model x.gguf --prompt "Hi"         answer once: the answer on stdout
     qwen3c convert ... | diff ... | next ... | info ... | audit ...     (see docs/cli.md)
+    qwen3c lens ... | attend ... | explain ...              (see docs/inspect.md)
 
 Errors are one line on stderr. Exit status (every subcommand, docs/cli.md): 0 success, 2 a bad
 command line (unknown option, bad or out-of-range value), 1 a runtime failure (missing or
@@ -29,6 +30,9 @@ SUBCOMMANDS = {
     "info": ("qwen3c.gguf_info", "main_info"),
     "audit": ("qwen3c.audit", "main"),
     "serve": ("qwen3c.serve", "main"),
+    "lens": ("qwen3c.lens", "main_lens"),
+    "attend": ("qwen3c.attend", "main_attend"),
+    "explain": ("qwen3c.explain", "main_explain"),
 }
 
 
@@ -47,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="qwen3c",
         description="Chat with a GGUF language model on qwen3c's C inference engine: Qwen3 "
                     "(architecture qwen3) or a llama-architecture model such as SmolLM2. "
-                    "Subcommands: convert, diff, next, info, audit, serve (qwen3c SUBCOMMAND "
-                    "--help).",
+                    "Subcommands: convert, diff, next, info, audit, serve, lens, attend, explain "
+                    "(qwen3c SUBCOMMAND --help).",
         epilog="Exit status: 0 success, 1 runtime failure (missing or malformed file, model "
                "not available, ...), 2 bad command line, 130 interrupted.")
     p.add_argument("--version", action="version", version=f"qwen3c {__version__}")
