@@ -127,7 +127,8 @@ STILL_THERE = {"path", "closed", "close"}   # like a closed file's name and .clo
 CALLS = {"forward": ([1],), "forward_trace": ([1],), "encode": ("hi",), "decode": ([1],),
          "token_to_bytes": (1,), "stream_decoder": (), "generate": ("hi",), "top_k": ("hi",),
          "apply_chat_template": ([{"role": "user", "content": "hi"}],), "session": (),
-         "forward_batch": ([],)}
+         "forward_batch": ([],), "attention": ([1],), "forward_attention": ([1],),
+         "lm_head": (np.zeros(64, dtype=np.float32),)}
 PROPERTIES = {"config", "activations", "kv_cache", "packed_bytes", "n_tokens_forwarded",
               "metadata", "tensors", "chat_template", "tokenizer", "special_tokens",
               "default_session"}
