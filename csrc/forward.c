@@ -23,29 +23,8 @@
  * Building blocks
  * ------------------------------------------------------------------------------------- */
 
-/* e^x for x in [-87, 88] (softmax and SiLU), written so the compiler vectorizes it inside
- * `omp simd` loops: e^x = 2^n * e^r with n = round(x / ln 2), |r| <= ln(2)/2, and e^r by its
- * Taylor series to degree 6 (relative error < 2e-7, about one float ulp). */
-#pragma omp declare simd notinbranch
-static inline float expf_simd(float x) {
-    x = x > -87.0f ? x : -87.0f; /* also maps NaN to -87: keeps the shift below defined */
-    x = x < 88.0f ? x : 88.0f;
-    const float n = __builtin_rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693145751953125f; /* ln 2 split in two for an exact reduction */
-    r = r - n * 1.428606765330187e-06f;
-    float e = 1.0f / 720.0f;
-    e = e * r + 1.0f / 120.0f;
-    e = e * r + 1.0f / 24.0f;
-    e = e * r + 1.0f / 6.0f;
-    e = e * r + 0.5f;
-    e = e * r + 1.0f;
-    e = e * r + 1.0f;
-    union { uint32_t i; float f; } scale = {.i = (uint32_t)((int32_t)n + 127) << 23};
-    return e * scale.f;
-}
-
 /* Qwen3RMSNorm: o = weight * x / sqrt(mean(x^2) + eps), over `size` elements. */
-static void rmsnorm(float *o, const float *x, const float *weight, int size, float eps) {
+void rmsnorm(float *o, const float *x, const float *weight, int size, float eps) {
     float ss = 0.0f;
 #pragma omp simd reduction(+ : ss)
     for (int j = 0; j < size; j++) ss += x[j] * x[j];
@@ -59,9 +38,7 @@ static void rmsnorm(float *o, const float *x, const float *weight, int size, flo
  * streams long runs of consecutive weight rows, which the hardware prefetchers keep at full
  * memory speed (small interleaved chunks cost a fifth of the decode speed). A batch, which is
  * compute-bound, is split into 8 contiguous pieces per thread taken in turn. Each weight row is
- * read once for all n tokens. */
-typedef struct { float *out; const QTensor *w; } MatmulJob;
-
+ * read once for all n tokens. (MatmulJob: internal.h) */
 #define MATMUL_UNIT 16
 
 /* Units [u0, u1) of the jobs (16 rows each; first[j] = job j's first unit), all n tokens. */
@@ -82,7 +59,7 @@ static void matmul_units(qwen3c_context *ctx, const MatmulJob *jobs, const int64
     }
 }
 
-static void matmuls(qwen3c_context *ctx, const MatmulJob *jobs, int n_jobs, const float *x, int n) {
+void matmuls(qwen3c_context *ctx, const MatmulJob *jobs, int n_jobs, const float *x, int n) {
     int64_t first[5], total = 0;  /* first unit of each job; first[n_jobs] = total */
     int path = ctx->activations;
     for (int j = 0; j < n_jobs; j++) {
@@ -120,7 +97,7 @@ static void matmuls(qwen3c_context *ctx, const MatmulJob *jobs, int n_jobs, cons
     }
 }
 
-static void matmul(qwen3c_context *ctx, float *out, const float *x, int n, const QTensor *w) {
+void matmul(qwen3c_context *ctx, float *out, const float *x, int n, const QTensor *w) {
     const MatmulJob job = {out, w};
     matmuls(ctx, &job, 1, x, n);
 }
@@ -143,7 +120,7 @@ static void rope(float *vec, int n_heads, int head_dim, const float *cos_p, cons
 }
 
 /* act_fn(gate) * up with act_fn = SiLU: hb = silu(hb) * hb2 over n elements. */
-static void swiglu(float *hb, const float *hb2, int64_t n, int n_threads) {
+void swiglu(float *hb, const float *hb2, int64_t n, int n_threads) {
     const int nt = n >= 65536 ? n_threads : 1;
 #pragma omp parallel for simd num_threads(nt) schedule(static)
     for (int64_t i = 0; i < n; i++) {
@@ -153,7 +130,7 @@ static void swiglu(float *hb, const float *hb2, int64_t n, int n_threads) {
 }
 
 /* Embedding lookup: x[t] = embed_tokens.weight[tokens[t]] (a row, dequantized). */
-static void embed(float *x, const QTensor *emb, const int32_t *tokens, int n) {
+void embed(float *x, const QTensor *emb, const int32_t *tokens, int n) {
     for (int t = 0; t < n; t++)
         dequantize_row(emb->type, (const uint8_t *)emb->data + (size_t)tokens[t] * emb->row_bytes,
                        x + (size_t)t * emb->cols, emb->cols);
@@ -295,8 +272,8 @@ static void weighted_sum_f16(int nr, int nv, float *const *o, const float *const
  * or IEEE halves (f16 != 0), widened to float32 as they are read.
  * out: (n, NH*HD). Query head h reads kv head h / (NH/NKV); the rows (token t, head h) of one
  * kv head are done ATT_ROWS at a time so each key is loaded once for all of them. */
-static void attention(float *out, const float *q, const void *kt, const void *vc, int f16, int n,
-                      int pos, const Config *p, int n_ctx, float *att_scratch, int n_threads) {
+void attention(float *out, const float *q, const void *kt, const void *vc, int f16, int n,
+               int pos, const Config *p, int n_ctx, float *att_scratch, int n_threads) {
     const int NH = p->n_heads, NKV = p->n_kv_heads, HD = p->head_dim, group = NH / NKV;
     const int C = n_ctx;
     const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float); /* bytes per cache entry */
@@ -404,8 +381,8 @@ static void attention(float *out, const float *q, const void *kt, const void *vc
 
 /* past_key_values.update for one token at position `at`: its keys k (NKV*HD) go into their
  * tiles (transposed), its values v (NKV*HD) into their rows; rounded to IEEE halves if f16 */
-static void kv_store(void *kc, void *vc, int f16, const float *k, const float *v, int at, int NKV,
-                     int HD, int C) {
+void kv_store(void *kc, void *vc, int f16, const float *k, const float *v, int at, int NKV,
+              int HD, int C) {
     const size_t tile0 = (size_t)(at / KV_TILE) * KV_TILE * HD, lane = (size_t)(at % KV_TILE);
     for (int h = 0; h < NKV; h++) {
         const float *kh = k + (size_t)h * HD, *vh = v + (size_t)h * HD;
@@ -437,7 +414,6 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
     RunState *s = &ctx->state;
     const int D = p->dim, HD = p->head_dim, NH = p->n_heads, NKV = p->n_kv_heads;
     const int QD = NH * HD, KVD = NKV * HD, C = ctx->n_ctx_pad, nt = ctx->n_threads;
-    const int64_t H = p->hidden_dim;
     const int par = n >= 8 ? nt : 1; /* threads for the per-token loops of a batch */
     const int f16 = ctx->kv_type == QWEN3C_KV_F16; /* the KV cache holds IEEE halves */
     const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
@@ -483,25 +459,47 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
         matmul(ctx, s->xb2, s->att_out, n, &lw->wo);
         for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];
 
-        /* hidden_states = post_attention_layernorm(hidden_states) */
-#pragma omp parallel for num_threads(par) schedule(static)
-        for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, lw->ffn_norm, D, p->norm_eps);
-
-        /* mlp: down_proj(act_fn(gate_proj(x)) * up_proj(x)) */
-        const MatmulJob gate_up[2] = {{s->hb, &lw->w1}, {s->hb2, &lw->w3}};
-        matmuls(ctx, gate_up, 2, s->xb, n);
-        swiglu(s->hb, s->hb2, (int64_t)n * H, nt);
-        matmul(ctx, s->xb2, s->hb, n, &lw->w2);
-
-        /* hidden_states = residual + mlp output */
-        for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];
+        /* hidden_states = residual + mlp(post_attention_layernorm(hidden_states)) */
+        mlp_block(ctx, lw, n);
         if (hidden) memcpy(hidden + (size_t)(l + 1) * hidden_stride_layer, s->x, (size_t)n * D * sizeof(float));
     }
+
+    /* logits = lm_head(norm(hidden_states)) */
+    final_norm_logits(ctx, n, logits, all_logits,
+                      hidden ? hidden + (size_t)(p->n_layers + 1) * hidden_stride_layer : NULL);
+}
+
+/* The second half of a decoder layer, on the residual stream s->x of n tokens. */
+void mlp_block(qwen3c_context *ctx, const LayerWeights *lw, int n) {
+    const Config *p = &ctx->transformer->config;
+    RunState *s = &ctx->state;
+    const int D = p->dim, par = n >= 8 ? ctx->n_threads : 1;
+
+    /* hidden_states = post_attention_layernorm(hidden_states) */
+#pragma omp parallel for num_threads(par) schedule(static)
+    for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, lw->ffn_norm, D, p->norm_eps);
+
+    /* mlp: down_proj(act_fn(gate_proj(x)) * up_proj(x)) */
+    const MatmulJob gate_up[2] = {{s->hb, &lw->w1}, {s->hb2, &lw->w3}};
+    matmuls(ctx, gate_up, 2, s->xb, n);
+    swiglu(s->hb, s->hb2, (int64_t)n * p->hidden_dim, ctx->n_threads);
+    matmul(ctx, s->xb2, s->hb, n, &lw->w2);
+
+    /* hidden_states = residual + mlp output */
+    for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];
+}
+
+/* The end of the model: norm, then the LM head. */
+void final_norm_logits(qwen3c_context *ctx, int n, float *logits, int all_logits, float *hidden) {
+    const Config *p = &ctx->transformer->config;
+    const TransformerWeights *w = &ctx->transformer->weights;
+    RunState *s = &ctx->state;
+    const int D = p->dim;
 
     /* hidden_states = norm(hidden_states): all tokens when asked for, else the last one */
     int first = (all_logits || hidden) ? 0 : n - 1;
     for (int t = first; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_final, D, p->norm_eps);
-    if (hidden) memcpy(hidden + (size_t)(p->n_layers + 1) * hidden_stride_layer, s->xb, (size_t)n * D * sizeof(float));
+    if (hidden) memcpy(hidden, s->xb, (size_t)n * D * sizeof(float));
 
     /* logits = lm_head(hidden_states) */
     if (logits) {
@@ -514,7 +512,7 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
  * Context: allocation and the public forward
  * ------------------------------------------------------------------------------------- */
 qwen3c_context_params qwen3c_context_default_params(void) {
-    qwen3c_context_params p = {0, 0, 0, QWEN3C_ACTIVATIONS_Q24, QWEN3C_KV_F32};
+    qwen3c_context_params p = {0, 0, 0, QWEN3C_ACTIVATIONS_Q24, QWEN3C_KV_F32, 0};
     return p;
 }
 
@@ -536,6 +534,9 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "n_batch %d is out of range", n_batch);
     if (n_batch == 0) n_batch = DEFAULT_BATCH;
     if (n_batch > n_ctx) n_batch = n_ctx;
+    if (prm.n_checkpoints < 0 || prm.n_checkpoints > 1024)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "n_checkpoints %d is out of range (0..1024)",
+                           prm.n_checkpoints);
 
     const int n_ctx_pad = (n_ctx + KV_TILE - 1) / KV_TILE * KV_TILE;
     const int64_t D = p->dim, H = p->hidden_dim, HD = p->head_dim, B = n_batch, C = n_ctx_pad;
@@ -550,10 +551,14 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     if (kv_type != QWEN3C_KV_F32 && kv_type != QWEN3C_KV_F16)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "kv_type %d is not one of QWEN3C_KV_F32 (0), QWEN3C_KV_F16 (1)", kv_type);
-    /* floats of memory per cache (keys or values): halves pack two to a float (C is even) */
-    const int64_t kv = (int64_t)p->n_layers * KVD * C / (kv_type == QWEN3C_KV_F16 ? 2 : 1);
-    /* quantized activation blocks for the widest matmul input (H or NH*HD), in floats, 64-byte padded */
-    const int64_t widest = H > QD ? (H > D ? H : D) : (QD > D ? QD : D);
+    /* floats of memory per cache (keys or values) of the layers with attention (qwen35: one in
+     * full_attention_interval): halves pack two to a float (C is even) */
+    const int64_t kv = (int64_t)(p->n_layers - p->n_linear_layers) * KVD * C / (kv_type == QWEN3C_KV_F16 ? 2 : 1);
+    /* quantized activation blocks for the widest matmul input (H, NH*HD or qwen35's NV*HV), in
+     * floats, 64-byte padded */
+    const int64_t VD = (int64_t)p->linear_n_v_heads * p->linear_v_head_dim;
+    int64_t widest = H > QD ? (H > D ? H : D) : (QD > D ? QD : D);
+    if (VD > widest) widest = VD;
     const size_t xq_bytes = act == QWEN3C_ACTIVATIONS_Q16 ? q16_act_size(n_batch, widest)
                           : act == QWEN3C_ACTIVATIONS_Q8  ? int8_act_size(n_batch, widest)
                           : act == QWEN3C_ACTIVATIONS_Q24 && model->packed ? q24_act_size(n_batch, widest) : 0;
@@ -589,10 +594,12 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     s->value_cache = m; m += kv;
     s->memory = mem;
 
-    /* RoPE tables, as Qwen3RotaryEmbedding: inv_freq[i] = theta^(-2i/HD) in float32,
+    /* RoPE tables, as Qwen3RotaryEmbedding: inv_freq[i] = theta^(-2i/RD) in float32 (RD = rope_dim:
+     * head_dim, or qwen35's partial rotary dims, whose entries i >= RD/2 stay unused),
      * angle = position * inv_freq in float32, then cos/sin */
-    for (int64_t i = 0; i < HD / 2; i++) {
-        float inv_freq = (float)(1.0 / pow((double)p->rope_theta, (double)(2 * i) / (double)HD));
+    const int64_t RD = p->rope_dim > 0 ? p->rope_dim : HD;
+    for (int64_t i = 0; i < RD / 2; i++) {
+        float inv_freq = (float)(1.0 / pow((double)p->rope_theta, (double)(2 * i) / (double)RD));
         for (int64_t pos = 0; pos < C; pos++) {
             float angle = (float)pos * inv_freq;
             s->rope_cos[pos * (HD / 2) + i] = (float)cos((double)angle);
@@ -606,12 +613,21 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     ctx->n_batch = n_batch;
     ctx->activations = act;
     ctx->kv_type = kv_type;
+    /* qwen35: the Gated DeltaNet layers' conv and recurrent states */
+    if (p->n_linear_layers > 0) {
+        int rc = qwen35_state_create(ctx, prm.n_checkpoints, err, err_size);
+        if (rc) {
+            qwen3c_context_free(ctx);
+            return rc;
+        }
+    }
     *out = ctx;
     return QWEN3C_OK;
 }
 
 void qwen3c_context_free(qwen3c_context *ctx) {
     if (!ctx) return;
+    qwen35_state_free(ctx->rs);
     free(ctx->state.memory);
     free(ctx);
 }
@@ -641,6 +657,7 @@ int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_token
                          float *logits, int all_logits, float *hidden, char *err, size_t err_size) {
     if (!ctx) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "context is NULL");
     int rc = check_forward_args(ctx, tokens, n_tokens, pos, err, err_size);
+    if (!rc && ctx->rs) rc = qwen35_state_seek(ctx, pos, err, err_size); /* recurrent state at pos */
     if (rc) return rc;
     const int64_t V = ctx->transformer->config.vocab_size, D = ctx->transformer->config.dim;
     const int64_t hidden_stride_layer = (int64_t)n_tokens * D;
@@ -651,9 +668,12 @@ int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_token
         float *lg = NULL;
         if (logits && all_logits) lg = logits + (size_t)c0 * V;
         else if (logits && last) lg = logits;
-        forward(ctx, tokens + c0, n, pos + c0, lg, all_logits,
-                      hidden ? hidden + (size_t)c0 * D : NULL, hidden_stride_layer);
+        if (ctx->rs) forward_qwen35(ctx, tokens + c0, n, pos + c0, lg, all_logits,
+                                    hidden ? hidden + (size_t)c0 * D : NULL, hidden_stride_layer);
+        else forward(ctx, tokens + c0, n, pos + c0, lg, all_logits,
+                     hidden ? hidden + (size_t)c0 * D : NULL, hidden_stride_layer);
     }
+    ctx->n_past = pos + n_tokens;
     return QWEN3C_OK;
 }
 

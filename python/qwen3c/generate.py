@@ -12,6 +12,13 @@ The model has one KV cache. This module remembers, per model, which tokens it ho
 (multi-turn chat relies on it). Prefill runs in chunks of `chunk_size` tokens: a Ctrl-C
 (KeyboardInterrupt) lands between two chunks within about a second, and the record only ever
 claims positions whose forward pass completed, so the model stays usable.
+
+Qwen3.5's Gated DeltaNet layers keep a recurrent state, which cannot be cut back to the common
+prefix the way a KV cache can. Prefill resumes at model.restart_pos(prefix) instead -- a
+checkpoint at or before it, or 0 -- and saves checkpoints where the next prompt is likely to
+part from this one: before the last <|im_start|> (a chat template re-renders the last
+assistant turn differently, e.g. without its thinking) and before the last prompt token
+(the same prompt again).
 """
 from __future__ import annotations
 
@@ -81,6 +88,18 @@ def _forward(model, rec: _KVRecord, tokens: list, pos: int) -> np.ndarray:
     rec.tokens.extend(tokens)
     rec.stamp = model.n_tokens_forwarded
     return logits
+
+
+def _checkpoint_marks(model, prompt: list, start: int) -> set:
+    """Positions in (start, len(prompt)) to checkpoint a recurrent state at while prefilling: the
+    last <|im_start|> (the next turn re-renders what follows it) and len(prompt) - 1."""
+    if not model.config.is_recurrent:
+        return set()
+    marks = {len(prompt) - 1}
+    im_start = model.special_tokens.im_start
+    if im_start is not None and im_start in prompt:
+        marks.add(len(prompt) - 1 - prompt[::-1].index(im_start))
+    return {m for m in marks if start < m < len(prompt)}
 
 
 def common_prefix(a, b) -> int:
@@ -225,15 +244,21 @@ class Generation:
         t0 = time.perf_counter()
 
         # ---- prefill: only what the cache does not hold yet; always at least the last
-        # token, whose logits we need
+        # token, whose logits we need. A recurrent state restarts at a checkpoint (or 0).
         pos = min(common_prefix(rec.tokens, prompt), len(prompt) - 1) if self.reuse_cache else 0
+        if model.config.is_recurrent:
+            pos = model.restart_pos(pos)
         self.n_cached = pos
+        marks = _checkpoint_marks(model, prompt, pos)
         logits = None
         while pos < len(prompt):
-            chunk = prompt[pos:pos + self.chunk_size]
+            end = min([pos + self.chunk_size] + [m for m in marks if m > pos])
+            chunk = prompt[pos:end]
             logits = _forward(model, rec, chunk, pos)
             pos += len(chunk)
             self.n_prefilled += len(chunk)
+            if pos in marks:
+                model.checkpoint()
         t1 = time.perf_counter()
         self.t_prefill = t1 - t0
 

@@ -21,9 +21,10 @@ from .errors import Qwen3cError
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The hyperparameters read from the GGUF (transformers' Qwen3Config) + the context size."""
+    """The hyperparameters read from the GGUF (transformers' Qwen3Config, Qwen3_5TextConfig for
+    "qwen35") + the context size."""
 
-    arch: str            # "qwen3" or "llama"
+    arch: str            # "qwen3", "llama" or "qwen35"
     n_layers: int        # num_hidden_layers
     dim: int             # hidden_size
     hidden_dim: int      # intermediate_size
@@ -38,6 +39,21 @@ class ModelConfig:
     tied_embeddings: bool  # tie_word_embeddings
     n_params: int        # number of weight elements in the file
     n_threads: int       # threads this context computes with
+    # Qwen3.5 ("qwen35"): the hybrid Gated DeltaNet model; for other files every layer is
+    # "full_attention" and the linear_* fields are 0
+    layer_types: tuple = ()     # layer_types: "linear_attention" / "full_attention" per layer
+    n_linear_layers: int = 0    # how many layers are Gated DeltaNet (linear attention)
+    linear_conv_kernel: int = 0  # linear_conv_kernel_dim
+    linear_n_k_heads: int = 0    # linear_num_key_heads
+    linear_n_v_heads: int = 0    # linear_num_value_heads
+    linear_k_head_dim: int = 0   # linear_key_head_dim
+    linear_v_head_dim: int = 0   # linear_value_head_dim
+    rope_dim: int = 0            # rotated dims per head (head_dim * partial_rotary_factor)
+
+    @property
+    def is_recurrent(self) -> bool:
+        """True when some layers keep a recurrent state (which cannot be rewound freely)."""
+        return self.n_linear_layers > 0
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -76,16 +92,19 @@ class Model:
             (opt-in) rounded to IEEE float16 (relative error <= 4.9e-4 per value): half the
             cache memory, and half the bytes attention reads per generated token at long
             context. docs/precision.md has the effect on the logits.
+        n_checkpoints: slots for checkpoints of the recurrent state (Qwen3.5; 0 = default 4),
+            see checkpoint().
     """
 
     def __init__(self, path, n_ctx: int = 2048, n_threads: int = 0, n_batch: int = 0,
-                 activations: str = "q24", kv_cache: str = "f32"):
+                 activations: str = "q24", kv_cache: str = "f32", n_checkpoints: int = 0):
         path = os.fspath(path)
         if not isinstance(path, str):
             path = os.fsdecode(path)
         n_ctx = _check_int("n_ctx", n_ctx, 0)
         n_threads = _check_int("n_threads", n_threads, 0)
         n_batch = _check_int("n_batch", n_batch, 0)
+        n_checkpoints = _check_int("n_checkpoints", n_checkpoints, 0)
         if not isinstance(activations, str) or activations not in _native.ACTIVATIONS:
             raise ValueError(f"activations must be one of {sorted(_native.ACTIVATIONS)}, "
                              f"got {activations!r}")
@@ -101,7 +120,7 @@ class Model:
         self._model = _native.model_load(path, pack_weights=activations == "q24")
         try:
             self._ctx = _native.context_create(self._model, n_ctx, n_threads, n_batch,
-                                               activations, kv_cache)
+                                               activations, kv_cache, n_checkpoints)
         except BaseException:
             _native.model_free(self._model)
             self._model = None
@@ -115,7 +134,12 @@ class Model:
             vocab_size=c["vocab_size"], n_ctx=real_ctx, rope_theta=float(c["rope_theta"]),
             norm_eps=float(c["norm_eps"]), n_ctx_train=c["n_ctx_train"],
             tied_embeddings=bool(c["tied_embeddings"]), n_params=int(c["n_params"]),
-            n_threads=real_threads)
+            n_threads=real_threads,
+            layer_types=_native.model_layer_types(self._model, c["n_layers"]),
+            n_linear_layers=c["n_linear_layers"], linear_conv_kernel=c["linear_conv_kernel"],
+            linear_n_k_heads=c["linear_n_k_heads"], linear_n_v_heads=c["linear_n_v_heads"],
+            linear_k_head_dim=c["linear_k_head_dim"], linear_v_head_dim=c["linear_v_head_dim"],
+            rope_dim=c["rope_dim"])
         #: the matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights ("q24", "f32", "q16" or "q8")
         self.activations = activations
         #: the KV cache's element type ("f32" or "f16")
@@ -173,7 +197,8 @@ class Model:
 
         Writes the KV cache at positions pos .. pos+len(tokens)-1 and attends to every earlier
         position. Returns (vocab_size,) logits of the last token, or (len(tokens), vocab_size)
-        with all_logits=True. Raises ContextOverflowError / ValueError before any compute.
+        with all_logits=True. Raises ContextOverflowError / ValueError before any compute --
+        also (Qwen3.5) for a pos the recurrent state cannot restart at (see restart_pos).
         """
         with self._lock:
             c = self.config
@@ -191,6 +216,36 @@ class Model:
                                   c.n_layers, c.dim, trace=True)
             self.n_tokens_forwarded += len(tokens)
             return out
+
+    # ---- where the context can continue (recurrent state) -----------------------------
+    @property
+    def n_past(self) -> int:
+        """How many leading positions the context holds (pos + len(tokens) of the last forward)."""
+        with self._lock:
+            return _native.context_n_past(self._ctx_ptr())
+
+    def restart_pos(self, pos: int) -> int:
+        """The largest position <= pos at which forward() may start. Any position up to n_past
+        for Qwen3 / llama (the KV cache is cut back); for Qwen3.5, whose Gated DeltaNet layers
+        keep a recurrent state that sums up every earlier token, n_past itself, the latest
+        checkpoint at or before pos, or 0. Re-running the tokens from there rebuilds the state."""
+        if isinstance(pos, bool) or not isinstance(pos, (int, np.integer)):
+            raise TypeError(f"pos must be an int, not {type(pos).__name__}")
+        with self._lock:
+            return _native.context_restart_pos(self._ctx_ptr(), int(pos))
+
+    def checkpoint(self) -> None:
+        """Save the recurrent state as it is now (at position n_past), so that a later forward
+        at that position can resume there instead of from 0 (Qwen3.5; a no-op otherwise). The
+        n_checkpoints slots are reused oldest first; a forward at pos drops those past pos."""
+        with self._lock:
+            _native.context_checkpoint(self._ctx_ptr())
+
+    @property
+    def checkpoints(self) -> list:
+        """Positions of the saved checkpoints, ascending."""
+        with self._lock:
+            return _native.context_checkpoints(self._ctx_ptr())
 
     # ---- file contents -----------------------------------------------------------------
     @property
