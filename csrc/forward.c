@@ -613,8 +613,8 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     ctx->n_batch = n_batch;
     ctx->activations = act;
     ctx->kv_type = kv_type;
-    /* qwen35: the Gated DeltaNet layers' conv and recurrent states */
-    if (p->n_linear_layers > 0) {
+    /* qwen35: the Gated DeltaNet layers' conv and recurrent states, and its scratch */
+    if (p->attn_output_gate) {
         int rc = qwen35_state_create(ctx, prm.n_checkpoints, err, err_size);
         if (rc) {
             qwen3c_context_free(ctx);
@@ -657,7 +657,8 @@ int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_token
                          float *logits, int all_logits, float *hidden, char *err, size_t err_size) {
     if (!ctx) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "context is NULL");
     int rc = check_forward_args(ctx, tokens, n_tokens, pos, err, err_size);
-    if (!rc && ctx->rs) rc = qwen35_state_seek(ctx, pos, err, err_size); /* recurrent state at pos */
+    if (!rc && ctx->transformer->config.n_linear_layers > 0)
+        rc = qwen35_state_seek(ctx, pos, err, err_size); /* the recurrent state at pos */
     if (rc) return rc;
     const int64_t V = ctx->transformer->config.vocab_size, D = ctx->transformer->config.dim;
     const int64_t hidden_stride_layer = (int64_t)n_tokens * D;

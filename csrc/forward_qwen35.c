@@ -229,7 +229,7 @@ int qwen35_state_create(qwen3c_context *ctx, int n_checkpoints, char *err, size_
     const size_t chunk = (size_t)ctx->n_threads * delta_chunk_scratch((int)HK, (int)HV);
     const size_t act = (size_t)(B * CD * 2 + B * VD * 2 + B * NV * 2 + B * QD * 3) + chunk;
     rs->n_slots = n_checkpoints > 0 ? n_checkpoints : DEFAULT_CHECKPOINTS;
-    rs->state = calloc(rs->state_floats, sizeof(float));
+    rs->state = calloc(rs->state_floats + 1, sizeof(float)); /* + 1: a model may have no linear layer */
     rs->memory = malloc(act * sizeof(float));
     rs->slot_pos = malloc((size_t)rs->n_slots * sizeof(int));
     rs->slot_age = calloc((size_t)rs->n_slots, sizeof(long));
@@ -297,7 +297,7 @@ int qwen3c_context_restart_pos(const qwen3c_context *ctx, int pos) {
     if (!ctx) return 0;
     if (pos > ctx->n_past) pos = ctx->n_past;
     if (pos < 0) pos = 0;
-    if (!ctx->rs || pos == ctx->n_past) return pos;
+    if (ctx->transformer->config.n_linear_layers == 0 || pos == ctx->n_past) return pos;
     int best = 0;
     for (int i = 0; i < ctx->rs->n_slots; i++) {
         const int sp = ctx->rs->slot_pos[i];
@@ -309,7 +309,8 @@ int qwen3c_context_restart_pos(const qwen3c_context *ctx, int pos) {
 int qwen3c_context_checkpoint(qwen3c_context *ctx, char *err, size_t err_size) {
     if (!ctx) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "context is NULL");
     RecurrentState *rs = ctx->rs;
-    if (!rs) return QWEN3C_OK; /* no recurrent layers: the KV cache restarts anywhere */
+    if (!rs || ctx->transformer->config.n_linear_layers == 0)
+        return QWEN3C_OK; /* no recurrent layers: the KV cache restarts anywhere */
     int slot = find_slot(rs, ctx->n_past);
     for (int i = 0; slot < 0 && i < rs->n_slots; i++)
         if (rs->slot_pos[i] < 0) slot = i;
@@ -331,7 +332,7 @@ int qwen3c_context_checkpoint(qwen3c_context *ctx, char *err, size_t err_size) {
 }
 
 int qwen3c_context_checkpoints(const qwen3c_context *ctx, int *pos_out, int cap) {
-    if (!ctx || !ctx->rs) return 0;
+    if (!ctx || !ctx->rs || ctx->transformer->config.n_linear_layers == 0) return 0;
     const RecurrentState *rs = ctx->rs;
     int n = 0, last = -1;
     for (;;) { /* ascending: the smallest position above the last one written */

@@ -388,7 +388,7 @@ typedef struct qwen3c_context {
     int                activations; /* QWEN3C_ACTIVATIONS_*: the Q8_0/Q4_0/Q4_1 matmul path */
     int                kv_type;     /* QWEN3C_KV_*: the element type of key_cache / value_cache */
     int                n_past;      /* leading positions whose state the context holds */
-    RecurrentState    *rs;          /* qwen35's linear-layer states, NULL for other models */
+    RecurrentState    *rs;          /* qwen35's linear-layer states and scratch, NULL for other models */
 } qwen3c_context;
 
 /* ---------------------------------------------------------------------------------------

