@@ -71,6 +71,16 @@ def randomize(model, seed: int) -> None:
                 p.copy_(0.3 * randn(p))
             else:
                 p.copy_(0.1 * randn(p))
+        # queries resemble keys (as in a trained model, which reads its state along the
+        # directions it wrote): with unrelated random q and k every head's output is a sum of
+        # near-cancelling terms, which the gated RMSNorm then scales up, and float32 rounding --
+        # transformers' own too, 4e-5 from float64 -- would swamp the comparison
+        for name, mod in model.named_modules():
+            if name.endswith("linear_attn"):
+                kd = mod.key_dim
+                mod.in_proj_qkv.weight[:kd] = mod.in_proj_qkv.weight[kd:2 * kd] + \
+                    0.3 * mod.in_proj_qkv.weight[:kd]
+                mod.conv1d.weight[:kd] = mod.conv1d.weight[kd:2 * kd]
 
 
 def build_hf_qwen35(out_dir: Path, seed: int = 0, layout: str = "causal", **config):
@@ -150,3 +160,81 @@ def llama_cpp_convert(src: Path, hf_dir: Path, out: Path, outtype: str = "f32", 
     if r.returncode != 0:
         raise RuntimeError(f"llama.cpp's converter failed:\n{r.stderr[-3000:]}")
     return out
+
+
+# ---- the transformers model on a GGUF's (rounded) weights -------------------------------------
+
+def gguf_tensors(path) -> dict:
+    """{GGUF tensor name: float32 array in numpy (PyTorch) layout}, dequantized by gguf.quants."""
+    import gguf
+    import numpy as np
+    out = {}
+    for t in gguf.GGUFReader(str(path)).tensors:
+        shape = tuple(int(d) for d in reversed(t.shape))
+        out[t.name] = np.asarray(gguf.quants.dequantize(np.asarray(t.data), t.tensor_type),
+                                 dtype=np.float32).reshape(shape)
+    return out
+
+
+def hf_weights_from_gguf(path, config) -> dict:
+    """The transformers parameters {name: array} a qwen35 GGUF stores, every transformation of
+    the converter undone (V heads back to grouped order, 1 + w back to w, A back to log(-A)),
+    named as in Qwen3_5ForCausalLM (model.*, lm_head.weight)."""
+    import numpy as np
+    from qwen3c.convert_qwen35 import untile_v_heads
+    tc = config.get_text_config()
+    nk, nv = tc.linear_num_key_heads, tc.linear_num_value_heads
+    kd = nk * tc.linear_key_head_dim
+    W = gguf_tensors(path)
+    out = {"model.embed_tokens.weight": W["token_embd.weight"],
+           "model.norm.weight": W["output_norm.weight"] - np.float32(1)}
+    if "output.weight" in W:
+        out["lm_head.weight"] = W["output.weight"]
+
+    def untile(x, axis=0):
+        return untile_v_heads(x, nk, nv, axis)
+
+    def untile_qkv(x):
+        return np.concatenate([x[:2 * kd], untile(x[2 * kd:])])
+
+    for i in range(tc.num_hidden_layers):
+        g, h = f"blk.{i}.", f"model.layers.{i}."
+        out[h + "input_layernorm.weight"] = W[g + "attn_norm.weight"] - np.float32(1)
+        out[h + "post_attention_layernorm.weight"] = W[g + "post_attention_norm.weight"] - np.float32(1)
+        for proj in ("gate", "up", "down"):
+            out[h + f"mlp.{proj}_proj.weight"] = W[g + f"ffn_{proj}.weight"]
+        if tc.layer_types[i] == "linear_attention":
+            la = h + "linear_attn."
+            out[la + "in_proj_qkv.weight"] = untile_qkv(W[g + "attn_qkv.weight"])
+            out[la + "in_proj_z.weight"] = untile(W[g + "attn_gate.weight"])
+            out[la + "in_proj_b.weight"] = untile(W[g + "ssm_beta.weight"])
+            out[la + "in_proj_a.weight"] = untile(W[g + "ssm_alpha.weight"])
+            conv = untile_qkv(W[g + "ssm_conv1d.weight"])
+            out[la + "conv1d.weight"] = conv.reshape(conv.shape[0], 1, conv.shape[1])
+            out[la + "dt_bias"] = untile(W[g + "ssm_dt.bias"])
+            out[la + "A_log"] = np.log(-untile(W[g + "ssm_a"]).astype(np.float64)).astype(np.float32)
+            out[la + "norm.weight"] = W[g + "ssm_norm.weight"]
+            out[la + "out_proj.weight"] = untile(W[g + "ssm_out.weight"], axis=1)
+        else:
+            sa = h + "self_attn."
+            for a, b in (("q", "attn_q"), ("k", "attn_k"), ("v", "attn_v"), ("o", "attn_output")):
+                out[sa + f"{a}_proj.weight"] = W[g + f"{b}.weight"]
+            out[sa + "q_norm.weight"] = W[g + "attn_q_norm.weight"] - np.float32(1)
+            out[sa + "k_norm.weight"] = W[g + "attn_k_norm.weight"] - np.float32(1)
+    return out
+
+
+def torch_model_with_gguf_weights(hf_dir, path, layout: str = "causal"):
+    """The transformers model of hf_dir with its weights replaced by the GGUF's (rounded) ones."""
+    import numpy as np
+    import torch
+    model = hf_class(layout).from_pretrained(str(hf_dir), dtype=torch.float32).eval()
+    prefix = "model.language_model." if layout == "conditional" else "model."
+    with torch.no_grad():
+        for name, w in hf_weights_from_gguf(path, model.config).items():
+            if name.startswith("model."):
+                name = prefix + name[len("model."):]
+            p = model.get_parameter(name)
+            assert tuple(p.shape) == w.shape, name
+            p.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+    return model
