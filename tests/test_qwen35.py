@@ -493,3 +493,37 @@ def test_rewritten_file_still_loads(gqa_path, tmp_path):
     same = _rewrite(gqa_path, tmp_path / "same.gguf")
     toks = tokens_for(256, 10)
     assert rel_err(run_qwen3c(same, toks), run_qwen3c(gqa_path, toks)) == 0
+
+
+# ---- info and diff on qwen35 files ----------------------------------------------------------------
+
+def test_diff_cli_on_the_conditional_generation_layout(make_tiny_qwen35, capsys):
+    """`qwen3c diff --hf DIR` loads the official layout's class (its lm_head is tied by the
+    outer config) and hooks the text model's layers."""
+    import json
+    from qwen3c import introspect
+    hf_dir, path = _make(make_tiny_qwen35, "gqa", layout="conditional")
+    toks = ",".join(map(str, tokens_for(256, 24, seed=14)))
+    rc = introspect.main_diff(["--model", str(path), "--hf", str(hf_dir), "--tokens", toks,
+                               "--tol", "1e-5", "--strict", "--json"])
+    d = json.loads(capsys.readouterr().out)
+    assert rc == 0 and d["first_over"] is None and d["top1_agree"] == 24
+    assert len(d["stages"]) == 4 + 2
+
+
+def test_info_json(make_tiny_qwen35, capsys):
+    import json
+    from pathlib import Path
+    from qwen3c import introspect
+    jsonschema = pytest.importorskip("jsonschema")
+    _, path = _make(make_tiny_qwen35, "wide")
+    assert introspect.main_info([str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    schema = json.loads((Path(__file__).resolve().parent.parent / "docs" / "info_schema.json").read_text())
+    jsonschema.validate(info, schema, cls=jsonschema.Draft202012Validator)
+    hp = info["hyperparameters"]
+    assert info["architecture"] == "qwen35"
+    assert (hp["ssm_group_count"], hp["ssm_time_step_rank"], hp["ssm_state_size"], hp["ssm_inner_size"],
+            hp["ssm_conv_kernel"], hp["rope_dimension_count"], hp["linear_layers"]) == (2, 6, 32, 192, 4, 8, 6)
+    assert introspect.main_info([str(path)]) == 0
+    assert "ssm_time_step_rank=6" in capsys.readouterr().out

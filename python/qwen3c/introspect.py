@@ -184,7 +184,13 @@ def load_hf_model(hf_dir):
     else:
         if not (p / "config.json").is_file():
             raise ValueError(f"--hf: {p} has no config.json (expected a HuggingFace model directory)")
-        m = transformers.AutoModelForCausalLM.from_pretrained(str(p), **kw)
+        model_type = json.loads((p / "config.json").read_text(encoding="utf-8")).get("model_type")
+        if model_type == "qwen3_5":
+            # Qwen3.5's official layout: AutoModelForCausalLM would build a Qwen3_5ForCausalLM
+            # and miss the lm_head tied by the outer config
+            m = transformers.Qwen3_5ForConditionalGeneration.from_pretrained(str(p), **kw)
+        else:
+            m = transformers.AutoModelForCausalLM.from_pretrained(str(p), **kw)
     return m.float().eval()
 
 
@@ -197,6 +203,7 @@ def hf_trace(torch_model, tokens):
     final-normed state in recent transformers (so the last layer's raw output is missing)."""
     torch, _ = _need_torch()
     base = getattr(torch_model, "model", torch_model)
+    base = getattr(base, "language_model", base)  # Qwen3.5's ForConditionalGeneration layout
     modules = [base.embed_tokens, *base.layers, base.norm]
     captured = [None] * len(modules)
 
@@ -234,6 +241,7 @@ def layer_diff(model, hf_dir_or_torch_model, tokens) -> DiffReport:
     else:
         ref_model = hf_dir_or_torch_model
     cfg = ref_model.config
+    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg  # Qwen3.5's layout
     c = model.config
     if (cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size) != (c.n_layers, c.dim, c.vocab_size):
         raise ValueError(
@@ -446,7 +454,28 @@ def model_info(path) -> dict:
         "safe_to_load": True,
         "why": SAFE_WHY,
     }
+    if arch == "qwen35":
+        info["hyperparameters"].update(_qwen35_hparams(fields, hp))
     return info
+
+
+def _qwen35_hparams(fields, hp) -> dict:
+    """Qwen3.5's Gated DeltaNet hyperparameters (Qwen3_5TextConfig: linear_*), the rotary dims
+    and which blocks are linear (llama.cpp's key names)."""
+    out = {
+        "rope_dimension_count": hp("rope.dimension_count"),
+        "ssm_conv_kernel": hp("ssm.conv_kernel"),
+        "ssm_state_size": hp("ssm.state_size"),
+        "ssm_group_count": hp("ssm.group_count"),
+        "ssm_time_step_rank": hp("ssm.time_step_rank"),
+        "ssm_inner_size": hp("ssm.inner_size"),
+        "full_attention_interval": hp("full_attention_interval"),
+        "nextn_predict_layers": hp("nextn_predict_layers"),
+    }
+    rec = fields.get("qwen35.attention.recurrent_layers")
+    if rec is not None:
+        out["linear_layers"] = int(sum(bool(rec.parts[i][0]) for i in rec.data))
+    return out
 
 
 def format_info(info: dict) -> str:
