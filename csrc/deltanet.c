@@ -21,11 +21,12 @@
  * Shapes: see the legend at the top of internal.h (HK, HV, CD, K).
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-#define DN_COLS 64 /* columns of S (value dims) per block: HK x 64 floats = 32 KB, L1-sized */
+#define DN_COLS 32 /* columns of S (value dims) per block: HK x 32 floats = 16 KB, L1-sized */
 
 static inline float silu(float x) { return x / (1.0f + expf_simd(-x)); }
 
@@ -83,45 +84,83 @@ void rmsnorm_gated(float *x, const float *gate, const float *weight, int n, floa
 }
 
 /* ---------------------------------------------------------------------------------------
- * The gated delta rule, one token at a time (decode)
+ * The gated delta rule, one token at a time (decode, and short batches)
+ *
+ * One pass over S per token: the update and read-out of token t (S += k_t delta_t^T, o_t =
+ * S^T q_t) are fused with the decay and recall of token t+1 (S *= exp(g_t+1), kv = S^T k_t+1),
+ * which need exactly the rows just written. A block of DN_COLS columns of S (HK x 32 floats,
+ * 16 KB) stays in L1 for all the tokens; the kv, delta and output vectors stay in registers.
  * ------------------------------------------------------------------------------------- */
+static inline __attribute__((always_inline)) void
+delta_rule_cols(const int NJ, float *S, int HV, int HK, float *o, int o_stride, const float *q,
+                const float *k, int qk_stride, const float *v, int v_stride, const float *g,
+                const float *beta, int gb_stride, int n) {
+    float kv[DN_COLS] = {0}, delta[DN_COLS], acc[DN_COLS];
+    /* token 0's decay and recall: S = S * exp(g_0); kv = S^T k_0 */
+    const float d0 = expf(g[0]);
+    for (int i = 0; i < HK; i++) {
+        float *Si = S + (size_t)i * HV;
+        const float ki = k[i];
+#pragma omp simd
+        for (int j = 0; j < NJ; j++) {
+            Si[j] *= d0;
+            kv[j] += Si[j] * ki;
+        }
+    }
+    for (int t = 0; t < n; t++) {
+        const float *qt = q + (size_t)t * qk_stride, *kt = k + (size_t)t * qk_stride;
+        const float *vt = v + (size_t)t * v_stride;
+        const float b = beta[(size_t)t * gb_stride];
+        /* delta = (v_t - kv_mem) * beta_t */
+#pragma omp simd
+        for (int j = 0; j < NJ; j++) {
+            delta[j] = (vt[j] - kv[j]) * b;
+            acc[j] = 0.0f;
+            kv[j] = 0.0f;
+        }
+        if (t + 1 < n) {
+            /* S = S + k_t delta^T; o_t = S^T q_t; then token t+1: S = S * exp(g); kv = S^T k */
+            const float *kn = k + (size_t)(t + 1) * qk_stride;
+            const float dn = expf(g[(size_t)(t + 1) * gb_stride]);
+            for (int i = 0; i < HK; i++) {
+                float *Si = S + (size_t)i * HV;
+                const float ki = kt[i], qi = qt[i], kni = kn[i];
+#pragma omp simd
+                for (int j = 0; j < NJ; j++) {
+                    const float s = Si[j] + ki * delta[j];
+                    acc[j] += s * qi;
+                    const float sd = s * dn;
+                    kv[j] += sd * kni;
+                    Si[j] = sd;
+                }
+            }
+        } else {
+            for (int i = 0; i < HK; i++) {
+                float *Si = S + (size_t)i * HV;
+                const float ki = kt[i], qi = qt[i];
+#pragma omp simd
+                for (int j = 0; j < NJ; j++) {
+                    const float s = Si[j] + ki * delta[j];
+                    acc[j] += s * qi;
+                    Si[j] = s;
+                }
+            }
+        }
+        memcpy(o + (size_t)t * o_stride, acc, (size_t)NJ * sizeof(float));
+    }
+}
+
 void gated_delta_rule_recurrent(float *S, float *o, int o_stride, const float *q, const float *k,
                                 int qk_stride, const float *v, int v_stride, const float *g,
                                 const float *beta, int gb_stride, int n, int HK, int HV) {
     for (int j0 = 0; j0 < HV; j0 += DN_COLS) { /* a block of columns of S, all tokens */
         const int nj = HV - j0 < DN_COLS ? HV - j0 : DN_COLS;
-        for (int t = 0; t < n; t++) {
-            const float *qt = q + (size_t)t * qk_stride, *kt = k + (size_t)t * qk_stride;
-            const float *vt = v + (size_t)t * v_stride + j0;
-            const float decay = expf(g[(size_t)t * gb_stride]), b = beta[(size_t)t * gb_stride];
-            /* S = S * exp(g_t); kv_mem = S^T k_t */
-            float kv[DN_COLS] = {0};
-            for (int i = 0; i < HK; i++) {
-                float *Si = S + (size_t)i * HV + j0;
-                const float ki = kt[i];
-#pragma omp simd
-                for (int j = 0; j < nj; j++) {
-                    Si[j] *= decay;
-                    kv[j] += Si[j] * ki;
-                }
-            }
-            /* delta = (v_t - kv_mem) * beta_t */
-            float delta[DN_COLS];
-#pragma omp simd
-            for (int j = 0; j < nj; j++) delta[j] = (vt[j] - kv[j]) * b;
-            /* S = S + k_t delta^T; core_attn_out = S^T q_t */
-            float acc[DN_COLS] = {0};
-            for (int i = 0; i < HK; i++) {
-                float *Si = S + (size_t)i * HV + j0;
-                const float ki = kt[i], qi = qt[i];
-#pragma omp simd
-                for (int j = 0; j < nj; j++) {
-                    Si[j] += ki * delta[j];
-                    acc[j] += Si[j] * qi;
-                }
-            }
-            memcpy(o + (size_t)t * o_stride + j0, acc, (size_t)nj * sizeof(float));
-        }
+        if (nj == DN_COLS) /* the compiler keeps the vectors of a full block in registers */
+            delta_rule_cols(DN_COLS, S + j0, HV, HK, o + j0, o_stride, q, k, qk_stride, v + j0, v_stride,
+                            g, beta, gb_stride, n);
+        else
+            delta_rule_cols(nj, S + j0, HV, HK, o + j0, o_stride, q, k, qk_stride, v + j0, v_stride,
+                            g, beta, gb_stride, n);
     }
 }
 
@@ -142,7 +181,7 @@ size_t delta_chunk_scratch(int HK, int HV) {
     const size_t C = DELTA_CHUNK;
     return C * C                 /* A: the UT system's lower triangle, then the decayed q . k */
            + C * (size_t)HV      /* U: new_values, then v_new */
-           + C * (size_t)HK      /* W: k_cumdecay */
+           + 3 * C * (size_t)HK  /* W: k_cumdecay; the decayed queries and keys */
            + 2 * C;              /* cum_decay and exp(cum_decay) */
 }
 
@@ -159,12 +198,67 @@ static inline void axpy(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+/* The three products of a chunk that involve the state, on a block of NJ columns of S (and of
+ * U, o): S stays in L1 while every row of the chunk uses it; the row's NJ sums stay in
+ * registers. W, qd, kd: (m, HK) rows at stride HK; A: (m, C) lower triangle. */
+static inline __attribute__((always_inline)) void
+chunk_cols(const int NJ, float *S, int HV, int HK, float *U, float *o, int o_stride, const float *W,
+           const float *qd, const float *kd, const float *A, int C, int m, float decay_all) {
+    float acc[DN_COLS];
+    /* v_new = new_values - k_cumdecay @ S */
+    for (int i = 0; i < m; i++) {
+        float *Ui = U + (size_t)i * HV;
+#pragma omp simd
+        for (int j = 0; j < NJ; j++) acc[j] = Ui[j];
+        for (int r = 0; r < HK; r++) {
+            const float w = W[(size_t)i * HK + r];
+            const float *Sr = S + (size_t)r * HV;
+#pragma omp simd
+            for (int j = 0; j < NJ; j++) acc[j] -= w * Sr[j];
+        }
+#pragma omp simd
+        for (int j = 0; j < NJ; j++) Ui[j] = acc[j];
+    }
+    /* core_attn_out = (query * exp(cum)) @ S + intra @ v_new */
+    for (int i = 0; i < m; i++) {
+#pragma omp simd
+        for (int j = 0; j < NJ; j++) acc[j] = 0.0f;
+        for (int r = 0; r < HK; r++) {
+            const float qr = qd[(size_t)i * HK + r];
+            const float *Sr = S + (size_t)r * HV;
+#pragma omp simd
+            for (int j = 0; j < NJ; j++) acc[j] += qr * Sr[j];
+        }
+        for (int l = 0; l <= i; l++) {
+            const float a = A[(size_t)i * C + l];
+            const float *Ul = U + (size_t)l * HV;
+#pragma omp simd
+            for (int j = 0; j < NJ; j++) acc[j] += a * Ul[j];
+        }
+        memcpy(o + (size_t)i * o_stride, acc, (size_t)NJ * sizeof(float));
+    }
+    /* S = S * exp(cum_last) + (key * exp(cum_last - cum))^T @ v_new */
+    for (int r = 0; r < HK; r++) {
+        float *Sr = S + (size_t)r * HV;
+#pragma omp simd
+        for (int j = 0; j < NJ; j++) acc[j] = Sr[j] * decay_all;
+        for (int i = 0; i < m; i++) {
+            const float kr = kd[(size_t)i * HK + r];
+            const float *Ui = U + (size_t)i * HV;
+#pragma omp simd
+            for (int j = 0; j < NJ; j++) acc[j] += kr * Ui[j];
+        }
+#pragma omp simd
+        for (int j = 0; j < NJ; j++) Sr[j] = acc[j];
+    }
+}
+
 void gated_delta_rule_chunked(float *S, float *o, int o_stride, const float *q, const float *k,
                               int qk_stride, const float *v, int v_stride, const float *g,
                               const float *beta, int gb_stride, int n, int HK, int HV, float *scratch) {
     const int C = DELTA_CHUNK;
-    float *A = scratch, *U = A + (size_t)C * C, *W = U + (size_t)C * HV, *cum = W + (size_t)C * HK;
-    float *ecum = cum + C;
+    float *A = scratch, *U = A + (size_t)C * C, *W = U + (size_t)C * HV, *qd = W + (size_t)C * HK;
+    float *kd = qd + (size_t)C * HK, *cum = kd + (size_t)C * HK, *ecum = cum + C;
     for (int t0 = 0; t0 < n; t0 += C) {
         const int m = n - t0 < C ? n - t0 : C;
         const float *qc = q + (size_t)t0 * qk_stride, *kc = k + (size_t)t0 * qk_stride;
@@ -196,32 +290,50 @@ void gated_delta_rule_chunked(float *S, float *o, int o_stride, const float *q, 
                 axpy(Wi, -A[i * C + j], W + (size_t)j * HK, HK);
             }
         }
-        /* v_new = new_values - k_cumdecay @ S */
-        for (int i = 0; i < m; i++)
-            for (int r = 0; r < HK; r++) axpy(U + (size_t)i * HV, -W[(size_t)i * HK + r], S + (size_t)r * HV, HV);
-        /* intra-chunk attention: (q_i . k_j) exp(cum_i - cum_j) for j <= i */
-        for (int i = 0; i < m; i++)
-            for (int j = 0; j <= i; j++) A[i * C + j] = dot(QI(i), KI(j), HK) * expf(cum[i] - cum[j]);
-        /* core_attn_out = (query * exp(cum)) @ S + intra @ v_new */
-        for (int i = 0; i < m; i++) {
-            float *oi = o + (size_t)(t0 + i) * o_stride;
-            const float *qi = QI(i);
-            memset(oi, 0, (size_t)HV * sizeof(float));
-            for (int r = 0; r < HK; r++) axpy(oi, qi[r] * ecum[i], S + (size_t)r * HV, HV);
-            for (int j = 0; j <= i; j++) axpy(oi, A[i * C + j], U + (size_t)j * HV, HV);
-        }
-        /* S = S * exp(cum_last) + (key * exp(cum_last - cum))^T @ v_new */
+        /* intra-chunk attention: (q_i . k_j) exp(cum_i - cum_j) for j <= i; the decayed query
+         * exp(cum_i) q_i and key exp(cum_last - cum_i) k_i the state products use */
         const float last = cum[m - 1];
-        for (int i = 0; i < m; i++) cum[i] = expf(last - cum[i]);
-        for (int r = 0; r < HK; r++) {
-            float *Sr = S + (size_t)r * HV;
-            const float e = ecum[m - 1];
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j <= i; j++) A[i * C + j] = dot(QI(i), KI(j), HK) * expf(cum[i] - cum[j]);
+            const float eq = ecum[i], ek = expf(last - cum[i]);
+            const float *qi = QI(i), *ki = KI(i);
 #pragma omp simd
-            for (int j = 0; j < HV; j++) Sr[j] *= e;
-            for (int i = 0; i < m; i++) axpy(Sr, KI(i)[r] * cum[i], U + (size_t)i * HV, HV);
+            for (int r = 0; r < HK; r++) {
+                qd[(size_t)i * HK + r] = qi[r] * eq;
+                kd[(size_t)i * HK + r] = ki[r] * ek;
+            }
+        }
+        /* v_new, core_attn_out and the new S, a block of columns at a time */
+        for (int j0 = 0; j0 < HV; j0 += DN_COLS) {
+            const int nj = HV - j0 < DN_COLS ? HV - j0 : DN_COLS;
+            float *oc = o + (size_t)t0 * o_stride + j0;
+            if (nj == DN_COLS)
+                chunk_cols(DN_COLS, S + j0, HV, HK, U + j0, oc, o_stride, W, qd, kd, A, C, m, ecum[m - 1]);
+            else
+                chunk_cols(nj, S + j0, HV, HK, U + j0, oc, o_stride, W, qd, kd, A, C, m, ecum[m - 1]);
         }
 #undef QI
 #undef KI
 #undef BETA
     }
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Public entry point for tests
+ * ------------------------------------------------------------------------------------- */
+int qwen3c_gated_delta_rule(float *state, int hk, int hv, const float *q, const float *k,
+                            const float *v, const float *g, const float *beta, int n, float *out,
+                            int chunked, char *err, size_t err_size) {
+    if (!state || !q || !k || !v || !g || !beta || !out || hk < 1 || hv < 1 || n < 1 || hk > 4096 || hv > 4096)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "gated_delta_rule: NULL buffer or a size out of range (hk %d, hv %d, n %d)", hk, hv, n);
+    if (!chunked) {
+        gated_delta_rule_recurrent(state, out, hv, q, k, hk, v, hv, g, beta, 1, n, hk, hv);
+        return QWEN3C_OK;
+    }
+    float *scratch = malloc(delta_chunk_scratch(hk, hv) * sizeof(float));
+    if (!scratch) return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory");
+    gated_delta_rule_chunked(state, out, hv, q, k, hk, v, hv, g, beta, 1, n, hk, hv, scratch);
+    free(scratch);
+    return QWEN3C_OK;
 }

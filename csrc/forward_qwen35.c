@@ -95,19 +95,17 @@ static void gated_deltanet(qwen3c_context *ctx, int il, const LayerWeights *lw, 
         }
     }
 
-    /* core_attn_out, recurrent_state = the gated delta rule per value head (chunked for a batch,
-     * token by token for decode); value head h reads key head h % NK (the file's tiled order) */
-    const int chunked = n >= 16;
+    /* core_attn_out, recurrent_state = the gated delta rule per value head; value head h reads
+     * key head h % NK (the file's tiled order). transformers runs a batch with the chunked form
+     * (torch_chunk_gated_delta_rule, which turns the recurrence into matrix products for a GPU);
+     * on a CPU the one-pass recurrence does the same arithmetic 4x faster (bench_kernels.py), so
+     * it runs prefill too. Both are in deltanet.c, tested equal. */
 #pragma omp parallel for num_threads(NV < nt ? NV : nt) schedule(static)
     for (int h = 0; h < NV; h++) {
         const float *q = rs->conv_out + (size_t)(h % NK) * HK, *k = q + KD;
         const float *v = rs->conv_out + 2 * KD + (size_t)h * HV;
         float *Sh = S + (size_t)h * HK * HV, *o = rs->core + (size_t)h * HV;
-        if (chunked)
-            gated_delta_rule_chunked(Sh, o, VD, q, k, CD, v, CD, rs->g + h, rs->beta + h, NV, n, HK, HV,
-                                     rs->chunk + (size_t)omp_get_thread_num() * delta_chunk_scratch(HK, HV));
-        else
-            gated_delta_rule_recurrent(Sh, o, VD, q, k, CD, v, CD, rs->g + h, rs->beta + h, NV, n, HK, HV);
+        gated_delta_rule_recurrent(Sh, o, VD, q, k, CD, v, CD, rs->g + h, rs->beta + h, NV, n, HK, HV);
     }
 
     /* core_attn_out = norm(core_attn_out, z): RMSNorm of each head, times silu(z) */
@@ -226,8 +224,7 @@ int qwen35_state_create(qwen3c_context *ctx, int n_checkpoints, char *err, size_
     if (!rs) return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory for the recurrent state");
     ctx->rs = rs;
     rs->state_floats = (size_t)(LL * (K - 1) * CD + LL * NV * HK * HV);
-    const size_t chunk = (size_t)ctx->n_threads * delta_chunk_scratch((int)HK, (int)HV);
-    const size_t act = (size_t)(B * CD * 2 + B * VD * 2 + B * NV * 2 + B * QD * 3) + chunk;
+    const size_t act = (size_t)(B * CD * 2 + B * VD * 2 + B * NV * 2 + B * QD * 3);
     rs->n_slots = n_checkpoints > 0 ? n_checkpoints : DEFAULT_CHECKPOINTS;
     rs->state = calloc(rs->state_floats + 1, sizeof(float)); /* + 1: a model may have no linear layer */
     rs->memory = malloc(act * sizeof(float));
@@ -248,8 +245,7 @@ int qwen35_state_create(qwen3c_context *ctx, int n_checkpoints, char *err, size_
     rs->beta = m; m += B * NV;
     rs->g = m; m += B * NV;
     rs->qg = m; m += B * QD * 2;
-    rs->gate = m; m += B * QD;
-    rs->chunk = m;
+    rs->gate = m;
     return QWEN3C_OK;
 }
 

@@ -368,7 +368,6 @@ typedef struct {
     float *core;         /* (B, VD)   core_attn_out, then norm(core_attn_out, z) */
     float *qg;           /* (B, 2*NH*HD) q_proj(x) of an attention layer: query | gate per head */
     float *gate;         /* (B, NH*HD) the attention output gate */
-    float *chunk;        /* (n_threads, chunk scratch) of the chunked gated delta rule */
     float *memory;       /* the allocation of the batch activations */
     /* checkpoints: copies of `state` at positions (qwen3c_context_checkpoint) */
     int    n_slots;
@@ -435,8 +434,9 @@ void gated_delta_rule_recurrent(float *S, float *o, int o_stride, const float *q
                                 int qk_stride, const float *v, int v_stride, const float *g,
                                 const float *beta, int gb_stride, int n, int HK, int HV);
 /* torch_chunk_gated_delta_rule for one value head: the same result (up to rounding), computed
- * DELTA_CHUNK tokens at a time as small matrix products (prefill). scratch: delta_chunk_scratch
- * floats. */
+ * DELTA_CHUNK tokens at a time as matrix products -- transformers' prefill algorithm. The same
+ * arithmetic as the recurrence plus a triangular solve per chunk, so on a CPU it is the slower
+ * of the two; qwen3c_gated_delta_rule runs it for tests. scratch: delta_chunk_scratch floats. */
 #define DELTA_CHUNK 64
 size_t delta_chunk_scratch(int HK, int HV);
 void gated_delta_rule_chunked(float *S, float *o, int o_stride, const float *q, const float *k,

@@ -419,6 +419,16 @@ int qwen3c_matmul_q24(int type, const void *w, size_t w_size, const float *x, in
  * or n < 0. (qwen3c_dequantize with QWEN3C_TYPE_F16 is the way back.) */
 int qwen3c_float_to_half(const float *src, int64_t n, uint16_t *dst, char *err, size_t err_size);
 
+/* The gated delta rule of one value head of Qwen3.5's Gated DeltaNet (transformers:
+ * torch_recurrent_gated_delta_rule / torch_chunk_gated_delta_rule), exposed for tests. state:
+ * (hk, hv), updated in place; q, k: (n, hk), already l2-normalized (q also scaled by
+ * 1/sqrt(hk)); v, out: (n, hv); g (log decays, <= 0) and beta: (n). chunked: 0 = one token at
+ * a time (what the forward pass runs), 1 = transformers' chunked prefill algorithm.
+ * QWEN3C_ERR_INVALID_ARG for NULL buffers or sizes < 1; QWEN3C_ERR_NOMEM. */
+int qwen3c_gated_delta_rule(float *state, int hk, int hv, const float *q, const float *k,
+                            const float *v, const float *g, const float *beta, int n, float *out,
+                            int chunked, char *err, size_t err_size);
+
 /* CDEF END */
 
 #ifdef __cplusplus

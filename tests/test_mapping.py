@@ -148,8 +148,8 @@ _COVERED_STRUCTS = {
     "TransformerWeights": {"owned"},
     "RunState": {"memory", "xq"},  # bookkeeping / quantized-activation scratch: no transformers twin
     "Config": set(),
-    # the one block both states live in, the chunked rule's scratch, the checkpoint slots
-    "RecurrentState": {"state", "state_floats", "chunk", "memory", "n_slots", "slot_pos",
+    # the one block both states live in, the activations' allocation, the checkpoint slots
+    "RecurrentState": {"state", "state_floats", "memory", "n_slots", "slot_pos",
                        "slot_age", "slot_mem", "age"},
 }
 

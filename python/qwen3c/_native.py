@@ -247,6 +247,20 @@ def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx:
     return (logits, hidden) if trace else logits
 
 
+def gated_delta_rule(state, q, k, v, g, beta, chunked: bool):
+    """qwen3c_gated_delta_rule on float32 numpy arrays: returns (new state, out)."""
+    state = np.array(state, dtype=np.float32, order="C")
+    q, k, v, g, beta = (np.ascontiguousarray(a, dtype=np.float32) for a in (q, k, v, g, beta))
+    n, hk = q.shape
+    hv = v.shape[1]
+    out = np.empty((n, hv), np.float32)
+    err = _Err()
+    f = lambda a: ffi.cast("float *", ffi.from_buffer(a))  # noqa: E731
+    _check(lib.qwen3c_gated_delta_rule(f(state), hk, hv, f(q), f(k), f(v), f(g), f(beta), n, f(out),
+                                       1 if chunked else 0, err.buf, ERR_SIZE), err)
+    return state, out
+
+
 def type_name(t: int) -> str:
     return ffi.string(lib.qwen3c_type_name(t)).decode()
 
