@@ -11,6 +11,8 @@ import pytest
 from qwen3c import _native
 from qwen3c.errors import InvalidArgumentError
 
+pytestmark = pytest.mark.sanitize  # rerun under ASan + UBSan by tools/run_tests.sh
+
 
 def reference(S, q, k, v, g, beta):
     """The recurrence in float64: S = S * exp(g_t); S += k_t ((v_t - S^T k_t) beta_t)^T;

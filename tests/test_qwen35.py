@@ -28,6 +28,7 @@ import qwen35_models as q35  # noqa: E402
 from qwen3c.errors import InvalidArgumentError, ModelFormatError, UnsupportedModelError  # noqa: E402
 
 N_TOKENS = 80
+sanitize = pytest.mark.sanitize  # rerun under ASan + UBSan by tools/run_tests.sh
 
 # name -> config overrides of qwen35_models.QWEN35_TINY (hidden 64, 4 layers: 3 Gated DeltaNet
 # + 1 attention, 4 query / 2 kv heads of 32, 2 key / 4 value linear heads of 16, tied)
@@ -142,6 +143,7 @@ def test_f32_logits_match_transformers(make_tiny_qwen35, shape):
     np.testing.assert_array_equal(got.argmax(-1), ref.argmax(-1))
 
 
+@sanitize
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_token_by_token_equals_batched(make_tiny_qwen35, shape):
     """Decode (the recurrent rule, the conv state one token at a time) == prefill (the chunked
@@ -303,6 +305,7 @@ def gqa_path(make_tiny_qwen35):
     return _make(make_tiny_qwen35, "gqa")[1]
 
 
+@sanitize
 def test_restart_positions_and_refusal(gqa_path):
     toks = tokens_for(256, 60, seed=9)
     one = run_qwen3c(gqa_path, toks)
@@ -322,6 +325,7 @@ def test_restart_positions_and_refusal(gqa_path):
     assert rel_err(tail, one[40:]) <= F32_BOUND
 
 
+@sanitize
 def test_rewind_to_a_checkpoint_equals_a_fresh_run(gqa_path):
     toks = tokens_for(256, 64, seed=10)
     edited = toks.copy()
@@ -338,6 +342,7 @@ def test_rewind_to_a_checkpoint_equals_a_fresh_run(gqa_path):
     assert rel_err(again, run_qwen3c(gqa_path, toks)[25:]) <= F32_BOUND
 
 
+@sanitize
 def test_checkpoint_slots(gqa_path):
     toks = tokens_for(256, 40, seed=12)
     with qwen3c.Model(str(gqa_path), n_ctx=64, n_threads=1, n_checkpoints=2) as m:
@@ -476,6 +481,7 @@ def _rewrite(src, dst, drop=(), kv=None):
     return dst
 
 
+@sanitize
 @pytest.mark.parametrize("change,match", [
     (dict(drop=("qwen35.ssm.state_size",)), "qwen35.ssm.state_size"),
     (dict(kv={"qwen35.attention.recurrent_layers": ([True, False], gguf.GGUFValueType.ARRAY)}),
@@ -527,3 +533,28 @@ def test_info_json(make_tiny_qwen35, capsys):
             hp["ssm_conv_kernel"], hp["rope_dimension_count"], hp["linear_layers"]) == (2, 6, 32, 192, 4, 8, 6)
     assert introspect.main_info([str(path)]) == 0
     assert "ssm_time_step_rank=6" in capsys.readouterr().out
+
+
+# ---- llama.cpp opens the files our converter writes -------------------------------------------
+
+def test_llama_cpp_loads_our_file(make_tiny_qwen35):
+    """llama-cpp-python (CI builds it from the same 0.3.36 sdist) loads qwen3c.convert's qwen35
+    file -- tokenizer (pre-tokenizer "qwen35") included -- and computes the same logits within
+    its own arithmetic (it rounds activations to 16 / 8 bits in places)."""
+    llama_cpp = pytest.importorskip("llama_cpp")
+    _, path = _make(make_tiny_qwen35, "gqa", tokenizer="qwen35")
+    tokens = tokens_for(150000, 48, seed=15)
+    ours = run_qwen3c(path, tokens)
+    llm = llama_cpp.Llama(model_path=str(path), n_ctx=64, n_threads=2, logits_all=True,
+                          verbose=False)
+    try:
+        llm.eval(tokens.tolist())
+        theirs = np.array(llm.scores[:len(tokens)])
+        text_ids = llm.tokenize("Hello world, héllo 世界".encode(), add_bos=False, special=False)
+    finally:
+        llm.close()
+    err = rel_err(theirs, ours)
+    print(f"llama.cpp on our qwen35 file vs qwen3c: rel max err {err:.2e}")
+    assert err <= 1e-3
+    with qwen3c.Model(str(path), n_ctx=16) as m:
+        assert m.encode("Hello world, héllo 世界") == text_ids

@@ -1,6 +1,7 @@
 """Fetch the parts of llama.cpp the tests compare against, from the llama-cpp-python sdist on PyPI.
 
-    python tools/fetch_llama_cpp_src.py [CACHE_DIR]   -> prints the vendor/llama.cpp directory
+    python tools/fetch_llama_cpp_src.py [--sdist] [CACHE_DIR]
+        -> prints the vendor/llama.cpp directory (--sdist: the downloaded .tar.gz instead)
 
 llama.cpp's own converter (convert_hf_to_gguf.py + conversion/ + its gguf-py) writes the GGUFs
 users download, and models/ggml-vocab-*.gguf with their .inp/.out files are its tokenizer test
@@ -60,4 +61,9 @@ def fetch(cache: Path | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    print(fetch(Path(sys.argv[1]) if len(sys.argv) > 1 else None))
+    args = sys.argv[1:]
+    want_sdist = "--sdist" in args
+    args = [a for a in args if a != "--sdist"]
+    cache = Path(args[0]) if args else cache_dir()
+    src = fetch(cache)
+    print(sdist_path(cache) if want_sdist else src)
