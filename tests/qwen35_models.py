@@ -162,17 +162,76 @@ def llama_cpp_convert(src: Path, hf_dir: Path, out: Path, outtype: str = "f32", 
     return out
 
 
-# ---- the transformers model on a GGUF's (rounded) weights -------------------------------------
+# ---- reading GGUF files ------------------------------------------------------------------------
+
+def read_gguf(path, wanted=()) -> tuple:
+    """({key: value} of the metadata keys in `wanted`, {tensor name: (ggml type, numpy shape,
+    uint8 bytes)}). A small reader: gguf's GGUFReader builds a Python object per array element,
+    ~20 s for a 151,936-token vocabulary."""
+    import struct
+
+    import numpy as np
+    data = np.memmap(str(path), dtype=np.uint8, mode="r")
+    buf = memoryview(data)
+    fmt = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
+           11: "<q", 12: "<d"}
+    n_tensors, n_kv = struct.unpack_from("<QQ", buf, 8)
+    pos = 24
+
+    def string(p):
+        n = struct.unpack_from("<Q", buf, p)[0]
+        return bytes(buf[p + 8:p + 8 + n]).decode("utf-8"), p + 8 + n
+
+    def value(t, p, keep):
+        if t == 8:
+            return string(p) if keep else (None, p + 8 + struct.unpack_from("<Q", buf, p)[0])
+        if t == 9:
+            et, n = struct.unpack_from("<IQ", buf, p)
+            p += 12
+            if et != 8 and not keep:
+                return None, p + n * struct.calcsize(fmt[et])
+            out = []
+            for _ in range(n):
+                v, p = value(et, p, keep)
+                out.append(v)
+            return out, p
+        return struct.unpack_from(fmt[t], buf, p)[0], p + struct.calcsize(fmt[t])
+
+    kv = {}
+    for _ in range(n_kv):
+        key, pos = string(pos)
+        t = struct.unpack_from("<I", buf, pos)[0]
+        v, pos = value(t, pos + 4, key in wanted or key == "general.alignment")
+        if key in wanted or key == "general.alignment":
+            kv[key] = v
+    infos = []
+    for _ in range(n_tensors):
+        name, pos = string(pos)
+        nd = struct.unpack_from("<I", buf, pos)[0]
+        dims = struct.unpack_from(f"<{nd}Q", buf, pos + 4)
+        ttype, off = struct.unpack_from("<IQ", buf, pos + 4 + 8 * nd)
+        pos += 4 + 8 * nd + 12
+        infos.append((name, ttype, tuple(reversed(dims)), off))
+    align = kv.pop("general.alignment", 32) if "general.alignment" not in wanted else kv["general.alignment"]
+    start = (pos + align - 1) // align * align
+    ends = sorted(off for *_, off in infos) + [len(data) - start]
+    tensors = {}
+    for name, ttype, shape, off in infos:
+        end = ends[ends.index(off) + 1]
+        tensors[name] = (ttype, shape, data[start + off:start + end])
+    return kv, tensors
+
 
 def gguf_tensors(path) -> dict:
     """{GGUF tensor name: float32 array in numpy (PyTorch) layout}, dequantized by gguf.quants."""
     import gguf
     import numpy as np
     out = {}
-    for t in gguf.GGUFReader(str(path)).tensors:
-        shape = tuple(int(d) for d in reversed(t.shape))
-        out[t.name] = np.asarray(gguf.quants.dequantize(np.asarray(t.data), t.tensor_type),
-                                 dtype=np.float32).reshape(shape)
+    for name, (ttype, shape, raw) in read_gguf(path)[1].items():
+        qtype = gguf.GGMLQuantizationType(ttype)
+        nbytes = gguf.quants.quant_shape_to_byte_shape(shape, qtype)
+        raw = np.asarray(raw[:int(np.prod(nbytes))]).reshape(nbytes)
+        out[name] = np.asarray(gguf.quants.dequantize(raw, qtype), dtype=np.float32).reshape(shape)
     return out
 
 

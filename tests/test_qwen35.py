@@ -229,9 +229,9 @@ def test_llama_cpp_file_with_mtp_head(make_tiny_qwen35, llama_cpp_src, tmp_path)
     save_file(w, str(mtp_dir / "model.safetensors"))
 
     out = q35.llama_cpp_convert(llama_cpp_src, mtp_dir, tmp_path / "mtp.gguf", mtp=True)
-    fields = gguf.GGUFReader(str(out)).fields
-    assert fields["qwen35.nextn_predict_layers"].contents() == 1
-    assert fields["qwen35.block_count"].contents() == cfg.num_hidden_layers + 1
+    kv = q35.read_gguf(out, ("qwen35.nextn_predict_layers", "qwen35.block_count"))[0]
+    assert kv["qwen35.nextn_predict_layers"] == 1
+    assert kv["qwen35.block_count"] == cfg.num_hidden_layers + 1
     tokens = tokens_for(2000, 40, seed=6)
     with qwen3c.Model(str(out), n_ctx=64, n_threads=2) as m:
         assert m.config.n_layers == cfg.num_hidden_layers

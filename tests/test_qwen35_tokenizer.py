@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import qwen3c
+import qwen35_models as q35
 from qwen3c import _native
 from qwen3c.chat_template import apply_chat_template, encode_chat
 from qwen3c.chat_template_qwen35 import QWEN35_CHAT_TEMPLATE, QWEN35_SMALL_CHAT_TEMPLATE
@@ -83,21 +84,26 @@ def test_marks_join_letters(tiny, hf_backends):
         assert m.encode(text) == hf_backends[0].encode(text, add_special_tokens=False).ids, text
 
 
+@pytest.fixture(scope="module")
+def vocab_model(llama_cpp_src, tmp_path_factory):
+    """A Model with the tokenizer of llama.cpp's models/ggml-vocab-qwen35.gguf (tiny weights)."""
+    with qwen3c.Model(str(_vocab_test_model(tmp_path_factory.mktemp("vocab35"), llama_cpp_src)),
+                      n_ctx=8) as m:
+        yield m
+
+
 def _vocab_test_model(tmp_path, src):
     """A tiny GGUF carrying the tokenizer of llama.cpp's models/ggml-vocab-qwen35.gguf."""
-    gguf = pytest.importorskip("gguf")
     import ggufbuild as gb
-    fields = gguf.GGUFReader(str(src / "models" / "ggml-vocab-qwen35.gguf")).fields
-
-    def val(k):
-        return fields[k].contents()
-
-    b = gb.tiny_qwen3(vocab=len(val("tokenizer.ggml.tokens")))
+    keys = ("tokenizer.ggml.model", "tokenizer.ggml.pre", "tokenizer.ggml.tokens",
+            "tokenizer.ggml.token_type", "tokenizer.ggml.merges")
+    val = q35.read_gguf(src / "models" / "ggml-vocab-qwen35.gguf", keys)[0]
+    b = gb.tiny_qwen3(vocab=len(val["tokenizer.ggml.tokens"]))
     for k in ("tokenizer.ggml.model", "tokenizer.ggml.pre"):
-        b.add_kv(k, gb.STRING, val(k))
-    b.add_kv("tokenizer.ggml.tokens", gb.ARRAY, val("tokenizer.ggml.tokens"), elem_type=gb.STRING)
-    b.add_kv("tokenizer.ggml.token_type", gb.ARRAY, val("tokenizer.ggml.token_type"), elem_type=gb.INT32)
-    b.add_kv("tokenizer.ggml.merges", gb.ARRAY, val("tokenizer.ggml.merges"), elem_type=gb.STRING)
+        b.add_kv(k, gb.STRING, val[k])
+    b.add_kv("tokenizer.ggml.tokens", gb.ARRAY, val["tokenizer.ggml.tokens"], elem_type=gb.STRING)
+    b.add_kv("tokenizer.ggml.token_type", gb.ARRAY, val["tokenizer.ggml.token_type"], elem_type=gb.INT32)
+    b.add_kv("tokenizer.ggml.merges", gb.ARRAY, val["tokenizer.ggml.merges"], elem_type=gb.STRING)
     out = tmp_path / "vocab35.gguf"
     b.write(out)
     return out
@@ -110,26 +116,26 @@ def _vocab_vectors(src):
     return [(t, [int(x) for x in o.split()]) for t, o in zip(inp, out)]
 
 
-def test_llama_cpp_vectors(llama_cpp_src, tmp_path):
+def test_llama_cpp_vectors(llama_cpp_src, vocab_model):
     vectors = _vocab_vectors(llama_cpp_src)
     assert len(vectors) == 51
-    with qwen3c.Model(str(_vocab_test_model(tmp_path, llama_cpp_src)), n_ctx=8) as m:
-        assert m.metadata["tokenizer.ggml.pre"] == "qwen35"
-        for text, want in vectors:  # the C tokenizer alone: no normalization, as llama.cpp
-            assert _native.tok_encode(m._ptr(), text.encode("utf-8"), False) == want, text
+    m = vocab_model
+    assert m.metadata["tokenizer.ggml.pre"] == "qwen35"
+    for text, want in vectors:  # the C tokenizer alone: no normalization, as llama.cpp
+        assert _native.tok_encode(m._ptr(), text.encode("utf-8"), False) == want, text
 
 
-def test_nfc_is_the_difference(llama_cpp_src, tmp_path, hf_backends):
+def test_nfc_is_the_difference(llama_cpp_src, vocab_model, hf_backends):
     """Model.encode normalizes as transformers does; llama.cpp's vectors do not. They differ
     exactly on the non-NFC inputs, and there Model.encode is transformers' answer."""
     vectors = _vocab_vectors(llama_cpp_src)
-    with qwen3c.Model(str(_vocab_test_model(tmp_path, llama_cpp_src)), n_ctx=8) as m:
-        differ = [t for t, want in vectors if m.encode(t) != want]
-        assert differ == [t for t, _ in vectors if not unicodedata.is_normalized("NFC", t)]
-        assert len(differ) == 3
-        for t in differ:
-            assert m.encode(t) == hf_backends[0].encode(t, add_special_tokens=False).ids
-        assert m.encode("e\u0301") == [963] and _native.tok_encode(m._ptr(), "e\u0301".encode(), False) == [68, 53839]
+    m = vocab_model
+    differ = [t for t, want in vectors if m.encode(t) != want]
+    assert differ == [t for t, _ in vectors if not unicodedata.is_normalized("NFC", t)]
+    assert len(differ) == 3
+    for t in differ:
+        assert m.encode(t) == hf_backends[0].encode(t, add_special_tokens=False).ids
+    assert m.encode("e\u0301") == [963] and _native.tok_encode(m._ptr(), "e\u0301".encode(), False) == [68, 53839]
 
 
 # ---- chat templates ------------------------------------------------------------------------------

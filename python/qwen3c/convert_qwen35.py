@@ -129,28 +129,24 @@ def write_hparams(writer, hp: dict):
 
 # ---- the tensor transformations ---------------------------------------------------------------
 
+def _regroup(x: np.ndarray, outer: int, inner: int, axis: int) -> np.ndarray:
+    """Along `axis` (outer * inner equal-sized heads, outer-major), swap the two head indices."""
+    x = np.moveaxis(x, axis, 0)
+    shape = x.shape
+    x = x.reshape(outer, inner, shape[0] // (outer * inner), *shape[1:]).swapaxes(0, 1).reshape(shape)
+    return np.ascontiguousarray(np.moveaxis(x, 0, axis))
+
+
 def tile_v_heads(x: np.ndarray, n_k: int, n_v: int, axis: int = 0) -> np.ndarray:
     """Reorder the value heads along `axis` (n_v heads of equal size) from transformers' grouped
     order (value head j reads key head j // (n_v / n_k)) to the tiled order of the file (value
     head j reads key head j % n_k). The identity when n_k == n_v."""
-    if n_k == n_v:
-        return x
-    r = n_v // n_k
-    x = np.moveaxis(x, axis, 0)
-    shape = x.shape
-    x = x.reshape(n_k, r, shape[0] // n_v, *shape[1:]).swapaxes(0, 1).reshape(shape)
-    return np.ascontiguousarray(np.moveaxis(x, 0, axis))
+    return x if n_k == n_v else _regroup(x, n_k, n_v // n_k, axis)
 
 
 def untile_v_heads(x: np.ndarray, n_k: int, n_v: int, axis: int = 0) -> np.ndarray:
     """The inverse of tile_v_heads (file order -> transformers' order)."""
-    if n_k == n_v:
-        return x
-    r = n_v // n_k
-    x = np.moveaxis(x, axis, 0)
-    shape = x.shape
-    x = x.reshape(r, n_k, shape[0] // n_v, *shape[1:]).swapaxes(0, 1).reshape(shape)
-    return np.ascontiguousarray(np.moveaxis(x, 0, axis))
+    return x if n_k == n_v else _regroup(x, n_v // n_k, n_k, axis)
 
 
 def _plus_one(x):
