@@ -126,7 +126,8 @@ typedef struct {
     const void *data;         /* base + data_offset + offset */
 } gguf_tensor;
 
-typedef struct gguf_file {
+/* A parsed GGUF file: the public opaque qwen3c_gguf (gguf_api.c). */
+typedef struct qwen3c_gguf {
     const uint8_t *base;      /* the whole file, mmapped read-only (or a caller's buffer) */
     size_t         size;
     int            mapped;    /* 1 when base must be munmapped */
@@ -159,6 +160,10 @@ int gguf_get_str_array(const gguf_file *gf, const char *key, gguf_str **out, uin
 int gguf_get_array(const gguf_file *gf, const char *key, uint32_t elem_type, const uint8_t **data,
                    uint64_t *n, char *err, size_t err_size);
 bool gguf_str_eq(gguf_str s, const char *cstr);
+/* Bytes of one scalar metadata value of `type` (0 for string / array / unknown). */
+uint64_t gguf_value_size(uint32_t type);
+/* "uint8", ..., "float64" for a metadata value type, or "unknown". */
+const char *gguf_value_type_name(uint32_t type);
 /* Name of any ggml tensor type the reader knows ("Q8_0", "IQ2_XS", ...), or "unknown". */
 const char *gguf_type_name(uint32_t type);
 
@@ -348,27 +353,26 @@ typedef struct {
                             float, or uint16_t IEEE halves when kv_type is QWEN3C_KV_F16 */
     void  *value_cache;  /* (LA, NKV, C, HD) past_key_values values; float or uint16_t, as keys */
     void  *xq;           /* the current matmul input as 24-, 16- or 8-bit blocks (q24 / q16 / int8) */
+    /* qwen35 only (NULL otherwise): its Gated DeltaNet and gated attention activations */
+    float *qkv;          /* (B, CD)   in_proj_qkv(x), the conv input (mixed_qkv) */
+    float *conv_out;     /* (B, CD)   silu(conv1d(mixed_qkv)): query | key | value */
+    float *z;            /* (B, VD)   in_proj_z(x), the gate of the norm */
+    float *core;         /* (B, VD)   core_attn_out, then norm(core_attn_out, z) */
+    float *beta;         /* (B, NV)   in_proj_b(x), then sigmoid */
+    float *g;            /* (B, NV)   in_proj_a(x), then the log decay -exp(A_log) * softplus(a + dt_bias) */
+    float *qg;           /* (B, 2*NH*HD) q_proj(x) of an attention layer: query | gate per head */
+    float *gate;         /* (B, NH*HD) the attention output gate */
     float *memory;       /* the one allocation everything above points into */
 } RunState;
 
 /* qwen35: what a context keeps for its Gated DeltaNet layers (forward_qwen35.c) -- transformers'
- * DynamicCache LinearAttentionLayer.conv_states / recurrent_states -- plus their scratch */
+ * DynamicCache LinearAttentionLayer.conv_states / recurrent_states -- and their checkpoints */
 typedef struct {
     float *state;        /* conv (LL, K-1, CD) then ssm (LL, NV, HK, HV): one block, so that a
                             checkpoint is one copy */
     float *conv;         /* (LL, K-1, CD) conv_states: each layer's last K-1 conv inputs */
     float *ssm;          /* (LL, NV, HK, HV) recurrent_states: S of the gated delta rule */
     size_t state_floats; /* floats of conv + ssm */
-    /* activations for a batch of up to B tokens (one allocation) */
-    float *qkv;          /* (B, CD)   in_proj_qkv(x), the conv input (mixed_qkv) */
-    float *conv_out;     /* (B, CD)   silu(conv1d(mixed_qkv)): query | key | value */
-    float *z;            /* (B, VD)   in_proj_z(x), the gate of the norm */
-    float *beta;         /* (B, NV)   in_proj_b(x), then sigmoid */
-    float *g;            /* (B, NV)   in_proj_a(x), then the log decay -exp(A_log) * softplus(a + dt_bias) */
-    float *core;         /* (B, VD)   core_attn_out, then norm(core_attn_out, z) */
-    float *qg;           /* (B, 2*NH*HD) q_proj(x) of an attention layer: query | gate per head */
-    float *gate;         /* (B, NH*HD) the attention output gate */
-    float *memory;       /* the allocation of the batch activations */
     /* checkpoints: copies of `state` at positions (qwen3c_context_checkpoint) */
     int    n_slots;
     int   *slot_pos;     /* (n_slots) position of each slot, -1 = free */
@@ -393,27 +397,47 @@ typedef struct qwen3c_context {
 /* ---------------------------------------------------------------------------------------
  * Building blocks of forward.c, shared with forward_qwen35.c
  * ------------------------------------------------------------------------------------- */
+/* What one forward pass computes with: the activations of its batch (a context's own, or a
+ * qwen3c_batch's for several contexts), its threads and its matmul arithmetic. */
+typedef struct {
+    RunState *s;      /* x, xb, q, k, v, att_out, xb2, hb, hb2, att, xq (not the KV caches) */
+    int n_threads;
+    int activations;  /* QWEN3C_ACTIVATIONS_* */
+    int att_C;        /* row stride of s->att: the longest context of the batch (padded) */
+} Pass;
+
+/* One sequence of a batch: rows t0 .. t0+n-1 of the activations are its tokens, at positions
+ * pos .. pos+n-1 of ctx's KV cache (and, qwen35, after its recurrent state) */
+typedef struct {
+    qwen3c_context *ctx;
+    int t0, n, pos;
+    float *logits;    /* (V) of its last token, or NULL */
+    int job0;         /* its first attention job (attention() sets it) */
+} Seq;
+
 /* Qwen3RMSNorm: o = weight * x / sqrt(mean(x^2) + eps), over `size` elements. */
 void rmsnorm(float *o, const float *x, const float *weight, int size, float eps);
-/* out (n, w->rows) = x (n, w->cols) @ W^T in the context's matmul arithmetic; matmuls() runs up
- * to 4 matmuls that read the same x in one parallel region. */
+/* out (n, w->rows) = x (n, w->cols) @ W^T in the pass's matmul arithmetic; matmuls() runs up to
+ * 4 matmuls that read the same x in one parallel region. */
 typedef struct { float *out; const QTensor *w; } MatmulJob;
-void matmuls(qwen3c_context *ctx, const MatmulJob *jobs, int n_jobs, const float *x, int n);
-void matmul(qwen3c_context *ctx, float *out, const float *x, int n, const QTensor *w);
+void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, int n);
+void matmul(const Pass *ps, float *out, const float *x, int n, const QTensor *w);
 /* hb = silu(hb) * hb2 over n elements */
 void swiglu(float *hb, const float *hb2, int64_t n, int n_threads);
 /* x[t] = embed_tokens.weight[tokens[t]] */
 void embed(float *x, const QTensor *emb, const int32_t *tokens, int n);
-/* causal grouped-query attention of n queries at pos.. over one layer's cache (forward.c) */
-void attention(float *out, const float *q, const void *kt, const void *vc, int f16, int n, int pos,
-               const Config *p, int n_ctx, float *att_scratch, int n_threads);
+/* causal grouped-query attention of every sequence's queries over its own cache, cache layer l */
+void attention(float *out, const float *q, Seq *seqs, int n_seqs, int l, const Config *p,
+               float *att_scratch, int att_C, int n_threads);
 /* past_key_values.update of one token at position `at` */
 void kv_store(void *kc, void *vc, int f16, const float *k, const float *v, int at, int NKV, int HD, int C);
 /* The MLP half of a decoder layer on s->x, n tokens: x += mlp(post_attention_layernorm(x)) */
-void mlp_block(qwen3c_context *ctx, const LayerWeights *lw, int n);
-/* hidden_states = norm(x); logits = lm_head(hidden_states) (the last token unless all_logits;
- * logits may be NULL); hidden (if not NULL) receives the normed states of all n tokens */
-void final_norm_logits(qwen3c_context *ctx, int n, float *logits, int all_logits, float *hidden);
+void mlp_block(const Pass *ps, const Transformer *tf, const LayerWeights *lw, int n);
+/* hidden_states = norm(x); logits = lm_head(hidden_states): one sequence's last token (all of
+ * them with all_logits; hidden, if not NULL, receives the normed states of all n), or the last
+ * token of each of several sequences through logits_scratch */
+void final_norm_logits(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs, int n, int all_logits,
+                       float *hidden, float *logits_scratch);
 
 /* ---------------------------------------------------------------------------------------
  * Qwen3.5: the Gated DeltaNet kernels (deltanet.c) and the forward pass (forward_qwen35.c)
@@ -448,11 +472,19 @@ void rmsnorm_gated(float *x, const float *gate, const float *weight, int n, floa
 /* forward_qwen35.c */
 int  qwen35_state_create(qwen3c_context *ctx, int n_checkpoints, char *err, size_t err_size);
 void qwen35_state_free(RecurrentState *rs);
-/* Bring the recurrent state to position pos before a forward there (zero, keep or restore a
- * checkpoint) and drop checkpoints past pos; INVALID_ARG (nothing changed) if it cannot. */
-int  qwen35_state_seek(qwen3c_context *ctx, int pos, char *err, size_t err_size);
-/* One batch of n <= n_batch tokens through the hybrid model (arguments as forward.c's forward) */
-void forward_qwen35(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, float *logits,
-                    int all_logits, float *hidden, int64_t hidden_stride_layer);
+/* Can a forward at pos start (pos == n_past, 0, or a checkpoint at pos)? INVALID_ARG naming the
+ * restart position otherwise. qwen35_state_seek then brings the state there (zero, keep or
+ * restore) and drops the checkpoints past pos. */
+int  qwen35_state_check(const qwen3c_context *ctx, int pos, char *err, size_t err_size);
+void qwen35_state_seek(qwen3c_context *ctx, int pos);
+/* qwen3c_context_rewind_point for a context with a recurrent state (pos in [0, n_ctx]) */
+int  qwen35_rewind_point(const qwen3c_context *ctx, int pos);
+/* dst's recurrent state := src's at n_tokens (its live state or a checkpoint); INVALID_ARG if
+ * src holds none there */
+int  qwen35_state_copy(qwen3c_context *dst, const qwen3c_context *src, int n_tokens, char *err,
+                       size_t err_size);
+/* One batch of n tokens of seqs[0..n_seqs) through the hybrid model (as forward.c's forward) */
+void forward_qwen35(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs, const int32_t *tokens,
+                    int n, int all_logits, float *hidden, int64_t hidden_stride_layer, float *logits_scratch);
 
 #endif /* QWEN3C_INTERNAL_H */

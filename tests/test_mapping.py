@@ -148,9 +148,8 @@ _COVERED_STRUCTS = {
     "TransformerWeights": {"owned"},
     "RunState": {"memory", "xq"},  # bookkeeping / quantized-activation scratch: no transformers twin
     "Config": set(),
-    # the one block both states live in, the activations' allocation, the checkpoint slots
-    "RecurrentState": {"state", "state_floats", "memory", "n_slots", "slot_pos",
-                       "slot_age", "slot_mem", "age"},
+    # the one block both states live in, the checkpoint slots
+    "RecurrentState": {"state", "state_floats", "n_slots", "slot_pos", "slot_age", "slot_mem", "age"},
 }
 
 

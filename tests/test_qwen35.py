@@ -313,7 +313,7 @@ def test_restart_positions_and_refusal(gqa_path):
         assert m.n_past == 0 and m.checkpoints == []
         m.forward(toks[:40], pos=0)
         assert m.n_past == 40
-        assert [m.restart_pos(p) for p in (0, 20, 39, 40, 90)] == [0, 0, 0, 40, 40]
+        assert [m.rewind_point(p) for p in (0, 20, 39, 40, 90)] == [0, 0, 0, 40, 40]
         # a state that holds tokens 20..39 must not be reused for a run at 20 ...
         with pytest.raises(InvalidArgumentError, match="no checkpoint at 20"):
             m.forward(toks[20:30], pos=20)
@@ -334,7 +334,7 @@ def test_rewind_to_a_checkpoint_equals_a_fresh_run(gqa_path):
         m.forward(toks[:25], pos=0)
         m.checkpoint()
         m.forward(toks[25:], pos=25)
-        assert m.checkpoints == [25] and m.restart_pos(50) == 25
+        assert m.checkpoints == [25] and m.rewind_point(50) == 25
         tail = m.forward(edited[25:], pos=25, all_logits=True)  # restores, then continues
         assert m.checkpoints == [25] and m.n_past == 64
         again = m.forward(toks[25:], pos=25, all_logits=True)   # the same checkpoint again
@@ -354,7 +354,7 @@ def test_checkpoint_slots(gqa_path):
         assert m.checkpoints == [20, 30]
         m.forward(toks[20:25], pos=20)            # restore 20: 30 includes replaced tokens
         assert m.checkpoints == [20] and m.n_past == 25
-        assert m.restart_pos(24) == 20
+        assert m.rewind_point(24) == 20
         m.forward(toks[:5], pos=0)                # 0 always starts over
         assert m.checkpoints == [] and m.n_past == 5
 
@@ -363,7 +363,7 @@ def test_qwen3_contexts_restart_anywhere(tiny_gguf):
     with qwen3c.Model(str(tiny_gguf), n_ctx=64, n_threads=1) as m:
         m.forward(tokens_for(256, 30), pos=0)
         assert not m.config.is_recurrent and m.config.layer_types == ("full_attention",) * 2
-        assert [m.restart_pos(p) for p in (0, 17, 30, 50)] == [0, 17, 30, 30]
+        assert [m.rewind_point(p) for p in (0, 17, 30, 50)] == [0, 17, 30, 50]
         m.checkpoint()
         assert m.checkpoints == []
 
@@ -415,7 +415,8 @@ def test_ctrl_c_during_prefill_leaves_a_usable_model(chat_path, monkeypatch):
     with qwen3c.Model(str(chat_path), n_ctx=128, n_threads=1) as fresh:
         want = "".join(fresh.generate(prompt, max_tokens=8, sampler=_greedy()))
     with qwen3c.Model(str(chat_path), n_ctx=128, n_threads=1) as m:
-        real = m.forward
+        s = m.default_session   # generate() runs on it
+        real = s.forward
         calls = []
 
         def interrupted(tokens, pos=0, all_logits=False):
@@ -424,12 +425,97 @@ def test_ctrl_c_during_prefill_leaves_a_usable_model(chat_path, monkeypatch):
                 raise KeyboardInterrupt
             return real(tokens, pos=pos, all_logits=all_logits)
 
-        monkeypatch.setattr(m, "forward", interrupted)
+        monkeypatch.setattr(s, "forward", interrupted)
         with pytest.raises(KeyboardInterrupt):
             "".join(m.generate(prompt[:20] + [7] + prompt[20:], max_tokens=8, sampler=_greedy(),
                                chunk_size=8))
-        monkeypatch.setattr(m, "forward", real)
+        monkeypatch.setattr(s, "forward", real)
         assert "".join(m.generate(prompt, max_tokens=8, sampler=_greedy())) == want
+
+
+# ---- sessions, batched forward passes, the server's scheduler ----------------------------------
+
+@sanitize
+def test_batched_sessions_equal_solo_runs(gqa_path):
+    """qwen3c_forward_batch keeps one conv + recurrent state per session: prefill chunks and
+    decode tokens of six sessions in shared steps give each its solo logits."""
+    from test_batch import run_batched, run_solo, script
+    seqs = script(0, 6)
+    with qwen3c.Model(str(gqa_path), n_ctx=96, n_threads=2) as m:
+        solo = run_solo(m, seqs)
+        sessions = [m.session() for _ in seqs]
+        batched = run_batched(m, seqs, sessions)
+        for s, chunks in zip(sessions, seqs):
+            assert s.n_past == sum(len(c) for c in chunks)
+    worst = max(rel_err(b, r) for bs, rs in zip(batched, solo) for b, r in zip(bs, rs))
+    print(f"\nqwen35 batched vs solo: {worst:.2e}")
+    assert worst <= F32_BOUND, worst   # float rounding: the matmuls group the rows differently
+
+
+@sanitize
+def test_batch_and_prefix_copy_refuse_a_state_they_cannot_continue(gqa_path):
+    toks = tokens_for(256, 30, seed=15).tolist()
+    with qwen3c.Model(str(gqa_path), n_ctx=64, n_threads=1) as m:
+        a, b, c = m.session(), m.session(), m.session()
+        a.forward(toks[:10], pos=0)
+        a.checkpoint()
+        a.forward(toks[10:20], pos=10)
+        b.forward(toks[:5], pos=0)
+        with pytest.raises(InvalidArgumentError, match="no checkpoint at 15"):
+            m.forward_batch([(b, toks[5:8], 5), (a, toks[15:18], 15)])
+        assert (a.n_past, b.n_past) == (20, 5)        # refused before any compute
+        with pytest.raises(InvalidArgumentError, match="no checkpoint at 15"):
+            c.copy_prefix_from(a, 15)
+        # at a's n_past or at its checkpoint, the copy continues exactly like a
+        for n in (20, 10):
+            c.copy_prefix_from(a, n)
+            assert c.n_past == n and c.checkpoints == []
+            got = c.forward(toks[n:], pos=n, all_logits=True)
+            assert rel_err(got, run_qwen3c(gqa_path, toks)[n:]) <= F32_BOUND
+
+
+def test_scheduler_jobs_resume_at_checkpoints(chat_path):
+    """The server's scheduler on a Qwen3.5 model: batched jobs give their solo greedy tokens,
+    prefill stops at the checkpoint marks, and a conversation's next turn (or another slot's
+    copy) resumes at a checkpoint instead of from 0."""
+    from qwen3c.generate import generate
+    from qwen3c.serve.scheduler import Job, Scheduler
+
+    def chat(text):
+        return m.encode(f"<|im_start|>user\n{text}<|im_end|>\n<|im_start|>assistant\n", special=True)
+
+    def solo(ids, n):
+        g = generate(m.session(), ids, max_tokens=n, sampler=_greedy())
+        list(g)
+        return g.tokens
+
+    with qwen3c.Model(str(chat_path), n_ctx=256, n_threads=2) as m:
+        sched = Scheduler(m, n_slots=2, step_tokens=9)
+        first = [chat("one two three"), chat("a longer question about four and five")]
+        jobs = [Job(p, 5, _greedy(), ignore_eos=True) for p in first]
+        for j in jobs:
+            sched.submit(j)
+        while not all(j.finish_reason for j in jobs):
+            sched.step()
+        for p, j in zip(first, jobs):
+            assert j.tokens == solo(p, 5)
+            assert len(p) - 1 in j._session.checkpoints
+        turn2 = jobs[0]._session.tokens[:len(first[0]) - 1] + m.encode(
+            "<|im_start|>assistant\nsix<|im_end|>\n<|im_start|>user\nseven?<|im_end|>\n"
+            "<|im_start|>assistant\n", special=True)
+        j2 = Job(turn2, 4, _greedy(), ignore_eos=True)
+        sched.submit(j2)
+        while not j2.finish_reason:
+            sched.step()
+        assert j2.n_cached == len(first[0]) - 1 and j2.tokens == solo(turn2, 4)
+
+
+def test_server_output_starts_inside_the_prompts_think_block():
+    """Qwen3.5's thinking prompt ends with '<think>\\n': the reply is reasoning up to </think>."""
+    from qwen3c.serve.tools import OutputParser
+    p = OutputParser(thinking=True, in_think=True)
+    out = p.feed("let me see") + p.feed("</think>\n\nParis") + p.feed("", final=True)
+    assert out == [("reasoning", "let me see"), ("content", "Paris")]
 
 
 # ---- what qwen3c refuses ------------------------------------------------------------------------
@@ -517,16 +603,12 @@ def test_diff_cli_on_the_conditional_generation_layout(make_tiny_qwen35, capsys)
     assert len(d["stages"]) == 4 + 2
 
 
-def test_info_json(make_tiny_qwen35, capsys):
+def test_info_json(make_tiny_qwen35, check_model_context, capsys):
     import json
-    from pathlib import Path
     from qwen3c import introspect
-    jsonschema = pytest.importorskip("jsonschema")
     _, path = _make(make_tiny_qwen35, "wide")
     assert introspect.main_info([str(path), "--json"]) == 0
-    info = json.loads(capsys.readouterr().out)
-    schema = json.loads((Path(__file__).resolve().parent.parent / "docs" / "info_schema.json").read_text())
-    jsonschema.validate(info, schema, cls=jsonschema.Draft202012Validator)
+    info = check_model_context(json.loads(capsys.readouterr().out))
     hp = info["hyperparameters"]
     assert info["architecture"] == "qwen35"
     assert (hp["ssm_group_count"], hp["ssm_time_step_rank"], hp["ssm_state_size"], hp["ssm_inner_size"],

@@ -40,7 +40,7 @@ portable_site=$(mktemp -d)
     -C cmake.define.QWEN3C_NATIVE=OFF -C build-dir=build/portable .
 PYTHONPATH="$portable_site" "$PY" -m pytest -q -p no:cacheprovider \
     tests/test_quant.py tests/test_quant_q24.py tests/test_quant_q16.py tests/test_quant_int8.py tests/test_parity.py tests/test_llama_arch.py \
-    tests/test_kv_cache.py tests/test_deltanet.py
+    tests/test_kv_cache.py tests/test_batch.py tests/test_deltanet.py
 PYTHONPATH="$portable_site" "$PY" -m pytest -q -p no:cacheprovider tests/test_qwen35.py \
     -k "f32_logits or token_by_token or quantized_logits"
 

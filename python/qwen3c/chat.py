@@ -6,9 +6,11 @@
         print(piece, end="")                            # piece.kind: "thinking" | "answer"
     chat.history                                        # [{"role": ..., "content": ...}, ...]
 
-Every turn re-renders the whole conversation with the template and tokenizes it (scaffolding
-with special tokens, message text without, see chat_template.encode_chat), then prefills only
-what the KV cache does not already hold: everything up to the last assistant turn is reused.
+A Chat owns a session of its own (an independent KV cache, qwen3c.Session) unless it is given
+one, so several chats on one model never disturb each other. Every turn re-renders the whole
+conversation with the template and tokenizes it (scaffolding with special tokens, message text
+without, see chat_template.encode_chat), then prefills only what the session's KV cache does
+not already hold: everything up to the last assistant turn is reused.
 (That turn itself is re-read: the template stores earlier answers without their thinking.)
 
 Thinking (Qwen3): with thinking=True the model opens its answer with <think>...</think>; the
@@ -56,7 +58,7 @@ def split_thinking(raw: str):
     return reasoning, answer
 
 
-class _ThinkSplitter:
+class ThinkSplitter:
     """Labels streamed text: a leading <think>...</think> block is "thinking", the rest
     "answer". The tags are dropped, and so are the newlines that pad the block."""
 
@@ -117,23 +119,18 @@ class _ThinkSplitter:
         return self.out
 
 
-def _prompt_opens_think(model, tokens) -> bool:
-    """True when the prompt ends inside an open <think> block: the generation prompt (after the
-    last <|im_start|>) holds <think> but not </think> (Qwen3.5's template in thinking mode)."""
+def prompt_thinking(model, tokens, enable_thinking=None) -> tuple:
+    """(thinking, in_think) for a rendered chat prompt: whether the reply will think
+    (enable_thinking, or when None the template's default, read off the prompt: a closed, empty
+    think block after the last <|im_start|> means off) and whether the prompt already opened
+    the think block (Qwen3.5's template does, so the reply starts inside it)."""
     sp = model.special_tokens
-    if sp.think is None:
-        return False
-    tail = tokens[len(tokens) - 1 - tokens[::-1].index(sp.im_start):] \
-        if sp.im_start is not None and sp.im_start in tokens else tokens
-    return sp.think in tail and (sp.think_end is None or sp.think_end not in tail)
-
-
-def _prompt_closes_think(model, tokens) -> bool:
-    """True when the generation prompt holds a closed (empty) think block: thinking is off."""
-    sp = model.special_tokens
-    if sp.think_end is None or sp.im_start is None or sp.im_start not in tokens:
-        return False
-    return sp.think_end in tokens[len(tokens) - 1 - tokens[::-1].index(sp.im_start):]
+    tail = tokens
+    if sp.im_start is not None and sp.im_start in tokens:
+        tail = tokens[len(tokens) - 1 - tokens[::-1].index(sp.im_start):]
+    closed = sp.think_end is not None and sp.think_end in tail
+    in_think = sp.think is not None and sp.think in tail and not closed
+    return (enable_thinking if enable_thinking is not None else not closed), in_think
 
 
 def _soft_switch(messages, default: bool) -> bool:
@@ -150,7 +147,8 @@ def _soft_switch(messages, default: bool) -> bool:
 
 
 class Chat:
-    """A conversation with `model` (a qwen3c.Model).
+    """A conversation with `model`: a qwen3c.Model (the chat makes its own session on it, with
+    the model's n_ctx and KV cache settings) or a qwen3c.Session (the chat uses that one).
 
     system: an optional system prompt. thinking: the template's enable_thinking (None: the
     template's default -- whether a turn thinks is then read off its prompt). multi_turn: keep the
@@ -177,6 +175,8 @@ class Chat:
         if sampler is not None and not isinstance(sampler, Sampler):
             raise TypeError("sampler must be a qwen3c.Sampler")
         self.model = model
+        #: the KV cache this conversation runs on
+        self.session = model.session() if hasattr(model, "default_session") else model
         self.system = system
         self.thinking = thinking
         self.multi_turn = multi_turn
@@ -204,6 +204,11 @@ class Chat:
         """Forget the conversation (the system prompt stays)."""
         self.history = []
 
+    def close(self) -> None:
+        """Free the chat's own session (not one it was given). The chat cannot send after."""
+        if self.session is not self.model:
+            self.session.close()
+
     def messages(self, text=None) -> list:
         """The messages the next turn renders: system + history (+ the new user text)."""
         msgs = [{"role": "system", "content": self.system}] if self.system is not None else []
@@ -221,24 +226,22 @@ class Chat:
             raise TypeError(f"the message must be a str, got {type(text).__name__}")
         msgs = self.messages(text)
         tokens = encode_chat(self.model, msgs, enable_thinking=self.thinking)
-        n_ctx = self.model.config.n_ctx
+        n_ctx = self.session.config.n_ctx
         if len(tokens) >= n_ctx:
             raise ContextOverflowError(
                 f"the conversation needs {len(tokens)} tokens but the context holds {n_ctx} "
                 "(start a new conversation, or use a larger --ctx)", len(tokens), n_ctx)
-        in_think = _prompt_opens_think(self.model, tokens)
-        mode = self.thinking if self.thinking is not None else \
-            not _prompt_closes_think(self.model, tokens)
+        mode, in_think = prompt_thinking(self.model, tokens, self.thinking)
         thinking = mode and _soft_switch(msgs, True)
         budget = n_ctx - len(tokens)
         max_tokens = min(self.max_tokens or budget, budget)
-        gen = Generation(self.model, tokens, max_tokens=max_tokens,
+        gen = Generation(self.session, tokens, max_tokens=max_tokens,
                          sampler=self._sampler_for(thinking), on_token=self.on_token)
         return self._turn(text, gen, in_think)
 
     def _turn(self, text, gen: Generation, in_think: bool = False):
         self.last = gen
-        splitter = _ThinkSplitter(in_think)
+        splitter = ThinkSplitter(in_think)
         try:
             for raw in gen:
                 yield from splitter.feed(raw)

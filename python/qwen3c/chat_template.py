@@ -180,8 +180,8 @@ def render(source: str, messages, *, add_generation_prompt=True, enable_thinking
     if enable_thinking is not None:
         kwargs["enable_thinking"] = enable_thinking
     try:
-        return template.render(messages=messages, tools=None, documents=None,
-                               add_generation_prompt=add_generation_prompt, **kwargs)
+        return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                               **{"tools": None, "documents": None, **kwargs})
     except jinja2.exceptions.SecurityError as e:
         raise ModelFormatError(f"the chat template tried an unsafe operation: {e}") from None
     except jinja2.exceptions.TemplateError as e:

@@ -40,6 +40,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from . import convert_qwen35
+from .audit import check_convert_input
 from .errors import ModelFormatError, UnsupportedModelError
 from .safetensors_io import Checkpoint
 
@@ -248,8 +249,11 @@ def convert(hf_dir, out_path, out_type: str = "f32", notes: Optional[list] = Non
     "qwen35" file; its vision tower and MTP head are skipped, which is said in `notes` (a list
     the notes are appended to, if given) and logged.
     Raises FileNotFoundError (no directory / config.json / safetensors),
+    UnsafeModelError (the weights exist only as pickle files: never unpickled),
     UnsupportedModelError (not a qwen3 / qwen3.5 model, unsupported features or dtypes) and
-    ModelFormatError (bad config, missing tensors, shapes that disagree with the config).
+    ModelFormatError (bad config, a safetensors header that the format forbids, missing
+    tensors, shapes that disagree with the config). Warns (audit.RemoteCodeWarning) when the
+    directory declares custom code, which the conversion never runs.
     Returns the output path.
     """
     import gguf
@@ -260,6 +264,9 @@ def convert(hf_dir, out_path, out_type: str = "f32", notes: Optional[list] = Non
         raise ValueError(f"unknown output type {out_type!r}; expected one of {', '.join(OUT_TYPES)}")
     if not hf_dir.is_dir():
         raise FileNotFoundError(f"{hf_dir}: not a directory")
+    # the checks of `qwen3c audit`: pickle-only weights are refused (naming the imports they
+    # would perform), custom code is a warning; nothing is imported or unpickled
+    check_convert_input(hf_dir)
     cfg = _read_config(hf_dir)
     arch, hp, plan, skipped = _model_plan(cfg, hf_dir)
     ckpt = Checkpoint(hf_dir)
@@ -366,10 +373,17 @@ def build_parser(parser=None) -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import warnings
     args = build_parser().parse_args(argv)
     notes = []
     try:
-        out = convert(args.hf_dir, args.out, args.out_type, notes=notes)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                out = convert(args.hf_dir, args.out, args.out_type, notes=notes)
+            finally:
+                for w in caught:
+                    print(f"qwen3c convert: warning: {w.message}", file=sys.stderr)
     except (FileNotFoundError, ModelFormatError, UnsupportedModelError, ValueError) as e:
         print(f"qwen3c convert: error: {e}", file=sys.stderr)
         return 1

@@ -97,7 +97,7 @@ def _w35(concept, field, hf_path, gguf, note=""):
 
 
 def _act35(concept, field, local, note=""):
-    return Row("qwen35", concept, f"RecurrentState.{field}", "field", _I,
+    return Row("qwen35", concept, f"RunState.{field}", "field", _I,
                ("modeling35:Qwen3_5GatedDeltaNet.forward",), None, local, note)
 
 
@@ -151,6 +151,13 @@ ROWS: Tuple[Row, ...] = (
         note="PyTorch allocates activations per call; C carves one buffer once"),
     Row("containers", "a conversation's state", "qwen3c_context", "struct", _I,
         ("modeling:DynamicCache",), None, note="holds RunState (KV cache) and the thread count"),
+    Row("containers", "a conversation's state, in Python", "Session", "python",
+        "python/qwen3c/session.py", ("modeling:DynamicCache",), None,
+        note="Model.session(): one qwen3c_context and the record of the tokens it holds"),
+    Row("containers", "several conversations in one forward pass", "qwen3c_forward_batch",
+        "function", "csrc/forward.c", ("modeling:Qwen3Model.forward",), None,
+        note="transformers pads a batch and masks it; here each sequence keeps its own "
+             "cache and positions, and the weights are read once for all"),
 
     # ---- weights --------------------------------------------------------------------------
     _w("token embeddings", "TransformerWeights", "token_embedding",
@@ -320,10 +327,10 @@ ROWS: Tuple[Row, ...] = (
     _act35("write strength", "beta", "beta"),
     _act35("log decay", "g", "g"),
     _act35("linear attention output", "core", "core_attn_out", "then norm(core_attn_out, z)"),
-    Row("qwen35", "query and gate (attention layer)", "RecurrentState.qg", "field", _I,
+    Row("qwen35", "query and gate (attention layer)", "RunState.qg", "field", _I,
         ("modeling35:Qwen3_5Attention.forward",), None, hf_local="query_states",
         note="q_proj output before the split"),
-    Row("qwen35", "attention output gate", "RecurrentState.gate", "field", _I,
+    Row("qwen35", "attention output gate", "RunState.gate", "field", _I,
         ("modeling35:Qwen3_5Attention.forward",), None, hf_local="gate"),
     Row("qwen35", "the hybrid forward pass", "forward_qwen35", "function", _Q,
         ("modeling35:Qwen3_5TextModel.forward", "modeling35:Qwen3_5DecoderLayer.forward"), None),
@@ -352,7 +359,7 @@ ROWS: Tuple[Row, ...] = (
     Row("qwen35", "rewind the state", "qwen35_state_seek", "function", _Q,
         ("transformers:DynamicCache.crop",), None,
         note="before a forward: keep, zero, or restore a checkpoint"),
-    Row("qwen35", "where a context can restart", "qwen3c_context_restart_pos", "function", _Q,
+    Row("qwen35", "where a context can restart", "qwen3c_context_rewind_point", "function", _F,
         ("transformers:DynamicCache.get_seq_length",), None),
 )
 
