@@ -406,6 +406,16 @@ typedef struct {
     int att_C;        /* row stride of s->att: the longest context of the batch (padded) */
 } Pass;
 
+/* Where attention() copies a sequence's softmax probabilities when asked
+ * (qwen3c_forward_attention); every other forward passes NULL and pays one pointer test per
+ * score row. */
+typedef struct {
+    float *p;    /* (L, NH, n_q, n_k) floats, zeroed by the caller */
+    int    n_q;  /* query rows per head: the tokens of the whole call */
+    int    n_k;  /* key columns: pos + n_q of the whole call */
+    int    q0;   /* the first query row of the chunk being computed */
+} AttnCapture;
+
 /* One sequence of a batch: rows t0 .. t0+n-1 of the activations are its tokens, at positions
  * pos .. pos+n-1 of ctx's KV cache (and, qwen35, after its recurrent state) */
 typedef struct {
@@ -413,6 +423,7 @@ typedef struct {
     int t0, n, pos;
     float *logits;    /* (V) of its last token, or NULL */
     int job0;         /* its first attention job (attention() sets it) */
+    const AttnCapture *cap; /* NULL, or where attention() copies its probabilities */
 } Seq;
 
 /* Qwen3RMSNorm: o = weight * x / sqrt(mean(x^2) + eps), over `size` elements. */

@@ -518,6 +518,24 @@ def test_server_output_starts_inside_the_prompts_think_block():
     assert out == [("reasoning", "let me see"), ("content", "Paris")]
 
 
+def test_logit_lens_works_and_attention_capture_is_refused(gqa_path):
+    """The lens (final norm + LM head on each layer's output) needs only the trace; attention
+    probabilities do not exist for the Gated DeltaNet layers, so capturing them is refused."""
+    from qwen3c import lens
+    from qwen3c.introspect import softmax64
+    toks = tokens_for(256, 12, seed=16).tolist()
+    with qwen3c.Model(str(gqa_path), n_ctx=64, n_threads=1) as m:
+        report = lens.logit_lens(m, toks, k=256)
+        p_model = softmax64(m.forward(toks, pos=0))
+        with pytest.raises(UnsupportedModelError, match="Gated DeltaNet"):
+            m.attention(toks, pos=0)
+    assert len(report.rows) == 1 + 4
+    p_lens = np.zeros(256)
+    for i, _, p in report.final.top:
+        p_lens[i] = p
+    assert np.abs(p_lens - p_model).max() <= 1e-6
+
+
 # ---- what qwen3c refuses ------------------------------------------------------------------------
 
 def _tiny_gguf_with_arch(tmp_path, arch):
