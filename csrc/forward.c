@@ -407,10 +407,22 @@ void attention(float *out, const float *q, Seq *seqs, int n_seqs, int l, const C
     }
 }
 
-/* past_key_values.update for one token at position `at`: its keys k (NKV*HD) go into their
- * tiles (transposed), its values v (NKV*HD) into their rows; rounded to IEEE halves if f16 */
-void kv_store(void *kc, void *vc, int f16, const float *k, const float *v, int at, int NKV,
-              int HD, int C) {
+/* The sequence token t (a row of the batch) belongs to */
+const Seq *seq_of_token(const Seq *seqs, int t) {
+    int si = 0;
+    while (t >= seqs[si].t0 + seqs[si].n) si++;
+    return &seqs[si];
+}
+
+/* past_key_values.update for one token at position `at` of ctx's cache layer cl: its keys k
+ * (NKV*HD) go into their tiles (transposed), its values v (NKV*HD) into their rows; rounded to
+ * IEEE halves for an f16 cache */
+void kv_store(const qwen3c_context *ctx, int cl, const float *k, const float *v, int at) {
+    const int NKV = ctx->transformer->config.n_kv_heads, HD = ctx->transformer->config.head_dim;
+    const int C = ctx->n_ctx_pad, f16 = ctx->kv_type == QWEN3C_KV_F16;
+    const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
+    void *kc = (char *)ctx->state.key_cache + (size_t)cl * NKV * C * HD * esz;   /* (NKV, C/16, HD, 16) */
+    void *vc = (char *)ctx->state.value_cache + (size_t)cl * NKV * C * HD * esz; /* (NKV, C, HD) */
     const size_t tile0 = (size_t)(at / KV_TILE) * KV_TILE * HD, lane = (size_t)(at % KV_TILE);
     for (int h = 0; h < NKV; h++) {
         const float *kh = k + (size_t)h * HD, *vh = v + (size_t)h * HD;
@@ -461,14 +473,9 @@ static void forward(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs
 
 #pragma omp parallel for num_threads(par) schedule(static)
         for (int t = 0; t < n; t++) {
-            int si = 0; /* the sequence of token t: its positions and its cache */
-            while (t >= seqs[si].t0 + seqs[si].n) si++;
-            const RunState *cs = &seqs[si].ctx->state;
-            const int at = seqs[si].pos + (t - seqs[si].t0), C = seqs[si].ctx->n_ctx_pad;
-            const int f16 = seqs[si].ctx->kv_type == QWEN3C_KV_F16; /* the cache holds IEEE halves */
-            const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
-            void *kc = (char *)cs->key_cache + (size_t)l * NKV * C * HD * esz;   /* (NKV, C/16, HD, 16) */
-            void *vc = (char *)cs->value_cache + (size_t)l * NKV * C * HD * esz; /* (NKV, C, HD) */
+            const Seq *sq = seq_of_token(seqs, t); /* its positions and its cache */
+            const RunState *cs = &sq->ctx->state;
+            const int at = sq->pos + (t - sq->t0);
             float *q = s->q + (size_t)t * QD, *k = s->k + (size_t)t * KVD, *v = s->v + (size_t)t * KVD;
             /* q_norm / k_norm: RMSNorm over each head's head_dim (Qwen3 only) */
             if (p->qk_norm) {
@@ -481,7 +488,7 @@ static void forward(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs
             rope(q, NH, HD, cos_p, sin_p, p->rope_interleaved);
             rope(k, NKV, HD, cos_p, sin_p, p->rope_interleaved);
             /* past_key_values.update: store k (into its tile, transposed) and v at `at` */
-            kv_store(kc, vc, f16, k, v, at, NKV, HD, C);
+            kv_store(sq->ctx, l, k, v, at);
         }
 
         /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query, per sequence */

@@ -145,14 +145,9 @@ static void gated_attention(const Pass *ps, const Config *p, Seq *seqs, int n_se
 
 #pragma omp parallel for num_threads(par) schedule(static)
     for (int t = 0; t < n; t++) {
-        int si = 0; /* the sequence of token t: its positions and its cache */
-        while (t >= seqs[si].t0 + seqs[si].n) si++;
-        const RunState *cs = &seqs[si].ctx->state;
-        const int at = seqs[si].pos + (t - seqs[si].t0), C = seqs[si].ctx->n_ctx_pad;
-        const int f16 = seqs[si].ctx->kv_type == QWEN3C_KV_F16;
-        const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
-        void *kc = (char *)cs->key_cache + (size_t)ia * NKV * C * HD * esz;   /* (NKV, C/16, HD, 16) */
-        void *vc = (char *)cs->value_cache + (size_t)ia * NKV * C * HD * esz; /* (NKV, C, HD) */
+        const Seq *sq = seq_of_token(seqs, t); /* its positions and its cache */
+        const RunState *cs = &sq->ctx->state;
+        const int at = sq->pos + (t - sq->t0);
         float *q = s->q + (size_t)t * QD, *gate = s->gate + (size_t)t * QD;
         float *k = s->k + (size_t)t * KVD, *v = s->v + (size_t)t * KVD;
         const float *qg = s->qg + (size_t)t * 2 * QD;
@@ -169,7 +164,7 @@ static void gated_attention(const Pass *ps, const Config *p, Seq *seqs, int n_se
         rope_partial(q, NH, HD, RD, cos_p, sin_p);
         rope_partial(k, NKV, HD, RD, cos_p, sin_p);
         /* past_key_values.update: store k (into its tile, transposed) and v at `at` */
-        kv_store(kc, vc, f16, k, v, at, NKV, HD, C);
+        kv_store(sq->ctx, ia, k, v, at);
     }
 
     /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query, per sequence */

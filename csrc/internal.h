@@ -440,8 +440,10 @@ void embed(float *x, const QTensor *emb, const int32_t *tokens, int n);
 /* causal grouped-query attention of every sequence's queries over its own cache, cache layer l */
 void attention(float *out, const float *q, Seq *seqs, int n_seqs, int l, const Config *p,
                float *att_scratch, int att_C, int n_threads);
-/* past_key_values.update of one token at position `at` */
-void kv_store(void *kc, void *vc, int f16, const float *k, const float *v, int at, int NKV, int HD, int C);
+/* The sequence token t (a row of the batch) belongs to */
+const Seq *seq_of_token(const Seq *seqs, int t);
+/* past_key_values.update of one token at position `at` of ctx's cache layer cl */
+void kv_store(const qwen3c_context *ctx, int cl, const float *k, const float *v, int at);
 /* The MLP half of a decoder layer on s->x, n tokens: x += mlp(post_attention_layernorm(x)) */
 void mlp_block(const Pass *ps, const Transformer *tf, const LayerWeights *lw, int n);
 /* hidden_states = norm(x); logits = lm_head(hidden_states): one sequence's last token (all of
