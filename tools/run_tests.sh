@@ -19,7 +19,8 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 #     vectors, extracted from the llama-cpp-python 0.3.36 sdist (downloaded once from PyPI into
 #     ~/.cache/qwen3c, nothing committed), the converter's Python dependencies, and the llama_cpp
 #     package itself built from that sdist (the check that llama.cpp loads our converter's files;
-#     a portable, library-only build: ~6 min on 2 cores the first time, then pip's wheel cache)
+#     a portable, library-only build: ~7.5 CPU-minutes (~4 min on 2 idle cores) the first time,
+#     then pip's wheel cache)
 "$PY" -m pip install -q sentencepiece pyyaml tqdm requests jsonschema
 QWEN3C_LLAMA_CPP_SRC=$("$PY" tools/fetch_llama_cpp_src.py)
 export QWEN3C_LLAMA_CPP_SRC
