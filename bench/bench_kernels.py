@@ -1,9 +1,12 @@
 """Micro-benchmark of the tensor-type kernels (csrc/quant.c): not a test.
 
     PYTHONPATH=python python bench/bench_kernels.py [--mb 100] [--types Q8_0,F32] [--threads 1,2]
+    PYTHONPATH=python python bench/bench_kernels.py --delta-rule
 
 decode:  matvec (1 token) over a ~100 MB weight matrix -> GB/s of weights streamed
 prefill: matmul of n_tok = 64 tokens against a Qwen3-0.6B-shaped 3072 x 1024 matrix -> GFLOP/s
+--delta-rule: Qwen3.5's gated delta rule on one 128 x 128 head (csrc/deltanet.c), the recurrence
+         the forward pass runs vs transformers' chunked prefill algorithm -> us per token and head
 """
 from __future__ import annotations
 
@@ -45,13 +48,35 @@ def best_time(fn, reps: int, nt: int) -> float:
     return best
 
 
+def delta_rule(lengths=(64, 512), hk=128, hv=128):
+    """us per token and value head of both forms of the gated delta rule (one thread)."""
+    rng = np.random.default_rng(0)
+    print(f"{'tokens':>6} {'recurrent us':>13} {'chunked us':>11}  (per token and head, {hk} x {hv} state)")
+    for n in lengths:
+        q = rng.standard_normal((n, hk)).astype(np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True) * np.sqrt(hk)
+        k = rng.standard_normal((n, hk)).astype(np.float32)
+        k /= np.linalg.norm(k, axis=1, keepdims=True)
+        v = rng.standard_normal((n, hv)).astype(np.float32)
+        g = -rng.uniform(0.01, 2, n).astype(np.float32)
+        beta = rng.uniform(0.1, 0.9, n).astype(np.float32)
+        S = np.zeros((hk, hv), np.float32)
+        t = [best_time(lambda c=c: _native.gated_delta_rule(S, q, k, v, g, beta, c), 20, 1) for c in (0, 1)]
+        print(f"{n:6d} {t[0] / n * 1e6:13.2f} {t[1] / n * 1e6:11.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--delta-rule", action="store_true",
+                    help="time Qwen3.5's gated delta rule (recurrent vs chunked) instead")
     ap.add_argument("--mb", type=float, default=100.0, help="decode matrix size in MB")
     ap.add_argument("--types", default="Q8_0,F32,F16,BF16,Q4_0,Q4_1,Q5_0,Q4_K,Q5_K,Q6_K")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--n-tok", type=int, default=64)
     args = ap.parse_args()
+    if args.delta_rule:
+        delta_rule()
+        return
     rng = np.random.default_rng(0)
     threads = [int(t) for t in args.threads.split(",")]
     n = 4096

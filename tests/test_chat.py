@@ -256,8 +256,8 @@ def test_chat_says_when_thinking_changes_nothing(model, smollm2):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         default = Chat(smollm2)                   # no warning: the default follows the template
-        assert default.thinking is False and default.thinking_switch is False
-        assert Chat(model).thinking is True and Chat(model).thinking_switch is True
+        assert default.thinking is None and default.thinking_switch is False
+        assert Chat(model).thinking is None and Chat(model).thinking_switch is True
         Chat(smollm2, thinking=False)
 
 

@@ -41,7 +41,7 @@ def fails(template, bound, msgs=MSGS, n_ctx=None, match=None):
     t0 = time.monotonic()
     with pytest.raises(ChatTemplateError) as e:
         apply_chat_template(FakeModel(template, n_ctx), msgs)
-    assert e.value.bound == bound, str(e.value)
+    assert e.value.bound in ((bound,) if isinstance(bound, str) else bound), str(e.value)
     if match:
         assert match in str(e.value)
     assert time.monotonic() - t0 < 3.0
@@ -115,7 +115,9 @@ HOSTILE = {
     "exponential macro": ("{% macro f(n) %}{% if n > 0 %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}"
                           "{% endmacro %}{{ f(60) }}", "max_seconds"),
     "many cheap iterations": ("{% for i in range(100000) %}{% for j in range(100) %}{{ '' }}"
-                              "{% endfor %}{% endfor %}", "max_seconds"),
+                              "{% endfor %}{% endfor %}",
+                              # whichever comes first: 2 s, or 1M iterations on a fast machine
+                              ("max_seconds", "max_iterations")),
     "recursive macro": ("{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}", "recursion"),
     "recursive loop": ("{% for x in [[1]] recursive %}{{ loop([x]) }}{% endfor %}", "recursion"),
 }

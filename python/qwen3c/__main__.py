@@ -60,8 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "owner/repo:file.gguf); default Qwen/Qwen3-0.6B-GGUF (Q8_0)")
     p.add_argument("--system", help="system prompt")
     p.add_argument("--thinking", type=_on_off, default=None, metavar="on|off",
-                   help="let the model think before answering (default: on when the model's "
-                        "chat template has a thinking switch, as Qwen3's does)")
+                   help="let the model think before answering (default: as the model's chat "
+                        "template says -- Qwen3: on, Qwen3.5-0.8B / -2B: off; a template without "
+                        "a thinking switch, as SmolLM2's: off)")
     p.add_argument("--multi-turn", type=_on_off, default=True, metavar="on|off",
                    help="keep the conversation (default on); off: each question is fresh")
     p.add_argument("--prompt", help="answer this once and exit (answer on stdout, thinking "
@@ -204,8 +205,9 @@ def interactive(chat, out=None, err=None, *, verbose=False, show_probs=False) ->
             import readline  # noqa: F401  (line editing and history for input())
         except ImportError:
             pass
-        mode = (f"thinking {'on' if chat.thinking else 'off'}" if chat.thinking_switch is not False
-                else "this model's chat template has no thinking mode")
+        mode = ("this model's chat template has no thinking mode" if chat.thinking_switch is False
+                else "thinking as the chat template's default" if chat.thinking is None
+                else f"thinking {'on' if chat.thinking else 'off'}")
         err.write(f"qwen3c chat ({mode}) -- empty line or Ctrl-D to quit, Ctrl-C stops an "
                   "answer; /think, /no_think, /reset\n")
     while True:

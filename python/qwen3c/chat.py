@@ -17,6 +17,8 @@ Thinking (Qwen3): with thinking=True the model opens its answer with <think>...<
 pieces inside are kind "thinking". thinking=False renders the empty think block the template
 uses to switch thinking off. Inside a thinking conversation the soft switches of the model
 card work: end a message with /no_think (or /think) and the model follows the latest one.
+thinking=None (the default) leaves it to the template (Qwen3: on; Qwen3.5-0.8B / -2B: off).
+Qwen3.5's template opens the <think> block itself, so the model's text starts inside it.
 """
 from __future__ import annotations
 
@@ -63,8 +65,9 @@ class ThinkSplitter:
     """Labels streamed text: a leading <think>...</think> block is "thinking", the rest
     "answer". The tags are dropped, and so are the newlines that pad the block."""
 
-    def __init__(self):
-        self.state = "start"   # start -> thinking -> after -> answer
+    def __init__(self, in_think: bool = False):
+        # in_think: the prompt already opened the block (Qwen3.5's template does)
+        self.state = "thinking" if in_think else "start"   # start -> thinking -> after -> answer
         self.buf = ""
         self.fresh = True      # nothing of the thinking shown yet (skip its leading newlines)
         self.out = []
@@ -119,6 +122,20 @@ class ThinkSplitter:
         return self.out
 
 
+def prompt_thinking(model, tokens, enable_thinking=None) -> tuple:
+    """(thinking, in_think) for a rendered chat prompt: whether the reply will think
+    (enable_thinking, or when None the template's default, read off the prompt: a closed, empty
+    think block after the last <|im_start|> means off) and whether the prompt already opened
+    the think block (Qwen3.5's template does, so the reply starts inside it)."""
+    sp = model.special_tokens
+    tail = tokens
+    if sp.im_start is not None and sp.im_start in tokens:
+        tail = tokens[len(tokens) - 1 - tokens[::-1].index(sp.im_start):]
+    closed = sp.think_end is not None and sp.think_end in tail
+    in_think = sp.think is not None and sp.think in tail and not closed
+    return (enable_thinking if enable_thinking is not None else not closed), in_think
+
+
 def _soft_switch(messages, default: bool) -> bool:
     """The thinking mode the model will follow: the latest /think or /no_think in the user
     and system messages, else `default`."""
@@ -136,15 +153,15 @@ class Chat:
     """A conversation with `model`: a qwen3c.Model (the chat makes its own session on it, with
     the model's n_ctx and KV cache settings) or a qwen3c.Session (the chat uses that one).
 
-    system: an optional system prompt. thinking: Qwen3's enable_thinking; None (default): on
-    when the model's chat template has a thinking switch (Qwen3), off otherwise (SmolLM2, ...).
-    thinking=True with a template that has no switch warns (UserWarning): it would change
-    nothing. `chat.thinking_switch` says what the template has (True / False / None: unknown).
+    system: an optional system prompt. thinking: the template's enable_thinking (None: the
+    template's default -- whether a turn thinks is then read off its prompt). thinking=True with
+    a template that has no switch warns (UserWarning): it would change nothing.
+    `chat.thinking_switch` says what the template has (True / False / None: unknown).
     multi_turn: keep the conversation (False: every message starts a fresh one). max_tokens: cap
-    per answer (None: until the end-of-turn token or a full context). sampler: a qwen3c.Sampler; otherwise one
-    is made from the sampling keywords (temperature, top_k, top_p, min_p, presence_penalty,
-    frequency_penalty, repetition_penalty, penalty_last_n, seed) over Qwen3's recommended
-    settings for the mode (thinking 0.6/20/0.95/0, non-thinking 0.7/20/0.8/0).
+    per answer (None: until the end-of-turn token or a full context). sampler: a qwen3c.Sampler;
+    otherwise one is made from the sampling keywords (temperature, top_k, top_p, min_p,
+    presence_penalty, frequency_penalty, repetition_penalty, penalty_last_n, seed) over Qwen3's
+    recommended settings for the mode (thinking 0.6/20/0.95/0, non-thinking 0.7/20/0.8/0).
     on_token: f(token_id, logits) called for every sampled token (see --show-probs).
     """
 
@@ -154,14 +171,12 @@ class Chat:
             raise TypeError("system must be a str or None")
         if system is not None:
             check_text(system, "the system prompt")
-        if not isinstance(thinking, (bool, type(None))) or not isinstance(multi_turn, bool):
+        if (thinking is not None and not isinstance(thinking, bool)) or not isinstance(multi_turn, bool):
             raise TypeError("thinking must be True, False or None; multi_turn True or False")
         #: does the chat template have a thinking switch (enable_thinking changes the prompt)?
         #: True (Qwen3), False (SmolLM2 and most others), None (the probe render failed)
         self.thinking_switch = thinking_switch(model)
-        if thinking is None:
-            thinking = self.thinking_switch is not False
-        elif thinking and self.thinking_switch is False:
+        if thinking and self.thinking_switch is False:
             warnings.warn(NO_THINKING_MODE + ": thinking=True changes nothing", UserWarning,
                           stacklevel=2)
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
@@ -186,7 +201,7 @@ class Chat:
         if sampling.get("seed") is None:
             self._sampling["seed"] = int.from_bytes(os.urandom(8), "little")
         # validate the sampling settings now rather than on the first message
-        self._sampler_for(thinking)
+        self._sampler_for(thinking is not False and self.thinking_switch is not False)
         self.history: list = []
         self.last: Generation | None = None   # the last turn's Generation (stats, finish_reason)
 
@@ -238,16 +253,19 @@ class Chat:
                 f"the conversation needs {plural(len(tokens), 'token')} but the context holds "
                 f"{n_ctx} "
                 "(start a new conversation, or use a larger --ctx)", len(tokens), n_ctx)
-        thinking = self.thinking and _soft_switch(msgs, True)
+        # a template without a thinking switch (SmolLM2) has no thinking mode to be in
+        mode, in_think = prompt_thinking(
+            self.model, tokens, False if self.thinking_switch is False else self.thinking)
+        thinking = mode and _soft_switch(msgs, True)
         budget = n_ctx - len(tokens)
         max_tokens = min(self.max_tokens or budget, budget)
         gen = Generation(self.session, tokens, max_tokens=max_tokens,
                          sampler=self._sampler_for(thinking), on_token=self.on_token)
-        return self._turn(text, gen)
+        return self._turn(text, gen, in_think)
 
-    def _turn(self, text, gen: Generation):
+    def _turn(self, text, gen: Generation, in_think: bool = False):
         self.last = gen
-        splitter = ThinkSplitter()
+        splitter = ThinkSplitter(in_think)
         try:
             for raw in gen:
                 yield from splitter.feed(raw)
@@ -256,7 +274,7 @@ class Chat:
             # the turn enters the history even when cut short (Ctrl-C, max_tokens, close)
             if not self.multi_turn:
                 self.history = []
-            _, answer = split_thinking(gen.text)
+            _, answer = split_thinking(gen.text if not in_think else THINK_OPEN + gen.text)
             self.history += [{"role": "user", "content": text},
                              {"role": "assistant", "content": answer}]
 

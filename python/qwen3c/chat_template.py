@@ -7,7 +7,12 @@ lstrip_blocks, loopcontrols, a non-escaping `tojson`, `raise_exception`, `strfti
 dunder-proof `namespace`): a template can format text, never run code, and never take more
 than bounded time and memory (rendered size 16 characters per context position, 64 KiB to
 2 MiB; 1M loop iterations; 2 s). Whatever goes wrong in a template is a ChatTemplateError.
-Files without a template get the official Qwen3 one (QWEN3_CHAT_TEMPLATE below).
+Files without a template get the official Qwen3 one (QWEN3_CHAT_TEMPLATE below), or for a
+Qwen3.5 ("qwen35") file the Qwen3.5 one (chat_template_qwen35.py).
+
+enable_thinking=None (the default) leaves the variable undefined, as transformers does when
+it is not passed: the template's own default applies (Qwen3 and Qwen3.5-4B+: thinking;
+Qwen3.5-0.8B / -2B: no thinking). True / False set it.
 
     apply_chat_template(model, messages, tools=None, documents=None)
                                           -> str, byte-identical to transformers
@@ -25,6 +30,7 @@ from collections.abc import Mapping
 
 import jinja2
 
+from .chat_template_qwen35 import QWEN35_CHAT_TEMPLATE, QWEN35_SMALL_CHAT_TEMPLATE
 from .errors import ChatTemplateError
 from .template_sandbox import TemplateLimits, environment, limits_for_context, render_bounded
 
@@ -160,28 +166,37 @@ def _special_token_strings(model) -> dict:
 
 
 def template_source(model) -> str:
-    """The model's own chat template, or the built-in Qwen3 one when it carries none."""
+    """The model's own chat template, or a built-in one when it carries none: Qwen3.5's for a
+    qwen35 file (the small models' variant, thinking off by default, below 3B parameters),
+    else Qwen3's."""
     src = getattr(model, "chat_template", None) if model is not None else None
-    return src if src else QWEN3_CHAT_TEMPLATE
+    if src:
+        return src
+    config = getattr(model, "config", None)
+    if getattr(config, "arch", None) == "qwen35":
+        return QWEN35_SMALL_CHAT_TEMPLATE if config.n_params < 3e9 else QWEN35_CHAT_TEMPLATE
+    return QWEN3_CHAT_TEMPLATE
 
 
-def render(source: str, messages, *, add_generation_prompt=True, enable_thinking=True,
+def render(source: str, messages, *, add_generation_prompt=True, enable_thinking=None,
            tools=None, documents=None, limits=None, n_ctx=None, **kwargs) -> str:
-    """Render an already-checked conversation with the template `source`, within `limits`
-    (default: those of a context of n_ctx tokens, see template_sandbox). Raises
-    ChatTemplateError for anything that goes wrong in the template."""
+    """Render an already-checked conversation with the template `source` (enable_thinking None:
+    undefined in the template), within `limits` (default: those of a context of n_ctx tokens,
+    see template_sandbox). Raises ChatTemplateError for anything that goes wrong in the
+    template."""
     template = compile_template(source)
     if limits is None:
         limits = limits_for_context(n_ctx)
+    if enable_thinking is not None:
+        kwargs["enable_thinking"] = enable_thinking
     variables = dict(messages=messages, tools=tools, documents=documents,
-                     add_generation_prompt=add_generation_prompt,
-                     enable_thinking=enable_thinking, **kwargs)
+                     add_generation_prompt=add_generation_prompt, **kwargs)
     return render_bounded(template, variables, limits, n_ctx)
 
 
 def _check_flags(enable_thinking, add_generation_prompt):
-    if not isinstance(enable_thinking, bool):
-        raise TypeError("enable_thinking must be True or False")
+    if enable_thinking is not None and not isinstance(enable_thinking, bool):
+        raise TypeError("enable_thinking must be True, False or None (the template's default)")
     if not isinstance(add_generation_prompt, bool):
         raise TypeError("add_generation_prompt must be True or False")
 
@@ -200,15 +215,16 @@ def _render_args(model, messages, enable_thinking, add_generation_prompt, tools,
     return template_source(model), msgs, render_kw
 
 
-def apply_chat_template(model, messages, enable_thinking=True, add_generation_prompt=True,
+def apply_chat_template(model, messages, enable_thinking=None, add_generation_prompt=True,
                         tools=None, documents=None, **kwargs) -> str:
     """The prompt text for `messages` -- byte-identical to transformers'
     `tokenizer.apply_chat_template(messages, tokenize=False, ...)` with the same template.
 
     model: a qwen3c.Model (its GGUF template, special tokens and context length are used) or
-    None for the built-in Qwen3 template. tools: JSON-schema dicts of the functions the model
-    may call (Qwen3 lists them in its system turn); documents: dicts for templates that take
-    them. An assistant message may carry 'tool_calls' ([{'type': 'function', 'function':
+    None for the built-in Qwen3 template. enable_thinking: True / False, or None for the
+    template's default (the variable stays undefined). tools: JSON-schema dicts of the
+    functions the model may call (Qwen3 lists them in its system turn); documents: dicts for
+    templates that take them. An assistant message may carry 'tool_calls' ([{'type': 'function', 'function':
     {'name': ..., 'arguments': {...}}}]) and a 'tool' message the result. Extra keyword
     arguments are passed to the template.
     Raises ChatTemplateError when the template fails or exceeds the sandbox's bounds.
@@ -342,7 +358,7 @@ def encode_segments(model, segments) -> list:
     return ids
 
 
-def encode_chat(model, messages, enable_thinking=True, add_generation_prompt=True,
+def encode_chat(model, messages, enable_thinking=None, add_generation_prompt=True,
                 tools=None, documents=None, **kwargs) -> list:
     """The token ids of the rendered conversation, with special tokens recognized in the
     template's scaffolding only: a user typing "<|im_end|>" gets plain-text tokens.
