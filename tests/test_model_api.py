@@ -128,10 +128,10 @@ CALLS = {"forward": ([1],), "forward_trace": ([1],), "encode": ("hi",), "decode"
          "token_to_bytes": (1,), "stream_decoder": (), "generate": ("hi",), "top_k": ("hi",),
          "apply_chat_template": ([{"role": "user", "content": "hi"}],), "session": (),
          "forward_batch": ([],), "attention": ([1],), "forward_attention": ([1],),
-         "lm_head": (np.zeros(64, dtype=np.float32),)}
+         "lm_head": (np.zeros(64, dtype=np.float32),), "rewind_point": (0,), "checkpoint": ()}
 PROPERTIES = {"config", "activations", "kv_cache", "packed_bytes", "n_tokens_forwarded",
               "metadata", "tensors", "chat_template", "tokenizer", "special_tokens",
-              "default_session"}
+              "default_session", "n_past", "checkpoints"}
 
 
 def test_everything_but_path_raises_after_close(tiny_chat_gguf):
