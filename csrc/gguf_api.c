@@ -177,8 +177,10 @@ int qwen3c_gguf_get_strings(const qwen3c_gguf *g, uint64_t i, uint64_t start, ui
     char *dst = buf;
     for (uint64_t k = 0; k < count; k++) {
         memcpy(&len, p, 8);
-        if (len) memcpy(dst, p + 8, (size_t)len);
-        dst += len;
+        if (len) {  /* buf may be NULL when every string is empty: no arithmetic on it then */
+            memcpy(dst, p + 8, (size_t)len);
+            dst += len;
+        }
         lens[k] = len;
         p += 8 + len;
     }

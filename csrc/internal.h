@@ -330,6 +330,11 @@ typedef struct qwen3c_model {
     size_t             packed_bytes;
 } Transformer;
 
+/* qwen3c_model_load_with on an in-memory GGUF image instead of a file (the fuzz targets in
+ * fuzz/ use it): buf is not copied and must outlive the model; its pages are never released. */
+int model_load_image(const uint8_t *buf, size_t size, const qwen3c_model_params *params,
+                     qwen3c_model **out, char *err, size_t err_size);
+
 /* ---------------------------------------------------------------------------------------
  * The context (forward.c): activations and KV cache
  * ------------------------------------------------------------------------------------- */

@@ -552,18 +552,22 @@ int qwen3c_model_load(const char *path, qwen3c_model **out, char *err, size_t er
 
 size_t qwen3c_model_packed_bytes(const qwen3c_model *m) { return m->packed_bytes; }
 
-int qwen3c_model_load_with(const char *path, const qwen3c_model_params *params, qwen3c_model **out,
-                           char *err, size_t err_size) {
-    if (!path || !out) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "path and out must not be NULL");
-    const qwen3c_model_params prm = params ? *params : qwen3c_model_default_params();
-    if (prm.pack_weights != 0 && prm.pack_weights != 1)
+/* Check the load params (NULL = defaults) into *prm. */
+static int load_params(const qwen3c_model_params *params, qwen3c_model_params *prm, char *err,
+                       size_t err_size) {
+    *prm = params ? *params : qwen3c_model_default_params();
+    if (prm->pack_weights != 0 && prm->pack_weights != 1)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "pack_weights must be 0 or 1, got %d",
-                           prm.pack_weights);
-    Transformer *m = calloc(1, sizeof(*m));
-    if (!m) return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory");
+                           prm->pack_weights);
+    return QWEN3C_OK;
+}
+
+/* Everything a load does once m->file holds the parsed image: Config, TransformerWeights, the
+ * tokenizer and the packed copy. Sets *out, or frees m and returns the error. */
+static int model_build(Transformer *m, const qwen3c_model_params *prm, qwen3c_model **out,
+                       char *err, size_t err_size) {
     const ArchInfo *arch = NULL;
-    int rc = gguf_open(path, &m->file, err, err_size);
-    if (!rc) rc = read_config(&m->file, &m->config, &arch, err, err_size);
+    int rc = read_config(&m->file, &m->config, &arch, err, err_size);
     if (!rc) rc = load_weights(m, arch, err, err_size);
     if (!rc) {
         rc = tokenizer_build(&m->file, &m->tokenizer, err, err_size);
@@ -573,13 +577,44 @@ int qwen3c_model_load_with(const char *path, const qwen3c_model_params *params, 
         rc = qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
                          "the tokenizer has %d tokens but token_embd has only %d rows",
                          tokenizer_vocab_size(m->tokenizer), m->config.vocab_size);
-    if (!rc && prm.pack_weights) rc = pack_weights(m, err, err_size);
+    if (!rc && prm->pack_weights) rc = pack_weights(m, err, err_size);
     if (rc) {
         qwen3c_model_free(m);
         return rc;
     }
     *out = m;
     return QWEN3C_OK;
+}
+
+int qwen3c_model_load_with(const char *path, const qwen3c_model_params *params, qwen3c_model **out,
+                           char *err, size_t err_size) {
+    if (!path || !out) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "path and out must not be NULL");
+    qwen3c_model_params prm;
+    int rc = load_params(params, &prm, err, err_size);
+    if (rc) return rc;
+    Transformer *m = calloc(1, sizeof(*m));
+    if (!m) return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory");
+    if ((rc = gguf_open(path, &m->file, err, err_size))) {
+        free(m);
+        return rc;
+    }
+    return model_build(m, &prm, out, err, err_size);
+}
+
+int model_load_image(const uint8_t *buf, size_t size, const qwen3c_model_params *params,
+                     qwen3c_model **out, char *err, size_t err_size) {
+    if ((!buf && size) || !out)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "buf and out must not be NULL");
+    qwen3c_model_params prm;
+    int rc = load_params(params, &prm, err, err_size);
+    if (rc) return rc;
+    Transformer *m = calloc(1, sizeof(*m));
+    if (!m) return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory");
+    if ((rc = gguf_parse(buf, size, &m->file, err, err_size))) {
+        free(m);
+        return rc;
+    }
+    return model_build(m, &prm, out, err, err_size);
 }
 
 void qwen3c_model_free(qwen3c_model *m) {

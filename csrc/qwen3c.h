@@ -452,13 +452,13 @@ typedef struct qwen3c_sampler qwen3c_sampler;
 
 typedef struct qwen3c_sampler_params {
     float    temperature;         /* >= 0; 0 = greedy (argmax) */
-    int      top_k;               /* <= 0 = disabled */
+    int      top_k;               /* >= 0; 0 = disabled */
     float    top_p;               /* in (0, 1]; 1 = disabled */
     float    min_p;               /* in [0, 1]: keep p >= min_p * p_max; 0 = disabled */
     float    presence_penalty;    /* subtracted once from the logit of every token in history */
     float    frequency_penalty;   /* subtracted count times */
     float    repetition_penalty;  /* > 0; 1 = disabled; CTRL-style: positive logits / p, negative * p */
-    int      penalty_last_n;      /* history window for the penalties; <= 0 = all of it */
+    int      penalty_last_n;      /* >= 0: history window for the penalties; 0 = all of it */
     uint64_t seed;                /* seeds the RNG */
 } qwen3c_sampler_params;
 

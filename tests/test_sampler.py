@@ -9,6 +9,8 @@ import math
 import numpy as np
 import pytest
 
+import qwen3c
+
 from qwen3c.sampler import GREEDY, NON_THINKING, THINKING, Sampler
 
 # the bad-input tests also run against an ASan + UBSan build (tools/run_tests.sh)
@@ -376,10 +378,42 @@ def test_bad_logits_shapes(logits, exc):
     (dict(seed=2**64), ValueError),
     (dict(seed="x"), TypeError),
     (dict(presence_penalty=float("inf")), ValueError),
+    (dict(top_k=-5), ValueError),
+    (dict(top_k=-1), ValueError),
+    (dict(top_k=2**31), ValueError),
+    (dict(penalty_last_n=-1), ValueError),
 ])
 def test_bad_params(kw, exc):
     with pytest.raises(exc):
         Sampler(**kw)
+
+
+GOOD = dict(temperature=0.6, top_k=20, top_p=0.95, min_p=0.0, presence_penalty=0.0,
+            frequency_penalty=0.0, repetition_penalty=1.0, penalty_last_n=0, seed=0)
+
+
+@sanitize
+@pytest.mark.parametrize("name,value", [
+    ("temperature", -0.1), ("temperature", float("inf")), ("top_k", -5), ("top_p", 0.0),
+    ("top_p", 1.5), ("min_p", -0.1), ("min_p", 1.1), ("repetition_penalty", 0.0),
+    ("presence_penalty", float("nan")), ("frequency_penalty", float("inf")),
+    ("penalty_last_n", -1),
+])
+def test_c_and_python_refuse_the_same_values(name, value):
+    """Sampler(...) checks in Python first; the C sampler refuses the same values itself."""
+    from qwen3c import _native
+    with pytest.raises(ValueError, match=name):
+        Sampler(**{**GOOD, name: value})
+    with pytest.raises(qwen3c.InvalidArgumentError, match=name):
+        _native.sampler_create(**{**GOOD, name: value})
+
+
+@pytest.mark.parametrize("name,value", [("top_k", 0), ("top_p", 1.0), ("min_p", 1.0),
+                                        ("temperature", 0.0), ("penalty_last_n", 0)])
+def test_edge_values_are_accepted_by_both(name, value):
+    from qwen3c import _native
+    Sampler(**{**GOOD, name: value})
+    _native.sampler_create(**{**GOOD, name: value})
 
 
 @sanitize

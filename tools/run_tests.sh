@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install qwen3c with its test dependencies and run the whole test suite, then rerun the
-# loader / tokenizer tests against an AddressSanitizer + UBSan build of the C core.
+# loader / tokenizer tests against an AddressSanitizer + UBSan build of the C core, and fuzz
+# the GGUF loader and the tokenizer for a minute each.
 #   bash tools/run_tests.sh            (what CI runs; see README "Tests")
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -32,8 +33,9 @@ fi
 # 3. the suite, against the installed package (run from tests/ so that the source tree's
 #    python/ dir cannot shadow the installed, compiled package). The explain page's browser
 #    test must run here, not skip: .ci/run installs chromium + chromium-driver, the test
-#    extras Selenium and matplotlib.
-QWEN3C_REQUIRE_BROWSER=1 "$PY" -m pytest -q -p no:cacheprovider tests
+#    extras Selenium and matplotlib. QWEN3C_SLOW=1 also runs the 0.6B-shaped converter memory
+#    test (writes 1.8 GB to the temp dir, ~1 min).
+QWEN3C_REQUIRE_BROWSER=1 QWEN3C_SLOW=${QWEN3C_SLOW:-1} "$PY" -m pytest -q -p no:cacheprovider tests
 
 # 4. the portable build (-DQWEN3C_NATIVE=OFF: no -march=native, scalar kernels) must compute the
 #    same numbers: the kernel, parity and KV cache (scalar float16 conversions) tests again against it
@@ -62,4 +64,21 @@ if [ "${QWEN3C_SKIP_SANITIZE:-0}" != 1 ]; then
         -DCMAKE_BUILD_TYPE=Debug -DPython_EXECUTABLE="$(command -v "$PY")" >/dev/null
   cmake --build build/ctest >/dev/null
   (cd build/ctest && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure)
+fi
+
+# 6. fuzzing: each libFuzzer target (fuzz/: GGUF load from bytes, the tokenizer) for
+#    QWEN3C_FUZZ_SECONDS (default 60) with ASan + UBSan, every committed seed (the earlier
+#    findings among them) first; a finding fails the run and leaves the input in
+#    build/fuzz/artifacts/. clang with its libFuzzer runtime (Debian: clang, which
+#    recommends libclang-rt-14-dev) is installed when missing.
+if [ "${QWEN3C_SKIP_FUZZ:-0}" != 1 ]; then
+  if ! printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' \
+       | clang -x c - -fsanitize=fuzzer -o /dev/null >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq clang >/dev/null
+  fi
+  for target in gguf tokenizer; do
+    PYTHON="$PY" bash fuzz/run.sh "$target" "${QWEN3C_FUZZ_SECONDS:-60}"
+  done
+  # the C tests on the same clang-instrumented core (clang's UBSan flags what gcc's does not)
+  bash fuzz/run.sh ctests
 fi

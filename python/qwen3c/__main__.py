@@ -5,8 +5,9 @@
     qwen3c convert ... | diff ... | next ... | info ... | audit ...     (see docs/cli.md)
     qwen3c lens ... | attend ... | explain ...              (see docs/inspect.md)
 
-Errors are one line on stderr: exit status 2 for a bad command line, 1 for anything else
-(missing file, malformed GGUF, context overflow ...).
+Errors are one line on stderr. Exit status (every subcommand, docs/cli.md): 0 success, 2 a bad
+command line (unknown option, bad or out-of-range value), 1 a runtime failure (missing or
+malformed file, model not available, context overflow ...), 130 interrupted (Ctrl-C).
 """
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ import time
 
 import numpy as np
 
-from .cli_options import add_numerics_arguments
+from .cli_options import (MAX_CTX, MAX_THREADS, UsageError, add_numerics_arguments, float_in,
+                          int_in, run_command)
+from .util import plural
 
 DIM, RESET = "\x1b[2m", "\x1b[0m"
 SUBCOMMANDS = {
@@ -43,35 +46,50 @@ def _on_off(value: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     p = argparse.ArgumentParser(
         prog="qwen3c",
-        description="Chat with a Qwen3 GGUF model (C inference engine). Subcommands: "
-                    "convert, diff, next, info, audit, serve, lens, attend, explain "
-                    "(qwen3c SUBCOMMAND --help).")
+        description="Chat with a GGUF language model on qwen3c's C inference engine: Qwen3 "
+                    "(architecture qwen3) or a llama-architecture model such as SmolLM2. "
+                    "Subcommands: convert, diff, next, info, audit, serve, lens, attend, explain "
+                    "(qwen3c SUBCOMMAND --help).",
+        epilog="Exit status: 0 success, 1 runtime failure (missing or malformed file, model "
+               "not available, ...), 2 bad command line, 130 interrupted.")
+    p.add_argument("--version", action="version", version=f"qwen3c {__version__}")
     p.add_argument("--model", help="a .gguf file, a HuggingFace repo id (owner/repo or "
                    "owner/repo:file.gguf); default Qwen/Qwen3-0.6B-GGUF (Q8_0)")
     p.add_argument("--system", help="system prompt")
     p.add_argument("--thinking", type=_on_off, default=None, metavar="on|off",
                    help="let the model think before answering (default: as the model's chat "
-                        "template says -- Qwen3: on, Qwen3.5-0.8B / -2B: off)")
+                        "template says -- Qwen3: on, Qwen3.5-0.8B / -2B: off; a template without "
+                        "a thinking switch, as SmolLM2's: off)")
     p.add_argument("--multi-turn", type=_on_off, default=True, metavar="on|off",
                    help="keep the conversation (default on); off: each question is fresh")
     p.add_argument("--prompt", help="answer this once and exit (answer on stdout, thinking "
                    "and diagnostics on stderr)")
-    p.add_argument("--temperature", type=float, help="0 = greedy (default 0.6 thinking, 0.7 not)")
-    p.add_argument("--top-k", type=int, help="default 20")
-    p.add_argument("--top-p", type=float, help="default 0.95 thinking, 0.8 not")
-    p.add_argument("--min-p", type=float, help="default 0")
-    p.add_argument("--presence-penalty", type=float, help="default 0 (Qwen suggests 0..2 "
-                   "against repetitions)")
-    p.add_argument("--seed", type=int, help="random seed for reproducible sampling")
-    p.add_argument("--max-tokens", type=int, help="cap on tokens per answer (default: until "
-                   "the end of the turn or a full context)")
-    p.add_argument("--ctx", type=int, default=4096, help="context length in tokens (default 4096)")
-    p.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
+    # value ranges: those of qwen3c.Sampler and the C core (a value outside is exit status 2)
+    p.add_argument("--temperature", type=float_in(0.0), metavar="F",
+                   help=">= 0; 0 = greedy (default 0.6 thinking, 0.7 not)")
+    p.add_argument("--top-k", type=int_in(0, 2**31 - 1), metavar="N",
+                   help=">= 0; 0 = off (default 20)")
+    p.add_argument("--top-p", type=float_in(0.0, 1.0, lo_open=True), metavar="F",
+                   help="in (0, 1]; 1 = off (default 0.95 thinking, 0.8 not)")
+    p.add_argument("--min-p", type=float_in(0.0, 1.0), metavar="F",
+                   help="in [0, 1]; 0 = off (default 0)")
+    p.add_argument("--presence-penalty", type=float_in(), metavar="F",
+                   help="default 0 (Qwen suggests 0..2 against repetitions)")
+    p.add_argument("--seed", type=int_in(0, 2**64 - 1), metavar="N",
+                   help="random seed for reproducible sampling (0 .. 2^64-1)")
+    p.add_argument("--max-tokens", type=int_in(1), metavar="N",
+                   help="cap on tokens per answer, >= 1 (default: until the end of the turn "
+                        "or a full context)")
+    p.add_argument("--ctx", type=int_in(16, MAX_CTX), default=4096, metavar="N",
+                   help=f"context length in tokens, 16..{MAX_CTX} (default 4096)")
+    p.add_argument("--threads", type=int_in(0, MAX_THREADS), default=0, metavar="N",
+                   help=f"threads, 0..{MAX_THREADS} (default 0: all cores)")
     add_numerics_arguments(p)
     p.add_argument("--verbose", action="store_true", help="timings and token counts on stderr")
-    p.add_argument("--show-probs", type=int, nargs="?", const=5, default=0, metavar="N",
+    p.add_argument("--show-probs", type=int_in(0), nargs="?", const=5, default=0, metavar="N",
                    help="for every generated token, show its probability and the N (default 5) "
                         "most likely alternatives")
     return p
@@ -142,7 +160,7 @@ def probs_printer(model, n, out):
 
 def _stats_line(gen, load_s=None) -> str:
     s = gen.stats()
-    parts = [f"prompt {s['n_prompt_tokens']} tokens ({s['n_cached']} cached, "
+    parts = [f"prompt {plural(s['n_prompt_tokens'], 'token')} ({s['n_cached']} cached, "
              f"{s['n_prefilled']} prefilled"]
     parts[0] += f", {s['prefill_tok_s']:.1f} tok/s)" if s["prefill_tok_s"] else ")"
     parts.append(f"generated {s['n_generated']}"
@@ -177,6 +195,7 @@ def answer(chat, text, out, err, *, one_shot=False, verbose=False, show_probs=Fa
 def interactive(chat, out=None, err=None, *, verbose=False, show_probs=False) -> None:
     """The read-answer loop. Empty line or Ctrl-D exits; Ctrl-C stops the current answer.
     Commands: /think, /no_think (alone on a line: switch thinking on/off), /reset."""
+    from .chat import NO_THINKING_MODE
     from .errors import ContextOverflowError
     out = out or sys.stdout
     err = err or sys.stderr
@@ -186,8 +205,11 @@ def interactive(chat, out=None, err=None, *, verbose=False, show_probs=False) ->
             import readline  # noqa: F401  (line editing and history for input())
         except ImportError:
             pass
-        err.write("qwen3c chat -- empty line or Ctrl-D to quit, Ctrl-C stops an answer; "
-                  "/think, /no_think, /reset\n")
+        mode = ("this model's chat template has no thinking mode" if chat.thinking_switch is False
+                else "thinking as the chat template's default" if chat.thinking is None
+                else f"thinking {'on' if chat.thinking else 'off'}")
+        err.write(f"qwen3c chat ({mode}) -- empty line or Ctrl-D to quit, Ctrl-C stops an "
+                  "answer; /think, /no_think, /reset\n")
     while True:
         try:
             line = input("> " if tty else "")
@@ -200,6 +222,9 @@ def interactive(chat, out=None, err=None, *, verbose=False, show_probs=False) ->
         if not text:
             break
         if text in ("/think", "/no_think"):
+            if chat.thinking_switch is False:
+                err.write(f"[{NO_THINKING_MODE}]\n")
+                continue
             chat.thinking = text == "/think"
             err.write(f"[thinking {'on' if chat.thinking else 'off'}]\n")
             continue
@@ -220,44 +245,26 @@ def _dispatch(cmd: str, argv) -> int:
     import importlib
     mod_name, fn_name = SUBCOMMANDS[cmd]
     fn = getattr(importlib.import_module(mod_name), fn_name)
-    rc = fn(argv)
-    return int(rc or 0)
-
-
-def _fail(msg: str, code: int = 1) -> int:
-    sys.stderr.write(f"qwen3c: error: {msg}\n")
-    return code
+    return int(fn(argv) or 0)
 
 
 def main(argv=None) -> int:
+    """The `qwen3c` command (and `python -m qwen3c`). Returns the exit status: 0 success, 1 a
+    runtime failure, 2 a bad command line, 130 interrupted (cli_options.run_command)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    from .errors import Qwen3cError
-    try:
-        if argv and argv[0] in SUBCOMMANDS:
-            return _dispatch(argv[0], argv[1:])
-        return _chat_main(argv)
-    except KeyboardInterrupt:
-        sys.stderr.write("\n")
-        return 130
-    except BrokenPipeError:
-        return 1
-    except (Qwen3cError, OSError, ValueError, TypeError, MemoryError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        return _fail(msg)
+    if argv and argv[0] in SUBCOMMANDS:
+        # the subcommand applies the rule itself; run_command catches what escapes it
+        return run_command(lambda rest: _dispatch(argv[0], rest), argv[1:], f"qwen3c {argv[0]}")
+    return run_command(_chat_main, argv, "qwen3c")
 
 
 def _chat_main(argv) -> int:
     args = build_parser().parse_args(argv)
-    if args.ctx < 16:
-        return _fail("--ctx must be >= 16", 2)
-    if args.threads < 0:
-        return _fail("--threads must be >= 0", 2)
-    if args.max_tokens is not None and args.max_tokens < 1:
-        return _fail("--max-tokens must be >= 1", 2)
-    if args.show_probs < 0:
-        return _fail("--show-probs must be >= 0", 2)
+    if args.prompt is not None and not args.prompt.strip():
+        raise UsageError("--prompt is empty")
 
-    from .chat import Chat
+    from .chat import NO_THINKING_MODE, Chat
+    from .chat_template import thinking_switch
     from .hub import resolve_model
     from .model import Model
 
@@ -273,13 +280,15 @@ def _chat_main(argv) -> int:
             sys.stderr.write(f"[{path}: {c.arch}, {c.n_layers} layers, dim {c.dim}, "
                              f"vocab {c.vocab_size}, n_ctx {c.n_ctx} ({model.kv_cache} KV cache), "
                              f"{c.n_threads} threads, loaded in {time.perf_counter() - t0:.2f} s]\n")
+        thinking = args.thinking
+        if thinking and thinking_switch(model) is False:
+            sys.stderr.write(f"[{NO_THINKING_MODE}: --thinking on changes nothing]\n")
+            thinking = None
         on_token = probs_printer(model, args.show_probs, sys.stdout) if args.show_probs else None
-        chat = Chat(model, system=args.system, thinking=args.thinking,
+        chat = Chat(model, system=args.system, thinking=thinking,
                     multi_turn=args.multi_turn, max_tokens=args.max_tokens, on_token=on_token,
                     **sampling)
         if args.prompt is not None:
-            if not args.prompt.strip():
-                return _fail("--prompt is empty", 2)
             answer(chat, args.prompt, sys.stdout, sys.stderr, one_shot=True,
                    verbose=args.verbose, show_probs=bool(args.show_probs))
         else:

@@ -10,8 +10,10 @@ from __future__ import annotations
 import numpy as np
 
 from ._qwen3c import ffi, lib
-from .errors import (ContextOverflowError, InvalidArgumentError, ModelFormatError, ModelIOError,
-                     OutOfMemoryError, Qwen3cError, UnsupportedModelError)
+from .errors import (ContextOverflowError, InvalidArgumentError, ModelFileNotFoundError,
+                     ModelFormatError, ModelIOError, OutOfMemoryError, Qwen3cError,
+                     UnsupportedModelError)
+from .util import plural
 
 ERR_SIZE = 1024
 
@@ -91,10 +93,9 @@ def model_load(path: str, pack_weights: bool = True):
 def _check_open(rc: int, err: _Err, path: str):
     """_check for a call that opened `path`: a missing file is a FileNotFoundError."""
     if rc == lib.QWEN3C_ERR_IO:
-        import errno
         import os
-        if not os.path.exists(path):
-            raise FileNotFoundError(errno.ENOENT, err.text(), path)
+        if not os.path.lexists(path):
+            raise ModelFileNotFoundError(err.text(), path)  # the C reader's message: the path once
     _check(rc, err)
 
 
@@ -231,7 +232,8 @@ def _forward_args(tokens, pos, n_ctx: int) -> tuple:
         raise ValueError(f"position {pos} is negative")
     if pos + n > n_ctx:
         raise ContextOverflowError(
-            f"{n} tokens at position {pos} do not fit in the context of {n_ctx} tokens",
+            f"{plural(n, 'token')} at position {pos} do not fit in the context of "
+            f"{plural(n_ctx, 'token')}",
             n_prompt_tokens=pos + n, n_ctx=n_ctx)
     return toks, n, pos
 

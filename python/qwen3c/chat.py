@@ -24,15 +24,18 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
-from .chat_template import encode_chat
+from .chat_template import check_text, encode_chat, template_limits, thinking_switch
 from .errors import ContextOverflowError
 from .generate import Generation
 from .sampler import NON_THINKING, THINKING, Sampler
+from .util import plural
 
 SAMPLING_KEYS = ("temperature", "top_k", "top_p", "min_p", "presence_penalty",
                  "frequency_penalty", "repetition_penalty", "penalty_last_n", "seed")
 THINK_OPEN, THINK_CLOSE = "<think>", "</think>"
+NO_THINKING_MODE = "this model's chat template has no thinking mode (enable_thinking changes nothing)"
 
 
 class Piece(str):
@@ -151,12 +154,14 @@ class Chat:
     the model's n_ctx and KV cache settings) or a qwen3c.Session (the chat uses that one).
 
     system: an optional system prompt. thinking: the template's enable_thinking (None: the
-    template's default -- whether a turn thinks is then read off its prompt). multi_turn: keep the
-    conversation (False: every message starts a fresh one). max_tokens: cap per answer (None:
-    until the end-of-turn token or a full context). sampler: a qwen3c.Sampler; otherwise one
-    is made from the sampling keywords (temperature, top_k, top_p, min_p, presence_penalty,
-    frequency_penalty, repetition_penalty, penalty_last_n, seed) over Qwen3's recommended
-    settings for the mode (thinking 0.6/20/0.95/0, non-thinking 0.7/20/0.8/0).
+    template's default -- whether a turn thinks is then read off its prompt). thinking=True with
+    a template that has no switch warns (UserWarning): it would change nothing.
+    `chat.thinking_switch` says what the template has (True / False / None: unknown).
+    multi_turn: keep the conversation (False: every message starts a fresh one). max_tokens: cap
+    per answer (None: until the end-of-turn token or a full context). sampler: a qwen3c.Sampler;
+    otherwise one is made from the sampling keywords (temperature, top_k, top_p, min_p,
+    presence_penalty, frequency_penalty, repetition_penalty, penalty_last_n, seed) over Qwen3's
+    recommended settings for the mode (thinking 0.6/20/0.95/0, non-thinking 0.7/20/0.8/0).
     on_token: f(token_id, logits) called for every sampled token (see --show-probs).
     """
 
@@ -164,8 +169,16 @@ class Chat:
                  sampler=None, on_token=None, **sampling):
         if system is not None and not isinstance(system, str):
             raise TypeError("system must be a str or None")
+        if system is not None:
+            check_text(system, "the system prompt")
         if (thinking is not None and not isinstance(thinking, bool)) or not isinstance(multi_turn, bool):
             raise TypeError("thinking must be True, False or None; multi_turn True or False")
+        #: does the chat template have a thinking switch (enable_thinking changes the prompt)?
+        #: True (Qwen3), False (SmolLM2 and most others), None (the probe render failed)
+        self.thinking_switch = thinking_switch(model)
+        if thinking and self.thinking_switch is False:
+            warnings.warn(NO_THINKING_MODE + ": thinking=True changes nothing", UserWarning,
+                          stacklevel=2)
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                        or max_tokens < 1):
             raise ValueError("max_tokens must be None or an int >= 1")
@@ -188,7 +201,7 @@ class Chat:
         if sampling.get("seed") is None:
             self._sampling["seed"] = int.from_bytes(os.urandom(8), "little")
         # validate the sampling settings now rather than on the first message
-        self._sampler_for(thinking is not False)
+        self._sampler_for(thinking is not False and self.thinking_switch is not False)
         self.history: list = []
         self.last: Generation | None = None   # the last turn's Generation (stats, finish_reason)
 
@@ -224,14 +237,25 @@ class Chat:
         rendered conversation does not fit the context."""
         if not isinstance(text, str):
             raise TypeError(f"the message must be a str, got {type(text).__name__}")
+        check_text(text, "the message")
+        n_ctx = self.session.config.n_ctx
+        if len(text) > template_limits(self.session).max_chars:
+            # more text than the template may render for this context: say how many tokens
+            n = len(self.model.encode(text))
+            if n >= n_ctx:
+                raise ContextOverflowError(
+                    f"the message alone has {plural(n, 'token')} but the context holds {n_ctx} "
+                    "(use a larger --ctx)", n, n_ctx)
         msgs = self.messages(text)
         tokens = encode_chat(self.model, msgs, enable_thinking=self.thinking)
-        n_ctx = self.session.config.n_ctx
         if len(tokens) >= n_ctx:
             raise ContextOverflowError(
-                f"the conversation needs {len(tokens)} tokens but the context holds {n_ctx} "
+                f"the conversation needs {plural(len(tokens), 'token')} but the context holds "
+                f"{n_ctx} "
                 "(start a new conversation, or use a larger --ctx)", len(tokens), n_ctx)
-        mode, in_think = prompt_thinking(self.model, tokens, self.thinking)
+        # a template without a thinking switch (SmolLM2) has no thinking mode to be in
+        mode, in_think = prompt_thinking(
+            self.model, tokens, False if self.thinking_switch is False else self.thinking)
         thinking = mode and _soft_switch(msgs, True)
         budget = n_ctx - len(tokens)
         max_tokens = min(self.max_tokens or budget, budget)
@@ -266,8 +290,9 @@ class Chat:
 def chat(model=None, system=None, thinking=None, multi_turn=True, **sampling) -> None:
     """An interactive chat in the terminal. model: a GGUF path, a HuggingFace repo id, or
     None for Qwen/Qwen3-0.6B-GGUF (Q8_0, fetched once with huggingface_hub). n_ctx (default
-    4096), n_threads and kv_cache ("f32" or "f16") go to qwen3c.Model; max_tokens and the
-    sampling keywords to Chat."""
+    4096), n_threads and kv_cache ("f32" or "f16") go to qwen3c.Model; thinking, max_tokens
+    and the sampling keywords to Chat. Without network and without `model`, raises
+    ModelNotAvailableError within seconds, saying how to use a local file instead."""
     from .__main__ import interactive
     from .hub import resolve_model
     from .model import Model

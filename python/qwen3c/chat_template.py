@@ -1,10 +1,12 @@
 """Chat templates: render a conversation the way the model was trained to see it.
 
 A GGUF carries its Jinja chat template in the `tokenizer.chat_template` metadata. Templates come
-from files downloaded off the internet, so they are rendered in jinja2's
-ImmutableSandboxedEnvironment, configured like transformers' `apply_chat_template`
-(trim_blocks, lstrip_blocks, loopcontrols, a non-escaping `tojson`, `raise_exception`,
-`strftime_now`, a dunder-proof `namespace`): a template can format text, never run code.
+from files downloaded off the internet, so they are rendered in the bounded sandbox of
+qwen3c.template_sandbox, configured like transformers' `apply_chat_template` (trim_blocks,
+lstrip_blocks, loopcontrols, a non-escaping `tojson`, `raise_exception`, `strftime_now`, a
+dunder-proof `namespace`): a template can format text, never run code, and never take more
+than bounded time and memory (rendered size 16 characters per context position, 64 KiB to
+2 MiB; 1M loop iterations; 2 s). Whatever goes wrong in a template is a ChatTemplateError.
 Files without a template get the official Qwen3 one (QWEN3_CHAT_TEMPLATE below), or for a
 Qwen3.5 ("qwen35") file the Qwen3.5 one (chat_template_qwen35.py).
 
@@ -12,103 +14,76 @@ enable_thinking=None (the default) leaves the variable undefined, as transformer
 it is not passed: the template's own default applies (Qwen3 and Qwen3.5-4B+: thinking;
 Qwen3.5-0.8B / -2B: no thinking). True / False set it.
 
-    apply_chat_template(model, messages)  -> str, byte-identical to transformers
+    apply_chat_template(model, messages, tools=None, documents=None)
+                                          -> str, byte-identical to transformers
     encode_chat(model, messages)          -> token ids: the template's own text with special
                                              tokens on, the message contents with them off
+    thinking_switch(model)                -> does enable_thinking change the rendering?
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import re
 import secrets
 from collections.abc import Mapping
-from datetime import datetime
 
 import jinja2
-import jinja2.ext
-import jinja2.sandbox
-import jinja2.utils
 
 from .chat_template_qwen35 import QWEN35_CHAT_TEMPLATE, QWEN35_SMALL_CHAT_TEMPLATE
-from .errors import ModelFormatError
+from .errors import ChatTemplateError
+from .template_sandbox import TemplateLimits, environment, limits_for_context, render_bounded
+
+__all__ = ["apply_chat_template", "encode_chat", "render", "compile_template", "check_messages",
+           "check_text", "thinking_switch", "template_limits", "TemplateLimits",
+           "QWEN3_CHAT_TEMPLATE"]
 
 # Message fields a conversation may carry a turn's reasoning under; like transformers, the
 # first is filled from whichever is present so that every template finds it.
 REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 
 
-# ---- the sandboxed environment --------------------------------------------------------------
-
-class _Namespace(jinja2.utils.Namespace):
-    """`namespace(...)` for templates, refusing underscore names (no reaching into internals)."""
-
-    def __init__(*args, **kwargs):  # noqa: N805 -- same signature trick as jinja's Namespace
-        self, args = args[0], args[1:]
-        attrs = dict(*args, **kwargs)
-        for name in attrs:
-            _Namespace._check(name)
-        jinja2.utils.Namespace.__init__(self, attrs)
-
-    def __setitem__(self, name, value):
-        _Namespace._check(name)
-        jinja2.utils.Namespace.__setitem__(self, name, value)
-
-    @staticmethod
-    def _check(name):
-        if isinstance(name, str) and name.startswith("_"):
-            raise jinja2.exceptions.SecurityError(
-                f"chat templates may not set underscore attributes on a namespace ({name!r})")
-
-
-class _DictMaker:
-    """`dict(...)` for templates: builds plain dicts, exposes nothing else."""
-
-    def __call__(self, *args, **kwargs):
-        return dict(*args, **kwargs)
-
-
-def _raise_exception(message):
-    raise jinja2.exceptions.TemplateError(message)
-
-
-def _tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-    # jinja's own tojson HTML-escapes; chat templates expect plain JSON
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                      sort_keys=sort_keys)
-
-
-def _strftime_now(fmt):
-    return datetime.now().strftime(fmt)
-
-
 @functools.lru_cache(maxsize=16)
 def compile_template(source: str) -> jinja2.Template:
-    """Compile a chat template in the sandbox (cached). Raises ModelFormatError when the
-    template does not parse."""
-    env = jinja2.sandbox.ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
-    env.filters["tojson"] = _tojson
-    env.globals["raise_exception"] = _raise_exception
-    env.globals["strftime_now"] = _strftime_now
-    env.globals["dict"] = _DictMaker()
-    env.globals["namespace"] = _Namespace
+    """Compile a chat template in the sandbox (cached). Raises ChatTemplateError when the
+    template does not parse or is too long."""
+    if not isinstance(source, str):
+        raise TypeError(f"a chat template is a str, not {type(source).__name__}")
     try:
-        return env.from_string(source)
+        return environment().from_string(source)
     except jinja2.exceptions.TemplateSyntaxError as e:
-        raise ModelFormatError(f"the chat template does not parse: {e} (line {e.lineno})") from None
+        raise ChatTemplateError(f"the chat template does not parse: {e} (line {e.lineno})") from None
+    except RecursionError:
+        raise ChatTemplateError("the chat template is nested too deeply to parse",
+                                bound="recursion") from None
+
+
+def template_limits(model) -> TemplateLimits:
+    """The sandbox bounds for rendering `model`'s template (from its context length)."""
+    config = getattr(model, "config", None)
+    return limits_for_context(getattr(config, "n_ctx", None))
 
 
 # ---- messages ---------------------------------------------------------------------------------
 
+def check_text(text: str, where: str = "text") -> str:
+    """text, or ValueError naming the first character that cannot be UTF-8 (a lone surrogate)
+    and its index in text -- the same report as Model.encode."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(f"{where} is not valid Unicode: lone surrogate {text[e.start]!r} at "
+                         f"index {e.start}") from None
+    return text
+
+
 def _plain(value, where):
     """A copy of value made only of JSON types (subclasses stripped), so a template sees
-    nothing with methods beyond str/list/dict."""
-    if value is None or type(value) in (str, int, float, bool):
+    nothing with methods beyond str/list/dict; strings are checked to be valid Unicode."""
+    if value is None or type(value) in (int, float, bool):
         return value
     if isinstance(value, str):
-        return str.__str__(value)
+        return check_text(str.__str__(value), where)
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, int):
@@ -116,15 +91,20 @@ def _plain(value, where):
     if isinstance(value, float):
         return float.__float__(value)
     if isinstance(value, Mapping):
-        return {_plain(k, where): _plain(v, where) for k, v in value.items()}
+        return {_plain(k, f"{where} key"): _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v, where) for v in value]
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
     raise TypeError(f"{where}: values must be str, numbers, lists or dicts, "
                     f"got {type(value).__name__}")
 
 
 def check_messages(messages) -> list:
-    """Validate a conversation and return a plain copy of it (reasoning fields aliased)."""
+    """Validate a conversation and return a plain copy of it (reasoning fields aliased).
+
+    Every message is a dict with a 'role' string and a 'content' string; an assistant message
+    that makes tool calls ('tool_calls') may have content None or none at all, as in the
+    OpenAI format. Other fields (tool_calls, name, tool_call_id, ...) are passed to the
+    template as they are."""
     if isinstance(messages, (str, bytes)) or not isinstance(messages, (list, tuple)):
         raise TypeError("messages must be a list of {'role': ..., 'content': ...} dicts")
     out = []
@@ -133,14 +113,40 @@ def check_messages(messages) -> list:
             raise TypeError(f"messages[{i}] must be a dict, got {type(m).__name__}")
         if not isinstance(m.get("role"), str):
             raise ValueError(f"messages[{i}] needs a 'role' string")
-        if "content" not in m or not isinstance(m["content"], str):
-            raise ValueError(f"messages[{i}] needs a 'content' string")
+        content_ok = isinstance(m.get("content"), str) or (
+            m.get("tool_calls") and m.get("content", None) is None)
+        if not content_ok:
+            raise ValueError(f"messages[{i}] needs a 'content' string"
+                             + (" (or None, with tool_calls)" if m.get("role") == "assistant"
+                                else ""))
         m = _plain(dict(m), f"messages[{i}]")
         reasoning = next((m[k] for k in REASONING_FIELDS if m.get(k) is not None), None)
         if reasoning is not None:
             m = {"thinking": reasoning, **m, "reasoning_content": reasoning}
         out.append(m)
     return out
+
+
+def _check_tools(tools, documents):
+    """JSON-schema tool dicts and document dicts, as plain copies (None stays None)."""
+    if tools is not None:
+        if isinstance(tools, (str, bytes, Mapping)) or not isinstance(tools, (list, tuple)):
+            raise TypeError("tools must be a list of JSON-schema dicts, e.g. "
+                            "[{'type': 'function', 'function': {'name': ..., 'parameters': ...}}]")
+        for i, t in enumerate(tools):
+            if not isinstance(t, Mapping):
+                raise TypeError(f"tools[{i}] must be a JSON-schema dict, not {type(t).__name__} "
+                                "(for a Python function, transformers.utils.get_json_schema(f) "
+                                "makes one)")
+        tools = _plain(list(tools), "tools")
+    if documents is not None:
+        if isinstance(documents, (str, bytes, Mapping)) or not isinstance(documents, (list, tuple)):
+            raise TypeError("documents must be a list of dicts (e.g. {'title': ..., 'text': ...})")
+        for i, d in enumerate(documents):
+            if not isinstance(d, Mapping):
+                raise TypeError(f"documents[{i}] must be a dict, not {type(d).__name__}")
+        documents = _plain(list(documents), "documents")
+    return tools, documents
 
 
 def _special_token_strings(model) -> dict:
@@ -173,21 +179,19 @@ def template_source(model) -> str:
 
 
 def render(source: str, messages, *, add_generation_prompt=True, enable_thinking=None,
-           **kwargs) -> str:
+           tools=None, documents=None, limits=None, n_ctx=None, **kwargs) -> str:
     """Render an already-checked conversation with the template `source` (enable_thinking None:
-    undefined in the template)."""
+    undefined in the template), within `limits` (default: those of a context of n_ctx tokens,
+    see template_sandbox). Raises ChatTemplateError for anything that goes wrong in the
+    template."""
     template = compile_template(source)
+    if limits is None:
+        limits = limits_for_context(n_ctx)
     if enable_thinking is not None:
         kwargs["enable_thinking"] = enable_thinking
-    try:
-        return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                               **{"tools": None, "documents": None, **kwargs})
-    except jinja2.exceptions.SecurityError as e:
-        raise ModelFormatError(f"the chat template tried an unsafe operation: {e}") from None
-    except jinja2.exceptions.TemplateError as e:
-        # raise_exception(...) from the template (e.g. roles that do not alternate) and
-        # undefined variables: a problem with the conversation we were given
-        raise ValueError(f"the chat template rejected the conversation: {e}") from None
+    variables = dict(messages=messages, tools=tools, documents=documents,
+                     add_generation_prompt=add_generation_prompt, **kwargs)
+    return render_bounded(template, variables, limits, n_ctx)
 
 
 def _check_flags(enable_thinking, add_generation_prompt):
@@ -197,20 +201,56 @@ def _check_flags(enable_thinking, add_generation_prompt):
         raise TypeError("add_generation_prompt must be True or False")
 
 
+def _render_args(model, messages, enable_thinking, add_generation_prompt, tools, documents,
+                 kwargs):
+    """(source, checked messages, render keywords) for apply_chat_template / encode_chat."""
+    _check_flags(enable_thinking, add_generation_prompt)
+    msgs = check_messages(messages)
+    tools, documents = _check_tools(tools, documents)
+    config = getattr(model, "config", None) if model is not None else None
+    render_kw = dict(add_generation_prompt=add_generation_prompt,
+                     enable_thinking=enable_thinking, tools=tools, documents=documents,
+                     n_ctx=getattr(config, "n_ctx", None),
+                     **{**_special_token_strings(model), **_plain(kwargs, "template keyword")})
+    return template_source(model), msgs, render_kw
+
+
 def apply_chat_template(model, messages, enable_thinking=None, add_generation_prompt=True,
-                        **kwargs) -> str:
+                        tools=None, documents=None, **kwargs) -> str:
     """The prompt text for `messages` -- byte-identical to transformers'
     `tokenizer.apply_chat_template(messages, tokenize=False, ...)` with the same template.
 
-    model: a qwen3c.Model (its GGUF template and special tokens are used) or None for the
-    built-in Qwen3 template. enable_thinking: True / False, or None for the template's default
-    (the variable stays undefined). Extra keyword arguments are passed to the template.
+    model: a qwen3c.Model (its GGUF template, special tokens and context length are used) or
+    None for the built-in Qwen3 template. enable_thinking: True / False, or None for the
+    template's default (the variable stays undefined). tools: JSON-schema dicts of the
+    functions the model may call (Qwen3 lists them in its system turn); documents: dicts for
+    templates that take them. An assistant message may carry 'tool_calls' ([{'type': 'function', 'function':
+    {'name': ..., 'arguments': {...}}}]) and a 'tool' message the result. Extra keyword
+    arguments are passed to the template.
+    Raises ChatTemplateError when the template fails or exceeds the sandbox's bounds.
     """
-    _check_flags(enable_thinking, add_generation_prompt)
-    msgs = check_messages(messages)
-    extra = {**_special_token_strings(model), **kwargs}
-    return render(template_source(model), msgs, add_generation_prompt=add_generation_prompt,
-                  enable_thinking=enable_thinking, **extra)
+    source, msgs, render_kw = _render_args(model, messages, enable_thinking,
+                                           add_generation_prompt, tools, documents, kwargs)
+    return render(source, msgs, **render_kw)
+
+
+@functools.lru_cache(maxsize=16)
+def _has_thinking_switch(source: str):
+    probe = [{"role": "user", "content": "Hello"}]
+    try:
+        on, off = (render(source, probe, enable_thinking=flag, add_generation_prompt=True)
+                   for flag in (True, False))
+    except ChatTemplateError:
+        return None
+    return on != off
+
+
+def thinking_switch(model):
+    """True when `model`'s chat template renders differently with enable_thinking=False (Qwen3
+    writes an empty <think></think> block), False when the flag changes nothing (SmolLM2, and
+    most non-Qwen3 templates: such a model has no thinking mode to switch), None when the
+    template fails on a one-message probe."""
+    return _has_thinking_switch(template_source(model))
 
 
 # ---- tokenizing a rendered conversation -------------------------------------------------------
@@ -226,9 +266,10 @@ def _segments(source, msgs, text, render_kw):
     skel_msgs = []
     for i, m in enumerate(msgs):
         m = dict(m)
-        key = f"\ue000{nonce}c{i}\ue001"
-        values[key] = m["content"]
-        m["content"] = key
+        if isinstance(m.get("content"), str):
+            key = f"\ue000{nonce}c{i}\ue001"
+            values[key] = m["content"]
+            m["content"] = key
         if m.get("reasoning_content") is not None:
             rkey = f"\ue000{nonce}r{i}\ue001"
             values[rkey] = m["reasoning_content"]
@@ -318,15 +359,12 @@ def encode_segments(model, segments) -> list:
 
 
 def encode_chat(model, messages, enable_thinking=None, add_generation_prompt=True,
-                **kwargs) -> list:
+                tools=None, documents=None, **kwargs) -> list:
     """The token ids of the rendered conversation, with special tokens recognized in the
-    template's scaffolding only: a user typing "<|im_end|>" gets plain-text tokens."""
-    _check_flags(enable_thinking, add_generation_prompt)
-    msgs = check_messages(messages)
-    source = template_source(model)
-    render_kw = dict(add_generation_prompt=add_generation_prompt,
-                     enable_thinking=enable_thinking,
-                     **{**_special_token_strings(model), **kwargs})
+    template's scaffolding only: a user typing "<|im_end|>" gets plain-text tokens.
+    Arguments as apply_chat_template."""
+    source, msgs, render_kw = _render_args(model, messages, enable_thinking,
+                                           add_generation_prompt, tools, documents, kwargs)
     text = render(source, msgs, **render_kw)
     ids = encode_segments(model, _segments(source, msgs, text, render_kw))
     if ids is None:

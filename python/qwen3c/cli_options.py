@@ -1,5 +1,12 @@
-"""Command-line options shared by `qwen3c` and its subcommands (`next`, `diff`), so their
-choices, defaults and help text live in one place."""
+"""Command-line pieces shared by `qwen3c` and its subcommands, so that choices, defaults,
+help text, value ranges and exit statuses live in one place:
+
+    add_numerics_arguments(parser)       --activations and --kv-cache (chat, next, diff)
+    run_command(body, argv, prog)        the exit-status rule: 0 ok, 1 runtime failure,
+                                         2 bad command line, 130 interrupted (docs/cli.md)
+    UsageError                           raise it for a bad command line argparse cannot see
+    int_in / float_in / token_ids        argparse types that refuse out-of-range values (exit 2)
+"""
 from __future__ import annotations
 
 import argparse
@@ -44,8 +51,10 @@ def add_prompt_arguments(parser: argparse.ArgumentParser, raw_default: bool = Fa
                             help="continue the text as is (no chat template)")
     parser.add_argument("--no-think", action="store_true",
                         help="render the chat template with enable_thinking=False")
-    parser.add_argument("--tokens", help="comma-separated token ids instead of a prompt")
-    parser.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
+    parser.add_argument("--tokens", type=token_ids,
+                        help="comma-separated token ids instead of a prompt")
+    parser.add_argument("--threads", type=int_in(0, MAX_THREADS), default=0,
+                        help="threads (default: all cores)")
     add_numerics_arguments(parser)
 
 
@@ -64,3 +73,112 @@ def _picture_path(value: str) -> str:
         raise argparse.ArgumentTypeError(
             f"{value!r}: the picture's file name must end in {', '.join(PICTURE_SUFFIXES)}")
     return value
+
+
+# ---- exit status: one rule for every command (docs/cli.md, "Exit status") -------------------
+
+EXIT_OK = 0
+EXIT_FAILURE = 1        # a runtime failure: missing / malformed file, model not available, ...
+EXIT_USAGE = 2          # a bad command line: unknown option, bad or out-of-range value
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+# The C core's limits (qwen3c_context_create), so that the command line refuses them as bad
+# values (exit 2) instead of failing later (exit 1).
+MAX_THREADS = 1024
+MAX_CTX = 1 << 22
+
+
+class UsageError(Exception):
+    """A bad command line that argparse cannot see (e.g. an empty --prompt, options that
+    exclude each other). Raised from a command body, run_command prints it and exits 2."""
+
+
+def run_command(body, argv, prog: str) -> int:
+    """Run `body(argv)` (which parses argv with argparse and returns an exit status) under the
+    exit-status rule: 0 success; 2 for a bad command line (argparse's own errors -- its
+    SystemExit(2) passes through, as for any argparse program -- and UsageError); 1 for a
+    runtime failure (any other error, reported as one line `PROG: error: ...`, never a
+    traceback); 130 when interrupted with Ctrl-C. Every subcommand's main() goes through it:
+
+        def main(argv=None) -> int:
+            return run_command(_main, sys.argv[1:] if argv is None else argv, "qwen3c sub")
+    """
+    import sys
+    try:
+        return int(body(argv) or 0)
+    except UsageError as e:
+        return _report(prog, e, EXIT_USAGE)
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say
+        try:
+            import os
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return EXIT_FAILURE
+    except Exception as e:  # noqa: BLE001 -- the CLI's promise: one line, never a traceback
+        return _report(prog, e, EXIT_FAILURE)
+
+
+def _report(prog: str, e: BaseException, code: int) -> int:
+    import sys
+    from .errors import Qwen3cError
+    text = (e.strerror if isinstance(e, OSError) and e.strerror else str(e)).strip()
+    msg = text.splitlines()[0] if text else type(e).__name__
+    if not isinstance(e, (Qwen3cError, OSError, ValueError, TypeError, MemoryError, ImportError,
+                          UsageError)):
+        msg = f"{type(e).__name__}: {msg} (an internal error: please report it)"
+    sys.stderr.write(f"{prog}: error: {msg}\n")
+    sys.stderr.flush()
+    return code
+
+
+# ---- argparse value types with ranges (a value out of range is a usage error, exit 2) --------
+
+def int_in(lo: int, hi: int | None = None):
+    """argparse type: an int in [lo, hi] (hi None: no upper bound)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(
+                f"must be {f'in {lo}..{hi}' if hi is not None else f'>= {lo}'}, got {v}")
+        return v
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_in(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False):
+    """argparse type: a finite float in [lo, hi] ((lo, hi] with lo_open); None: unbounded."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if v != v or v in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        low_bad = lo is not None and (v <= lo if lo_open else v < lo)
+        if low_bad or (hi is not None and v > hi):
+            left = "(" if lo_open else "["
+            rng = (f"in {left}{lo:g}, {hi:g}]" if lo is not None and hi is not None else
+                   f"{'>' if lo_open else '>='} {lo:g}" if lo is not None else f"<= {hi:g}")
+            raise argparse.ArgumentTypeError(f"must be {rng}, got {text}")
+        return v
+    parse.__name__ = "number"
+    return parse
+
+
+def token_ids(text: str) -> list:
+    """argparse type: comma-separated token ids ("1,2, 3")."""
+    try:
+        ids = [int(t) for t in text.replace(" ", "").split(",") if t != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"must be comma-separated integers, got {text!r}") from None
+    if not ids:
+        raise argparse.ArgumentTypeError("is empty")
+    return ids

@@ -372,25 +372,28 @@ def build_parser(parser=None) -> argparse.ArgumentParser:
     return p
 
 
-def main(argv=None) -> int:
+def _main(argv) -> int:
     import warnings
     args = build_parser().parse_args(argv)
     notes = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                out = convert(args.hf_dir, args.out, args.out_type, notes=notes)
-            finally:
-                for w in caught:
-                    print(f"qwen3c convert: warning: {w.message}", file=sys.stderr)
-    except (FileNotFoundError, ModelFormatError, UnsupportedModelError, ValueError) as e:
-        print(f"qwen3c convert: error: {e}", file=sys.stderr)
-        return 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            out = convert(args.hf_dir, args.out, args.out_type, notes=notes)
+        finally:
+            for w in caught:
+                print(f"qwen3c convert: warning: {w.message}", file=sys.stderr)
     for note in notes:
         print(f"qwen3c convert: note: {note}", file=sys.stderr)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {args.out_type})")
     return 0
+
+
+def main(argv=None) -> int:
+    """`python -m qwen3c convert`; exit status as every qwen3c command (cli_options.run_command):
+    0 written, 1 a bad input directory or failed write, 2 a bad command line, 130 interrupted."""
+    from .cli_options import run_command
+    return run_command(_main, sys.argv[1:] if argv is None else argv, "qwen3c convert")
 
 
 if __name__ == "__main__":

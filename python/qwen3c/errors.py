@@ -17,6 +17,19 @@ class ModelIOError(Qwen3cError, OSError):
     """A file could not be opened, read or mapped."""
 
 
+class ModelFileNotFoundError(ModelIOError, FileNotFoundError):
+    """The model file does not exist (also a FileNotFoundError; .filename is the path)."""
+
+    def __init__(self, message, filename=None):
+        super().__init__(message)  # one argument: str(e) is the message, said once
+        self.errno = 2  # ENOENT
+        self.strerror = message
+        self.filename = filename
+
+    def __str__(self):  # OSError would add "[Errno 2] ...: 'path'" (the path twice)
+        return str(self.args[0]) if self.args else ""
+
+
 class OutOfMemoryError(Qwen3cError, MemoryError):
     """An allocation failed (a model, a context or a scratch buffer)."""
 
@@ -36,6 +49,17 @@ class ContextOverflowError(Qwen3cError):
         super().__init__(message)
         self.n_prompt_tokens = n_prompt_tokens
         self.n_ctx = n_ctx
+
+
+class ChatTemplateError(Qwen3cError, ValueError):
+    """A chat template failed: it exceeded a bound of the sandbox (rendered size, loop
+    iterations, intermediate sizes, time: `.bound` names it, e.g. "max_seconds"), called
+    raise_exception(...) (e.g. roles that do not alternate), used an undefined value, tried
+    an unsafe operation, or does not parse. The model is unaffected."""
+
+    def __init__(self, message, bound=None):
+        super().__init__(message)
+        self.bound = bound
 
 
 class ModelNotAvailableError(Qwen3cError):

@@ -31,6 +31,7 @@ import time
 from .errors import ContextOverflowError
 from .sampler import Sampler
 from .session import common_prefix  # noqa: F401  (re-exported: qwen3c.generate.common_prefix)
+from .util import plural
 
 FINISH_REASONS = ("stop", "length", "context")
 
@@ -189,7 +190,7 @@ class Generation:
         self.n_ctx = self.session.config.n_ctx
         if len(self.prompt_tokens) > self.n_ctx:
             raise ContextOverflowError(
-                f"the prompt has {len(self.prompt_tokens)} tokens but the context holds "
+                f"the prompt has {plural(len(self.prompt_tokens), 'token')} but the context holds "
                 f"{self.n_ctx}", len(self.prompt_tokens), self.n_ctx)
         self.max_tokens = int(max_tokens)
         self.sampler = sampler
@@ -222,7 +223,7 @@ class Generation:
         self._it.close()
 
     def __repr__(self):
-        return (f"<Generation {len(self.tokens)} tokens, finish_reason="
+        return (f"<Generation {plural(len(self.tokens), 'token')}, finish_reason="
                 f"{self.finish_reason!r}>")
 
     @property

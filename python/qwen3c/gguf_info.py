@@ -27,7 +27,7 @@ import numpy as np
 
 from . import _native
 from .archs import by_gguf
-from .errors import Qwen3cError, UnsupportedModelError
+from .errors import UnsupportedModelError
 from .model_context import (file_entry, human_count, hub_repo_from_url, new_document,
                             repo_from_path, runtime)
 
@@ -354,22 +354,10 @@ def format_info(info: dict) -> str:
 # ---- command line ----------------------------------------------------------------------------
 
 def run_cli(fn, argv, prog: str) -> int:
-    """Run a read-only command body under the exit status rule of docs/cli.md: 2 for a bad
-    command line (argparse exits with it), 1 for a runtime failure (a missing, unreadable or
-    malformed file, an unreachable hub), 130 when interrupted. Errors are one line on stderr."""
-    try:
-        return fn(argv)
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `qwen3c info x.gguf | head`: the reader left; say nothing more
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
-    except (Qwen3cError, ValueError, TypeError, OSError) as e:
-        text = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-        msg = text.strip().splitlines()[0] if text.strip() else type(e).__name__
-        print(f"{prog}: error: {msg}", file=sys.stderr)
-        return 1
+    """Run a read-only command body under the exit status rule of docs/cli.md (2 usage,
+    1 runtime failure, 130 interrupted): cli_options.run_command."""
+    from .cli_options import run_command
+    return run_command(fn, argv, prog)
 
 
 def _info(argv):

@@ -28,9 +28,11 @@ from typing import List, Optional
 
 import numpy as np
 
-from .cli_options import add_numerics_arguments, add_plot_argument
+from .cli_options import (MAX_THREADS, UsageError, add_numerics_arguments, add_plot_argument,
+                          float_in, int_in, run_command, token_ids)
 from .errors import Qwen3cError
 from .gguf_info import format_info, main_info, model_info
+from .util import plural
 
 __all__ = ["top_k", "top_k_from_logits", "token_text", "softmax64", "prompt_tokens",
            "layer_diff", "hf_trace", "DiffReport", "StageDiff", "model_info", "format_info",
@@ -57,6 +59,8 @@ def prompt_tokens(model, tokens_or_text, raw: bool = False, enable_thinking=None
     """Token ids for top_k / next: ids pass through; text is wrapped in the chat template as one
     user message (raw=False) or encoded as-is for plain continuation (raw=True)."""
     if isinstance(tokens_or_text, str):
+        from .chat_template import check_text
+        check_text(tokens_or_text, "the prompt")  # positions in the user's text, not the template's
         if raw:
             ids = model.encode(tokens_or_text)
         else:
@@ -269,7 +273,7 @@ def format_diff(report: DiffReport, tol: float = 1e-4) -> str:
             "  over" if s.index >= 0 and not s.rel <= tol else "")
         lines.append(f"{s.name:<12} {s.max_abs:10.3e} {s.mean_abs:10.3e} {s.ref_max:10.3e} "
                      f"{s.rel:10.3e}{flag}")
-    lines.append(f"top-1 agreement: {report.top1_agree}/{report.n_tokens} positions")
+    lines.append(f"top-1 agreement: {report.top1_agree}/{plural(report.n_tokens, 'position')}")
     if first is None:
         lines.append(f"all stages within tolerance (rel <= {tol:g})")
     else:
@@ -290,41 +294,8 @@ def _open_model(model, n_ctx: int = 0, n_threads: int = 0, activations: str = "q
                  activations=activations, kv_cache=kv_cache)
 
 
-def _parse_tokens(text: str) -> list:
-    try:
-        ids = [int(t) for t in text.replace(" ", "").split(",") if t != ""]
-    except ValueError:
-        raise ValueError(f"--tokens must be comma-separated integers, got {text!r}") from None
-    if not ids:
-        raise ValueError("--tokens is empty")
-    return ids
-
-
-def _run(fn, argv, prog):
-    """Run a command body; errors become one clear line on stderr and exit status 2."""
-    try:
-        return fn(argv)
-    except (Qwen3cError, ValueError, TypeError, OSError) as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
-
-
-# ---- shared by the viewing commands (next, diff, lens, attend, explain) -----------------------
-
-def run_command(fn, argv, prog) -> int:
-    """Run a command body under the exit-status rule: 2 for a usage error or a bad option value
-    (argparse, parser.error), 1 for a runtime failure (a missing or malformed model file, ...)
-    as one line on stderr, 130 when interrupted (Ctrl-C)."""
-    try:
-        return fn(argv)
-    except KeyboardInterrupt:
-        print(f"\n{prog}: interrupted", file=sys.stderr)
-        return 130
-    except (Qwen3cError, ValueError, TypeError, OSError, MemoryError) as e:
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"{prog}: error: {msg}", file=sys.stderr)
-        return 1
-
+# ---- shared by the viewing commands (next, diff, lens, attend, explain); their exit status:
+# ---- cli_options.run_command
 
 def prompt_source(parser, args):
     """Check the prompt options (cli_options.add_prompt_arguments) before the model is loaded:
@@ -335,10 +306,7 @@ def prompt_source(parser, args):
         if not args.prompt.strip():
             parser.error("the prompt is empty")
         return args.prompt
-    try:
-        return _parse_tokens(args.tokens)
-    except ValueError as e:
-        parser.error(str(e))
+    return args.tokens  # already ids (cli_options.token_ids)
 
 
 def prompt_ids(parser, args, model, source) -> tuple:
@@ -393,10 +361,13 @@ def _next_parser():
     ap.add_argument("--raw", action="store_true", help="continue the text as is (no chat template)")
     ap.add_argument("--no-think", action="store_true",
                     help="render the chat template with enable_thinking=False")
-    ap.add_argument("--tokens", help="comma-separated token ids instead of a prompt")
-    ap.add_argument("-k", "--top-k", type=int, default=10, dest="k", help="how many (default 10)")
+    ap.add_argument("--tokens", type=token_ids,
+                    help="comma-separated token ids instead of a prompt")
+    ap.add_argument("-k", "--top-k", type=int_in(1), default=10, dest="k",
+                    help="how many, >= 1 (default 10)")
     ap.add_argument("--json", action="store_true", help="print JSON")
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int_in(0, MAX_THREADS), default=0,
+                    help="threads (default 0: all cores)")
     add_numerics_arguments(ap)
     add_plot_argument(ap, "a bar chart of the top-k probabilities, the greedy pick marked")
     return ap
@@ -405,10 +376,10 @@ def _next_parser():
 def _next(argv):
     args = _next_parser().parse_args(argv)
     if (args.prompt is None) == (args.tokens is None):
-        raise ValueError("give either a prompt or --tokens")
+        raise UsageError("give either a prompt or --tokens")
     with _open_model(args.model, n_threads=args.threads, activations=args.activations,
                      kv_cache=args.kv_cache) as m:
-        src = _parse_tokens(args.tokens) if args.tokens else args.prompt
+        src = args.tokens if args.tokens else args.prompt
         ids = prompt_tokens(m, src, raw=args.raw, enable_thinking=False if args.no_think else None)
         res = top_k(m, ids, k=args.k)
         V = m.config.vocab_size
@@ -420,7 +391,8 @@ def _next(argv):
         plot_or_hint(args, "plot_next", res, vocab_size=V, prog="qwen3c next")
         return 0
     mode = "token ids" if args.tokens else ("raw text" if args.raw else "chat template")
-    print(f"{len(ids)} prompt tokens ({mode}); the model scored all {V:,} vocabulary tokens:")
+    print(f"{plural(len(ids), 'prompt token')} ({mode}); the model scored all {V:,} vocabulary "
+          "tokens:")
     print(f"{'rank':>4} {'id':>7} {'prob':>8}  token")
     for rank, (i, t, p) in enumerate(res, 1):
         bar = "#" * int(round(p * 30))
@@ -432,7 +404,7 @@ def _next(argv):
 
 def main_next(argv=None) -> int:
     """`python -m qwen3c next`: top-k next tokens with probabilities."""
-    return _run(_next, sys.argv[1:] if argv is None else argv, "qwen3c next")
+    return run_command(_next, sys.argv[1:] if argv is None else argv, "qwen3c next")
 
 
 def _diff_parser():
@@ -444,12 +416,14 @@ def _diff_parser():
                     help="HuggingFace model directory (or a .gguf transformers can load)")
     g = ap.add_mutually_exclusive_group(required=True)
     g.add_argument("--prompt", help="text, encoded with the GGUF's tokenizer (no chat template)")
-    g.add_argument("--tokens", help="comma-separated token ids (for models without a tokenizer)")
-    ap.add_argument("--tol", type=float, default=1e-4,
+    g.add_argument("--tokens", type=token_ids,
+                   help="comma-separated token ids (for models without a tokenizer)")
+    ap.add_argument("--tol", type=float_in(0.0), default=1e-4,
                     help="relative tolerance, max|d| / max|ref| per stage (default 1e-4)")
     ap.add_argument("--strict", action="store_true", help="exit 1 if a stage is over tolerance")
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int_in(0, MAX_THREADS), default=0,
+                    help="threads (default 0: all cores)")
     add_numerics_arguments(ap)
     add_plot_argument(ap, "the relative error of every stage on a log scale")
     return ap
@@ -460,7 +434,7 @@ def _diff(argv):
     _need_torch()
     with _open_model(args.model, n_threads=args.threads, activations=args.activations,
                      kv_cache=args.kv_cache) as m:
-        ids = _parse_tokens(args.tokens) if args.tokens else m.encode(args.prompt)
+        ids = args.tokens if args.tokens else m.encode(args.prompt)
         if not ids:
             raise ValueError("the prompt encodes to no tokens")
         report = layer_diff(m, args.hf, ids)
@@ -472,7 +446,7 @@ def _diff(argv):
         print(json.dumps(d))
     else:
         print(f"qwen3c diff: {args.model} (activations {report.activations}, "
-              f"{report.kv_cache} KV cache) vs {args.hf}, {report.n_tokens} tokens")
+              f"{report.kv_cache} KV cache) vs {args.hf}, {plural(report.n_tokens, 'token')}")
         print(format_diff(report, args.tol))
     plot_or_hint(args, "plot_diff", report, tol=args.tol, prog="qwen3c diff")
     return 1 if (args.strict and first is not None) else 0
@@ -480,4 +454,4 @@ def _diff(argv):
 
 def main_diff(argv=None) -> int:
     """`python -m qwen3c diff`: per-layer max/mean |delta| between C and PyTorch."""
-    return _run(_diff, sys.argv[1:] if argv is None else argv, "qwen3c diff")
+    return run_command(_diff, sys.argv[1:] if argv is None else argv, "qwen3c diff")

@@ -71,6 +71,14 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+def _loaded(attr: str, doc: str) -> property:
+    """A read-only view of self.<attr> that raises Qwen3cError once the model is closed."""
+    def get(self):
+        self._ptr()
+        return getattr(self, attr)
+    return property(get, doc=doc)
+
+
 class Model:
     """A Qwen3 (or llama-architecture) GGUF model, with a default session (KV cache).
 
@@ -125,10 +133,8 @@ class Model:
         self._batch = None                  # qwen3c_batch scratch of forward_batch
         self._batch_lock = threading.Lock()  # taken after session locks, never before
         self._sessions = weakref.WeakSet()
-        #: the matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights ("q24", "f32", "q16" or "q8")
-        self.activations = activations
-        #: the default sessions' KV cache element type ("f32" or "f16")
-        self.kv_cache = kv_cache
+        self._activations = activations
+        self._kv_cache = kv_cache
         self._session_defaults = dict(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch,
                                       n_checkpoints=n_checkpoints)
         # q24 (the default) copies the weights into huge pages at load, repacked for its kernels
@@ -149,18 +155,28 @@ class Model:
             linear_k_head_dim=c["linear_k_head_dim"], linear_v_head_dim=c["linear_v_head_dim"],
             rope_dim=c["rope_dim"])
         try:
-            #: the session Model.forward / generate / top_k run on
-            self.default_session = self.session()
+            self._default_session = self.session()
         except BaseException:
             self.close()
             raise
-        #: the hyperparameters, with the default session's n_ctx and n_threads
-        self.config = self.default_session.config
-        #: bytes of weights copied at load into huge pages (q24 only; Q8_0 / Q4_0 / Q4_1
-        #: matrices only with AVX-512 VNNI kernels); 0: the weights are read from the mapped file
-        self.packed_bytes = _native.model_packed_bytes(self._model)
+        self._config = self._default_session.config
+        self._packed_bytes = _native.model_packed_bytes(self._model)
         self._tokenizer = None
         self._metadata = None
+
+    # ---- what was loaded: each raises once the model is closed (`path` and `closed` do not,
+    # ---- like a closed file's name)
+    config = _loaded("_config", "The hyperparameters read from the GGUF, with the default "
+                                "session's n_ctx and n_threads (ModelConfig).")
+    default_session = _loaded("_default_session", "The session (KV cache) Model.forward / "
+                                                  "generate / top_k run on.")
+    activations = _loaded("_activations", "The matmul arithmetic for Q8_0 / Q4_0 / Q4_1 "
+                                          'weights ("q24", "f32", "q16" or "q8").')
+    kv_cache = _loaded("_kv_cache", 'The default sessions\' KV cache element type ("f32" or '
+                                    '"f16").')
+    packed_bytes = _loaded("_packed_bytes", "Bytes of weights copied at load into huge pages "
+                           "(q24 only; Q8_0 / Q4_0 / Q4_1 matrices only with AVX-512 VNNI "
+                           "kernels); 0: the weights are read from the mapped file.")
 
     # ---- lifetime ----------------------------------------------------------------------
     def close(self) -> None:
@@ -183,14 +199,15 @@ class Model:
         return self._model is None
 
     def __enter__(self):
+        self._ptr()
         return self
 
     def __exit__(self, *exc):
         self.close()
 
     def __repr__(self):
-        state = "closed" if self.closed else f"n_ctx={self.config.n_ctx}"
-        return f"<qwen3c.Model {os.path.basename(self.path)!r} {self.config.arch} {state}>"
+        state = "closed" if self.closed else f"{self._config.arch} n_ctx={self._config.n_ctx}"
+        return f"<qwen3c.Model {os.path.basename(self.path)!r} {state}>"
 
     def _ptr(self):
         """The live `qwen3c_model *` (for the tokenizer layer and new sessions)."""
@@ -274,6 +291,7 @@ class Model:
         cache and record -- prefill chunks and single decode tokens mixed freely. Each session
         at most once. Returns, per item, the last token's (vocab_size,) logits, or None when
         want_logits is False. Raises ContextOverflowError / ValueError before any compute."""
+        self._ptr()
         items = list(items)
         if not items:
             return []
@@ -352,6 +370,7 @@ class Model:
     @property
     def metadata(self) -> dict:
         """GGUF metadata: {key: value as text} (arrays shown as '[n items]')."""
+        self._ptr()
         if self._metadata is None:
             self._metadata = _native.model_metadata(self._ptr())
         return dict(self._metadata)
@@ -369,6 +388,7 @@ class Model:
     # ---- tokenizer (python/qwen3c/tokenizer.py) -----------------------------------------
     @property
     def tokenizer(self):
+        self._ptr()
         if self._tokenizer is None:
             from .tokenizer import Tokenizer
             self._tokenizer = Tokenizer(self)

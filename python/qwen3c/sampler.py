@@ -43,7 +43,9 @@ def _as_int(name: str, value) -> int:
 class Sampler:
     """Picks the next token from logits; owns its RNG and its token history.
 
-    temperature: 0 = greedy. top_k: <= 0 disables. top_p: 1 disables. min_p: 0 disables.
+    temperature: >= 0, 0 = greedy. top_k: >= 0, 0 disables. top_p: in (0, 1], 1 disables.
+    min_p: in [0, 1], 0 disables. repetition_penalty: > 0. Out-of-range values raise ValueError
+    (the C sampler refuses the same ranges).
     presence_penalty / frequency_penalty: subtracted from the logits of tokens in the history
     (once / once per occurrence). repetition_penalty: CTRL-style, 1 disables.
     penalty_last_n: how many recent tokens the penalties look at (0 = the whole history).
@@ -69,8 +71,11 @@ class Sampler:
             raise ValueError(f"min_p must be in [0, 1], got {min_p}")
         if repetition_penalty <= 0:
             raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty}")
-        if not -(2**31) <= top_k < 2**31 or not -(2**31) <= penalty_last_n < 2**31:
-            raise ValueError("top_k and penalty_last_n must fit in a C int")
+        if not 0 <= top_k < 2**31:
+            raise ValueError(f"top_k must be an int in [0, 2**31) (0 = disabled), got {top_k}")
+        if not 0 <= penalty_last_n < 2**31:
+            raise ValueError(f"penalty_last_n must be an int in [0, 2**31) (0 = the whole "
+                             f"history), got {penalty_last_n}")
         if seed is None:
             seed = int.from_bytes(os.urandom(8), "little")
         seed = _as_int("seed", seed)

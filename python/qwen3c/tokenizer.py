@@ -163,6 +163,7 @@ class Tokenizer:
         """The raw bytes token `token_id` stands for (may be part of a UTF-8 character)."""
         token_id = _check_id(token_id)
         b = self._bytes_cache.get(token_id)
+        self._owner._ptr()  # raises once the model is closed, cached or not
         if b is None:
             if not 0 <= token_id < self.n_vocab:
                 raise ValueError(f"token id {token_id} is outside the vocabulary "

@@ -198,6 +198,27 @@ int main(void) {
         CHECK(qwen3c_gguf_get_header(NULL, &h, err, sizeof(err)) == QWEN3C_ERR_INVALID_ARG);
     }
 
+    /* empty strings, asked for with no buffer (the size query `qwen3c info` makes first):
+     * nothing to copy, and no pointer arithmetic on the NULL buffer (found by fuzz/fuzz_gguf:
+     * clang's UBSan "applying zero offset to null pointer"; fuzz/seeds/gguf/regress-*) */
+    {
+        Buf e = {0};
+        put(&e, "GGUF", 4); put_u32(&e, 3); put_u64(&e, 0); put_u64(&e, 2);
+        put_str(&e, "empty", 5); put_u32(&e, GGUF_TYPE_STRING); put_str(&e, "", 0);
+        put_str(&e, "empties", 7); put_u32(&e, GGUF_TYPE_ARRAY); put_u32(&e, GGUF_TYPE_STRING);
+        put_u64(&e, 3); put_str(&e, "", 0); put_str(&e, "", 0); put_str(&e, "", 0);
+        gguf_file ef;
+        CHECK(gguf_parse(e.p, e.n, &ef, err, sizeof(err)) == QWEN3C_OK);
+        uint64_t lens[3] = {9, 9, 9};
+        size_t total = 9;
+        CHECK(qwen3c_gguf_get_strings(&ef, 0, 0, 1, NULL, 0, lens, &total, err, sizeof(err)) == QWEN3C_OK);
+        CHECK(total == 0 && lens[0] == 0);
+        CHECK(qwen3c_gguf_get_strings(&ef, 1, 0, 3, NULL, 0, lens, &total, err, sizeof(err)) == QWEN3C_OK);
+        CHECK(total == 0 && lens[0] == 0 && lens[1] == 0 && lens[2] == 0);
+        gguf_close(&ef);
+        free(e.p);
+    }
+
     /* the in-memory parser agrees */
     gguf_file gf;
     CHECK(gguf_parse(img.p, img.n, &gf, err, sizeof(err)) == QWEN3C_OK);

@@ -8,6 +8,7 @@
  * checking that an error leaves the sampler usable and that the same seed repeats itself.
  */
 #include <math.h>
+#include <string.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -115,6 +116,13 @@ int main(void) {
     sp = qwen3c_sampler_default_params(); sp.min_p = 1.5f;
     CHECK(qwen3c_sampler_create(&sp, &s, err, sizeof err) == QWEN3C_ERR_INVALID_ARG);
     sp = qwen3c_sampler_default_params(); sp.repetition_penalty = 0.0f;
+    CHECK(qwen3c_sampler_create(&sp, &s, err, sizeof err) == QWEN3C_ERR_INVALID_ARG);
+    sp = qwen3c_sampler_default_params(); sp.top_k = -5;
+    CHECK(qwen3c_sampler_create(&sp, &s, err, sizeof err) == QWEN3C_ERR_INVALID_ARG);
+    CHECK(strstr(err, "top_k must be >= 0") != NULL);
+    sp = qwen3c_sampler_default_params(); sp.top_p = 1.5f;
+    CHECK(qwen3c_sampler_create(&sp, &s, err, sizeof err) == QWEN3C_ERR_INVALID_ARG);
+    sp = qwen3c_sampler_default_params(); sp.penalty_last_n = -1;
     CHECK(qwen3c_sampler_create(&sp, &s, err, sizeof err) == QWEN3C_ERR_INVALID_ARG);
 
     /* the same seed repeats itself, another seed does not */
