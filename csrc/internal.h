@@ -17,7 +17,11 @@
 #include <stdint.h>
 #include <string.h>
 #if defined(__F16C__)
-#include <immintrin.h> /* _cvtsh_ss */
+#include <immintrin.h> /* _cvtsh_ss: only in kernel files compiled for a tier with F16C (or a
+                          -march=native build); the baseline of the default build has none */
+#endif
+#ifdef _OPENMP
+#include <omp.h>
 #endif
 
 #include "qwen3c.h"
@@ -30,6 +34,33 @@ static inline uint16_t read_u16(const uint8_t *p) {
     uint16_t v;
     memcpy(&v, p, 2);
     return v;
+}
+
+/* A little-endian uint32 at any alignment. */
+static inline uint32_t read_u32le(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline float bits_to_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* bfloat16 -> float (exact: the upper half of the float's bits). */
+static inline float bf16_to_fp32(uint16_t h) { return bits_to_f32((uint32_t)h << 16); }
+
+/* The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block. */
+static inline void k_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
 }
 
 /* IEEE half -> float (exact, including subnormals, inf and NaN). */
@@ -59,6 +90,75 @@ static inline float fp16_to_fp32(uint16_t h) {
 #endif
 }
 
+
+/* ---------------------------------------------------------------------------------------
+ * Threads: OpenMP when the build has it, one thread otherwise. Parallel regions are plain
+ * `#pragma omp` (ignored without OpenMP); every omp_* call is one of these guarded helpers.
+ * ------------------------------------------------------------------------------------- */
+/* This thread's number in the current parallel region (0 outside one). */
+static inline int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Threads of the current parallel region (1 outside one). */
+static inline int thread_count(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+/* Processors available: the default number of threads (1 without OpenMP). */
+static inline int cpu_count(void) {
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
+/* n threads asked for -> the number a parallel region gets (1 without OpenMP). */
+static inline int thread_limit(int n) {
+#ifdef _OPENMP
+    return n;
+#else
+    (void)n;
+    return 1;
+#endif
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Operating system (os_posix.c / os_windows.c): file mapping, page hints, aligned memory
+ * ------------------------------------------------------------------------------------- */
+/* Map a whole regular file read-only: *base, *size. IO (cannot open / map, not a regular
+ * file) or FORMAT (shorter than min_size bytes), with a message naming the path. */
+int  os_map_file(const char *path, size_t min_size, const uint8_t **base, size_t *size,
+                 char *err, size_t err_size);
+void os_unmap_file(const uint8_t *base, size_t size);
+/* Hints, harmless where refused or unknown: back [p, p + n) with huge pages (os_advise_huge);
+ * drop the pages of a read-only file mapping from this process (they fault back in from the
+ * file when read again: os_release_mapped). */
+void os_advise_huge(void *p, size_t n);
+void os_release_mapped(const void *p, size_t n);
+/* Aligned allocation (alignment a power of two, >= sizeof(void *)); free with os_aligned_free.
+ * NULL when out of memory. */
+void *os_aligned_alloc(size_t alignment, size_t size);
+void  os_aligned_free(void *p);
+
+/* ---------------------------------------------------------------------------------------
+ * CPU tiers (cpu.c): which kernel table (kernels/kernels.h) this process runs
+ * ------------------------------------------------------------------------------------- */
+typedef struct Kernels Kernels;
+/* The kernels of the tier QWEN3C_CPU names, or of the best tier this CPU runs when it is
+ * unset. QWEN3C_ERR_CPU when QWEN3C_CPU names an unknown tier, one this build lacks or one
+ * this CPU cannot run (the message says which, and what it can run). Reads the CPU each time
+ * (cpuid: a few hundred cycles), keeps no state. */
+int kernels_select(const Kernels **out, char *err, size_t err_size);
 
 /* ---------------------------------------------------------------------------------------
  * Errors: every fallible function returns a QWEN3C_* status and fills (err, err_size).
@@ -161,19 +261,20 @@ void float_to_half_row(const float *x, uint16_t *y, int64_t n);
 /* Dequantize n elements (whole blocks) of `type`. */
 void dequantize_row(int type, const void *src, float *dst, int64_t n);
 
-/* out[t * out_stride + r] = dot(W[r, :], x[t, :]) for t in [0, n_tok), r in [r0, r1).
- * x is (n_tok, w->cols) floats, row stride w->cols. This is one thread's share of a matmul;
- * it streams each weight row once for all n_tok tokens. */
-void matmul_rows(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,
-                 int64_t r0, int64_t r1);
-
-/* A quantized-activation path (int8, q16) and quant_path_matmul, the checked runner behind its
- * public entry point (qwen3c_matmul_int8 / _q16; in quant.c). */
+/* The matmul kernels (one thread's share of a matmul: out[t * out_stride + r] for t < n_tok,
+ * r in [r0, r1)) are per CPU tier, behind the table kernels/kernels.h defines: call them as
+ * k->matmul->rows(...), k->q24->rows(...), ... with k = the context's kernels (ctx->k) or the
+ * model's (model->kernels). The forward pass's matmul helpers (forward.c: matmul, matmuls) do. */
+/* A quantized-activation path (q24, q16, int8) as its public entry point runs it
+ * (qwen3c_matmul_q24 / _q16 / _int8, through quant_path_matmul in quant.c), built from the
+ * kernel table of the selected tier (kernels/kernels.h). */
 typedef struct {
     const char *what, *path;                          /* "matmul_int8", "int8" (for errors) */
     bool   (*supported)(int type);
     size_t (*act_size)(int n_tok, int64_t cols);
-    void   (*quantize)(const float *x, int n_tok, int64_t cols, void *xq);
+    /* one of the two: whole token rows (q16, int8) or a range of blocks (q24) */
+    void   (*quantize_rows)(const float *x, int n_tok, int64_t cols, void *xq);
+    void   (*quantize_blocks)(const float *x, int64_t i0, int64_t i1, void *xq);
     void   (*rows)(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
                    int64_t r0, int64_t r1);
     /* NULL, or the packed copy of W the rows() kernel reads (q24) */
@@ -184,62 +285,22 @@ int quant_path_matmul(const QuantPath *qp, int type, const void *w, size_t w_siz
                       int64_t n_tok, int64_t n, int64_t d, float *out, int n_threads, char *err,
                       size_t err_size);
 
-/* The opt-in int8 path (quant_int8.c): activations quantized once per matmul to 8-bit blocks
- * of 32 (float scale d = max|x| / 127, q = rint(x / d)), integer dot products against the
- * weights (AVX-512 VNNI; plain C otherwise). Less exact than matmul_rows: never the default. */
-/* true for Q8_0, Q4_0, Q4_1 (in every build). */
-bool   int8_path_supported(int type);
-/* Bytes of the quantized activations of n_tok rows of cols (a multiple of 32) floats. */
-size_t int8_act_size(int n_tok, int64_t cols);
-/* Quantize x (n_tok, cols) into xq (int8_act_size bytes, at least 4-byte aligned; 64 is best).
- * Once per matmul, before the threads run matmul_rows_int8 on it. */
-void   quantize_activations(const float *x, int n_tok, int64_t cols, void *xq);
-/* Same contract as matmul_rows, with the activations pre-quantized by quantize_activations
- * (same n_tok, cols = w->cols). w->type must satisfy int8_path_supported. */
-void   matmul_rows_int8(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
-                        int64_t r0, int64_t r1);
-
-/* The opt-in q16 path (quant_q16.c) for Q8_0 / Q4_0 / Q4_1 weights: activations
- * quantized once per matmul to 16-bit blocks of 32 (float scale d = max|x| / 32767,
- * q = rint(x / d), plus the float sum of x per block for Q4_1's min term), exact integer dot
- * products against the weights (AVX-512 VNNI vpdpwssd; plain C otherwise). ~2e-5 relative on
- * Gaussian activations, ~1e-3 with a real model's outlier activations: not the default. */
-/* true for Q8_0, Q4_0, Q4_1 (in every build). */
-bool   q16_path_supported(int type);
-/* Bytes of the quantized activations of n_tok rows of cols (a multiple of 32) floats. */
-size_t q16_act_size(int n_tok, int64_t cols);
-/* Quantize x (n_tok, cols) into xq (q16_act_size bytes, at least 4-byte aligned; 64 is best).
- * Once per matmul, before the threads run matmul_rows_q16 on it. */
-void   quantize_activations_q16(const float *x, int n_tok, int64_t cols, void *xq);
-/* Same contract as matmul_rows, with the activations pre-quantized by quantize_activations_q16
- * (same n_tok, cols = w->cols). w->type must satisfy q16_path_supported. */
-void   matmul_rows_q16(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
-                       int64_t r0, int64_t r1);
-
-/* The default q24 path (quant_q24.c) for Q8_0 / Q4_0 / Q4_1 weights: activations quantized
- * once per matmul to 24-bit fixed point per block of 32 (scale max|x| / 8355711, as three
- * signed-byte digits), weights packed once per model into 16-row groups, exact integer dot
- * products (AVX-512 VNNI vpdpbusd; plain C otherwise). Within float32 rounding of matmul_rows. */
-/* true for Q8_0, Q4_0, Q4_1 (in every build). */
+/* The quantized-activation paths for Q8_0 / Q4_0 / Q4_1 weights (quant_q24.c, quant_q16.c,
+ * quant_int8.c describe their formats; the kernels are kernels/q24_*.c, q16_*.c, int8_*.c):
+ *   q24 (default): 24-bit fixed-point activation blocks x weights packed once per model into
+ *                  16-row groups, exact integer sums: within float32 rounding of the f32 path
+ *   q16 (opt-in):  16-bit activation blocks, exact integer sums (~1e-3 with outliers)
+ *   int8 (opt-in): 8-bit activation blocks, as llama.cpp (~1e-2)
+ * Each is true for Q8_0, Q4_0, Q4_1 (on every tier). */
 bool   q24_path_supported(int type);
-/* true when built with the AVX-512 VNNI kernels (the forward pass uses q24 only then; the
- * plain C kernels are for tests of the portable build). */
-bool   q24_path_fast(void);
-/* Bytes of the packed copy of a (rows, cols) matrix of `type`; 0 when unsupported. */
+bool   q16_path_supported(int type);
+bool   int8_path_supported(int type);
+/* q24's packed layout (16-row groups, quant_q24.c): the bytes of the packed copy of a
+ * (rows, cols) matrix of `type` (0 when unsupported), and the packing itself into dst (64-byte
+ * aligned is best) with n_threads OpenMP threads (<= 0: the default). The q24 kernel tables
+ * of the scalar and avx512 tiers use these (Q24Kernels.packed_size / pack). */
 size_t q24_packed_size(int type, int64_t rows, int64_t cols);
-/* Write the packed copy of w (q24_packed_size bytes, 64-byte aligned is best) into dst, with
- * n_threads OpenMP threads (<= 0: the default number). */
 void   q24_pack(const QTensor *w, void *dst, int n_threads);
-/* Bytes of the quantized activations of n_tok rows of cols (a multiple of 32) floats. */
-size_t q24_act_size(int n_tok, int64_t cols);
-/* Quantize blocks [i0, i1) of x (n_tok, cols) into xq (q24_act_size(n_tok, cols) bytes,
- * 4-byte aligned). Block i is x[32 i .. 32 i + 32) (token i / (cols/32)): threads can split
- * the n_tok * cols / 32 blocks of a matmul's input between them, even for one token. */
-void   quantize_activations_q24(const float *x, int64_t i0, int64_t i1, void *xq);
-/* Same contract as matmul_rows, activations from quantize_activations_q24, weights from
- * w->packed (not NULL); r0 must be a multiple of 16. */
-void   matmul_rows_q24(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
-                       int64_t r0, int64_t r1);
 
 /* ---------------------------------------------------------------------------------------
  * Tokenizer (tokenizer.c)
@@ -287,6 +348,8 @@ typedef struct qwen3c_model {
     Tokenizer         *tokenizer;  /* NULL when the GGUF has no tokenizer */
     void              *packed;     /* one allocation holding every QTensor.packed, or NULL */
     size_t             packed_bytes;
+    const Kernels     *kernels;    /* the CPU tier's kernels, chosen at load (cpu.c); the packed
+                                      layout is theirs, so every context of the model uses them */
 } Transformer;
 
 /* ---------------------------------------------------------------------------------------
@@ -303,7 +366,7 @@ typedef struct {
     float *xb2;          /* (B, D)      o_proj / down_proj output */
     float *hb;           /* (B, H)      act_fn(gate_proj(x)) * up_proj(x) */
     float *hb2;          /* (B, H)      up_proj(x) */
-    float *att;          /* (n_threads, 8, C) attention scores scratch, 8 query rows per thread */
+    float *att;          /* (n_threads, ATT_ROWS, C) attention scores scratch, 8 query rows per thread */
     float *rope_cos;     /* (C, HD/2)   cos(pos * inv_freq), precomputed */
     float *rope_sin;     /* (C, HD/2) */
     void  *key_cache;    /* (L, NKV, C/16, HD, 16) past_key_values keys in tiles of 16 positions,
@@ -316,6 +379,7 @@ typedef struct {
 
 typedef struct qwen3c_context {
     const Transformer *transformer;
+    const Kernels     *k;           /* = transformer->kernels */
     RunState           state;
     int                n_ctx;
     int                n_ctx_pad;   /* n_ctx rounded up to a whole key tile (16): the KV cache length */

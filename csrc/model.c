@@ -13,10 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
-#include "internal.h"
+#include "kernels/kernels.h"
 
 /* ---------------------------------------------------------------------------------------
  * Supported architectures. Everything that differs between them lives in this table.
@@ -272,15 +270,8 @@ static int load_weights(Transformer *m, char *err, size_t err_size) {
  * copy, so keeping both would double the resident size. Reading them again (an embedding row,
  * an F32-path context) faults them back in from the file. */
 static void release_pages(const gguf_file *gf, const QTensor *t) {
-#ifdef MADV_DONTNEED
     if (!gf->mapped) return; /* a caller's buffer: never discard it */
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t a = ((uintptr_t)t->data + page - 1) / page * page;
-    const uintptr_t e = ((uintptr_t)t->data + (uintptr_t)(t->row_bytes * (size_t)t->rows)) / page * page;
-    if (e > a) (void)madvise((void *)a, e - a, MADV_DONTNEED);
-#else
-    (void)gf, (void)t;
-#endif
+    os_release_mapped(t->data, t->row_bytes * (size_t)t->rows);
 }
 
 static int is_float_type(int type) {
@@ -288,9 +279,9 @@ static int is_float_type(int type) {
 }
 
 /* Bytes a matrix takes in the packed allocation (64-byte aligned); 0: it stays in the file. */
-static size_t packed_bytes(const QTensor *t) {
+static size_t packed_bytes(const Kernels *k, const QTensor *t) {
     const size_t b = is_float_type(t->type) ? t->row_bytes * (size_t)t->rows
-                   : q24_path_fast()        ? q24_packed_size(t->type, t->rows, t->cols) : 0;
+                   : k->q24->fast           ? k->q24->packed_size(t->type, t->rows, t->cols) : 0;
     return (b + 63) / 64 * 64;
 }
 
@@ -323,7 +314,7 @@ static int pack_weights(Transformer *m, char *err, size_t err_size) {
                 QTensor *mats[7] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w1, &lw->w3, &lw->w2};
                 t = mats[i % 7];
             }
-            const size_t bytes = packed_bytes(t);
+            const size_t bytes = packed_bytes(m->kernels, t);
             if (bytes == 0) continue;
             if (pass == 0) {
                 total += bytes;
@@ -334,7 +325,7 @@ static int pack_weights(Transformer *m, char *err, size_t err_size) {
                 release_pages(&m->file, t);
                 t->data = dst;
             } else {
-                q24_pack(t, dst, 0);
+                m->kernels->q24->pack(t, dst, 0);
                 t->packed = dst;
                 release_pages(&m->file, t);
             }
@@ -345,12 +336,11 @@ static int pack_weights(Transformer *m, char *err, size_t err_size) {
             /* 2 MB aligned, so that the kernel can back it with huge pages (fewer TLB misses
              * while decode streams every byte of it) */
             const size_t align = (size_t)2 << 20;
-            if (posix_memalign(&m->packed, align, (total + align - 1) / align * align))
+            m->packed = os_aligned_alloc(align, (total + align - 1) / align * align);
+            if (!m->packed)
                 return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM,
                                    "out of memory for the packed weights (%.1f MB)", (double)total / 1e6);
-#ifdef MADV_HUGEPAGE
-            (void)madvise(m->packed, (total + align - 1) / align * align, MADV_HUGEPAGE);
-#endif
+            os_advise_huge(m->packed, (total + align - 1) / align * align);
             m->packed_bytes = total;
         }
     }
@@ -381,7 +371,8 @@ int qwen3c_model_load_with(const char *path, const qwen3c_model_params *params, 
     Transformer *m = calloc(1, sizeof(*m));
     if (!m) return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory");
     const ArchInfo *arch = NULL;
-    int rc = gguf_open(path, &m->file, err, err_size);
+    int rc = kernels_select(&m->kernels, err, err_size); /* the CPU tier (QWEN3C_CPU) */
+    if (!rc) rc = gguf_open(path, &m->file, err, err_size);
     if (!rc) rc = read_config(&m->file, &m->config, &arch, err, err_size);
     if (!rc) rc = load_weights(m, err, err_size);
     if (!rc) {
@@ -406,7 +397,7 @@ void qwen3c_model_free(qwen3c_model *m) {
     tokenizer_free(m->tokenizer);
     free(m->weights.layers);
     free(m->weights.owned);
-    free(m->packed);
+    os_aligned_free(m->packed);
     gguf_close(&m->file);
     free(m);
 }

@@ -42,6 +42,8 @@ extern "C" {
 #define QWEN3C_ERR_INVALID_ARG   5  /* bad argument: token id, position, size, UTF-8, ... */
 #define QWEN3C_ERR_NOMEM         6  /* allocation failed */
 #define QWEN3C_ERR_BUFFER        7  /* caller's output buffer too small (the needed size is returned) */
+#define QWEN3C_ERR_CPU           8  /* QWEN3C_CPU names a kernel tier that is unknown, not in this
+                                       build, or not supported by this CPU */
 
 /* Human-readable name of a status code ("ok", "io error", ...). Never NULL. */
 const char *qwen3c_status_str(int status);
@@ -91,8 +93,9 @@ typedef struct qwen3c_config {
 } qwen3c_config;
 
 /* Load a GGUF file: parse and validate it, mmap the tensor data, build the weights and the
- * tokenizer. Returns QWEN3C_OK and sets *out, or an error status (FORMAT, UNSUPPORTED, IO,
- * NOMEM) with a message naming the problem. */
+ * tokenizer, pick the CPU's kernel tier (qwen3c_cpu_info_get). Returns QWEN3C_OK and sets
+ * *out, or an error status (FORMAT, UNSUPPORTED, IO, NOMEM, CPU) with a message naming the
+ * problem. */
 int qwen3c_model_load(const char *path, qwen3c_model **out, char *err, size_t err_size);
 
 typedef struct qwen3c_model_params {
@@ -178,7 +181,8 @@ typedef struct qwen3c_context qwen3c_context;
 
 typedef struct qwen3c_context_params {
     int n_ctx;      /* KV cache length in tokens; 0 = the model's context_length (capped to 4096) */
-    int n_threads;  /* OpenMP threads for this context; 0 = all cores */
+    int n_threads;  /* OpenMP threads for this context; 0 = all cores (always 1 in a build
+                       without OpenMP: qwen3c_cpu_info_get says which) */
     int n_batch;    /* max tokens per internal forward chunk; 0 = default (256) */
     int activations; /* matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights (QWEN3C_ACTIVATIONS_*;
                         other weight types always use float32 activations) */
@@ -354,6 +358,33 @@ int qwen3c_matmul_q24(int type, const void *w, size_t w_size, const float *x, in
  * quiet NaN (sign and the top 9 payload bits kept). QWEN3C_ERR_INVALID_ARG for NULL buffers
  * or n < 0. (qwen3c_dequantize with QWEN3C_TYPE_F16 is the way back.) */
 int qwen3c_float_to_half(const float *src, int64_t n, uint16_t *dst, char *err, size_t err_size);
+
+/* ---------------------------------------------------------------------------------------
+ * CPU kernels and threads (cpu.c)
+ *
+ * One build holds the kernels of several CPU tiers (x86-64: avx512, avx2, sse, scalar) and
+ * picks the best one the CPU runs when a model is loaded. The environment variable
+ * QWEN3C_CPU=avx512|avx2|sse|scalar|neon forces a tier; a tier that is unknown, not in this
+ * build or not supported by this CPU is refused with QWEN3C_ERR_CPU.
+ * ------------------------------------------------------------------------------------- */
+typedef struct qwen3c_cpu_info {
+    char features[256];  /* the CPU features qwen3c looks for that this CPU has, space-separated
+                            ("sse4_2 popcnt avx avx2 fma f16c avx512f ...") */
+    char tiers[64];      /* the kernel tiers in this build, best first ("avx512 avx2 sse scalar") */
+    char best[16];       /* the best tier this CPU runs */
+    char tier[16];       /* the tier a model loaded now uses (QWEN3C_CPU or best); "" if refused */
+    char requested[16];  /* QWEN3C_CPU as set ("" when unset; truncated) */
+    int  openmp;         /* 1: built with OpenMP; 0: every context runs one thread */
+    int  n_procs;        /* processors OpenMP sees (the default thread count); 1 without OpenMP */
+    char compiler[32];   /* the compiler that built the library ("gcc 12.2.0", "clang 14.0.6") */
+} qwen3c_cpu_info;
+
+/* Fill *out. Returns QWEN3C_OK, or QWEN3C_ERR_CPU with the reason in err when QWEN3C_CPU is
+ * refused (out is filled all the same, with tier ""). */
+int qwen3c_cpu_info_get(qwen3c_cpu_info *out, char *err, size_t err_size);
+
+/* The kernel tier a model computes with ("avx512", ...), chosen when it was loaded. */
+const char *qwen3c_model_cpu_tier(const qwen3c_model *model);
 
 /* CDEF END */
 

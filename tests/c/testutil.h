@@ -16,21 +16,21 @@ static int failures = 0;
 
 /* A growable byte buffer holding a GGUF image. */
 typedef struct { uint8_t *p; size_t n, cap; } Buf;
-static void put(Buf *b, const void *src, size_t n) {
+static inline void put(Buf *b, const void *src, size_t n) {
     if (b->n + n > b->cap) { b->cap = (b->n + n) * 2; b->p = realloc(b->p, b->cap); }
     memcpy(b->p + b->n, src, n);
     b->n += n;
 }
-static void put_u32(Buf *b, uint32_t v) { put(b, &v, 4); }
-static void put_u64(Buf *b, uint64_t v) { put(b, &v, 8); }
-static void put_str(Buf *b, const char *s, size_t n) { put_u64(b, n); put(b, s, n); }
-static void kv_str(Buf *b, const char *k, const char *v) {
+static inline void put_u32(Buf *b, uint32_t v) { put(b, &v, 4); }
+static inline void put_u64(Buf *b, uint64_t v) { put(b, &v, 8); }
+static inline void put_str(Buf *b, const char *s, size_t n) { put_u64(b, n); put(b, s, n); }
+static inline void kv_str(Buf *b, const char *k, const char *v) {
     put_str(b, k, strlen(k)); put_u32(b, GGUF_TYPE_STRING); put_str(b, v, strlen(v));
 }
-static void kv_u32(Buf *b, const char *k, uint32_t v) {
+static inline void kv_u32(Buf *b, const char *k, uint32_t v) {
     put_str(b, k, strlen(k)); put_u32(b, GGUF_TYPE_UINT32); put_u32(b, v);
 }
-static void kv_f32(Buf *b, const char *k, float v) {
+static inline void kv_f32(Buf *b, const char *k, float v) {
     put_str(b, k, strlen(k)); put_u32(b, GGUF_TYPE_FLOAT32); put(b, &v, 4);
 }
 

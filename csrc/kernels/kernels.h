@@ -1,0 +1,142 @@
+/*
+ * kernels.h -- the SIMD kernels of qwen3c, one file per kernel family and CPU tier, behind one
+ * table of function pointers per tier (the dispatcher, csrc/cpu.c, picks the table).
+ *
+ *   family      what it computes                                  files
+ *   matmul      float32 activations x any weight type (the        matmul_{scalar,avx2,avx512}.c
+ *               reference path: decode dot products, prefill
+ *               panel dequantization + register-tiled FMAs)
+ *   q24         the default for Q8_0/Q4_0/Q4_1: 24-bit            q24_{scalar,avx512}.c
+ *               activation blocks x packed 16-row weight groups
+ *   q16         opt-in 16-bit activation blocks                   q16_{scalar,avx512}.c
+ *   int8        opt-in 8-bit activation blocks                    int8_{scalar,avx512}.c
+ *   attention   scores q.k over key tiles, softmax(scores) @ v    attention_{scalar,avx512}.c
+ *   nn          softmax, swiglu (the exp-heavy element-wise ops)  nn_scalar.c
+ *
+ *   tier     x86-64 CPUs                                  compiled with
+ *   avx512   AVX-512 F/BW/DQ/VL + VNNI (Ice Lake, Zen 4)   -mavx512f -mavx512bw -mavx512dq -mavx512vl
+ *                                                         -mavx512vnni -mavx2 -mfma -mf16c
+ *   avx2     AVX2 + FMA + F16C (Haswell, Zen 1)           -mavx2 -mfma -mf16c
+ *   sse      SSE4.2 + POPCNT (Nehalem): x86-64-v2          -msse4.2 -mpopcnt
+ *   scalar   any CPU: plain C, the readable reference     the build's baseline flags
+ *   neon     arm64 (slot for the NEON kernels, not yet written)
+ *
+ * Every tier has a table for every family. A family without a hand-written file for a tier
+ * (e.g. q24_avx2.c) gets its scalar file compiled again with that tier's flags (CMakeLists.txt
+ * does it, defining KERNEL_TIER): the plain C, vectorized by the compiler for that CPU. So
+ * today: sse = every scalar file for SSE4.2; avx2 = matmul_avx2.c + the scalar q24, q16, int8,
+ * attention, nn files for AVX2; avx512 = hand-written matmul, q24, q16, int8, attention + the
+ * scalar nn file for AVX-512.
+ *
+ * Adding a family: a struct of function pointers below, a <family>_scalar.c that defines
+ * `const XxxKernels TIER_TABLE(xxx_kernels)` (everything else in the file static), the family
+ * in QWEN3C_KERNEL_FAMILIES (CMakeLists.txt) and a field in Kernels + an entry per tier in
+ * cpu.c. Adding a hand-written kernel for a tier: the file <family>_<tier>.c defining
+ * <family>_kernels_<tier> (CMake then compiles it instead of the scalar one). Adding a tier:
+ * its flags in CMakeLists.txt, its detection and table in cpu.c.
+ *
+ * Contracts: every tier of a family computes the same function; the tests run under each tier
+ * (QWEN3C_CPU=avx2|sse|scalar) with the same tolerances. Where a tier is exact (q24's integer
+ * sums, q16 / int8 before the float steps) all tiers are bit-identical; the float tiers differ
+ * by float32 rounding (FMA or not, summation order).
+ */
+#ifndef QWEN3C_KERNELS_H
+#define QWEN3C_KERNELS_H
+
+#include "internal.h"
+
+/* ---- the table name of a kernel file (see above) ---------------------------------------- */
+#ifndef KERNEL_TIER
+#define KERNEL_TIER scalar
+#endif
+#define TIER_CAT2(a, b) a##_##b
+#define TIER_CAT(a, b) TIER_CAT2(a, b)
+#define TIER_TABLE(family) TIER_CAT(family, KERNEL_TIER) /* TIER_TABLE(q24_kernels) = q24_kernels_avx2 */
+
+/* out[t * out_stride + r] for t in [0, n_tok), r in [r0, r1): one thread's share of a matmul
+ * whose input x is, per path, float32 rows or pre-quantized activation blocks. */
+typedef void (*RowsFn)(float *out, int64_t out_stride, const void *x, int n_tok, const QTensor *w,
+                       int64_t r0, int64_t r1);
+
+/* ---- matmul: float32 activations -------------------------------------------------------- */
+typedef struct {
+    /* out[t * out_stride + r] = dot(W[r, :], x[t, :]) for t < n_tok, r in [r0, r1); x is
+     * (n_tok, w->cols) floats. Streams each weight row once for all n_tok tokens. Any row range. */
+    void (*rows)(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,
+                 int64_t r0, int64_t r1);
+} MatmulKernels;
+
+/* ---- q24: 24-bit activations x packed weights (quant_q24.c has the format) -------------- */
+typedef struct {
+    bool fast;   /* true: the forward pass uses q24 and the model packs its weights for it;
+                    false (no integer dot-product instructions): q24 runs as f32 there, and
+                    only the test entry qwen3c_matmul_q24 uses these kernels */
+    /* bytes of the packed copy of a (rows, cols) matrix (0: unsupported type), and the packing
+     * (once per model, n_threads OpenMP threads; <= 0: the default number) */
+    size_t (*packed_size)(int type, int64_t rows, int64_t cols);
+    void   (*pack)(const QTensor *w, void *dst, int n_threads);
+    /* bytes of the quantized activations of n_tok rows of cols floats */
+    size_t (*act_size)(int n_tok, int64_t cols);
+    /* blocks [i0, i1) of x (block i = x[32 i .. 32 i + 32)) into xq: threads split the blocks */
+    void   (*quantize)(const float *x, int64_t i0, int64_t i1, void *xq);
+    /* as MatmulKernels.rows, x from quantize, weights from w->packed; r0 a multiple of 16 */
+    RowsFn rows;
+} Q24Kernels;
+
+/* ---- q16 and int8: 16- / 8-bit activations x the weights as stored ---------------------- */
+typedef struct {
+    size_t (*act_size)(int n_tok, int64_t cols);
+    /* all n_tok rows of x (n_tok, cols) into xq (act_size bytes, 64-byte aligned is best) */
+    void   (*quantize)(const float *x, int n_tok, int64_t cols, void *xq);
+    RowsFn rows;
+} ActQuantKernels;
+
+/* ---- attention over the KV cache (forward.c: attention() has the layout) ---------------- */
+#define ATT_ROWS 8   /* query rows (token, head) sharing one kv head, done together */
+#define KV_TILE  16  /* positions per key tile: keys are stored (C/16, HD, 16) per kv head */
+typedef struct {
+    /* att[r * att_stride + s] = (q[r] . k_s) * scale for r < nr (<= ATT_ROWS) and every s in
+     * [0, n) rounded up to whole tiles of KV_TILE (lanes past n get stale keys' scores, which
+     * nobody reads). keys: one kv head's tiles (float32, or IEEE halves when f16). */
+    void (*scores)(int nr, const float *const *q, const void *keys, int f16, int HD, int n,
+                   float scale, float *att, size_t att_stride);
+    /* o[r][0..HD) = sum over s < len[r] of att[r * att_stride + s] * v_s for r < nr (<=
+     * ATT_ROWS), summed in order of s; values: one kv head's rows (., HD), float32 or halves
+     * (f16). att[r][s] must be 0 for len[r] <= s < max(len): a kernel may sum every row to the
+     * longest length, to read each value vector once for all rows. */
+    void (*weighted_sum)(int nr, float *const *o, const float *att, size_t att_stride,
+                         const void *values, int f16, const int *len, int HD);
+} AttentionKernels;
+
+/* ---- nn: element-wise ops with exp ------------------------------------------------------- */
+typedef struct {
+    void (*softmax)(float *x, int n);                       /* in place, float32 */
+    void (*swiglu)(float *hb, const float *hb2, int64_t n);  /* hb = silu(hb) * hb2 */
+} NNKernels;
+
+/* ---- one tier: a table per family ---------------------------------------------------------- */
+typedef struct Kernels {
+    const char             *tier;      /* "avx512", "avx2", "sse", "scalar" (QWEN3C_CPU names) */
+    const MatmulKernels    *matmul;
+    const Q24Kernels       *q24;
+    const ActQuantKernels  *q16;
+    const ActQuantKernels  *int8;
+    const AttentionKernels *attention;
+    const NNKernels        *nn;
+} Kernels;
+
+#define QWEN3C_DECLARE_TIER(t)                                                                     \
+    extern const MatmulKernels matmul_kernels_##t;                                                 \
+    extern const Q24Kernels q24_kernels_##t;                                                       \
+    extern const ActQuantKernels q16_kernels_##t;                                                  \
+    extern const ActQuantKernels int8_kernels_##t;                                                 \
+    extern const AttentionKernels attention_kernels_##t;                                           \
+    extern const NNKernels nn_kernels_##t;
+QWEN3C_DECLARE_TIER(scalar)
+QWEN3C_DECLARE_TIER(sse)
+QWEN3C_DECLARE_TIER(avx2)
+QWEN3C_DECLARE_TIER(avx512)
+QWEN3C_DECLARE_TIER(neon)
+#undef QWEN3C_DECLARE_TIER
+
+#endif /* QWEN3C_KERNELS_H */

@@ -1,0 +1,49 @@
+/*
+ * q24.h -- what the q24 kernel files share: the activation block and the packed record sizes
+ * (quant_q24.c documents the formats).
+ */
+#ifndef QWEN3C_Q24_H
+#define QWEN3C_Q24_H
+
+#include <float.h>
+#include <math.h>
+
+#include "kernels.h"
+
+#define QK 32           /* elements per block */
+#define GR 16           /* weight rows per packed group (one per int32 lane) */
+#define VMAX 8355711    /* 0x7F7F7F: the largest |v| with three signed-byte digits */
+
+/* One quantized activation block (112 bytes). */
+typedef struct {
+    float   d;          /* x ~= d * v */
+    float   sx;         /* float32 sum of the original x */
+    int32_t sh;         /* sum(h) */
+    int32_t sml;        /* 256 sum(m) + sum(l) */
+    int8_t  h[QK], m[QK], l[QK];
+} BlockQ24;
+
+/* Bytes of one packed record (16 rows x one block of 32 columns); 0 for other types. */
+static inline int q24_record_bytes(int type) {
+    switch (type) {
+    case QWEN3C_TYPE_Q8_0: return 32 + 8 * 64;
+    case QWEN3C_TYPE_Q4_0: return 32 + 4 * 64;
+    case QWEN3C_TYPE_Q4_1: return 64 + 4 * 64;
+    default: return 0;
+    }
+}
+
+static inline size_t q24_act_bytes(int n_tok, int64_t cols) {
+    return (size_t)n_tok * (size_t)(cols / QK) * sizeof(BlockQ24);
+}
+
+/* The block scale: d and 1/d from max|x| (bad = the block holds a NaN or an infinity). */
+static inline float q24_act_scale(float amax, int bad, float *id) {
+    float d = amax / (float)VMAX;
+    if (bad) { *id = 0.0f; return NAN; }
+    if (!(d >= FLT_MIN)) { *id = 0.0f; return 0.0f; }
+    *id = 1.0f / d;
+    return d;
+}
+
+#endif /* QWEN3C_Q24_H */
