@@ -8,15 +8,17 @@ The C core (csrc/) does the GGUF parsing, the forward pass, the tokenizer and th
 this package is a thin layer over it (see docs/c_vs_transformers.md for the map).
 """
 from .errors import (ContextOverflowError, InvalidArgumentError, ModelFormatError, ModelIOError,
-                     ModelNotAvailableError, OutOfMemoryError, Qwen3cError, UnsupportedModelError)
+                     ModelNotAvailableError, OutOfMemoryError, Qwen3cError, UnsupportedCPUError,
+                     UnsupportedModelError)
 from .model import Model, ModelConfig
 from .sampler import Sampler
 from .chat import Chat, chat  # binds qwen3c.chat to the function, not the submodule
+from .system import cpu_info
 
 __version__ = "0.1.0"
 
 __all__ = ["Model", "ModelConfig", "Qwen3cError", "ModelFormatError", "UnsupportedModelError",
            "ContextOverflowError", "ModelNotAvailableError", "InvalidArgumentError", "ModelIOError",
-           "OutOfMemoryError", "Sampler", "Chat", "chat"]
+           "OutOfMemoryError", "UnsupportedCPUError", "Sampler", "Chat", "chat", "cpu_info"]
 
 

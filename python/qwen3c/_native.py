@@ -11,7 +11,7 @@ import numpy as np
 
 from ._qwen3c import ffi, lib
 from .errors import (ContextOverflowError, InvalidArgumentError, ModelFormatError, ModelIOError,
-                     OutOfMemoryError, Qwen3cError, UnsupportedModelError)
+                     OutOfMemoryError, Qwen3cError, UnsupportedCPUError, UnsupportedModelError)
 
 ERR_SIZE = 1024
 
@@ -42,6 +42,8 @@ def _raise(status: int, err: _Err, **extra):
         raise ModelIOError(msg)
     if status == lib.QWEN3C_ERR_NOMEM:
         raise OutOfMemoryError(msg)
+    if status == lib.QWEN3C_ERR_CPU:
+        raise UnsupportedCPUError(msg)
     raise Qwen3cError(f"{msg} (status {status})")
 
 
@@ -215,8 +217,34 @@ def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx:
     return (logits, hidden) if trace else logits
 
 
+def model_cpu_tier(ptr) -> str:
+    """The kernel tier the model computes with ("avx512", "avx2", "sse", "scalar", ...)."""
+    return ffi.string(lib.qwen3c_model_cpu_tier(ptr)).decode()
+
+
 def type_name(t: int) -> str:
     return ffi.string(lib.qwen3c_type_name(t)).decode()
+
+
+# ---- CPU tiers and threads (csrc/cpu.c) -----------------------------------------------------
+
+def cpu_info() -> dict:
+    """What this machine and build run (qwen3c_cpu_info_get): the CPU features qwen3c looks for,
+    the kernel tiers built in, the best tier, the tier a model loaded now gets (None, with the
+    reason in "error", when QWEN3C_CPU is refused), OpenMP and the processor count."""
+    info = ffi.new("qwen3c_cpu_info *")
+    err = _Err()
+    rc = lib.qwen3c_cpu_info_get(info, err.buf, ERR_SIZE)
+
+    def text(name):
+        return ffi.string(getattr(info, name)).decode("utf-8", "replace")
+
+    return {"features": text("features").split(), "tiers": text("tiers").split(),
+            "best": text("best"), "tier": text("tier") or None,
+            "requested": text("requested") or None,
+            "error": err.text() if rc != lib.QWEN3C_OK else None,
+            "openmp": bool(info.openmp), "n_procs": int(info.n_procs),
+            "compiler": text("compiler")}
 
 
 # ---- tokenizer -----------------------------------------------------------------------------
