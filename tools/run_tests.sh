@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Install qwen3c with its test dependencies and run the whole test suite, then rerun the
-# loader / tokenizer tests against an AddressSanitizer + UBSan build of the C core.
+# Install qwen3c with its test dependencies and run the whole test suite, rerun the kernel
+# tests under every lower CPU tier, then the loader / tokenizer tests against an
+# AddressSanitizer + UBSan build of the C core.
 #   bash tools/run_tests.sh            (what CI runs; see README "Tests")
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,17 +19,19 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 #    python/ dir cannot shadow the installed, compiled package)
 "$PY" -m pytest -q -p no:cacheprovider tests
 
-# 4. the portable build (-DQWEN3C_NATIVE=OFF: no -march=native, scalar kernels) must compute the
-#    same numbers: the kernel, parity and KV cache (scalar float16 conversions) tests again against it
-"$PY" -m pip install -q "scikit-build-core>=0.10" "cffi>=1.17"
-portable_site=$(mktemp -d)
-"$PY" -m pip install -q --no-deps --no-build-isolation --target "$portable_site" \
-    -C cmake.define.QWEN3C_NATIVE=OFF -C build-dir=build/portable .
-PYTHONPATH="$portable_site" "$PY" -m pytest -q -p no:cacheprovider \
-    tests/test_quant.py tests/test_quant_q24.py tests/test_quant_q16.py tests/test_quant_int8.py tests/test_parity.py tests/test_llama_arch.py \
-    tests/test_kv_cache.py
+# 4. the CPU tiers: the one build holds the kernels of every x86-64 tier (csrc/kernels/kernels.h)
+#    and runs the best the CPU has; the kernel, parity and KV cache tests again under each lower
+#    tier this CPU can run, forced with QWEN3C_CPU (scalar = the plain C reference kernels)
+tier_tests=(tests/test_quant.py tests/test_quant_q24.py tests/test_quant_q16.py tests/test_quant_int8.py
+            tests/test_parity.py tests/test_llama_arch.py tests/test_kv_cache.py tests/test_activations.py)
+lower_tiers=$(cd tests && "$PY" -c "import qwen3c; i = qwen3c.cpu_info(); t = i['tiers']; print(' '.join(t[t.index(i['best']) + 1:]))")
+for tier in $lower_tiers; do
+  echo "== kernel tier $tier"
+  QWEN3C_CPU=$tier "$PY" -m pytest -q -p no:cacheprovider "${tier_tests[@]}"
+done
 
 # 5. the bad-input tests again, under ASan + UBSan
+"$PY" -m pip install -q "scikit-build-core>=0.10" "cffi>=1.17"  # for the --no-build-isolation builds
 if [ "${QWEN3C_SKIP_SANITIZE:-0}" != 1 ]; then
   asan_site=$(mktemp -d)
   "$PY" -m pip install -q --no-deps --no-build-isolation --target "$asan_site" \
