@@ -4,13 +4,18 @@
  *
  * A model picks its tier when it is loaded (its packed weights are laid out for that tier's
  * kernels) and its contexts use it; the test entry points (qwen3c_matmul, ...) pick one per
- * call. The pick is QWEN3C_CPU=avx512|avx2|sse|scalar|neon when set (refused, with
+ * call. The pick is QWEN3C_CPU=avx512|avx2|sse|neon_i8mm|neon|neon_nodot|scalar when set (refused, with
  * QWEN3C_ERR_CPU, if unknown, not in this build or not supported by this CPU), else the best
  * tier the CPU runs. The CPU is read each time (x86: cpuid + xgetbv, a few hundred cycles);
  * nothing is cached, so there is no global state at all.
  *
- * Adding a tier: its detection in cpu_features() (x86: cpuid bits; arm64: the slot below for
- * HWCAP / sysctl), a row in TIERS (best first) and its flags in CMakeLists.txt.
+ * arm64: NEON is architectural; dotprod (sdot/udot, Armv8.2+: Apple M1+, Graviton2+,
+ * Cortex-A76+) and i8mm (smmla, Armv8.6: Apple M2+, Graviton3+) come from the kernel
+ * (Linux/Android getauxval HWCAP / HWCAP2), sysctl (macOS hw.optional.arm.FEAT_*) or
+ * IsProcessorFeaturePresent (Windows).
+ *
+ * Adding a tier: its detection in cpu_features() (x86: cpuid bits; arm64: HWCAP / sysctl /
+ * IsProcessorFeaturePresent), a row in TIERS (best first) and its flags in CMakeLists.txt.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +35,18 @@
 #endif
 #else
 #define CPU_X86 0
+#endif
+#if defined(__aarch64__) || defined(_M_ARM64)
+#define CPU_ARM64 1
+#if defined(__linux__) || defined(__ANDROID__)
+#include <sys/auxv.h>
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+#elif defined(_WIN32)
+#include <windows.h>
+#endif
+#else
+#define CPU_ARM64 0
 #endif
 
 /* ---------------------------------------------------------------------------------------
@@ -111,11 +128,26 @@ static unsigned cpu_features(void) {
             if (os_avx512 && (r[0] & (1u << 5))) f |= F_AVX512BF16;
         }
     }
-#elif defined(__aarch64__) || defined(_M_ARM64)
-    /* arm64: NEON (Advanced SIMD) is part of the architecture. The slot for the NEON tier's
-     * finer features: Linux getauxval(AT_HWCAP) (HWCAP_ASIMDDP = dotprod) and AT_HWCAP2
-     * (HWCAP2_I8MM); macOS sysctlbyname("hw.optional.arm.FEAT_DotProd" / "FEAT_I8MM"). */
-    f |= F_NEON;
+#elif CPU_ARM64
+    f |= F_NEON; /* Advanced SIMD is part of every arm64 CPU */
+#if defined(__linux__) || defined(__ANDROID__)
+    /* the bits of linux/arch/arm64/include/uapi/asm/hwcap.h (spelled out: old headers lack them) */
+    const unsigned long hwcap = getauxval(AT_HWCAP), hwcap2 = getauxval(AT_HWCAP2);
+    if (hwcap & (1ul << 20)) f |= F_DOTPROD;  /* HWCAP_ASIMDDP */
+    if (hwcap2 & (1ul << 13)) f |= F_I8MM;    /* HWCAP2_I8MM */
+#elif defined(__APPLE__)
+    /* macOS 12+; older systems lack the names, and every arm64 Mac (M1 on) has dotprod */
+    int on = 0;
+    size_t len = sizeof on;
+    if (sysctlbyname("hw.optional.arm.FEAT_DotProd", &on, &len, NULL, 0) != 0 || on) f |= F_DOTPROD;
+    on = 0, len = sizeof on;
+    if (sysctlbyname("hw.optional.arm.FEAT_I8MM", &on, &len, NULL, 0) == 0 && on) f |= F_I8MM;
+#elif defined(_WIN32)
+    /* the SDK's numbers (older SDKs lack the names; older Windows answers FALSE to unknown ones) */
+    if (IsProcessorFeaturePresent(43)) f |= F_DOTPROD;  /* PF_ARM_V82_DP_INSTRUCTIONS_AVAILABLE */
+    if (IsProcessorFeaturePresent(66) ||                /* PF_ARM_V82_I8MM_INSTRUCTIONS_AVAILABLE */
+        IsProcessorFeaturePresent(57)) f |= F_I8MM;     /* PF_ARM_SVE_I8MM_INSTRUCTIONS_AVAILABLE */
+#endif
 #endif
     return f;
 }
@@ -140,15 +172,21 @@ static const Tier TIERS[] = {
 #if defined(QWEN3C_TIER_SSE)
     {TIER_ROW(sse), F_SSE42 | F_POPCNT},
 #endif
+#if defined(QWEN3C_TIER_NEON_I8MM)
+    {TIER_ROW(neon_i8mm), F_NEON | F_DOTPROD | F_I8MM},
+#endif
 #if defined(QWEN3C_TIER_NEON)
-    {TIER_ROW(neon), F_NEON},
+    {TIER_ROW(neon), F_NEON | F_DOTPROD},
+#endif
+#if defined(QWEN3C_TIER_NEON_NODOT)
+    {TIER_ROW(neon_nodot), F_NEON},
 #endif
     {TIER_ROW(scalar), 0},
 };
 #undef TIER_ROW
 #define N_TIERS (sizeof(TIERS) / sizeof(TIERS[0]))
-static const char *const KNOWN_TIERS[] = {"avx512", "avx2", "sse", "scalar", "neon"};
-#define KNOWN_TIERS_TEXT "avx512, avx2, sse, scalar, neon"
+static const char *const KNOWN_TIERS[] = {"avx512", "avx2", "sse", "neon_i8mm", "neon", "neon_nodot", "scalar"};
+#define KNOWN_TIERS_TEXT "avx512, avx2, sse, neon_i8mm, neon, neon_nodot, scalar"
 
 static int runs(const Tier *t, unsigned f) { return (t->needs & f) == t->needs; }
 
@@ -208,6 +246,12 @@ int kernels_select(const Kernels **out, char *err, size_t err_size) {
     int rc = choose(cpu_features(), getenv("QWEN3C_CPU"), &t, err, err_size);
     if (rc == QWEN3C_OK) *out = &t->k;
     return rc;
+}
+
+const Kernels *kernels_tier(size_t i, int *runnable) {
+    if (i >= N_TIERS) return NULL;
+    if (runnable) *runnable = runs(&TIERS[i], cpu_features());
+    return &TIERS[i].k;
 }
 
 /* ---------------------------------------------------------------------------------------

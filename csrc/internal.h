@@ -67,6 +67,10 @@ static inline void k_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
 static inline float fp16_to_fp32(uint16_t h) {
 #if defined(__F16C__)
     return _cvtsh_ss(h);
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+    __fp16 f; /* arm64: IEEE halves are a native type (fcvt) */
+    memcpy(&f, &h, 2);
+    return (float)f;
 #else
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
@@ -159,6 +163,9 @@ typedef struct Kernels Kernels;
  * this CPU cannot run (the message says which, and what it can run). Reads the CPU each time
  * (cpuid: a few hundred cycles), keeps no state. */
 int kernels_select(const Kernels **out, char *err, size_t err_size);
+/* The i-th tier of this build, best first (the scalar tier last; NULL past it), and whether
+ * this CPU runs it (*runnable, when not NULL): the kernel tests compare every tier with scalar. */
+const Kernels *kernels_tier(size_t i, int *runnable);
 
 /* ---------------------------------------------------------------------------------------
  * Errors: every fallible function returns a QWEN3C_* status and fills (err, err_size).
@@ -301,6 +308,8 @@ bool   int8_path_supported(int type);
  * of the scalar and avx512 tiers use these (Q24Kernels.packed_size / pack). */
 size_t q24_packed_size(int type, int64_t rows, int64_t cols);
 void   q24_pack(const QTensor *w, void *dst, int n_threads);
+/* The same layout with the Q8_0 quants as stored (signed bytes, for arm64's sdot). */
+void   q24_pack_signed(const QTensor *w, void *dst, int n_threads);
 
 /* ---------------------------------------------------------------------------------------
  * Tokenizer (tokenizer.c)

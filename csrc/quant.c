@@ -43,6 +43,8 @@
 
 #if defined(__F16C__)
 #include <immintrin.h> /* only in a -march=native build: the default build's baseline has no F16C */
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+#include <arm_neon.h>  /* arm64: halves convert in hardware (part of the baseline) */
 #endif
 
 #include "kernels/kernels.h"
@@ -130,6 +132,11 @@ bool type_supported(int type) {
 static inline uint16_t fp32_to_fp16(float f) {
 #if defined(__F16C__)
     return _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+    const __fp16 h = (__fp16)f; /* arm64: fcvt, the same rounding as below */
+    uint16_t u;
+    memcpy(&u, &h, 2);
+    return u;
 #else
     uint32_t x;
     memcpy(&x, &f, 4);
@@ -165,6 +172,11 @@ void float_to_half_row(const float *x, uint16_t *y, int64_t n) {
 #elif defined(__F16C__)
     for (; i + 8 <= n; i += 8)
         _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+    for (; i + 8 <= n; i += 8) {
+        const float16x8_t h = vcvt_high_f16_f32(vcvt_f16_f32(vld1q_f32(x + i)), vld1q_f32(x + i + 4));
+        vst1q_u16(y + i, vreinterpretq_u16_f16(h));
+    }
 #endif
     for (; i < n; i++) y[i] = fp32_to_fp16(x[i]);
 }

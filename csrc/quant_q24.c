@@ -25,6 +25,10 @@
  * Same bytes per row as the file. Each 64-byte chunk holds 4 consecutive columns of all 16
  * rows, so one vpdpbusd against 4 broadcast activation bytes advances 16 rows (one int32 lane
  * each) by 4 columns, and a block ends with 16 finished row dot products: no horizontal sums.
+ * q24_pack_signed is the same layout with the Q8_0 bytes as stored (w, signed): arm64's sdot
+ * multiplies signed by signed bytes, and a 16-byte quarter of a chunk (4 rows x 4 columns) is
+ * one sdot against an activation register's 4-byte lane (kernels/q24_neon.c; its i8mm tier
+ * packs 2-row x 8-column tiles for smmla instead, with its own packing).
  *
  * The weight byte u is unsigned (Q8_0: w + 128; Q4: the nibble q), so with off = 128 / 8 / 0
  *     sum(w * v) = 65536 (sum(u h) - off sh) + (256 sum(u m) + sum(u l) - off sml)
@@ -54,7 +58,9 @@ size_t q24_packed_size(int type, int64_t rows, int64_t cols) {
     return (size_t)((rows + GR - 1) / GR) * (size_t)(cols / QK) * (size_t)rb;
 }
 
-void q24_pack(const QTensor *w, void *dst, int n_threads) {
+/* The packing of q24_pack with the Q8_0 quants flipped by q8_flip (0x80808080: w + 128; 0: as
+ * stored, signed, for arm64's sdot). */
+static void pack_groups(const QTensor *w, void *dst, int n_threads, uint32_t q8_flip) {
     const int type = w->type, rb = q24_record_bytes(type);
     const int64_t nb = w->cols / QK, ng = (w->rows + GR - 1) / GR;
     const size_t src_block = type == QWEN3C_TYPE_Q8_0 ? 34 : type == QWEN3C_TYPE_Q4_0 ? 18 : 20;
@@ -74,7 +80,7 @@ void q24_pack(const QTensor *w, void *dst, int n_threads) {
                 if (q41) memcpy(rec + 32 + 2 * r, blk + 2, 2); /* m */
                 const uint8_t *qs = blk + hdr;
                 const int words = type == QWEN3C_TYPE_Q8_0 ? 8 : 4; /* 4-byte column quads */
-                const uint32_t flip = type == QWEN3C_TYPE_Q8_0 ? 0x80808080u : 0; /* int8 -> w + 128 */
+                const uint32_t flip = type == QWEN3C_TYPE_Q8_0 ? q8_flip : 0; /* int8 -> w + 128 */
                 for (int c = 0; c < words; c++) {
                     uint32_t quad;
                     memcpy(&quad, qs + 4 * c, 4);
@@ -85,6 +91,9 @@ void q24_pack(const QTensor *w, void *dst, int n_threads) {
         }
     }
 }
+
+void q24_pack(const QTensor *w, void *dst, int n_threads) { pack_groups(w, dst, n_threads, 0x80808080u); }
+void q24_pack_signed(const QTensor *w, void *dst, int n_threads) { pack_groups(w, dst, n_threads, 0); }
 
 /* ---------------------------------------------------------------------------------------
  * Public entry (tests, tools): packs W, then runs the same kernels as the forward pass

@@ -3,14 +3,14 @@
  * table of function pointers per tier (the dispatcher, csrc/cpu.c, picks the table).
  *
  *   family      what it computes                                  files
- *   matmul      float32 activations x any weight type (the        matmul_{scalar,avx2,avx512}.c
+ *   matmul      float32 activations x any weight type (the        matmul_{scalar,avx2,avx512,neon}.c
  *               reference path: decode dot products, prefill
  *               panel dequantization + register-tiled FMAs)
- *   q24         the default for Q8_0/Q4_0/Q4_1: 24-bit            q24_{scalar,avx512}.c
+ *   q24         the default for Q8_0/Q4_0/Q4_1: 24-bit            q24_{scalar,avx512,neon}.c
  *               activation blocks x packed 16-row weight groups
  *   q16         opt-in 16-bit activation blocks                   q16_{scalar,avx512}.c
  *   int8        opt-in 8-bit activation blocks                    int8_{scalar,avx512}.c
- *   attention   scores q.k over key tiles, softmax(scores) @ v    attention_{scalar,avx512}.c
+ *   attention   scores q.k over key tiles, softmax(scores) @ v    attention_{scalar,avx512,neon}.c
  *   nn          softmax, swiglu (the exp-heavy element-wise ops)  nn_scalar.c
  *
  *   tier     x86-64 CPUs                                  compiled with
@@ -19,14 +19,26 @@
  *   avx2     AVX2 + FMA + F16C (Haswell, Zen 1)           -mavx2 -mfma -mf16c
  *   sse      SSE4.2 + POPCNT (Nehalem): x86-64-v2          -msse4.2 -mpopcnt
  *   scalar   any CPU: plain C, the readable reference     the build's baseline flags
- *   neon     arm64 (slot for the NEON kernels, not yet written)
+ *
+ *   arm64 CPUs                                                 compiled with
+ *   neon_i8mm  NEON + dotprod + i8mm (Apple M2+, Graviton3+,   -march=armv8.2-a+dotprod+i8mm
+ *              Snapdragon X, Cortex-A710+)
+ *   neon       NEON + dotprod (Apple M1, Graviton2, A76+)      -march=armv8.2-a+dotprod
+ *   neon_nodot NEON only (Cortex-A53 / A72: Raspberry Pi 3/4) -march=armv8-a
+ *   scalar     the plain C, which the compiler vectorizes for NEON (part of arm64's baseline)
+ * The three arm64 tiers compile the same *_neon.c files (CMakeLists.txt: QWEN3C_TIER_BASE_<tier>);
+ * q24_neon.c uses sdot where __ARM_FEATURE_DOTPROD is defined and smmla where
+ * __ARM_FEATURE_MATMUL_INT8 is, and otherwise computes the same integer sums with widening
+ * multiplies (exact, but no faster than f32: q24 is the forward pass's path on neon and
+ * neon_i8mm only).
  *
  * Every tier has a table for every family. A family without a hand-written file for a tier
  * (e.g. q24_avx2.c) gets its scalar file compiled again with that tier's flags (CMakeLists.txt
  * does it, defining KERNEL_TIER): the plain C, vectorized by the compiler for that CPU. So
  * today: sse = every scalar file for SSE4.2; avx2 = matmul_avx2.c + the scalar q24, q16, int8,
  * attention, nn files for AVX2; avx512 = hand-written matmul, q24, q16, int8, attention + the
- * scalar nn file for AVX-512.
+ * scalar nn file for AVX-512; the arm64 tiers = hand-written matmul, q24, attention + the
+ * scalar q16, int8, nn files for their -march.
  *
  * Adding a family: a struct of function pointers below, a <family>_scalar.c that defines
  * `const XxxKernels TIER_TABLE(xxx_kernels)` (everything else in the file static), the family
@@ -36,7 +48,8 @@
  * its flags in CMakeLists.txt, its detection and table in cpu.c.
  *
  * Contracts: every tier of a family computes the same function; the tests run under each tier
- * (QWEN3C_CPU=avx2|sse|scalar) with the same tolerances. Where a tier is exact (q24's integer
+ * (QWEN3C_CPU=avx2|sse|scalar) with the same tolerances, and tests/c/test_kernels.c compares
+ * every tier's kernels with the scalar ones directly (the arm64 build runs it under qemu). Where a tier is exact (q24's integer
  * sums, q16 / int8 before the float steps) all tiers are bit-identical; the float tiers differ
  * by float32 rounding (FMA or not, summation order).
  */
@@ -116,7 +129,7 @@ typedef struct {
 
 /* ---- one tier: a table per family ---------------------------------------------------------- */
 typedef struct Kernels {
-    const char             *tier;      /* "avx512", "avx2", "sse", "scalar" (QWEN3C_CPU names) */
+    const char             *tier;      /* "avx512", "avx2", "sse", "neon", ... (QWEN3C_CPU names) */
     const MatmulKernels    *matmul;
     const Q24Kernels       *q24;
     const ActQuantKernels  *q16;
@@ -136,7 +149,9 @@ QWEN3C_DECLARE_TIER(scalar)
 QWEN3C_DECLARE_TIER(sse)
 QWEN3C_DECLARE_TIER(avx2)
 QWEN3C_DECLARE_TIER(avx512)
+QWEN3C_DECLARE_TIER(neon_i8mm)
 QWEN3C_DECLARE_TIER(neon)
+QWEN3C_DECLARE_TIER(neon_nodot)
 #undef QWEN3C_DECLARE_TIER
 
 #endif /* QWEN3C_KERNELS_H */

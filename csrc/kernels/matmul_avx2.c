@@ -125,7 +125,7 @@ static float vec_dot(int type, const uint8_t *row, const float *x, int64_t n) {
     case QWEN3C_TYPE_Q8_0: return vec_dot_q8_0_avx2(row, x, n);
     case QWEN3C_TYPE_Q4_0: return vec_dot_q4_avx2(row, x, n, 18, -8, 0);
     case QWEN3C_TYPE_Q4_1: return vec_dot_q4_avx2(row, x, n, 20, 0, 1);
-    default:               return vec_dot_dequantized(type, row, x, n, dot_f32);
+    default:               return vec_dot_dequantized(type, row, x, n, dequant_reference, dot_f32);
     }
 }
 

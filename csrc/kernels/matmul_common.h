@@ -33,17 +33,17 @@ static inline void dequant_reference(int type, const uint8_t *src, float *dst, i
 }
 
 /* dot(row of any type, x): dequantize GENERIC_CHUNK elements (whole blocks) at a time into an
- * L1 buffer, then the tier's float dot product. */
+ * L1 buffer (with the tier's dequant), then the tier's float dot product. */
 #define GENERIC_CHUNK 512
 static inline __attribute__((always_inline)) float
-vec_dot_dequantized(int type, const uint8_t *row, const float *x, int64_t n, DotFn dot) {
+vec_dot_dequantized(int type, const uint8_t *row, const float *x, int64_t n, DequantFn dequant, DotFn dot) {
     const int bs = qwen3c_type_block_size(type);
     const int64_t ts = qwen3c_type_row_size(type, bs);
     const int64_t step = GENERIC_CHUNK / bs * bs;
     float buf[GENERIC_CHUNK], s = 0.0f;
     for (int64_t i = 0; i < n; i += step) {
         const int64_t k = n - i < step ? n - i : step;
-        dequantize_row(type, row + i / bs * ts, buf, k);
+        dequant(type, row + i / bs * ts, buf, k);
         s += dot(buf, x + i, k);
     }
     return s;

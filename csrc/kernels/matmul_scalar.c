@@ -19,7 +19,7 @@ static float dot_f32(const float *a, const float *b, int64_t n) {
 
 static float vec_dot(int type, const uint8_t *row, const float *x, int64_t n) {
     if (type == QWEN3C_TYPE_F32) return dot_f32((const float *)(const void *)row, x, n);
-    return vec_dot_dequantized(type, row, x, n, dot_f32);
+    return vec_dot_dequantized(type, row, x, n, dequant_reference, dot_f32);
 }
 
 /* micro-kernel: one dot product per (row, token) */

@@ -1,0 +1,241 @@
+/*
+ * q24_neon.c -- the q24 kernels for arm64 (quant_q24.c has the format), compiled for every arm64
+ * tier (kernels.h): with dotprod (tier neon) sdot does 16 byte products per instruction, and
+ * one sdot per activation digit advances 4 rows by 4 columns, so 24-bit activations take three
+ * per 16 multiply-adds, as vpdpbusd's three per 64 on AVX-512; with i8mm (tier neon_i8mm) smmla
+ * multiplies a 2-row x 8-column weight tile by 2 tokens' 8 columns (32 multiply-adds per
+ * instruction, twice sdot's); without either (neon_nodot) the same integer sums come from
+ * widening multiplies, exact but no faster than the float path, so there q24 is only the test
+ * entry's (Q24Kernels.fast = false), as on x86 without VNNI. Every variant computes the same
+ * exact int32 sums and then the same float steps in the same order as q24_scalar.c, so all
+ * agree bit for bit (but for Q4_1, whose sum of x the activation quantization adds in another
+ * order; tests/c/test_kernels.c checks).
+ *
+ * Layouts (16-row groups, one record per block of 32 columns, f16 scales first, as quant_q24.c):
+ *  - sdot and nodot: q24_pack_signed, the x86 layout with the Q8_0 bytes signed (sdot multiplies
+ *    signed by signed bytes; Q4 nibbles 0..15 are non-negative, and Q4_0's offset 8 is
+ *    subtracted from the integer sums as sum((q - 8) h) = sum(q h) - 8 sum(h)). A 64-byte chunk
+ *    is 4 registers of 4 rows x 4 columns; `sdot acc, w, act.4b[c]` takes column quad c of the
+ *    activation register (16 digits), so one load of 16 activation digits serves 4 chunks.
+ *  - smmla (neon_i8mm, packed by pack_mmla below): per record, after the scales, registers
+ *    of 2 rows x 8 columns: Q8_0: register (octet o < 4, row pair P < 8) at 16 (8 o + P) =
+ *    {w[2P][8o..8o+8), w[2P+1][8o..8o+8)}; Q4_0 / Q4_1: register (o < 2, P) at 16 (8 o + P) =
+ *    {qs[2P][8o..8o+8), qs[2P+1][8o..8o+8)}, whose low nibbles are columns 8o.. and high
+ *    nibbles 16 + 8o... The result lanes are (row, token) pairs; the float steps run on them
+ *    lane by lane with the scales laid out to match.
+ *
+ * Design for Apple M-series / Graviton (not measured: this machine is x86-64 and runs the arm64
+ * build under qemu, which says nothing about speed):
+ *  - sdot / smmla latency is 3-4 cycles, and M1..M4 / Neoverse V1/V2 issue 4 per cycle
+ *    (Graviton2's N1: 2), so 12+ independent accumulators are needed. Decode (1 token) keeps all
+ *    16 rows in flight: 4 row registers x 3 digits = 12 int32 accumulators + 4 float sums + 3
+ *    activation + 4 weight registers; each weight byte is loaded once (decode is memory-bound).
+ *  - prefill does 2 tokens per pass over a record, 8 rows at a time (the record's two halves
+ *    one after the other, from L1): 2 x 2 x 3 = 12 accumulators + 8 float sums + 6 activation
+ *    + 2 weight registers = 28 of the 32. Per block that is 56 loads for 192 sdot, well under
+ *    the 3 (Apple) / 2 (Neoverse) 128-bit loads per cycle, so the kernel is sdot-bound.
+ *  - smmla prefill: 8 rows x 2 tokens per pass: 4 row pairs x 3 digits = 12 accumulators + 8
+ *    float sums + 3 activation registers (2 tokens' octet each) + 1 weight register.
+ *  - each block ends with its float steps (per 4 lanes: 1 mla, 2 converts, 3 fma/mul), ~1/4 of
+ *    the sdot count; they cannot be deferred, since every block has its own scales.
+ */
+#include "neon_common.h"
+#include "q24.h"
+
+/* ---------------------------------------------------------------------------------------
+ * Activation quantization (every arm64 tier): the numbers of q24_scalar.c's quantize_block
+ * ------------------------------------------------------------------------------------- */
+static void quantize_block(const float *x, BlockQ24 *o) {
+    float32x4_t v[8];
+    for (int k = 0; k < 8; k++) v[k] = vld1q_f32(x + 4 * k);
+    const float32x4_t inf = vdupq_n_f32(INFINITY);
+    uint32x4_t fin = vcltq_f32(vabsq_f32(v[0]), inf); /* false for NaN and +-inf */
+    float32x4_t mx = vabsq_f32(v[0]);
+    for (int k = 1; k < 8; k++) {
+        fin = vandq_u32(fin, vcltq_f32(vabsq_f32(v[k]), inf));
+        mx = vmaxq_f32(mx, vabsq_f32(v[k]));
+    }
+    const float32x4_t s = vaddq_f32(vaddq_f32(vaddq_f32(v[0], v[1]), vaddq_f32(v[2], v[3])),
+                                    vaddq_f32(vaddq_f32(v[4], v[5]), vaddq_f32(v[6], v[7])));
+    const int bad = vminvq_u32(fin) == 0;
+    float id;
+    o->d = q24_act_scale(bad ? 0.0f : vmaxvq_f32(mx), bad, &id);
+    o->sx = vaddvq_f32(s);
+    if (bad) { /* d is NaN: zero digits, as the plain C */
+        memset(o->h, 0, 3 * QK);
+        o->sh = o->sml = 0;
+        return;
+    }
+    const int32x4_t lo = vdupq_n_s32(-VMAX), hi = vdupq_n_s32(VMAX), bias = vdupq_n_s32(0x808080);
+    int32x4_t sv = vdupq_n_s32(0);
+    int16_t sh = 0;
+    for (int half = 0; half < 2; half++) {
+        uint8x16_t w[4];
+        for (int k = 0; k < 4; k++) {
+            /* round to nearest even (fcvtns), clamp to +-VMAX */
+            int32x4_t q = vcvtnq_s32_f32(vmulq_n_f32(v[4 * half + k], id));
+            q = vminq_s32(vmaxq_s32(q, lo), hi);
+            sv = vaddq_s32(sv, q);
+            /* v = 65536 h + 256 m + l with signed digits: they are the bytes of (v + bias) ^ bias */
+            w[k] = vreinterpretq_u8_s32(veorq_s32(vaddq_s32(q, bias), bias));
+        }
+        /* bytes 0, 1, 2 of each int32 -> l, m, h (16 each) */
+        const uint8x16_t a = vuzp1q_u8(w[0], w[1]), b = vuzp1q_u8(w[2], w[3]);
+        const uint8x16_t c = vuzp2q_u8(w[0], w[1]), d = vuzp2q_u8(w[2], w[3]);
+        const int8x16_t hd = vreinterpretq_s8_u8(vuzp2q_u8(a, b));
+        vst1q_s8(o->l + 16 * half, vreinterpretq_s8_u8(vuzp1q_u8(a, b)));
+        vst1q_s8(o->m + 16 * half, vreinterpretq_s8_u8(vuzp1q_u8(c, d)));
+        vst1q_s8(o->h + 16 * half, hd);
+        sh = (int16_t)(sh + vaddlvq_s8(hd));
+    }
+    /* sh = sum(h); sml = 256 sum(m) + sum(l) = sum(v) - 65536 sh (all exact in int32) */
+    o->sh = sh;
+    o->sml = vaddvq_s32(sv) - sh * 65536;
+}
+
+static void quantize(const float *x, int64_t i0, int64_t i1, void *xq) {
+    BlockQ24 *o = (BlockQ24 *)xq;
+    for (int64_t i = i0; i < i1; i++) quantize_block(x + i * QK, o + i); /* rows are whole blocks */
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The integer dot product of 4 rows x 4 columns with one column quad of the activations
+ * ------------------------------------------------------------------------------------- */
+#if defined(__ARM_FEATURE_DOTPROD)
+/* acc[i] += sum_k w[4 i + k] * a[4 LANE + k]: one sdot */
+#define DOT_LANE(acc, w, a, LANE) vdotq_laneq_s32(acc, w, a, LANE)
+#else
+/* the same sums from widening multiplies (products fit int16: |w a| <= 128 * 128) */
+static inline int32x4_t dot4(int32x4_t acc, int8x16_t w, int8x16_t a4) {
+    const int16x8_t lo = vmull_s8(vget_low_s8(w), vget_low_s8(a4)), hi = vmull_high_s8(w, a4);
+    return vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)));
+}
+#define DOT_LANE(acc, w, a, LANE) \
+    dot4(acc, w, vreinterpretq_s8_s32(vdupq_laneq_s32(vreinterpretq_s32_s8(a), LANE)))
+#endif
+
+/* The 4-row x 4-column weight register of row quad R, column quad C of column half HALF */
+static inline __attribute__((always_inline)) int8x16_t
+weights4x4(const int TYPE, const uint8_t *qp, const int HALF, const int C, int R) {
+    if (TYPE == QWEN3C_TYPE_Q8_0) return vld1q_s8((const int8_t *)qp + 64 * (4 * HALF + C) + 16 * R);
+    const uint8x16_t raw = vld1q_u8(qp + 64 * C + 16 * R);
+    return vreinterpretq_s8_u8(HALF ? vshrq_n_u8(raw, 4) : vandq_u8(raw, vdupq_n_u8(0x0f)));
+}
+
+/* Stores the 16 row sums of one token, v[R] = rows 4R..4R+3, of which `valid` are real. */
+static inline void store_rows(float *out, const float32x4_t v[4], int valid) {
+    if (valid == GR) {
+        for (int R = 0; R < 4; R++) vst1q_f32(out + 4 * R, v[R]);
+        return;
+    }
+    float tmp[GR];
+    for (int R = 0; R < 4; R++) vst1q_f32(tmp + 4 * R, v[R]);
+    memcpy(out, tmp, (size_t)valid * sizeof(float));
+}
+
+/* One group of 16 rows x NT (1 or 2) tokens over all nb blocks: out[t][0..valid) for t < NT.
+ * The record is done RR 4-row registers at a time (NT = 1: all 16 rows, each weight loaded
+ * once; NT = 2: 8 rows at a time, so that 12 accumulators suffice). TYPE and NT are
+ * compile-time constants in every caller (always_inline). */
+static inline __attribute__((always_inline)) void
+group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t nb, const BlockQ24 *x,
+           int64_t x_stride, float *out, int64_t out_stride, int valid) {
+    const int q41 = TYPE == QWEN3C_TYPE_Q4_1, rb = q24_record_bytes(TYPE);
+    const int RR = NT == 1 ? 4 : 2;
+    float32x4_t tot[2][4];
+    for (int t = 0; t < NT; t++)
+        for (int R = 0; R < 4; R++) tot[t][R] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = g + (size_t)b * (size_t)rb, *qp = p + (q41 ? 64 : 32);
+        const BlockQ24 *xb[2];
+        for (int t = 0; t < NT; t++) xb[t] = x + t * x_stride + b;
+        for (int R0 = 0; R0 < 4; R0 += RR) {
+            int32x4_t ah[2][4], am[2][4], al[2][4];
+            for (int t = 0; t < NT; t++)
+                for (int rr = 0; rr < RR; rr++) ah[t][rr] = am[t][rr] = al[t][rr] = vdupq_n_s32(0);
+            for (int half = 0; half < 2; half++) { /* columns 16 half .. 16 half + 16 */
+                int8x16_t h[2], m[2], l[2];
+                for (int t = 0; t < NT; t++) {
+                    h[t] = vld1q_s8(xb[t]->h + 16 * half);
+                    m[t] = vld1q_s8(xb[t]->m + 16 * half);
+                    l[t] = vld1q_s8(xb[t]->l + 16 * half);
+                }
+#define QUAD(C)                                                                                    \
+                {                                                                                  \
+                    int8x16_t w[4];                                                                \
+                    for (int rr = 0; rr < RR; rr++) w[rr] = weights4x4(TYPE, qp, half, C, R0 + rr); \
+                    for (int t = 0; t < NT; t++)                                                   \
+                        for (int rr = 0; rr < RR; rr++) {                                          \
+                            ah[t][rr] = DOT_LANE(ah[t][rr], w[rr], h[t], C);                       \
+                            am[t][rr] = DOT_LANE(am[t][rr], w[rr], m[t], C);                       \
+                            al[t][rr] = DOT_LANE(al[t][rr], w[rr], l[t], C);                       \
+                        }                                                                          \
+                }
+                QUAD(0) QUAD(1) QUAD(2) QUAD(3)
+#undef QUAD
+            }
+            /* the float steps of q24_scalar.c, 4 rows at a time */
+            for (int rr = 0; rr < RR; rr++) {
+                const int R = R0 + rr;
+                const float32x4_t dw = neon_f16x4(p + 8 * R);
+                for (int t = 0; t < NT; t++) {
+                    int32x4_t ih = ah[t][rr], iml = vmlaq_n_s32(al[t][rr], am[t][rr], 256);
+                    if (TYPE == QWEN3C_TYPE_Q4_0) { /* sum((q - 8) d) = sum(q d) - 8 sum(d) */
+                        ih = vsubq_s32(ih, vdupq_n_s32(8 * xb[t]->sh));
+                        iml = vsubq_s32(iml, vdupq_n_s32(8 * xb[t]->sml));
+                    }
+                    const float32x4_t f = vfmaq_n_f32(vcvtq_f32_s32(iml), vcvtq_f32_s32(ih), 65536.0f);
+                    tot[t][R] = vfmaq_f32(tot[t][R], f, vmulq_n_f32(dw, xb[t]->d));
+                    if (q41) tot[t][R] = vfmaq_n_f32(tot[t][R], neon_f16x4(p + 32 + 8 * R), xb[t]->sx);
+                }
+            }
+        }
+    }
+    for (int t = 0; t < NT; t++) store_rows(out + t * out_stride, tot[t], valid);
+}
+
+static inline __attribute__((always_inline)) void
+group_all_tokens(const int TYPE, const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok,
+                 float *out, int64_t out_stride, int valid) {
+    int t = 0;
+    for (; t + 2 <= n_tok; t += 2)
+        group_tile(TYPE, 2, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, valid);
+    if (t < n_tok) group_tile(TYPE, 1, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, valid);
+}
+
+static void group_q8_0(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
+                       int64_t out_stride, int valid) {
+    group_all_tokens(QWEN3C_TYPE_Q8_0, g, nb, x, n_tok, out, out_stride, valid);
+}
+static void group_q4_0(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
+                       int64_t out_stride, int valid) {
+    group_all_tokens(QWEN3C_TYPE_Q4_0, g, nb, x, n_tok, out, out_stride, valid);
+}
+static void group_q4_1(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
+                       int64_t out_stride, int valid) {
+    group_all_tokens(QWEN3C_TYPE_Q4_1, g, nb, x, n_tok, out, out_stride, valid);
+}
+
+static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
+                 int64_t r0, int64_t r1) {
+    const int64_t nb = w->cols / QK;
+    const size_t group_bytes = (size_t)nb * (size_t)q24_record_bytes(w->type);
+    for (int64_t r = r0; r < r1; r += GR) {
+        const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * group_bytes;
+        const int valid = r1 - r < GR ? (int)(r1 - r) : GR;
+        switch (w->type) {
+        case QWEN3C_TYPE_Q8_0: group_q8_0(g, nb, xq, n_tok, out + r, out_stride, valid); break;
+        case QWEN3C_TYPE_Q4_0: group_q4_0(g, nb, xq, n_tok, out + r, out_stride, valid); break;
+        default: group_q4_1(g, nb, xq, n_tok, out + r, out_stride, valid); break;
+        }
+    }
+}
+
+#if defined(__ARM_FEATURE_DOTPROD)
+#define Q24_FAST true
+#else
+#define Q24_FAST false
+#endif
+
+const Q24Kernels TIER_TABLE(q24_kernels) = {Q24_FAST, q24_packed_size, q24_pack_signed, q24_act_bytes,
+                                           quantize, rows};
