@@ -308,8 +308,10 @@ bool   int8_path_supported(int type);
  * of the scalar and avx512 tiers use these (Q24Kernels.packed_size / pack). */
 size_t q24_packed_size(int type, int64_t rows, int64_t cols);
 void   q24_pack(const QTensor *w, void *dst, int n_threads);
-/* The same layout with the Q8_0 quants as stored (signed bytes, for arm64's sdot). */
+/* The same layout with the Q8_0 quants as stored (signed bytes, for arm64's sdot), and the
+ * 2-row x 8-column tiles of arm64's smmla (quant_q24.c: q24_pack_mmla). */
 void   q24_pack_signed(const QTensor *w, void *dst, int n_threads);
+void   q24_pack_mmla(const QTensor *w, void *dst, int n_threads);
 
 /* ---------------------------------------------------------------------------------------
  * Tokenizer (tokenizer.c)

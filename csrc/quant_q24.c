@@ -27,8 +27,11 @@
  * each) by 4 columns, and a block ends with 16 finished row dot products: no horizontal sums.
  * q24_pack_signed is the same layout with the Q8_0 bytes as stored (w, signed): arm64's sdot
  * multiplies signed by signed bytes, and a 16-byte quarter of a chunk (4 rows x 4 columns) is
- * one sdot against an activation register's 4-byte lane (kernels/q24_neon.c; its i8mm tier
- * packs 2-row x 8-column tiles for smmla instead, with its own packing).
+ * one sdot against an activation register's 4-byte lane (kernels/q24_neon.c). q24_pack_mmla
+ * keeps the scales and puts the quants (as stored) in 2-row x 8-column tiles, one smmla operand
+ * each (arm64 i8mm): Q8_0 tile (o < 4, P < 8) = w[2P][8o..8o+8) w[2P+1][8o..8o+8) at byte 16 (8 o
+ * + P) of the quants; Q4_0 / Q4_1 tile (o < 2, P) the same of the stored bytes qs, whose low
+ * nibbles are columns 8o.. and high nibbles 16 + 8o...
  *
  * The weight byte u is unsigned (Q8_0: w + 128; Q4: the nibble q), so with off = 128 / 8 / 0
  *     sum(w * v) = 65536 (sum(u h) - off sh) + (256 sum(u m) + sum(u l) - off sml)
@@ -58,9 +61,11 @@ size_t q24_packed_size(int type, int64_t rows, int64_t cols) {
     return (size_t)((rows + GR - 1) / GR) * (size_t)(cols / QK) * (size_t)rb;
 }
 
-/* The packing of q24_pack with the Q8_0 quants flipped by q8_flip (0x80808080: w + 128; 0: as
- * stored, signed, for arm64's sdot). */
-static void pack_groups(const QTensor *w, void *dst, int n_threads, uint32_t q8_flip) {
+/* The packing: scales as above, then the quants in 4-column quads (x86, arm64 sdot) with the
+ * Q8_0 ones flipped by q8_flip (0x80808080: w + 128; 0: as stored, signed), or (octets) in
+ * 2-row x 8-column tiles for arm64's smmla: tile (o, P) at byte 16 (8 o + P) of the quants holds
+ * bytes 8o..8o+8 of the stored quants of rows 2P and 2P + 1. */
+static void pack_groups(const QTensor *w, void *dst, int n_threads, uint32_t q8_flip, int octets) {
     const int type = w->type, rb = q24_record_bytes(type);
     const int64_t nb = w->cols / QK, ng = (w->rows + GR - 1) / GR;
     const size_t src_block = type == QWEN3C_TYPE_Q8_0 ? 34 : type == QWEN3C_TYPE_Q4_0 ? 18 : 20;
@@ -79,6 +84,11 @@ static void pack_groups(const QTensor *w, void *dst, int n_threads, uint32_t q8_
                 memcpy(rec + 2 * r, blk, 2);                 /* d */
                 if (q41) memcpy(rec + 32 + 2 * r, blk + 2, 2); /* m */
                 const uint8_t *qs = blk + hdr;
+                if (octets) {
+                    for (int o = 0; o < (type == QWEN3C_TYPE_Q8_0 ? 4 : 2); o++)
+                        memcpy(quants + 16 * (8 * o + r / 2) + 8 * (r % 2), qs + 8 * o, 8);
+                    continue;
+                }
                 const int words = type == QWEN3C_TYPE_Q8_0 ? 8 : 4; /* 4-byte column quads */
                 const uint32_t flip = type == QWEN3C_TYPE_Q8_0 ? q8_flip : 0; /* int8 -> w + 128 */
                 for (int c = 0; c < words; c++) {
@@ -92,8 +102,9 @@ static void pack_groups(const QTensor *w, void *dst, int n_threads, uint32_t q8_
     }
 }
 
-void q24_pack(const QTensor *w, void *dst, int n_threads) { pack_groups(w, dst, n_threads, 0x80808080u); }
-void q24_pack_signed(const QTensor *w, void *dst, int n_threads) { pack_groups(w, dst, n_threads, 0); }
+void q24_pack(const QTensor *w, void *dst, int n_threads) { pack_groups(w, dst, n_threads, 0x80808080u, 0); }
+void q24_pack_signed(const QTensor *w, void *dst, int n_threads) { pack_groups(w, dst, n_threads, 0, 0); }
+void q24_pack_mmla(const QTensor *w, void *dst, int n_threads) { pack_groups(w, dst, n_threads, 0, 1); }
 
 /* ---------------------------------------------------------------------------------------
  * Public entry (tests, tools): packs W, then runs the same kernels as the forward pass

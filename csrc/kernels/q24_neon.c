@@ -133,6 +133,7 @@ static inline void store_rows(float *out, const float32x4_t v[4], int valid) {
     memcpy(out, tmp, (size_t)valid * sizeof(float));
 }
 
+#if !defined(__ARM_FEATURE_MATMUL_INT8)
 /* One group of 16 rows x NT (1 or 2) tokens over all nb blocks: out[t][0..valid) for t < NT.
  * The record is done RR 4-row registers at a time (NT = 1: all 16 rows, each weight loaded
  * once; NT = 2: 8 rows at a time, so that 12 accumulators suffice). TYPE and NT are
@@ -193,6 +194,92 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t nb, const Blo
     }
     for (int t = 0; t < NT; t++) store_rows(out + t * out_stride, tot[t], valid);
 }
+#endif
+
+#if defined(__ARM_FEATURE_MATMUL_INT8)
+/* ---------------------------------------------------------------------------------------
+ * i8mm: smmla on 2-row x 8-column weight tiles (q24_pack_mmla) and 2 tokens' 8 columns
+ * ------------------------------------------------------------------------------------- */
+/* The weight tile of octet O (columns 8 O .. 8 O + 8) and row pair P */
+static inline __attribute__((always_inline)) int8x16_t weights2x8(const int TYPE, const uint8_t *qp, int O, int P) {
+    if (TYPE == QWEN3C_TYPE_Q8_0) return vld1q_s8((const int8_t *)qp + 16 * (8 * O + P));
+    const uint8x16_t raw = vld1q_u8(qp + 16 * (8 * (O & 1) + P)); /* octets 2, 3: the high nibbles */
+    return vreinterpretq_s8_u8(O >= 2 ? vshrq_n_u8(raw, 4) : vandq_u8(raw, vdupq_n_u8(0x0f)));
+}
+
+/* Two tokens' 8 digits of octet O as one smmla operand (a1 NULL: the second token is zero) */
+static inline int8x16_t act_pair(const int8_t *a0, const int8_t *a1, int O) {
+    return vcombine_s8(vld1_s8(a0 + 8 * O), a1 ? vld1_s8(a1 + 8 * O) : vdup_n_s8(0));
+}
+
+/* {v0, v1, v0, v1}: a per-token value in the lanes of a (row, token) result */
+static inline float32x4_t token_lanes(float v0, float v1) {
+    const float32x2_t v = vset_lane_f32(v1, vdup_n_f32(v0), 1);
+    return vcombine_f32(v, v);
+}
+
+/* One group of 16 rows x NT (1 or 2) tokens: out[t][0..valid). smmla lane 2 i + j of row pair
+ * P is (row 2P + i, token j); the float steps run lane by lane with the row scales doubled
+ * ({d_2P, d_2P, d_2P+1, d_2P+1}) and the token values interleaved, so every lane does exactly
+ * the scalar steps of its (row, token). 8 rows (4 row pairs) at a time: 12 accumulators. */
+static inline __attribute__((always_inline)) void
+group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t nb, const BlockQ24 *x,
+           int64_t x_stride, float *out, int64_t out_stride, int valid) {
+    const int q41 = TYPE == QWEN3C_TYPE_Q4_1, rb = q24_record_bytes(TYPE);
+    float32x4_t tot[8];
+    for (int P = 0; P < 8; P++) tot[P] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = g + (size_t)b * (size_t)rb, *qp = p + (q41 ? 64 : 32);
+        const BlockQ24 *x0 = x + b, *x1 = NT == 2 ? x + x_stride + b : NULL;
+        const float32x4_t xd = token_lanes(x0->d, x1 ? x1->d : 0.0f);
+        const float32x4_t sx = token_lanes(x0->sx, x1 ? x1->sx : 0.0f);
+        int32x4_t oh = vdupq_n_s32(0), oml = oh; /* Q4_0: 8 sum(h), 8 (256 sum(m) + sum(l)) per token lane */
+        if (TYPE == QWEN3C_TYPE_Q4_0) {
+            const int32x2_t h2 = vset_lane_s32(x1 ? 8 * x1->sh : 0, vdup_n_s32(8 * x0->sh), 1);
+            const int32x2_t m2 = vset_lane_s32(x1 ? 8 * x1->sml : 0, vdup_n_s32(8 * x0->sml), 1);
+            oh = vcombine_s32(h2, h2), oml = vcombine_s32(m2, m2);
+        }
+        for (int half = 0; half < 2; half++) { /* row pairs 4 half .. 4 half + 4 */
+            int32x4_t ah[4], am[4], al[4];
+            for (int j = 0; j < 4; j++) ah[j] = am[j] = al[j] = vdupq_n_s32(0);
+            for (int O = 0; O < 4; O++) {
+                const int8x16_t H = act_pair(x0->h, x1 ? x1->h : NULL, O);
+                const int8x16_t M = act_pair(x0->m, x1 ? x1->m : NULL, O);
+                const int8x16_t L = act_pair(x0->l, x1 ? x1->l : NULL, O);
+                for (int j = 0; j < 4; j++) {
+                    const int8x16_t w = weights2x8(TYPE, qp, O, 4 * half + j);
+                    ah[j] = vmmlaq_s32(ah[j], w, H);
+                    am[j] = vmmlaq_s32(am[j], w, M);
+                    al[j] = vmmlaq_s32(al[j], w, L);
+                }
+            }
+            for (int j = 0; j < 4; j++) {
+                const int P = 4 * half + j;
+                const float32x4_t d4 = neon_f16x4(p + 8 * (P / 2)); /* rows 4 (P / 2) .. + 4 */
+                const float32x4_t dw = P % 2 ? vzip2q_f32(d4, d4) : vzip1q_f32(d4, d4);
+                int32x4_t ih = ah[j], iml = vmlaq_n_s32(al[j], am[j], 256);
+                if (TYPE == QWEN3C_TYPE_Q4_0) ih = vsubq_s32(ih, oh), iml = vsubq_s32(iml, oml);
+                const float32x4_t f = vfmaq_n_f32(vcvtq_f32_s32(iml), vcvtq_f32_s32(ih), 65536.0f);
+                tot[P] = vfmaq_f32(tot[P], f, vmulq_f32(dw, xd));
+                if (q41) {
+                    const float32x4_t m4 = neon_f16x4(p + 32 + 8 * (P / 2));
+                    tot[P] = vfmaq_f32(tot[P], P % 2 ? vzip2q_f32(m4, m4) : vzip1q_f32(m4, m4), sx);
+                }
+            }
+        }
+    }
+    float32x4_t t0[4], t1[4]; /* (row, token) lanes back to 4 rows per token */
+    for (int q = 0; q < 4; q++) {
+        t0[q] = vuzp1q_f32(tot[2 * q], tot[2 * q + 1]);
+        t1[q] = vuzp2q_f32(tot[2 * q], tot[2 * q + 1]);
+    }
+    store_rows(out, t0, valid);
+    if (NT == 2) store_rows(out + out_stride, t1, valid);
+}
+#define Q24_PACK q24_pack_mmla
+#else
+#define Q24_PACK q24_pack_signed
+#endif
 
 static inline __attribute__((always_inline)) void
 group_all_tokens(const int TYPE, const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok,
@@ -237,5 +324,4 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
 #define Q24_FAST false
 #endif
 
-const Q24Kernels TIER_TABLE(q24_kernels) = {Q24_FAST, q24_packed_size, q24_pack_signed, q24_act_bytes,
-                                           quantize, rows};
+const Q24Kernels TIER_TABLE(q24_kernels) = {Q24_FAST, q24_packed_size, Q24_PACK, q24_act_bytes, quantize, rows};
