@@ -98,6 +98,18 @@ static void quantize(const float *x, int64_t i0, int64_t i1, void *xq) {
     for (int64_t i = i0; i < i1; i++) quantize_block(x + i * QK, o + i); /* rows are whole blocks */
 }
 
+/* Stores the 16 row sums of one token, v[R] = rows 4R..4R+3, of which `valid` are real. */
+static inline void store_rows(float *out, const float32x4_t v[4], int valid) {
+    if (valid == GR) {
+        for (int R = 0; R < 4; R++) vst1q_f32(out + 4 * R, v[R]);
+        return;
+    }
+    float tmp[GR];
+    for (int R = 0; R < 4; R++) vst1q_f32(tmp + 4 * R, v[R]);
+    memcpy(out, tmp, (size_t)valid * sizeof(float));
+}
+
+#if !defined(__ARM_FEATURE_MATMUL_INT8)
 /* ---------------------------------------------------------------------------------------
  * The integer dot product of 4 rows x 4 columns with one column quad of the activations
  * ------------------------------------------------------------------------------------- */
@@ -122,18 +134,6 @@ weights4x4(const int TYPE, const uint8_t *qp, const int HALF, const int C, int R
     return vreinterpretq_s8_u8(HALF ? vshrq_n_u8(raw, 4) : vandq_u8(raw, vdupq_n_u8(0x0f)));
 }
 
-/* Stores the 16 row sums of one token, v[R] = rows 4R..4R+3, of which `valid` are real. */
-static inline void store_rows(float *out, const float32x4_t v[4], int valid) {
-    if (valid == GR) {
-        for (int R = 0; R < 4; R++) vst1q_f32(out + 4 * R, v[R]);
-        return;
-    }
-    float tmp[GR];
-    for (int R = 0; R < 4; R++) vst1q_f32(tmp + 4 * R, v[R]);
-    memcpy(out, tmp, (size_t)valid * sizeof(float));
-}
-
-#if !defined(__ARM_FEATURE_MATMUL_INT8)
 /* One group of 16 rows x NT (1 or 2) tokens over all nb blocks: out[t][0..valid) for t < NT.
  * The record is done RR 4-row registers at a time (NT = 1: all 16 rows, each weight loaded
  * once; NT = 2: 8 rows at a time, so that 12 accumulators suffice). TYPE and NT are
