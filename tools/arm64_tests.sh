@@ -20,7 +20,8 @@ for tool in aarch64-linux-gnu-gcc aarch64-linux-gnu-objdump qemu-aarch64; do
   command -v $tool >/dev/null || { echo "arm64 tests need $tool (Debian: gcc-aarch64-linux-gnu qemu-user)" >&2; exit 1; }
 done
 
-cmake --no-warn-unused-cli -S . -B "$bdir" -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
+gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
+cmake --no-warn-unused-cli -S . -B "$bdir" "${gen[@]}" -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
       -DQWEN3C_PYTHON=OFF -DQWEN3C_BUILD_C_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$bdir" >/dev/null
 

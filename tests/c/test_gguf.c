@@ -55,11 +55,7 @@ static Buf make_model_image(size_t *meta_end) {
     uint64_t offset = 0;
     for (size_t i = 0; i < N_TENSORS; i++) {
         const TensorSpec *t = &TENSORS[i];
-        put_str(&b, t->name, strlen(t->name));
-        put_u32(&b, (uint32_t)t->n_dims);
-        for (int d = 0; d < t->n_dims; d++) put_u64(&b, t->ne[d]);
-        put_u32(&b, QWEN3C_TYPE_F32);
-        put_u64(&b, offset);
+        tensor_info(&b, t->name, t->n_dims, t->ne[0], t->ne[1], QWEN3C_TYPE_F32, offset);
         uint64_t bytes = t->ne[0] * (t->n_dims > 1 ? t->ne[1] : 1) * 4;
         offset += (bytes + ALIGN - 1) / ALIGN * ALIGN;
     }

@@ -33,5 +33,15 @@ static inline void kv_u32(Buf *b, const char *k, uint32_t v) {
 static inline void kv_f32(Buf *b, const char *k, float v) {
     put_str(b, k, strlen(k)); put_u32(b, GGUF_TYPE_FLOAT32); put(b, &v, 4);
 }
+/* A tensor info: name, n_dims (1 or 2), ne[0] (contiguous), ne[1], type, data offset. */
+static inline void tensor_info(Buf *b, const char *name, int n_dims, uint64_t ne0, uint64_t ne1, uint32_t type,
+                               uint64_t offset) {
+    put_str(b, name, strlen(name));
+    put_u32(b, (uint32_t)n_dims);
+    put_u64(b, ne0);
+    if (n_dims > 1) put_u64(b, ne1);
+    put_u32(b, type);
+    put_u64(b, offset);
+}
 
 #endif
