@@ -7,8 +7,9 @@
  * at its bytes inside the mmapped file. Matrices are never dequantized: the matmul kernels read
  * them in their stored type. Only the small norm vectors are converted to F32. By default
  * (pack_weights) the matrices are also copied once into huge pages: the Q8_0 / Q4_0 / Q4_1 ones,
- * byte for byte, into the 16-row interleaved order the q24 kernels stream (on CPUs with the
- * AVX-512 VNNI kernels), the F32 / F16 / BF16 ones as they are.
+ * byte for byte, into the 16-row interleaved order the q24 kernels stream (on the tiers whose
+ * q24 kernels have integer dot products: avx512, neon, neon_i8mm; each tier packs its own
+ * layout), the F32 / F16 / BF16 ones as they are.
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -3,7 +3,7 @@
   - qwen3c.cpu_info() reports the CPU's features, the tiers built in (best first, scalar last),
     the best tier, the tier a model gets, OpenMP and the thread count;
   - QWEN3C_CPU forces a tier for models and for the kernel test entries; an unknown tier, one
-    the build lacks (neon on x86-64) or one the CPU lacks is refused with UnsupportedCPUError,
+    the build lacks (neon on x86-64, avx512 on arm64) or one the CPU lacks is refused with UnsupportedCPUError,
     naming what it can run;
   - every tier this CPU runs computes the same logits as the scalar reference within float32
     rounding, q24 packs its weights only on tiers where it is the forward pass's path, and q24
@@ -28,6 +28,10 @@ from test_quant import random_weights
 PKG_PARENT = str(Path(qwen3c.__file__).resolve().parent.parent)  # the package under test
 INFO = qwen3c.cpu_info()
 RUNNABLE = INFO["tiers"][INFO["tiers"].index(INFO["best"]):]  # every tier from the best down
+ARM64 = "neon_nodot" in INFO["tiers"]
+OTHER_ARCH_TIER = "avx512" if ARM64 else "neon"  # a known tier this build has no kernels for
+Q24_FAST_TIERS = {"avx512", "neon", "neon_i8mm"}  # q24 kernels with integer dot products
+LOWEST_SIMD = RUNNABLE[-2] if len(RUNNABLE) > 1 else "scalar"  # sse, neon_nodot
 
 
 def test_cpu_info_shape():
@@ -47,7 +51,7 @@ def test_cpu_info_shape():
 @pytest.mark.parametrize("value, words", [
     ("foo", "is not a CPU tier"),
     ("AVX2", "is not a CPU tier"),
-    ("neon", "this build has no neon kernels"),
+    (OTHER_ARCH_TIER, f"this build has no {OTHER_ARCH_TIER} kernels"),
 ])
 def test_refused_tiers(monkeypatch, tiny_gguf, value, words):
     monkeypatch.setenv("QWEN3C_CPU", value)
@@ -89,7 +93,7 @@ def test_every_tier_computes_the_same_logits(make_tiny_model, monkeypatch, out_t
         assert rel < 2e-5, (tier, rel)  # float32 rounding (FMA or not, summation order)
         np.testing.assert_array_equal(got.argmax(-1), ref.argmax(-1))
         if out_type == "q8_0":  # q24 is the forward pass's path (and packs) only where it is fast
-            assert (packed > 0) == (tier == "avx512"), (tier, packed)
+            assert (packed > 0) == (tier in Q24_FAST_TIERS), (tier, packed)
 
 
 def test_q24_kernels_bit_identical_across_tiers(monkeypatch):
@@ -137,9 +141,9 @@ def test_info_command_reports_the_machine(tiny_gguf):
 
 def test_verbose_names_tier_and_threads(tiny_chat_gguf):
     r = _cli("--model", str(tiny_chat_gguf), "--prompt", "Hi", "--max-tokens", "2", "--temperature",
-             "0", "--verbose", "--threads", "2", QWEN3C_CPU="sse")
+             "0", "--verbose", "--threads", "2", QWEN3C_CPU=LOWEST_SIMD)
     assert r.returncode == 0, r.stderr
-    assert "sse kernels" in r.stderr
+    assert f"{LOWEST_SIMD} kernels" in r.stderr
     assert system.threads_text(2 if INFO["openmp"] else 1, INFO) in r.stderr
 
 

@@ -218,7 +218,7 @@ def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx:
 
 
 def model_cpu_tier(ptr) -> str:
-    """The kernel tier the model computes with ("avx512", "avx2", "sse", "scalar", ...)."""
+    """The kernel tier the model computes with ("avx512", "avx2", "sse", "neon", "scalar", ...)."""
     return ffi.string(lib.qwen3c_model_cpu_tier(ptr)).decode()
 
 

@@ -60,9 +60,10 @@ class Model:
             types always use float32):
             "q24" (default): x rounded to 24-bit fixed point per block of 32 values (a step of
             about the float32 ulp of the block's largest value), exact integer dot products
-            against a packed copy of the weights (AVX-512 VNNI): float32-level precision
-            (SmolLM2 Q4_1: 3e-6 of the float32 reference) at memory speed. On a CPU without
-            AVX-512 VNNI (a kernel tier other than "avx512") it runs as "f32". The weights are copied once at load into huge pages
+            against a packed copy of the weights (AVX-512 VNNI vpdpbusd; arm64 sdot / smmla):
+            float32-level precision (SmolLM2 Q4_1: 3e-6 of the float32 reference) at memory
+            speed. On a CPU without them (kernel tiers other than "avx512", "neon",
+            "neon_i8mm") it runs as "f32". The weights are copied once at load into huge pages
             (F32 / F16 / BF16 matrices too, as they are: faster decode for float files);
             "f32": float32 x against the stored weight blocks, exact up to float32 rounding
             (3e-6 on SmolLM2), compute-bound; nothing is copied: the weights stay mmapped
@@ -121,9 +122,11 @@ class Model:
         #: the KV cache's element type ("f32" or "f16")
         self.kv_cache = kv_cache
         #: bytes of weights copied at load into huge pages (q24 only; Q8_0 / Q4_0 / Q4_1
-        #: matrices only on the avx512 tier); 0: the weights are read from the mapped file
+        #: matrices only on the avx512, neon and neon_i8mm tiers); 0: the weights are read from
+        #: the mapped file
         self.packed_bytes = _native.model_packed_bytes(self._model)
-        #: the CPU kernel tier this model computes with ("avx512", "avx2", "sse", "scalar"):
+        #: the CPU kernel tier this model computes with ("avx512", "avx2", "sse", "neon_i8mm",
+        #: "neon", "neon_nodot", "scalar"):
         #: the best this CPU runs, or QWEN3C_CPU's (qwen3c.cpu_info() has the details)
         self.cpu_tier = _native.model_cpu_tier(self._model)
         #: tokens run through forward() since the model was created (for tests and stats)
