@@ -9,7 +9,8 @@
 # bit) and checks that the CPU detection (getauxval HWCAP / HWCAP2) picked the expected tier;
 # the other C tests run once, on `max` (test_gguf's thousands of corrupt files are not
 # arch-specific: it runs natively under ASan). Then: objdump shows sdot / smmla / fmla in the
-# NEON kernels, and clang (the compiler of macOS) compiles them for each tier's -march too.
+# NEON kernels, and clang (the compiler of macOS) compiles them for each tier's -march too, and
+# for Windows on arm64 (against mingw-w64's headers).
 # Emulation says nothing about speed.
 #   bash tools/arm64_tests.sh [BUILD_DIR]     (tools/run_tests.sh runs it; ~1 min)
 set -euo pipefail
@@ -53,6 +54,15 @@ if command -v clang >/dev/null; then
     done
   done
   echo "clang: the arm64 sources compile for every tier's -march"
+  # Windows on arm64: the IsProcessorFeaturePresent detection and the kernels, against
+  # mingw-w64's headers (compile only: nothing here runs Windows arm64 binaries)
+  if [ -d /usr/share/mingw-w64/include ]; then
+    for f in csrc/cpu.c csrc/quant.c csrc/kernels/*_neon.c; do
+      clang --target=aarch64-w64-mingw32 -isystem /usr/share/mingw-w64/include -march=armv8.2-a+dotprod+i8mm \
+            -Wall -Wextra -Wno-unused-parameter -Werror -Icsrc -DKERNEL_TIER=neon -fsyntax-only "$f"
+    done
+    echo "clang: cpu.c and the arm64 kernels compile for Windows on arm64 (aarch64-w64-mingw32)"
+  fi
 fi
 
 # the tests, under qemu (ctest prefixes them with the toolchain file's emulator)
