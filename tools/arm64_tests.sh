@@ -22,7 +22,7 @@ for tool in aarch64-linux-gnu-gcc aarch64-linux-gnu-objdump qemu-aarch64; do
 done
 
 gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
-cmake --no-warn-unused-cli -S . -B "$bdir" "${gen[@]}" -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
+cmake -S . -B "$bdir" "${gen[@]}" -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
       -DQWEN3C_PYTHON=OFF -DQWEN3C_BUILD_C_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$bdir" >/dev/null
 
