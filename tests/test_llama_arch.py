@@ -69,7 +69,7 @@ def write_llama_gguf(path, model, cfg, tied: bool):
 
 
 @pytest.mark.parametrize("tied,n_kv", [(True, 2), (False, 4)])
-def test_llama_arch_matches_transformers(tmp_path, tied, n_kv):
+def test_llama_arch_matches_transformers(tmp_path, tied, n_kv, check_model_context):
     torch.manual_seed(1)
     cfg = transformers.LlamaConfig(
         hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
@@ -81,6 +81,9 @@ def test_llama_arch_matches_transformers(tmp_path, tied, n_kv):
             p.copy_((1 + 0.1 * torch.randn_like(p)) if p.dim() == 1 else 0.1 * torch.randn_like(p))
     path = tmp_path / "llama.gguf"
     write_llama_gguf(path, model, cfg, tied)
+    from qwen3c.gguf_info import model_info
+    info = check_model_context(model_info(path))
+    assert info["safe_to_load"] and info["hyperparameters"]["tied_embeddings"] == tied
     ids = torch.randint(0, cfg.vocab_size, (1, 72))
     with torch.no_grad():
         ref = model(ids).logits[0].numpy()

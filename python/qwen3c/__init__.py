@@ -8,7 +8,8 @@ The C core (csrc/) does the GGUF parsing, the forward pass, the tokenizer and th
 this package is a thin layer over it (see docs/c_vs_transformers.md for the map).
 """
 from .errors import (ContextOverflowError, InvalidArgumentError, ModelFormatError, ModelIOError,
-                     ModelNotAvailableError, OutOfMemoryError, Qwen3cError, UnsupportedCPUError,
+                     ModelNotAvailableError, OutOfMemoryError, Qwen3cError, UnsafeModelError,
+                     UnsupportedCPUError,
                      UnsupportedModelError)
 from .model import Model, ModelConfig
 from .sampler import Sampler
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 
 __all__ = ["Model", "ModelConfig", "Qwen3cError", "ModelFormatError", "UnsupportedModelError",
            "ContextOverflowError", "ModelNotAvailableError", "InvalidArgumentError", "ModelIOError",
-           "OutOfMemoryError", "UnsupportedCPUError", "Sampler", "Chat", "chat", "cpu_info"]
+           "OutOfMemoryError", "UnsafeModelError", "UnsupportedCPUError", "Sampler", "Chat", "chat",
+           "cpu_info"]
 
 

@@ -129,6 +129,13 @@ ROWS: Tuple[Row, ...] = (
         note="PyTorch allocates activations per call; C carves one buffer once"),
     Row("containers", "a conversation's state", "qwen3c_context", "struct", _I,
         ("modeling:DynamicCache",), None, note="holds RunState (KV cache) and the thread count"),
+    Row("containers", "a conversation's state, in Python", "Session", "python",
+        "python/qwen3c/session.py", ("modeling:DynamicCache",), None,
+        note="Model.session(): one qwen3c_context and the record of the tokens it holds"),
+    Row("containers", "several conversations in one forward pass", "qwen3c_forward_batch",
+        "function", "csrc/forward.c", ("modeling:Qwen3Model.forward",), None,
+        note="transformers pads a batch and masks it; here each sequence keeps its own "
+             "cache and positions, and the weights are read once for all"),
 
     # ---- weights --------------------------------------------------------------------------
     _w("token embeddings", "TransformerWeights", "token_embedding",
