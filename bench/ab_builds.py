@@ -7,7 +7,8 @@
 tree's python/ after tools/dev_build.sh, or a --target install). Each round runs A then B (then
 B then A in the next round, so neither always goes first), each in a fresh process: load,
 one warm-up forward, prefill --prompt tokens in one call (best of 2), decode --decode tokens one
-at a time. Prints every round and the median of the per-round B/A speed ratios, which is what a
+at a time. --cpu-time measures the process's CPU time (with --threads 1: the time it computed,
+not the time it waited for a core). Prints every round and the median of the per-round B/A speed ratios, which is what a
 shared, noisy machine can compare (the absolute speeds move by 2x within minutes).
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json, sys, time
 import numpy as np
 import qwen3c
 path, threads, n_prompt, n_decode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+clock = time.process_time if sys.argv[5] == "cpu" else time.perf_counter
 info = qwen3c.cpu_info() if hasattr(qwen3c, "cpu_info") else {}
 with qwen3c.Model(path, n_ctx=n_prompt + n_decode + 8, n_threads=threads) as m:
     rng = np.random.default_rng(0)
@@ -31,14 +33,14 @@ with qwen3c.Model(path, n_ctx=n_prompt + n_decode + 8, n_threads=threads) as m:
     m.forward(toks[:16], pos=0)                     # warm-up (page faults, thread start)
     best = 1e9
     for _ in range(2):
-        t0 = time.perf_counter()
+        t0 = clock()
         logits = m.forward(toks, pos=0)
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, clock() - t0)
     tok = int(np.argmax(logits))
-    t0 = time.perf_counter()
+    t0 = clock()
     for i in range(n_decode):
         tok = int(np.argmax(m.forward([tok], pos=n_prompt + i)))
-    dec = time.perf_counter() - t0
+    dec = clock() - t0
     tier = getattr(m, "cpu_tier", info.get("tier", "?"))
 print(json.dumps({"prefill": n_prompt / best, "decode": n_decode / dec, "tier": tier}))
 """
@@ -50,7 +52,7 @@ def run(pythonpath: str, env_extra: list, args) -> dict:
         k, _, v = kv.partition("=")
         env[k] = v
     out = subprocess.run([sys.executable, "-c", CHILD, args.model, str(args.threads), str(args.prompt),
-                          str(args.decode)], env=env, capture_output=True, text=True, check=True)
+                          str(args.decode), "cpu" if args.cpu_time else "wall"], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -65,6 +67,9 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--decode", type=int, default=64)
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="time with the process's CPU time instead of the wall clock: steadier on a "
+                         "busy machine (use with --threads 1: with more, it counts spinning threads)")
     args = ap.parse_args(argv)
     ratios = {"prefill": [], "decode": []}
     print(f"{'round':>5} {'A prefill':>10} {'B prefill':>10} {'B/A':>6} {'A decode':>9} {'B decode':>9} {'B/A':>6}  tiers")
