@@ -128,8 +128,8 @@ typedef struct {
     unsigned needs;      /* features the tier's kernels use */
 } Tier;
 
-#define TIER_ROW(t) {#t, &matmul_kernels_##t, &q24_kernels_##t, &q16_kernels_##t, &int8_kernels_##t, \
-                     &attention_kernels_##t, &nn_kernels_##t}
+#define TIER_ROW(t) {#t, &matmul_kernels_##t, &q24_kernels_##t, &q24k_kernels_##t, &q16_kernels_##t, \
+                     &int8_kernels_##t, &attention_kernels_##t, &nn_kernels_##t}
 static const Tier TIERS[] = {
 #if defined(QWEN3C_TIER_AVX512)
     {TIER_ROW(avx512), F_AVX512F | F_AVX512BW | F_AVX512DQ | F_AVX512VL | F_AVX512VNNI | F_AVX2 | F_FMA | F_F16C},

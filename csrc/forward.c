@@ -54,7 +54,7 @@ static void matmul_units(qwen3c_context *ctx, const MatmulJob *jobs, const int64
         const QTensor *w = jobs[j].w;
         const int64_t r0 = (u - first[j]) * MATMUL_UNIT;
         const int64_t r1 = (end - first[j]) * MATMUL_UNIT < w->rows ? (end - first[j]) * MATMUL_UNIT : w->rows;
-        if (path == QWEN3C_ACTIVATIONS_Q24) ctx->k->q24->rows(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
+        if (path == QWEN3C_ACTIVATIONS_Q24) q24_any_rows(ctx->k, w->type)(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
         else if (path == QWEN3C_ACTIVATIONS_Q16) ctx->k->q16->rows(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
         else if (path == QWEN3C_ACTIVATIONS_Q8) ctx->k->int8->rows(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
         else ctx->k->matmul->rows(jobs[j].out, w->rows, x, n, w, r0, r1);

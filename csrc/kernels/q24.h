@@ -14,14 +14,25 @@
 #define GR 16           /* weight rows per packed group (one per int32 lane) */
 #define VMAX 8355711    /* 0x7F7F7F: the largest |v| with three signed-byte digits */
 
-/* One quantized activation block (112 bytes). */
+/* One quantized activation block (120 bytes). */
 typedef struct {
     float   d;          /* x ~= d * v */
-    float   sx;         /* float32 sum of the original x */
+    float   sx;         /* float32 sum of the original x, in the halving order of q24_sum32 */
     int32_t sh;         /* sum(h) */
     int32_t sml;        /* 256 sum(m) + sum(l) */
+    int32_t sh0, sml0;  /* the same over elements 0..15 (Q6_K's 16-element sub-blocks) */
     int8_t  h[QK], m[QK], l[QK];
 } BlockQ24;
+
+/* The float32 sum of 32 values in the order every tier's quantize uses (a SIMD reduction's):
+ * a[i] += a[i + w] for w = 16, 8, 4, 2, 1, then a[0]. */
+static inline float q24_sum32(const float *x) {
+    float a[QK];
+    for (int i = 0; i < QK; i++) a[i] = x[i];
+    for (int w = QK / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; i++) a[i] += a[i + w];
+    return a[0];
+}
 
 /* Bytes of one packed record (16 rows x one block of 32 columns); 0 for other types. */
 static inline int q24_record_bytes(int type) {
