@@ -10,8 +10,8 @@
  *   Q4_K / Q5_K: 8 sub-blocks of 32, element = (d sc_j) q - (dmin mn_j), q 4 / 5 bits,
  *                sc_j, mn_j 6 bits, d, dmin f16: a sub-block is exactly one activation block.
  *   Q6_K:        16 sub-blocks of 16, element = (d sc_j) (q - 32), q 6 bits, sc_j int8, d f16:
- *                an activation block holds two sub-blocks (BlockQ24.sh0 / sml0 are the sums of
- *                its first 16 digits).
+ *                an activation block holds two sub-blocks (BlockQ24.q6k holds the offset terms
+ *                of its two halves).
  *
  * Packed weights (q24k_pack): rows in groups of 16 (a short last group padded with zero rows),
  * per group one record per super-block (256 columns). "Chunk" c (64 bytes) of a 32-column
@@ -41,14 +41,15 @@
  * whole bytes (the file packs them into 12 bytes of 6-bit fields); Q6_K the same bytes.
  *
  * The arithmetic, every tier in the same order (so all tiers agree bit for bit): per row, per
- * activation block (x quantized: dx, digits h, m, l, sums sh, sml, sh0, sml0, sx) the weight
+ * activation block (x quantized: dx, digits h, m, l, sums sh, sml, q6k, sx) the weight
  * integers u (Q4_K / Q5_K: q; Q6_K: q, offset 32) give exact int32 sums
  *     Q4_K / Q5_K:  ih = sum(u h), iml = 256 sum(u m) + sum(u l)           over the 32 columns
  *                   f = fma(float(ih), 65536, float(iml))
  *                   tot = fma(f, (d sc_j) dx, tot);  tot = fma(-(dmin mn_j), sx, tot)
  *     Q6_K, per half s < 2 of the block (sub-block j = 2 b + s, 16 columns):
  *                   ih = sum(u h) - 32 sh_s, iml = 256 sum(u m) + sum(u l) - 32 sml_s
- *                   (sh_0 = sh0, sh_1 = sh - sh0; the same for sml)
+ *                   (sh_s, sml_s: sh, sml over the half's 16 elements; BlockQ24.q6k has the
+ *                   products with 32)
  *                   f = fma(float(ih), 65536, float(iml));  tot = fma(f, (d sc_j) dx, tot)
  * where d sc_j, dmin mn_j are exact float32 products (11-bit x 6/8-bit integers) and (d sc_j) dx
  * is rounded once. The int32 terms cannot overflow: |sum(u m)| <= 32 * 31 * 128 (Q5_K) and

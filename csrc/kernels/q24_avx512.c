@@ -85,7 +85,10 @@ static void quantize_16_blocks(const float *x, BlockQ24 *o, int nb) {
     _mm512_storeu_si512(sml16, _mm512_sub_epi32(svs, _mm512_slli_epi32(shs, 16)));
     _mm512_storeu_si512(sh0, shs0);
     _mm512_storeu_si512(sml0, _mm512_sub_epi32(svs0, _mm512_slli_epi32(shs0, 16)));
-    for (int b = 0; b < nb; b++) o[b].sh = sh16[b], o[b].sml = sml16[b], o[b].sh0 = sh0[b], o[b].sml0 = sml0[b];
+    for (int b = 0; b < nb; b++) {
+        o[b].sh = sh16[b], o[b].sml = sml16[b];
+        q24_set_halves(o + b, sh0[b], sml0[b]);
+    }
 }
 
 static void quantize(const float *x, int64_t i0, int64_t i1, void *xq) {

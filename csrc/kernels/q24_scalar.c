@@ -17,9 +17,9 @@ static void quantize_block(const float *x, BlockQ24 *o) {
     float id;
     o->d = q24_act_scale(amax, bad, &id);
     o->sx = q24_sum32(x);
-    int32_t sh = 0, sm = 0, sl = 0;
+    int32_t sh = 0, sm = 0, sl = 0, sh0 = 0, sml0 = 0;
     for (int i = 0; i < QK; i++) {
-        if (i == QK / 2) o->sh0 = sh, o->sml0 = 256 * sm + sl;
+        if (i == QK / 2) sh0 = sh, sml0 = 256 * sm + sl;
         int32_t v = bad ? 0 : (int32_t)rintf(x[i] * id);
         v = v > VMAX ? VMAX : v < -VMAX ? -VMAX : v;
         const int32_t l = (int8_t)(v & 0xff), v1 = (v - l) / 256;
@@ -29,6 +29,7 @@ static void quantize_block(const float *x, BlockQ24 *o) {
     }
     o->sh = sh;
     o->sml = 256 * sm + sl;
+    q24_set_halves(o, sh0, sml0);
 }
 
 static void quantize(const float *x, int64_t i0, int64_t i1, void *xq) {

@@ -84,9 +84,13 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t ns, const Blo
             for (int t = 0; t < NT; t++) ah[t] = am[t] = al[t] = _mm512_setzero_si512();
             const BlockUnpack up = block_unpack(TYPE, rec, b);
             /* chunks 0..3 (Q6_K: then the first sub-block's terms), chunks 4..7 */
+            /* fully unrolled: otherwise gcc keeps the accumulators in a loop-carried shuffle of
+             * register copies (2 moves per vpdpbusd) */
+#pragma GCC unroll 2
             for (int part = 0; part < 2; part++) {
 #pragma GCC unroll 4
-                for (int c = 4 * part; c < 4 * part + 4; c++) {
+                for (int c4 = 0; c4 < 4; c4++) {
+                    const int c = 4 * part + c4;
                     const __m512i u = chunk_u(TYPE, &up, c);
                     for (int t = 0; t < NT; t++) {
                         const BlockQ24 *xt = xb + t * x_stride;
@@ -102,11 +106,9 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t ns, const Blo
                     const __m512 ds = _mm512_mul_ps(d, s8x16_ps(rec + 32 + 16 * (2 * b + part)));
                     for (int t = 0; t < NT; t++) {
                         const BlockQ24 *xt = xb + t * x_stride;
-                        const int32_t sh = part ? xt->sh - xt->sh0 : xt->sh0;
-                        const int32_t sml = part ? xt->sml - xt->sml0 : xt->sml0;
-                        const __m512i ih = _mm512_sub_epi32(ah[t], _mm512_set1_epi32(32 * sh));
+                        const __m512i ih = _mm512_sub_epi32(ah[t], _mm512_set1_epi32(xt->q6k[2 * part]));
                         const __m512i iml = _mm512_sub_epi32(_mm512_add_epi32(_mm512_slli_epi32(am[t], 8), al[t]),
-                                                             _mm512_set1_epi32(32 * sml));
+                                                             _mm512_set1_epi32(xt->q6k[2 * part + 1]));
                         const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ih), _mm512_set1_ps(65536.0f),
                                                          _mm512_cvtepi32_ps(iml));
                         tot[t] = _mm512_fmadd_ps(f, _mm512_mul_ps(ds, _mm512_set1_ps(xt->d)), tot[t]);

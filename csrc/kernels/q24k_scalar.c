@@ -55,9 +55,8 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
                         tot = fmaf(-dmn, xb->sx, tot);
                         continue;
                     }
-                    const int32_t sh[2] = {xb->sh0, xb->sh - xb->sh0}, sml[2] = {xb->sml0, xb->sml - xb->sml0};
                     for (int h = 0; h < 2; h++) {
-                        const float f = fmaf((float)(ih[h] - 32 * sh[h]), 65536.0f, (float)(iml[h] - 32 * sml[h]));
+                        const float f = fmaf((float)(ih[h] - xb->q6k[2 * h]), 65536.0f, (float)(iml[h] - xb->q6k[2 * h + 1]));
                         const float dsc = d * (float)(int8_t)rec[32 + 16 * (2 * b + h) + lane];
                         tot = fmaf(f, dsc * xb->d, tot);
                     }
