@@ -4,10 +4,12 @@
  *
  * A model picks its tier when it is loaded (its packed weights are laid out for that tier's
  * kernels) and its contexts use it; the test entry points (qwen3c_matmul, ...) pick one per
- * call. The pick is QWEN3C_CPU=avx512|avx2|sse|neon_i8mm|neon|neon_nodot|scalar when set (refused, with
- * QWEN3C_ERR_CPU, if unknown, not in this build or not supported by this CPU), else the best
- * tier the CPU runs. The CPU is read each time (x86: cpuid + xgetbv, a few hundred cycles);
- * nothing is cached, so there is no global state at all.
+ * call. The pick is QWEN3C_CPU=avx512|avx2|avx2-novnni|sse|neon-i8mm|neon|neon-nodot|scalar
+ * when set (refused, with QWEN3C_ERR_CPU, if unknown, not in this build or not supported by
+ * this CPU), else the best tier the CPU runs. "avx2" is two rows of the table: the avx2 kernels
+ * compiled with AVX-VNNI when the CPU has it, else without; "avx2-novnni" is always the latter.
+ * The CPU is read each time (x86: cpuid + xgetbv, a few hundred cycles; arm64: getauxval /
+ * sysctl); nothing is cached, so there is no global state at all.
  *
  * arm64: NEON is architectural; dotprod (sdot/udot, Armv8.2+: Apple M1+, Graviton2+,
  * Cortex-A76+) and i8mm (smmla, Armv8.6: Apple M2+, Graviton3+) come from the kernel
@@ -160,33 +162,43 @@ typedef struct {
     unsigned needs;      /* features the tier's kernels use */
 } Tier;
 
-#define TIER_ROW(t) {#t, &matmul_kernels_##t, &q24_kernels_##t, &q16_kernels_##t, &int8_kernels_##t, \
-                     &attention_kernels_##t, &nn_kernels_##t}
+#define TIER_ROW_NAMED(name, t) {name, &matmul_kernels_##t, &q24_kernels_##t, &q24k_kernels_##t, \
+                                 &q16_kernels_##t, &int8_kernels_##t, &attention_kernels_##t, &nn_kernels_##t}
+#define TIER_ROW(t) TIER_ROW_NAMED(#t, t)
 static const Tier TIERS[] = {
 #if defined(QWEN3C_TIER_AVX512)
     {TIER_ROW(avx512), F_AVX512F | F_AVX512BW | F_AVX512DQ | F_AVX512VL | F_AVX512VNNI | F_AVX2 | F_FMA | F_F16C},
 #endif
+#if defined(QWEN3C_TIER_AVX2VNNI)
+    /* "avx2" on a CPU with AVX-VNNI: the avx2 kernel files compiled with it (vpdpbusd on ymm) */
+    {TIER_ROW_NAMED("avx2", avx2vnni), F_AVX | F_AVX2 | F_FMA | F_F16C | F_AVXVNNI},
+#endif
 #if defined(QWEN3C_TIER_AVX2)
     {TIER_ROW(avx2), F_AVX | F_AVX2 | F_FMA | F_F16C},
+    /* the same kernels by a name that never picks the AVX-VNNI ones (to test them on a CPU
+     * that has it) */
+    {TIER_ROW_NAMED("avx2-novnni", avx2), F_AVX | F_AVX2 | F_FMA | F_F16C},
 #endif
 #if defined(QWEN3C_TIER_SSE)
     {TIER_ROW(sse), F_SSE42 | F_POPCNT},
 #endif
 #if defined(QWEN3C_TIER_NEON_I8MM)
-    {TIER_ROW(neon_i8mm), F_NEON | F_DOTPROD | F_I8MM},
+    {TIER_ROW_NAMED("neon-i8mm", neon_i8mm), F_NEON | F_DOTPROD | F_I8MM},
 #endif
 #if defined(QWEN3C_TIER_NEON)
     {TIER_ROW(neon), F_NEON | F_DOTPROD},
 #endif
 #if defined(QWEN3C_TIER_NEON_NODOT)
-    {TIER_ROW(neon_nodot), F_NEON},
+    {TIER_ROW_NAMED("neon-nodot", neon_nodot), F_NEON},
 #endif
     {TIER_ROW(scalar), 0},
 };
+#undef TIER_ROW_NAMED
 #undef TIER_ROW
 #define N_TIERS (sizeof(TIERS) / sizeof(TIERS[0]))
-static const char *const KNOWN_TIERS[] = {"avx512", "avx2", "sse", "neon_i8mm", "neon", "neon_nodot", "scalar"};
-#define KNOWN_TIERS_TEXT "avx512, avx2, sse, neon_i8mm, neon, neon_nodot, scalar"
+static const char *const KNOWN_TIERS[] = {"avx512", "avx2", "avx2-novnni", "sse", "neon-i8mm", "neon", "neon-nodot",
+                                           "scalar"};
+#define KNOWN_TIERS_TEXT "avx512, avx2, avx2-novnni, sse, neon-i8mm, neon, neon-nodot, scalar"
 
 static int runs(const Tier *t, unsigned f) { return (t->needs & f) == t->needs; }
 
@@ -197,12 +209,17 @@ static void features_text(unsigned f, char *buf, size_t size) {
         if ((f >> i) & 1u) n += (size_t)snprintf(buf + n, n < size ? size - n : 0, "%s%s", n ? " " : "", FEATURE_NAMES[i]);
 }
 
+/* The names of the tiers, best first, each once ("avx2" has two rows). */
 static void tiers_text(unsigned f, int runnable_only, char *buf, size_t size) {
     size_t n = 0;
     buf[0] = '\0';
-    for (size_t i = 0; i < N_TIERS; i++)
-        if (!runnable_only || runs(&TIERS[i], f))
-            n += (size_t)snprintf(buf + n, n < size ? size - n : 0, "%s%s", n ? " " : "", TIERS[i].k.tier);
+    for (size_t i = 0; i < N_TIERS; i++) {
+        if (runnable_only && !runs(&TIERS[i], f)) continue;
+        int seen = 0;
+        for (size_t j = 0; j < i; j++)
+            seen |= (!runnable_only || runs(&TIERS[j], f)) && !strcmp(TIERS[j].k.tier, TIERS[i].k.tier);
+        if (!seen) n += (size_t)snprintf(buf + n, n < size ? size - n : 0, "%s%s", n ? " " : "", TIERS[i].k.tier);
+    }
 }
 
 /* The tier for features f and the QWEN3C_CPU value `want` (NULL or "": the best). */
@@ -216,14 +233,18 @@ static int choose(unsigned f, const char *want, const Tier **out, char *err, siz
     }
     char ok[64];
     tiers_text(f, 1, ok, sizeof ok);
+    const Tier *named = NULL; /* the last row of that name: the one needing the least */
     for (size_t i = 0; want && i < N_TIERS; i++) {
         if (strcmp(want, TIERS[i].k.tier) != 0) continue;
         if (runs(&TIERS[i], f)) {
             *out = &TIERS[i];
             return QWEN3C_OK;
         }
+        named = &TIERS[i];
+    }
+    if (named) {
         char need[256];
-        features_text(TIERS[i].needs & ~f, need, sizeof need);
+        features_text(named->needs & ~f, need, sizeof need);
         return qwen3c_fail(err, err_size, QWEN3C_ERR_CPU,
                            "QWEN3C_CPU=%s: this CPU lacks %s (it runs: %s)", want, need, ok);
     }

@@ -78,7 +78,7 @@ static void matmul_units(const Pass *ps, const MatmulJob *jobs, const int64_t *f
         const QTensor *w = jobs[j].w;
         const int64_t r0 = (u - first[j]) * MATMUL_UNIT;
         const int64_t r1 = (end - first[j]) * MATMUL_UNIT < w->rows ? (end - first[j]) * MATMUL_UNIT : w->rows;
-        if (path == QWEN3C_ACTIVATIONS_Q24) ps->k->q24->rows(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
+        if (path == QWEN3C_ACTIVATIONS_Q24) q24_any_rows(ps->k, w->type)(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
         else if (path == QWEN3C_ACTIVATIONS_Q16) ps->k->q16->rows(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
         else if (path == QWEN3C_ACTIVATIONS_Q8) ps->k->int8->rows(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
         else ps->k->matmul->rows(jobs[j].out, w->rows, x, n, w, r0, r1);

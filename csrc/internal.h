@@ -310,13 +310,18 @@ bool   int8_path_supported(int type);
 /* q24's packed layout (16-row groups, quant_q24.c): the bytes of the packed copy of a
  * (rows, cols) matrix of `type` (0 when unsupported), and the packing itself into dst (64-byte
  * aligned is best) with n_threads OpenMP threads (<= 0: the default). The q24 kernel tables
- * of the scalar and avx512 tiers use these (Q24Kernels.packed_size / pack). */
+ * of every tier use these (Q24Kernels.packed_size / pack). */
 size_t q24_packed_size(int type, int64_t rows, int64_t cols);
 void   q24_pack(const QTensor *w, void *dst, int n_threads);
 /* The same layout with the Q8_0 quants as stored (signed bytes, for arm64's sdot), and the
  * 2-row x 8-column tiles of arm64's smmla (quant_q24.c: q24_pack_mmla). */
 void   q24_pack_signed(const QTensor *w, void *dst, int n_threads);
 void   q24_pack_mmla(const QTensor *w, void *dst, int n_threads);
+/* The same for the K-quants (quant_q24k.c): q24's activation blocks x Q4_K / Q5_K / Q6_K
+ * super-blocks packed into 16-row groups (Q24KKernels.packed_size / pack of every tier). */
+bool   q24k_path_supported(int type);
+size_t q24k_packed_size(int type, int64_t rows, int64_t cols);
+void   q24k_pack(const QTensor *w, void *dst, int n_threads);
 
 /* ---------------------------------------------------------------------------------------
  * Tokenizer (tokenizer.c)

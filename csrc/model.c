@@ -6,10 +6,10 @@
  * weight by its GGUF tensor name, checks its shape against the config, and points a QTensor
  * at its bytes inside the mmapped file. Matrices are never dequantized: the matmul kernels read
  * them in their stored type. Only the small norm vectors are converted to F32. By default
- * (pack_weights) the matrices are also copied once into huge pages: the Q8_0 / Q4_0 / Q4_1 ones,
- * byte for byte, into the 16-row interleaved order the q24 kernels stream (on the tiers whose
- * q24 kernels have integer dot products: avx512, neon, neon_i8mm; each tier packs its own
- * layout), the F32 / F16 / BF16 ones as they are.
+ * (pack_weights) the matrices are also copied once into huge pages: the Q8_0 / Q4_0 / Q4_1 and
+ * Q4_K / Q5_K / Q6_K ones into the 16-row interleaved order the q24 / q24k kernels stream (on
+ * the tiers whose q24 kernels have integer dot products: avx512, avx2, neon, neon-i8mm; each
+ * tier packs its own layout), the F32 / F16 / BF16 ones as they are.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,7 +282,7 @@ static int is_float_type(int type) {
 /* Bytes a matrix takes in the packed allocation (64-byte aligned); 0: it stays in the file. */
 static size_t packed_bytes(const Kernels *k, const QTensor *t) {
     const size_t b = is_float_type(t->type) ? t->row_bytes * (size_t)t->rows
-                   : k->q24->fast           ? k->q24->packed_size(t->type, t->rows, t->cols) : 0;
+                   : k->q24->fast           ? q24_any_packed_size(k, t->type, t->rows, t->cols) : 0;
     return (b + 63) / 64 * 64;
 }
 
@@ -298,7 +298,8 @@ static void copy_matrix(const QTensor *t, void *dst) {
 }
 
 /* Copy the weight matrices (the lm_head too) into one allocation held in huge pages, which
- * decode streams once per token: Q8_0 / Q4_0 / Q4_1 rearranged for the q24 kernels
+ * decode streams once per token: Q8_0 / Q4_0 / Q4_1 / Q4_K / Q5_K / Q6_K rearranged for the
+ * q24 / q24k kernels
  * (t->packed), F32 / F16 / BF16 as they are (t->data then points at the copy: the file's page
  * cache mostly sits in 4 KB pages, and their TLB misses cost float decode ~8% of its speed).
  * With tied embeddings the lookup keeps reading token_embd's rows in place. */
@@ -326,7 +327,7 @@ static int pack_weights(Transformer *m, char *err, size_t err_size) {
                 release_pages(&m->file, t);
                 t->data = dst;
             } else {
-                m->kernels->q24->pack(t, dst, 0);
+                q24_any_pack(m->kernels, t, dst, 0);
                 t->packed = dst;
                 release_pages(&m->file, t);
             }

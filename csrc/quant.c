@@ -13,6 +13,8 @@
  *   Q4_1   32   20   f16 d, m; u8 qs[16]                                 d * q + m
  *   Q5_0   32   22   f16 d; u8 qh[4]; u8 qs[16]                          d * (q - 16)
  *   Q5_1   32   24   f16 d, m; u8 qh[4]; u8 qs[16]                       d * q + m
+ *   Q2_K  256   84   u8 scales[16]; u8 qs[64]; f16 d, dmin              (d*sc) * q - (dmin*mn)
+ *   Q3_K  256  110   u8 hmask[32]; u8 qs[64]; u8 scales[12]; f16 d       (d*sc) * q
  *   Q4_K  256  144   f16 d, dmin; u8 scales[12]; u8 qs[128]              (d*sc) * q - (dmin*mn)
  *   Q5_K  256  176   f16 d, dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]   (d*sc) * q - (dmin*mn)
  *   Q6_K  256  210   u8 ql[128]; u8 qh[64]; int8 scales[16]; f16 d       (d*sc) * (q - 32)
@@ -25,6 +27,14 @@
  * Q6_K: two halves of 128; in a half, element i < 64 is the low nibble of ql[i], i >= 64 the
  * high nibble of ql[i - 64]; bits 4-5 are (qh[i % 32] >> 2 * (i / 32)) & 3; one int8 scale per
  * 16 elements.
+ * Q2_K: 16 sub-blocks of 16, scales[j] = sc | mn << 4 (4 bits each); two halves of 128, in a
+ * half element i (0..127) is (qs[32 h + i % 32] >> 2 * (i / 32)) & 3.
+ * Q3_K: 16 sub-blocks of 16 with 6-bit scales (stored minus 32: sc - 32 is the signed scale),
+ * low 4 bits of scale j in scales[j % 8] (nibble j / 8), high 2 bits in scales[8 + j % 4]
+ * (bits 2 (j / 4)); quants as Q2_K's 2 bits, minus 4 where bit (i / 32) of hmask[i % 32]
+ * (i = 0..255) is clear: q in -4..3.
+ * Q2_K / Q3_K are computed through this exact dequantization (the f32 path: matmul_*.c), not
+ * by q24k.
  *
  * Precision: activations stay float32; weights are dequantized in registers (or into a small
  * L1/L2 tile) and accumulated in float32 with FMA. dequantize_row reproduces the reference
@@ -83,8 +93,8 @@ static const TypeInfo type_table[] = {
     {QWEN3C_TYPE_Q5_1, "Q5_1", 32,  24, true},
     {QWEN3C_TYPE_Q8_0, "Q8_0", 32,  34, true},
     {QWEN3C_TYPE_Q8_1, "Q8_1", 32,  36, false},
-    {QWEN3C_TYPE_Q2_K, "Q2_K", 256, 84, false},
-    {QWEN3C_TYPE_Q3_K, "Q3_K", 256, 110, false},
+    {QWEN3C_TYPE_Q2_K, "Q2_K", 256, 84, true},
+    {QWEN3C_TYPE_Q3_K, "Q3_K", 256, 110, true},
     {QWEN3C_TYPE_Q4_K, "Q4_K", 256, 144, true},
     {QWEN3C_TYPE_Q5_K, "Q5_K", 256, 176, true},
     {QWEN3C_TYPE_Q6_K, "Q6_K", 256, 210, true},
@@ -234,6 +244,28 @@ NO_FP_CONTRACT static void dq_q5_1(const uint8_t *b, float *y) {
     }
 }
 
+NO_FP_CONTRACT static void dq_q2_k(const uint8_t *b, float *y) {
+    const uint8_t *scales = b, *qs = b + 16;
+    const float d = fp16_to_fp32(read_u16(b + 80)), dmin = fp16_to_fp32(read_u16(b + 82));
+    for (int e = 0; e < QK_K; e++) {
+        const int j = e / 16, h = e / 128, i = e % 128;
+        const float dl = d * (float)(scales[j] & 0x0f), ml = dmin * (float)(scales[j] >> 4);
+        const float p0 = dl * (float)((qs[32 * h + i % 32] >> (2 * (i / 32))) & 3);
+        y[e] = p0 - ml;
+    }
+}
+
+NO_FP_CONTRACT static void dq_q3_k(const uint8_t *b, float *y) {
+    const uint8_t *hmask = b, *qs = b + 32, *scales = b + 96;
+    const float d = fp16_to_fp32(read_u16(b + 108));
+    for (int e = 0; e < QK_K; e++) {
+        const int j = e / 16, h = e / 128, i = e % 128;
+        const int sc = (((scales[j % 8] >> (4 * (j / 8))) & 0x0f) | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+        const int q = ((qs[32 * h + i % 32] >> (2 * (i / 32))) & 3) - (((hmask[e % 32] >> (e / 32)) & 1) ? 0 : 4);
+        y[e] = (d * (float)sc) * (float)q;
+    }
+}
+
 NO_FP_CONTRACT static void dq_q4_k(const uint8_t *b, float *y) {
     const float d = fp16_to_fp32(read_u16(b)), dmin = fp16_to_fp32(read_u16(b + 2));
     const uint8_t *scales = b + 4, *qs = b + 16;
@@ -318,6 +350,8 @@ void dequantize_row(int type, const void *src, float *dst, int64_t n) {
     case QWEN3C_TYPE_Q4_1: dq = dq_q4_1; bs = QK; ts = 20; break;
     case QWEN3C_TYPE_Q5_0: dq = dq_q5_0; bs = QK; ts = 22; break;
     case QWEN3C_TYPE_Q5_1: dq = dq_q5_1; bs = QK; ts = 24; break;
+    case QWEN3C_TYPE_Q2_K: dq = dq_q2_k; bs = QK_K; ts = 84; break;
+    case QWEN3C_TYPE_Q3_K: dq = dq_q3_k; bs = QK_K; ts = 110; break;
     case QWEN3C_TYPE_Q4_K: dq = dq_q4_k; bs = QK_K; ts = 144; break;
     case QWEN3C_TYPE_Q5_K: dq = dq_q5_k; bs = QK_K; ts = 176; break;
     case QWEN3C_TYPE_Q6_K: dq = dq_q6_k; bs = QK_K; ts = 210; break;
@@ -417,8 +451,10 @@ int quant_path_matmul(const QuantPath *qp, int type, const void *w, size_t w_siz
     const char *what = qp->what;
     if (!qp->supported(type))
         return qwen3c_fail(err, err_size, QWEN3C_ERR_UNSUPPORTED,
-                           "%s: tensor type %d (%s) is not supported by the %s path (Q8_0, Q4_0, Q4_1)",
-                           what, type, qwen3c_type_name(type), qp->path);
+                           "%s: tensor type %d (%s) is not supported by the %s path (%s)",
+                           what, type, qwen3c_type_name(type), qp->path,
+                           qp->supported(QWEN3C_TYPE_Q4_K) ? "Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K"
+                                                            : "Q8_0, Q4_0, Q4_1");
     if (n <= 0)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "%s: the number of elements per row must be positive, got %lld", what,
@@ -426,10 +462,11 @@ int quant_path_matmul(const QuantPath *qp, int type, const void *w, size_t w_siz
     if (d <= 0)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "%s: the number of rows must be positive, got %lld", what, (long long)d);
-    if (n % QK != 0)
+    const int bs = qwen3c_type_block_size(type);
+    if (n % bs != 0)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "%s: %lld elements is not a multiple of the %s block size %d", what,
-                           (long long)n, qwen3c_type_name(type), QK);
+                           (long long)n, qwen3c_type_name(type), bs);
     if (n_tok <= 0 || n_tok > INT_MAX)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "%s: the number of tokens must be in [1, %d], got %lld", what, INT_MAX,

@@ -108,13 +108,18 @@ void q24_pack_mmla(const QTensor *w, void *dst, int n_threads) { pack_groups(w, 
 
 /* ---------------------------------------------------------------------------------------
  * Public entry (tests, tools): packs W, then runs the same kernels as the forward pass
+ * (the q24 family for Q8_0 / Q4_0 / Q4_1, q24k for Q4_K / Q5_K / Q6_K)
  * ------------------------------------------------------------------------------------- */
+static bool q24_any_supported(int type) { return q24_path_supported(type) || q24k_path_supported(type); }
+
 int qwen3c_matmul_q24(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
                       int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size) {
     const Kernels *k;
     int rc = kernels_select(&k, err, err_size);
     if (rc != QWEN3C_OK) return rc;
-    const QuantPath path = {"matmul_q24", "q24", q24_path_supported, k->q24->act_size, NULL,
-                            k->q24->quantize, k->q24->rows, k->q24->packed_size, k->q24->pack};
+    const int kq = q24k_path_supported(type);
+    const QuantPath path = {"matmul_q24", "q24", q24_any_supported, k->q24->act_size, NULL,
+                            k->q24->quantize, kq ? k->q24k->rows : k->q24->rows,
+                            kq ? k->q24k->packed_size : k->q24->packed_size, kq ? k->q24k->pack : k->q24->pack};
     return quant_path_matmul(&path, type, w, w_size, x, n_tok, n, d, out, n_threads, err, err_size);
 }

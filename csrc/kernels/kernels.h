@@ -6,39 +6,52 @@
  *   matmul      float32 activations x any weight type (the        matmul_{scalar,avx2,avx512,neon}.c
  *               reference path: decode dot products, prefill
  *               panel dequantization + register-tiled FMAs)
- *   q24         the default for Q8_0/Q4_0/Q4_1: 24-bit            q24_{scalar,avx512,neon}.c
+ *   q24         the default for Q8_0/Q4_0/Q4_1: 24-bit            q24_{scalar,avx2,avx512,neon}.c
  *               activation blocks x packed 16-row weight groups
+ *   q24k        the default for Q4_K/Q5_K/Q6_K: the same          q24k_{scalar,avx2,avx512,neon}.c
+ *               activation blocks (q24's quantize) x packed
+ *               16-row groups of K-quant super-blocks
  *   q16         opt-in 16-bit activation blocks                   q16_{scalar,avx512}.c
  *   int8        opt-in 8-bit activation blocks                    int8_{scalar,avx512}.c
- *   attention   scores q.k over key tiles, softmax(scores) @ v    attention_{scalar,avx512,neon}.c
- *   nn          softmax, swiglu (the exp-heavy element-wise ops)  nn_scalar.c
+ *   attention   scores q.k over key tiles, softmax(scores) @ v    attention_{scalar,avx2,avx512,neon}.c
+ *   nn          softmax, swiglu (the exp-heavy element-wise ops)  nn_{scalar,neon}.c
  *
  *   tier     x86-64 CPUs                                  compiled with
  *   avx512   AVX-512 F/BW/DQ/VL + VNNI (Ice Lake, Zen 4)   -mavx512f -mavx512bw -mavx512dq -mavx512vl
  *                                                         -mavx512vnni -mavx2 -mfma -mf16c
- *   avx2     AVX2 + FMA + F16C (Haswell, Zen 1)           -mavx2 -mfma -mf16c
+ *   avx2     AVX2 + FMA + F16C + AVX-VNNI (Alder Lake and   -mavx2 -mfma -mf16c -mavxvnni
+ *            later Intel laptops, Zen 5): the avx2 files
+ *            compiled with AVX-VNNI (table suffix avx2vnni)
+ *   avx2     AVX2 + FMA + F16C (Haswell .. Comet Lake, Zen  -mavx2 -mfma -mf16c
+ *            1-4 without AVX-512): the same files without
+ *            it; QWEN3C_CPU=avx2 picks the first of the two
+ *            the CPU runs, avx2-novnni forces this one
  *   sse      SSE4.2 + POPCNT (Nehalem): x86-64-v2          -msse4.2 -mpopcnt
  *   scalar   any CPU: plain C, the readable reference     the build's baseline flags
  *
  *   arm64 CPUs                                                 compiled with
- *   neon_i8mm  NEON + dotprod + i8mm (Apple M2+, Graviton3+,   -march=armv8.2-a+dotprod+i8mm
- *              Snapdragon X, Cortex-A710+)
+ *   neon-i8mm  NEON + dotprod + i8mm (Apple M2+, Graviton3+,   -march=armv8.2-a+dotprod+i8mm
+ *              Snapdragon X, Cortex-A710+); table suffix
+ *              neon_i8mm
  *   neon       NEON + dotprod (Apple M1, Graviton2, A76+)      -march=armv8.2-a+dotprod
- *   neon_nodot NEON only (Cortex-A53 / A72: Raspberry Pi 3/4) -march=armv8-a
+ *   neon-nodot NEON only (Cortex-A53 / A72: Raspberry Pi 3/4); -march=armv8-a
+ *              table suffix neon_nodot
  *   scalar     the plain C, which the compiler vectorizes for NEON (part of arm64's baseline)
- * The three arm64 tiers compile the same *_neon.c files (CMakeLists.txt: QWEN3C_TIER_BASE_<tier>);
- * q24_neon.c uses sdot where __ARM_FEATURE_DOTPROD is defined and smmla where
- * __ARM_FEATURE_MATMUL_INT8 is, and otherwise computes the same integer sums with widening
- * multiplies (exact, but no faster than f32: q24 is the forward pass's path on neon and
- * neon_i8mm only).
+ * The three arm64 tiers compile the same *_neon.c files (CMakeLists.txt:
+ * QWEN3C_TIER_SOURCE_<tier>); q24_neon.c / q24k_neon.c use sdot where __ARM_FEATURE_DOTPROD is
+ * defined (and q24_neon.c smmla where __ARM_FEATURE_MATMUL_INT8 is), and otherwise compute the
+ * same integer sums with widening multiplies (exact, but no faster than f32: q24 / q24k are the
+ * forward pass's path on neon and neon-i8mm only).
  *
  * Every tier has a table for every family. A family without a hand-written file for a tier
- * (e.g. q24_avx2.c) gets its scalar file compiled again with that tier's flags (CMakeLists.txt
+ * (e.g. q16_avx2.c) gets its scalar file compiled again with that tier's flags (CMakeLists.txt
  * does it, defining KERNEL_TIER): the plain C, vectorized by the compiler for that CPU. So
- * today: sse = every scalar file for SSE4.2; avx2 = matmul_avx2.c + the scalar q24, q16, int8,
- * attention, nn files for AVX2; avx512 = hand-written matmul, q24, q16, int8, attention + the
- * scalar nn file for AVX-512; the arm64 tiers = hand-written matmul, q24, attention + the
- * scalar q16, int8, nn files for their -march.
+ * today: sse = every scalar file for SSE4.2; avx2 (both variants) = hand-written matmul, q24,
+ * q24k, attention + the scalar q16, int8, nn files for AVX2; avx512 = hand-written matmul, q24,
+ * q24k, q16, int8, attention + the scalar nn file for AVX-512; the arm64 tiers = hand-written
+ * matmul, q24, q24k, attention, nn + the scalar q16, int8 files for their -march. A hand-written
+ * avx2 file sees __AVXVNNI__ defined in its avx2vnni compile (vpdpbusd on ymm) and not in its
+ * avx2 one.
  *
  * Adding a family: a struct of function pointers below, a <family>_scalar.c that defines
  * `const XxxKernels TIER_TABLE(xxx_kernels)` (everything else in the file static), the family
@@ -96,6 +109,15 @@ typedef struct {
     RowsFn rows;
 } Q24Kernels;
 
+/* ---- q24k: q24's activation blocks x packed K-quant weights (quant_q24k.c has the format) -- */
+typedef struct {
+    /* as Q24Kernels: bytes of the packed copy (0: not a K-quant type q24k computes with), the
+     * packing, and the rows (x from the same tier's Q24Kernels.quantize; r0 a multiple of 16) */
+    size_t (*packed_size)(int type, int64_t rows, int64_t cols);
+    void   (*pack)(const QTensor *w, void *dst, int n_threads);
+    RowsFn rows;
+} Q24KKernels;
+
 /* ---- q16 and int8: 16- / 8-bit activations x the weights as stored ---------------------- */
 typedef struct {
     size_t (*act_size)(int n_tok, int64_t cols);
@@ -132,6 +154,7 @@ typedef struct Kernels {
     const char             *tier;      /* "avx512", "avx2", "sse", "neon", ... (QWEN3C_CPU names) */
     const MatmulKernels    *matmul;
     const Q24Kernels       *q24;
+    const Q24KKernels      *q24k;
     const ActQuantKernels  *q16;
     const ActQuantKernels  *int8;
     const AttentionKernels *attention;
@@ -141,6 +164,7 @@ typedef struct Kernels {
 #define QWEN3C_DECLARE_TIER(t)                                                                     \
     extern const MatmulKernels matmul_kernels_##t;                                                 \
     extern const Q24Kernels q24_kernels_##t;                                                       \
+    extern const Q24KKernels q24k_kernels_##t;                                                     \
     extern const ActQuantKernels q16_kernels_##t;                                                  \
     extern const ActQuantKernels int8_kernels_##t;                                                 \
     extern const AttentionKernels attention_kernels_##t;                                           \
@@ -148,10 +172,26 @@ typedef struct Kernels {
 QWEN3C_DECLARE_TIER(scalar)
 QWEN3C_DECLARE_TIER(sse)
 QWEN3C_DECLARE_TIER(avx2)
+QWEN3C_DECLARE_TIER(avx2vnni)
 QWEN3C_DECLARE_TIER(avx512)
 QWEN3C_DECLARE_TIER(neon_i8mm)
 QWEN3C_DECLARE_TIER(neon)
 QWEN3C_DECLARE_TIER(neon_nodot)
 #undef QWEN3C_DECLARE_TIER
+
+/* The q24 path of a weight matrix of `type` on tier k: the packed size (0: q24 does not compute
+ * with the type, the matrix stays in the file and runs as f32), the packing and the rows, from
+ * the q24 family (Q8_0 / Q4_0 / Q4_1) or the q24k family (Q4_K / Q5_K / Q6_K). */
+static inline size_t q24_any_packed_size(const Kernels *k, int type, int64_t rows, int64_t cols) {
+    const size_t b = k->q24->packed_size(type, rows, cols);
+    return b ? b : k->q24k->packed_size(type, rows, cols);
+}
+static inline void q24_any_pack(const Kernels *k, const QTensor *w, void *dst, int n_threads) {
+    if (k->q24->packed_size(w->type, w->rows, w->cols)) k->q24->pack(w, dst, n_threads);
+    else k->q24k->pack(w, dst, n_threads);
+}
+static inline RowsFn q24_any_rows(const Kernels *k, int type) {
+    return q24k_path_supported(type) ? k->q24k->rows : k->q24->rows;
+}
 
 #endif /* QWEN3C_KERNELS_H */

@@ -182,4 +182,4 @@ static void rows(float *out, int64_t out_stride, const float *x, int n_tok, cons
     matmul_panels(out, out_stride, x, n_tok, w, r0, r1, dequant_reference, tile_dispatch);
 }
 
-const MatmulKernels matmul_kernels_avx2 = {rows};
+const MatmulKernels TIER_TABLE(matmul_kernels) = {rows};

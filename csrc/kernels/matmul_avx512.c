@@ -458,6 +458,10 @@ static float vec_dot_q6_k(const uint8_t *row, const float *x, int64_t n) {
 }
 
 
+static float dot_f32(const float *a, const float *b, int64_t n) {
+    return vec_dot_f32((const uint8_t *)(const void *)a, b, n);
+}
+
 static float vec_dot(int type, const uint8_t *row, const float *x, int64_t n) {
     switch (type) {
     case QWEN3C_TYPE_F32:  return vec_dot_f32(row, x, n);
@@ -471,7 +475,7 @@ static float vec_dot(int type, const uint8_t *row, const float *x, int64_t n) {
     case QWEN3C_TYPE_Q4_K: return vec_dot_q4_k(row, x, n);
     case QWEN3C_TYPE_Q5_K: return vec_dot_q5_k(row, x, n);
     case QWEN3C_TYPE_Q6_K: return vec_dot_q6_k(row, x, n);
-    default:               return 0.0f; /* callers check type_supported */
+    default:               return vec_dot_dequantized(type, row, x, n, dot_f32); /* Q2_K, Q3_K */
     }
 }
 

@@ -14,14 +14,32 @@
 #define GR 16           /* weight rows per packed group (one per int32 lane) */
 #define VMAX 8355711    /* 0x7F7F7F: the largest |v| with three signed-byte digits */
 
-/* One quantized activation block (112 bytes). */
+/* One quantized activation block (128 bytes). */
 typedef struct {
     float   d;          /* x ~= d * v */
-    float   sx;         /* float32 sum of the original x */
+    float   sx;         /* float32 sum of the original x, in the halving order of q24_sum32 */
     int32_t sh;         /* sum(h) */
     int32_t sml;        /* 256 sum(m) + sum(l) */
+    int32_t q6k[4];     /* Q6_K's offset terms for its 16-element sub-blocks (quant_q24k.c):
+                           32 sum(h), 32 (256 sum(m) + sum(l)) over elements 0..15, then 16..31 */
     int8_t  h[QK], m[QK], l[QK];
 } BlockQ24;
+
+/* Set o->q6k from the block's sums (o->sh, o->sml) and those of its first 16 elements. */
+static inline void q24_set_halves(BlockQ24 *o, int32_t sh0, int32_t sml0) {
+    o->q6k[0] = 32 * sh0, o->q6k[1] = 32 * sml0;
+    o->q6k[2] = 32 * (o->sh - sh0), o->q6k[3] = 32 * (o->sml - sml0);
+}
+
+/* The float32 sum of 32 values in the order every tier's quantize uses (a SIMD reduction's):
+ * a[i] += a[i + w] for w = 16, 8, 4, 2, 1, then a[0]. */
+static inline float q24_sum32(const float *x) {
+    float a[QK];
+    for (int i = 0; i < QK; i++) a[i] = x[i];
+    for (int w = QK / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; i++) a[i] += a[i + w];
+    return a[0];
+}
 
 /* Bytes of one packed record (16 rows x one block of 32 columns); 0 for other types. */
 static inline int q24_record_bytes(int type) {

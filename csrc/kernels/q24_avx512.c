@@ -32,10 +32,11 @@ static inline __attribute__((always_inline)) __m512 reduce16(const int OP, __m51
     return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
 }
 
-/* Blocks x[0..nb) (nb <= 16) into o[0..nb): the same numbers as the plain C quantize_block
- * (but for sx, summed in another order), the horizontal sums done for 16 blocks at once. */
+/* Blocks x[0..nb) (nb <= 16) into o[0..nb): the same numbers as the plain C quantize_block,
+ * the horizontal sums done for 16 blocks at once (reduce16 adds lanes i and i + 8, then i + 4,
+ * i + 2, i + 1: sx in q24_sum32's order). */
 static void quantize_16_blocks(const float *x, BlockQ24 *o, int nb) {
-    __m512 vmax[16], vsum[16], vh[16], vv[16];
+    __m512 vmax[16], vsum[16], vh[16], vv[16], vh0[16], vv0[16];
     __mmask16 bad = 0;
     for (int b = 0; b < 16; b++) {
         if (b >= nb) { vmax[b] = vsum[b] = _mm512_setzero_ps(); continue; }
@@ -54,7 +55,7 @@ static void quantize_16_blocks(const float *x, BlockQ24 *o, int nb) {
     _mm512_storeu_ps(ds, d), _mm512_storeu_ps(ids, id), _mm512_storeu_ps(sxs, sx);
     const __m512i lo = _mm512_set1_epi32(-VMAX), hi = _mm512_set1_epi32(VMAX), bias = _mm512_set1_epi32(0x808080);
     for (int b = 0; b < 16; b++) {
-        vh[b] = vv[b] = _mm512_setzero_ps();
+        vh[b] = vv[b] = vh0[b] = vv0[b] = _mm512_setzero_ps();
         if (b >= nb) continue;
         BlockQ24 *ob = o + b;
         ob->d = ds[b], ob->sx = sxs[b];
@@ -71,15 +72,23 @@ static void quantize_16_blocks(const float *x, BlockQ24 *o, int nb) {
             _mm_storeu_si128((__m128i *)(ob->h + 16 * half), _mm512_cvtepi32_epi8(_mm512_srli_epi32(w, 16)));
             sh = _mm512_add_epi32(sh, _mm512_srai_epi32(_mm512_slli_epi32(w, 8), 24));
             sv = _mm512_add_epi32(sv, v);
+            if (half == 0) vh0[b] = _mm512_castsi512_ps(sh), vv0[b] = _mm512_castsi512_ps(sv);
         }
         vh[b] = _mm512_castsi512_ps(sh), vv[b] = _mm512_castsi512_ps(sv);
     }
-    /* sh = sum(h); sml = 256 sum(m) + sum(l) = sum(v) - 65536 sh (all exact in int32) */
+    /* sh = sum(h); sml = 256 sum(m) + sum(l) = sum(v) - 65536 sh (all exact in int32); the
+     * same over the first 16 elements */
     const __m512i shs = _mm512_castps_si512(reduce16(2, vh)), svs = _mm512_castps_si512(reduce16(2, vv));
-    int32_t sh16[16], sml16[16];
+    const __m512i shs0 = _mm512_castps_si512(reduce16(2, vh0)), svs0 = _mm512_castps_si512(reduce16(2, vv0));
+    int32_t sh16[16], sml16[16], sh0[16], sml0[16];
     _mm512_storeu_si512(sh16, shs);
     _mm512_storeu_si512(sml16, _mm512_sub_epi32(svs, _mm512_slli_epi32(shs, 16)));
-    for (int b = 0; b < nb; b++) o[b].sh = sh16[b], o[b].sml = sml16[b];
+    _mm512_storeu_si512(sh0, shs0);
+    _mm512_storeu_si512(sml0, _mm512_sub_epi32(svs0, _mm512_slli_epi32(shs0, 16)));
+    for (int b = 0; b < nb; b++) {
+        o[b].sh = sh16[b], o[b].sml = sml16[b];
+        q24_set_halves(o + b, sh0[b], sml0[b]);
+    }
 }
 
 static void quantize(const float *x, int64_t i0, int64_t i1, void *xq) {

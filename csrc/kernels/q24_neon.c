@@ -7,9 +7,9 @@
  * instruction, twice sdot's); without either (neon_nodot) the same integer sums come from
  * widening multiplies, exact but no faster than the float path, so there q24 is only the test
  * entry's (Q24Kernels.fast = false), as on x86 without VNNI. Every variant computes the same
- * exact int32 sums and then the same float steps in the same order as q24_scalar.c, so all
- * agree bit for bit (but for Q4_1, whose sum of x the activation quantization adds in another
- * order; tests/c/test_kernels.c checks).
+ * exact int32 sums and then the same float steps in the same order as q24_scalar.c (and the
+ * activation blocks' sum of x in q24_sum32's order), so all agree bit for bit
+ * (tests/c/test_kernels.c checks).
  *
  * Layouts (16-row groups, one record per block of 32 columns, f16 scales first, as quant_q24.c):
  *  - sdot and nodot: q24_pack_signed, the x86 layout with the Q8_0 bytes signed (sdot multiplies
@@ -55,27 +55,32 @@ static void quantize_block(const float *x, BlockQ24 *o) {
         fin = vandq_u32(fin, vcltq_f32(vabsq_f32(v[k]), inf));
         mx = vmaxq_f32(mx, vabsq_f32(v[k]));
     }
-    const float32x4_t s = vaddq_f32(vaddq_f32(vaddq_f32(v[0], v[1]), vaddq_f32(v[2], v[3])),
-                                    vaddq_f32(vaddq_f32(v[4], v[5]), vaddq_f32(v[6], v[7])));
+    /* sum x in q24_sum32's order: a[i] += a[i + w] for w = 16, 8, 4, 2, 1 */
+    float32x4_t s[4];
+    for (int k = 0; k < 4; k++) s[k] = vaddq_f32(v[k], v[k + 4]);
+    s[0] = vaddq_f32(s[0], s[2]), s[1] = vaddq_f32(s[1], s[3]);
+    s[0] = vaddq_f32(s[0], s[1]);
+    const float32x2_t s2 = vadd_f32(vget_low_f32(s[0]), vget_high_f32(s[0]));
+    o->sx = vget_lane_f32(s2, 0) + vget_lane_f32(s2, 1);
     const int bad = vminvq_u32(fin) == 0;
     float id;
     o->d = q24_act_scale(bad ? 0.0f : vmaxvq_f32(mx), bad, &id);
-    o->sx = vaddvq_f32(s);
     if (bad) { /* d is NaN: zero digits, as the plain C */
         memset(o->h, 0, 3 * QK);
         o->sh = o->sml = 0;
+        q24_set_halves(o, 0, 0);
         return;
     }
     const int32x4_t lo = vdupq_n_s32(-VMAX), hi = vdupq_n_s32(VMAX), bias = vdupq_n_s32(0x808080);
-    int32x4_t sv = vdupq_n_s32(0);
-    int16_t sh = 0;
+    int32_t sh[2], sv[2]; /* per 16 elements: sum(h), sum(v) */
     for (int half = 0; half < 2; half++) {
+        int32x4_t svh = vdupq_n_s32(0);
         uint8x16_t w[4];
         for (int k = 0; k < 4; k++) {
             /* round to nearest even (fcvtns), clamp to +-VMAX */
             int32x4_t q = vcvtnq_s32_f32(vmulq_n_f32(v[4 * half + k], id));
             q = vminq_s32(vmaxq_s32(q, lo), hi);
-            sv = vaddq_s32(sv, q);
+            svh = vaddq_s32(svh, q);
             /* v = 65536 h + 256 m + l with signed digits: they are the bytes of (v + bias) ^ bias */
             w[k] = vreinterpretq_u8_s32(veorq_s32(vaddq_s32(q, bias), bias));
         }
@@ -86,11 +91,14 @@ static void quantize_block(const float *x, BlockQ24 *o) {
         vst1q_s8(o->l + 16 * half, vreinterpretq_s8_u8(vuzp1q_u8(a, b)));
         vst1q_s8(o->m + 16 * half, vreinterpretq_s8_u8(vuzp1q_u8(c, d)));
         vst1q_s8(o->h + 16 * half, hd);
-        sh = (int16_t)(sh + vaddlvq_s8(hd));
+        sh[half] = vaddlvq_s8(hd);
+        sv[half] = vaddvq_s32(svh);
     }
-    /* sh = sum(h); sml = 256 sum(m) + sum(l) = sum(v) - 65536 sh (all exact in int32) */
-    o->sh = sh;
-    o->sml = vaddvq_s32(sv) - sh * 65536;
+    /* sh = sum(h); sml = 256 sum(m) + sum(l) = sum(v) - 65536 sh (all exact in int32); the
+     * same over the first 16 elements for q6k */
+    o->sh = sh[0] + sh[1];
+    o->sml = sv[0] + sv[1] - o->sh * 65536;
+    q24_set_halves(o, sh[0], sv[0] - sh[0] * 65536);
 }
 
 static void quantize(const float *x, int64_t i0, int64_t i1, void *xq) {

@@ -1,25 +1,25 @@
 /*
  * q24_scalar.c -- the q24 kernels in plain C (quant_q24.c has the format): the same integer
- * sums and the same float steps in the same order as q24_avx512.c, so both agree bit for bit
- * (but for Q4_1, whose sum of x is added in another order). Not fast: q24 is the forward
- * pass's path only on tiers with integer dot-product instructions (Q24Kernels.fast); here it
- * serves qwen3c_matmul_q24 and the tests.
+ * sums and the same float steps in the same order as q24_avx2.c and q24_avx512.c, so all tiers
+ * agree bit for bit. Not fast: q24 is the forward pass's path only on tiers with SIMD integer
+ * dot products (Q24Kernels.fast); here it serves qwen3c_matmul_q24 and the tests, and its
+ * quantize is the reference of every tier's (the q24k family reads the same blocks).
  */
 #include "q24.h"
 
 static void quantize_block(const float *x, BlockQ24 *o) {
-    float amax = 0.0f, sx = 0.0f;
+    float amax = 0.0f;
     int bad = 0;
     for (int i = 0; i < QK; i++) {
         if (!isfinite(x[i])) bad = 1;
         else amax = fmaxf(amax, fabsf(x[i]));
-        sx += x[i];
     }
     float id;
     o->d = q24_act_scale(amax, bad, &id);
-    o->sx = sx;
-    int32_t sh = 0, sm = 0, sl = 0;
+    o->sx = q24_sum32(x);
+    int32_t sh = 0, sm = 0, sl = 0, sh0 = 0, sml0 = 0;
     for (int i = 0; i < QK; i++) {
+        if (i == QK / 2) sh0 = sh, sml0 = 256 * sm + sl;
         int32_t v = bad ? 0 : (int32_t)rintf(x[i] * id);
         v = v > VMAX ? VMAX : v < -VMAX ? -VMAX : v;
         const int32_t l = (int8_t)(v & 0xff), v1 = (v - l) / 256;
@@ -29,6 +29,7 @@ static void quantize_block(const float *x, BlockQ24 *o) {
     }
     o->sh = sh;
     o->sml = 256 * sm + sl;
+    q24_set_halves(o, sh0, sml0);
 }
 
 static void quantize(const float *x, int64_t i0, int64_t i1, void *xq) {

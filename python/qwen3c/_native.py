@@ -478,7 +478,7 @@ def sampler_sample(handle, logits: np.ndarray) -> int:
 # ---- kernels (tests) -----------------------------------------------------------------------
 
 TYPE_IDS = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8,
-            "Q4_K": 12, "Q5_K": 13, "Q6_K": 14, "BF16": 30}
+            "Q2_K": 10, "Q3_K": 11, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14, "BF16": 30}
 
 
 def _type_id(t) -> int:
@@ -604,13 +604,15 @@ def matmul_q16(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
 # ---- q24 kernels (tests) ----
 
 Q24_TYPES = ("Q8_0", "Q4_0", "Q4_1")
+Q24K_TYPES = ("Q4_K", "Q5_K", "Q6_K")  # the same path, q24k kernels
 
 
 def matmul_q24(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
     """Like `matmul`, through the q24 path (W packed into 16-row groups, x quantized to 24-bit
     blocks of 32): the default arithmetic of the forward pass for these types.
 
-    x (n_tok, n) or (n,) float32; W of type t (Q8_0 / Q4_0 / Q4_1) has shape (d, n).
+    x (n_tok, n) or (n,) float32; W of type t (Q8_0 / Q4_0 / Q4_1 / Q4_K / Q5_K / Q6_K) has
+    shape (d, n).
     Returns float32 (n_tok, d), or (d,) for a 1-D x."""
     return _matmul_via(lib.qwen3c_matmul_q24, t, w_data, x, d, n_threads)
 
