@@ -475,7 +475,7 @@ static float vec_dot(int type, const uint8_t *row, const float *x, int64_t n) {
     case QWEN3C_TYPE_Q4_K: return vec_dot_q4_k(row, x, n);
     case QWEN3C_TYPE_Q5_K: return vec_dot_q5_k(row, x, n);
     case QWEN3C_TYPE_Q6_K: return vec_dot_q6_k(row, x, n);
-    default:               return vec_dot_dequantized(type, row, x, n, dot_f32); /* Q2_K, Q3_K */
+    default:               return vec_dot_dequantized(type, row, x, n, dequant_reference, dot_f32); /* Q2_K, Q3_K */
     }
 }
 
