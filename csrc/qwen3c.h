@@ -102,7 +102,8 @@ typedef struct qwen3c_model_params {
     int pack_weights; /* 1 (default): copy the weight matrices once into huge-page memory,
                          which decode streams every token: the Q8_0 / Q4_0 / Q4_1 ones into the
                          16-row interleaved layout of the q24 kernels (the default activations;
-                         on the tiers with integer dot products only: avx512, neon, neon_i8mm), the F32 / F16 / BF16 ones as
+                         on the tiers with SIMD integer dot products only: avx512, avx2, neon,
+                         neon-i8mm), the F32 / F16 / BF16 ones as
                          they are (~8% faster float decode than from the page cache's 4 KB
                          pages). The file's own pages of those matrices are then released.
                          0: compute from the mapped file only (no copy, fastest load; what
@@ -246,8 +247,8 @@ typedef struct qwen3c_context qwen3c_context;
  *                  float32 ulp of the block's largest value) against the packed weights, exact
  *                  integer dot products: float32-level precision (SmolLM2 Q4_1: 3e-6 of the
  *                  float32 reference, as F32), memory-speed decode. Needs the model's packed
- *                  weights and a tier with integer dot products (avx512: VNNI; neon: sdot;
- *                  neon_i8mm: smmla); otherwise it runs as F32
+ *                  weights and a tier with SIMD integer dot products (avx512, avx2: vpdpbusd
+ *                  or vpmaddubsw; neon: sdot; neon-i8mm: smmla); otherwise it runs as F32
  *   F32:           float32 x against the stored weight blocks decoded in registers: the float
  *                  reference path (3e-6 on SmolLM2), compute-bound
  *   Q16 (opt-in):  x rounded to 16-bit blocks of 32 (scale max|x| / 32767), exact integer dot
@@ -451,7 +452,7 @@ int qwen3c_float_to_half(const float *src, int64_t n, uint16_t *dst, char *err, 
  * CPU kernels and threads (cpu.c)
  *
  * One build holds the kernels of several CPU tiers (x86-64: avx512, avx2, sse, scalar; arm64:
- * neon_i8mm, neon, neon_nodot, scalar) and picks the best one the CPU runs when a model is
+ * neon-i8mm, neon, neon-nodot, scalar) and picks the best one the CPU runs when a model is
  * loaded. The environment variable QWEN3C_CPU=<tier> forces a tier; a tier that is unknown,
  * not in this build or not supported by this CPU is refused with QWEN3C_ERR_CPU.
  * ------------------------------------------------------------------------------------- */

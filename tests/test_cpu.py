@@ -28,10 +28,10 @@ from test_quant import random_weights
 PKG_PARENT = str(Path(qwen3c.__file__).resolve().parent.parent)  # the package under test
 INFO = qwen3c.cpu_info()
 RUNNABLE = INFO["tiers"][INFO["tiers"].index(INFO["best"]):]  # every tier from the best down
-ARM64 = "neon_nodot" in INFO["tiers"]
+ARM64 = "neon-nodot" in INFO["tiers"]
 OTHER_ARCH_TIER = "avx512" if ARM64 else "neon"  # a known tier this build has no kernels for
-Q24_FAST_TIERS = {"avx512", "neon", "neon_i8mm"}  # q24 kernels with integer dot products
-LOWEST_SIMD = RUNNABLE[-2] if len(RUNNABLE) > 1 else "scalar"  # sse, neon_nodot
+Q24_FAST_TIERS = {"avx512", "avx2", "avx2-novnni", "neon", "neon-i8mm"}  # q24 with SIMD integer dot products
+LOWEST_SIMD = RUNNABLE[-2] if len(RUNNABLE) > 1 else "scalar"  # sse, neon-nodot
 
 
 def test_cpu_info_shape():

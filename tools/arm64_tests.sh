@@ -2,13 +2,13 @@
 # arm64, emulated: cross-compile the C core and the C tests for aarch64 Linux with Debian's
 # gcc-aarch64-linux-gnu (cmake/aarch64-linux-gnu.cmake; no Python needed) and run them under
 # qemu-aarch64 on three emulated CPUs, one per arm64 kernel tier (csrc/kernels/kernels.h):
-#   cortex-a72   NEON only              -> best tier neon_nodot
+#   cortex-a72   NEON only              -> best tier neon-nodot
 #   neoverse-n1  NEON + dotprod (sdot)  -> neon
-#   max          + i8mm (smmla)         -> neon_i8mm (and neon, neon_nodot: every tier it runs)
+#   max          + i8mm (smmla)         -> neon-i8mm (and neon, neon-nodot: every tier it runs)
 # test_kernels compares every tier the emulated CPU runs with the scalar kernels (q24 bit for
 # bit) and checks that the CPU detection (getauxval HWCAP / HWCAP2) picked the expected tier;
 # the other C tests run once, on `max` (test_gguf's thousands of corrupt files are not
-# arch-specific: it runs natively under ASan). Then: objdump shows sdot / smmla / fmla in the
+# arch-specific: it runs natively under ASan). Before: objdump shows sdot / smmla / fmla in the
 # NEON kernels, and clang (the compiler of macOS) compiles them for each tier's -march too, and
 # for Windows on arm64 (against mingw-w64's headers).
 # Emulation says nothing about speed.
@@ -36,12 +36,14 @@ need() { # tier file instruction
 }
 need neon q24_neon sdot
 need neon_i8mm q24_neon smmla
+need neon q24k_neon sdot
+need neon_i8mm q24k_neon sdot
 for tier in neon_i8mm neon neon_nodot; do
   need $tier matmul_neon fmla
   need $tier attention_neon fmla
   need $tier nn_neon fmla
 done
-[ "$(count neon_nodot q24_neon sdot)" = 0 ] || { echo "objdump: sdot in the neon_nodot tier" >&2; fail=1; }
+[ "$(count neon_nodot q24_neon sdot)" = 0 ] || { echo "objdump: sdot in the neon-nodot tier" >&2; fail=1; }
 [ $fail = 0 ] || exit 1
 
 # clang (Apple's compiler is clang) takes the same sources and -march flags
@@ -67,7 +69,7 @@ fi
 
 # the tests, under qemu (ctest prefixes them with the toolchain file's emulator)
 cd "$bdir"
-for cpu_tier in cortex-a72:neon_nodot neoverse-n1:neon max:neon_i8mm; do
+for cpu_tier in cortex-a72:neon-nodot neoverse-n1:neon max:neon-i8mm; do
   cpu=${cpu_tier%%:*} tier=${cpu_tier##*:}
   echo "== qemu-aarch64 -cpu $cpu (best tier: $tier)"
   if [ "$cpu" = max ]; then tests='.*'; else tests='test_kernels|test_golden'; fi

@@ -50,7 +50,7 @@ if [ "${QWEN3C_SKIP_SANITIZE:-0}" != 1 ]; then
 fi
 
 # 6. arm64, emulated: the C core and the C tests cross-compiled with gcc-aarch64-linux-gnu and
-#    run under qemu-aarch64 on a CPU model per arm64 kernel tier (cortex-a72: neon_nodot,
-#    neoverse-n1: neon, max: neon_i8mm): every NEON kernel against the scalar one, the CPU
+#    run under qemu-aarch64 on a CPU model per arm64 kernel tier (cortex-a72: neon-nodot,
+#    neoverse-n1: neon, max: neon-i8mm): every NEON kernel against the scalar one, the CPU
 #    detection, and objdump's check that the kernels hold sdot / smmla / fmla (tools/arm64_tests.sh)
 bash tools/arm64_tests.sh build/arm64

@@ -5,7 +5,7 @@
  * included, whose decode dequantizes 512 elements into an L1 buffer and runs the F32 dot), and a
  * 4-row x 6-token register-tiled fmla micro-kernel (matmul_common.h has the loops). This is the
  * forward pass's path for F32 / F16 / BF16 / K-quant files on every arm64 tier, and for Q8_0 /
- * Q4_0 / Q4_1 on neon_nodot (without sdot, q24 runs as f32).
+ * Q4_0 / Q4_1 on neon-nodot (without sdot, q24 runs as f32).
  *
  * Design for Apple M-series / Graviton (not measured here: this machine is x86-64, the arm64
  * build runs emulated under qemu, which says nothing about speed):

@@ -2,9 +2,9 @@
  * q24_neon.c -- the q24 kernels for arm64 (quant_q24.c has the format), compiled for every arm64
  * tier (kernels.h): with dotprod (tier neon) sdot does 16 byte products per instruction, and
  * one sdot per activation digit advances 4 rows by 4 columns, so 24-bit activations take three
- * per 16 multiply-adds, as vpdpbusd's three per 64 on AVX-512; with i8mm (tier neon_i8mm) smmla
+ * per 16 multiply-adds, as vpdpbusd's three per 64 on AVX-512; with i8mm (tier neon-i8mm) smmla
  * multiplies a 2-row x 8-column weight tile by 2 tokens' 8 columns (32 multiply-adds per
- * instruction, twice sdot's); without either (neon_nodot) the same integer sums come from
+ * instruction, twice sdot's); without either (neon-nodot) the same integer sums come from
  * widening multiplies, exact but no faster than the float path, so there q24 is only the test
  * entry's (Q24Kernels.fast = false), as on x86 without VNNI. Every variant computes the same
  * exact int32 sums and then the same float steps in the same order as q24_scalar.c (and the
@@ -17,8 +17,8 @@
  *    subtracted from the integer sums as sum((q - 8) h) = sum(q h) - 8 sum(h)). A 64-byte chunk
  *    is 4 registers of 4 rows x 4 columns; `sdot acc, w, act.4b[c]` takes column quad c of the
  *    activation register (16 digits), so one load of 16 activation digits serves 4 chunks.
- *  - smmla (neon_i8mm, packed by pack_mmla below): per record, after the scales, registers
- *    of 2 rows x 8 columns: Q8_0: register (octet o < 4, row pair P < 8) at 16 (8 o + P) =
+ *  - smmla (neon-i8mm, packed by q24_pack_mmla in quant_q24.c): per record, after the scales,
+ *    registers of 2 rows x 8 columns: Q8_0: register (octet o < 4, row pair P < 8) at 16 (8 o + P) =
  *    {w[2P][8o..8o+8), w[2P+1][8o..8o+8)}; Q4_0 / Q4_1: register (o < 2, P) at 16 (8 o + P) =
  *    {qs[2P][8o..8o+8), qs[2P+1][8o..8o+8)}, whose low nibbles are columns 8o.. and high
  *    nibbles 16 + 8o... The result lanes are (row, token) pairs; the float steps run on them
@@ -106,34 +106,7 @@ static void quantize(const float *x, int64_t i0, int64_t i1, void *xq) {
     for (int64_t i = i0; i < i1; i++) quantize_block(x + i * QK, o + i); /* rows are whole blocks */
 }
 
-/* Stores the 16 row sums of one token, v[R] = rows 4R..4R+3, of which `valid` are real. */
-static inline void store_rows(float *out, const float32x4_t v[4], int valid) {
-    if (valid == GR) {
-        for (int R = 0; R < 4; R++) vst1q_f32(out + 4 * R, v[R]);
-        return;
-    }
-    float tmp[GR];
-    for (int R = 0; R < 4; R++) vst1q_f32(tmp + 4 * R, v[R]);
-    memcpy(out, tmp, (size_t)valid * sizeof(float));
-}
-
 #if !defined(__ARM_FEATURE_MATMUL_INT8)
-/* ---------------------------------------------------------------------------------------
- * The integer dot product of 4 rows x 4 columns with one column quad of the activations
- * ------------------------------------------------------------------------------------- */
-#if defined(__ARM_FEATURE_DOTPROD)
-/* acc[i] += sum_k w[4 i + k] * a[4 LANE + k]: one sdot */
-#define DOT_LANE(acc, w, a, LANE) vdotq_laneq_s32(acc, w, a, LANE)
-#else
-/* the same sums from widening multiplies (products fit int16: |w a| <= 128 * 128) */
-static inline int32x4_t dot4(int32x4_t acc, int8x16_t w, int8x16_t a4) {
-    const int16x8_t lo = vmull_s8(vget_low_s8(w), vget_low_s8(a4)), hi = vmull_high_s8(w, a4);
-    return vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)));
-}
-#define DOT_LANE(acc, w, a, LANE) \
-    dot4(acc, w, vreinterpretq_s8_s32(vdupq_laneq_s32(vreinterpretq_s32_s8(a), LANE)))
-#endif
-
 /* The 4-row x 4-column weight register of row quad R, column quad C of column half HALF */
 static inline __attribute__((always_inline)) int8x16_t
 weights4x4(const int TYPE, const uint8_t *qp, const int HALF, const int C, int R) {

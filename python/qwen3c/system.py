@@ -3,7 +3,7 @@
     >>> qwen3c.cpu_info()["tier"]      # the kernel tier a model loaded now computes with
     'avx512'
 
-QWEN3C_CPU=avx512|avx2|sse|neon_i8mm|neon|neon_nodot|scalar forces a tier; a tier this build or
+QWEN3C_CPU=avx512|avx2|sse|neon-i8mm|neon|neon-nodot|scalar forces a tier; a tier this build or
 CPU lacks is refused
 (qwen3c.UnsupportedCPUError when a model is loaded; cpu_info() reports it under "error").
 """

@@ -11,6 +11,8 @@
  *              random and extreme data (quants -128 / 127 / nibbles 0 / 15 against full-scale
  *              activations, a product past the 8355711 clamp, zero / subnormal / huge / NaN /
  *              inf blocks), partial 16-row groups, 1-5 tokens; then within 1e-5 of the float path
+ *   q24k       Q4_K / Q5_K / Q6_K packed for the tier x q24 activation blocks, bit for bit with
+ *              scalar and within 1e-5 of the float path
  *   q16, int8  (opt-in paths) each tier's quantization + matmul within float rounding of scalar's
  *   attention  scores and softmax(scores) @ v for 1-8 query rows, float32 and float16 caches,
  *              head_dim 64 / 128 (and 80: the scalar fallback), within float32 rounding
@@ -268,6 +270,46 @@ static void test_q24(const Kernels *k) {
     }
 }
 
+/* ---- q24k: q24's activation blocks x packed K-quants --------------------------------------- */
+static void test_q24k(const Kernels *k) {
+    const int types[] = {QWEN3C_TYPE_Q4_K, QWEN3C_TYPE_Q5_K, QWEN3C_TYPE_Q6_K};
+    const int64_t rows = 40, cols = 512; /* 2.5 groups of 16 rows, 2 super-blocks */
+    for (int ti = 0; ti < 3; ti++) {
+        const int type = types[ti];
+        size_t rb;
+        uint8_t *w = random_weights(type, rows, cols, &rb);
+        QTensor ws = {w, type, rows, cols, rb, NULL}, wt = ws;
+        void *ps = os_aligned_alloc(64, SCALAR->q24k->packed_size(type, rows, cols) + 64);
+        void *pt = os_aligned_alloc(64, k->q24k->packed_size(type, rows, cols) + 64);
+        SCALAR->q24k->pack(&ws, ps, 1);
+        k->q24k->pack(&wt, pt, 1);
+        ws.packed = ps, wt.packed = pt;
+        for (int n_tok = 1; n_tok <= 5; n_tok++) {
+            float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
+            random_floats(x, n_tok * cols, 3.0f);
+            if (n_tok == 3) x[40] = 1e-39f, x[300] = -2e30f; /* a subnormal, a huge block */
+            BlockQ24 *xq = os_aligned_alloc(64, q24_act_bytes(n_tok, cols));
+            k->q24->quantize(x, 0, n_tok * cols / QK, xq); /* (bit-identical to scalar's: test_q24) */
+            float *os = malloc(sizeof(float) * (size_t)(n_tok * rows)), *ot = malloc(sizeof(float) * (size_t)(n_tok * rows));
+            double *ref = malloc(sizeof(double) * (size_t)(n_tok * rows)), *mag = malloc(sizeof(double) * (size_t)(n_tok * rows));
+            reference(type, w, rb, rows, cols, x, n_tok, ref, mag);
+            SCALAR->q24k->rows(os, rows, xq, n_tok, &ws, 0, rows);
+            k->q24k->rows(ot, rows, xq, n_tok, &wt, 0, 16);
+            k->q24k->rows(ot, rows, xq, n_tok, &wt, 16, rows);
+            int bad = 0;
+            for (int64_t i = 0; i < n_tok * rows; i++)
+                if ((!same_float(os[i], ot[i]) || (n_tok != 3 && !close_to(ot[i], ref[i], mag[i], 1e-5))) && bad++ < 3)
+                    fprintf(stderr, "  q24k %s %s n_tok %d [%lld]: %.9g, scalar %.9g, reference %.9g\n", k->tier,
+                            qwen3c_type_name(type), n_tok, (long long)i, ot[i], os[i], ref[i]);
+            CHECK(bad == 0);
+            free(x), free(os), free(ot), free(ref), free(mag);
+            os_aligned_free(xq);
+        }
+        os_aligned_free(ps), os_aligned_free(pt);
+        free(w);
+    }
+}
+
 /* ---- q16 / int8 (opt-in paths) -------------------------------------------------------------- */
 static void test_actquant(const Kernels *k, const ActQuantKernels *kt, const ActQuantKernels *ks, const char *path) {
     const int64_t rows = 37, cols = 1024;
@@ -444,6 +486,7 @@ int main(void) {
         const int before = failures;
         test_matmul(k);
         test_q24(k);
+        test_q24k(k);
         test_actquant(k, k->q16, SCALAR->q16, "q16");
         test_actquant(k, k->int8, SCALAR->int8, "int8");
         test_attention(k);
