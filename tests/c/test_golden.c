@@ -1,6 +1,6 @@
 /*
  * test_golden.c -- golden logits: a tiny Qwen3 model per weight type (F32, F16, BF16, Q8_0,
- * Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K; 2 layers, dim 256, 4 query heads over 2 kv heads of
+ * Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, Q2_K, Q3_K; 2 layers, dim 256, 4 query heads over 2 kv heads of
  * 64, hidden 256, 256 tokens, tied embeddings), loaded through the public API and run on 7 tokens
  * batched and 2 more one at a time, under every kernel tier this CPU runs (QWEN3C_CPU), and
  * compared with the logits the x86-64 build's scalar tier computed, committed in
@@ -11,8 +11,8 @@
  * float weights k * 2^-11, scales exact halves), so that every platform builds the same bytes;
  * the file goes to the temporary directory, as a user's GGUF would be mapped.
  *
- * Checked per type and tier: the default settings (q24 for Q8_0 / Q4_0 / Q4_1 where the tier
- * has integer dot products, with the packed weights), activations "f32", and for F16 / Q8_0 the
+ * Checked per type and tier: the default settings (q24 for Q8_0 / Q4_0 / Q4_1 and q24k for
+ * Q4_K / Q5_K / Q6_K where the tier has SIMD integer dot products, with the packed weights), activations "f32", and for F16 / Q8_0 the
  * float16 KV cache. Tolerance, as the x86 tiers among themselves (tests/test_cpu.py): max |Δ| /
  * max |logit| < 2e-5 and the same argmax wherever the top two logits are 1e-4 apart (the f16
  * cache: 1e-2, its rounding).
@@ -78,6 +78,8 @@ static void fill(int type, uint8_t *dst, int64_t rows, int64_t cols) {
         case QWEN3C_TYPE_Q4_K: put_scale(b, -12, neg), put_scale(b + 2, -14, 0); break;
         case QWEN3C_TYPE_Q5_K: put_scale(b, -13, neg), put_scale(b + 2, -14, 0); break;
         case QWEN3C_TYPE_Q6_K: put_scale(b + 208, -14, neg); break;
+        case QWEN3C_TYPE_Q2_K: put_scale(b + 80, -10, neg), put_scale(b + 82, -13, 0); break;
+        case QWEN3C_TYPE_Q3_K: put_scale(b + 108, -12, neg); break;
         default: break;
         }
     }
@@ -203,7 +205,7 @@ static double compare(const float *got, const float *want, int *argmax_differs) 
 
 static const int TYPES[] = {QWEN3C_TYPE_F32, QWEN3C_TYPE_F16, QWEN3C_TYPE_BF16, QWEN3C_TYPE_Q8_0, QWEN3C_TYPE_Q4_0,
                             QWEN3C_TYPE_Q4_1, QWEN3C_TYPE_Q5_0, QWEN3C_TYPE_Q5_1, QWEN3C_TYPE_Q4_K, QWEN3C_TYPE_Q5_K,
-                            QWEN3C_TYPE_Q6_K};
+                            QWEN3C_TYPE_Q6_K, QWEN3C_TYPE_Q2_K, QWEN3C_TYPE_Q3_K};
 
 static void golden_path(int type, char *buf, size_t size) {
     char name[16];
@@ -242,7 +244,8 @@ int main(void) {
         FILE *g = fopen(gpath, "rb");
         CHECK(g && fread(want, sizeof(float), N_LOGITS, g) == N_LOGITS);
         if (g) fclose(g);
-        const int q = type == QWEN3C_TYPE_Q8_0 || type == QWEN3C_TYPE_Q4_0 || type == QWEN3C_TYPE_Q4_1;
+        const int q = type == QWEN3C_TYPE_Q8_0 || type == QWEN3C_TYPE_Q4_0 || type == QWEN3C_TYPE_Q4_1 ||
+                      type == QWEN3C_TYPE_Q4_K || type == QWEN3C_TYPE_Q5_K || type == QWEN3C_TYPE_Q6_K;
         const int f16kv = type == QWEN3C_TYPE_F16 || type == QWEN3C_TYPE_Q8_0;
         const struct { int act, kv; double tol; const char *what; } CONFIGS[] = {
             {QWEN3C_ACTIVATIONS_Q24, QWEN3C_KV_F32, 2e-5, "default"},

@@ -2,7 +2,7 @@
  * test_kernels.c -- every kernel tier this build holds and this CPU runs, against the scalar
  * tier (the readable reference) on random data (csrc/kernels/kernels.h has the families):
  *
- *   matmul     every weight type, decode (1 token) and prefill (3, 7 tokens: the 6-token
+ *   matmul     every weight type (13), decode (1 token) and prefill (3, 7 tokens: the 6-token
  *              micro-kernel and its remainder), odd row counts, two 1024-column panels; each
  *              tier within float32 rounding of a float64 reference (1e-5 of sum |w x|)
  *   q24        the activation quantization digit for digit (d, sum x, h, m, l, sum h, 256 sum m
@@ -55,6 +55,8 @@ static int scale_offsets(int type, int *off) {
     case QWEN3C_TYPE_Q4_1: case QWEN3C_TYPE_Q5_1: case QWEN3C_TYPE_Q4_K: case QWEN3C_TYPE_Q5_K:
         off[0] = 0, off[1] = 2; return 2;
     case QWEN3C_TYPE_Q6_K: off[0] = 208; return 1;
+    case QWEN3C_TYPE_Q2_K: off[0] = 80, off[1] = 82; return 2;
+    case QWEN3C_TYPE_Q3_K: off[0] = 108; return 1;
     default: return 0;
     }
 }
@@ -124,7 +126,8 @@ static const Kernels *SCALAR;
 /* ---- matmul (float32 activations) -------------------------------------------------------- */
 static const int ALL_TYPES[] = {QWEN3C_TYPE_F32, QWEN3C_TYPE_F16, QWEN3C_TYPE_BF16, QWEN3C_TYPE_Q8_0,
                                 QWEN3C_TYPE_Q4_0, QWEN3C_TYPE_Q4_1, QWEN3C_TYPE_Q5_0, QWEN3C_TYPE_Q5_1,
-                                QWEN3C_TYPE_Q4_K, QWEN3C_TYPE_Q5_K, QWEN3C_TYPE_Q6_K};
+                                QWEN3C_TYPE_Q4_K, QWEN3C_TYPE_Q5_K, QWEN3C_TYPE_Q6_K, QWEN3C_TYPE_Q2_K,
+                                QWEN3C_TYPE_Q3_K};
 
 static void test_matmul(const Kernels *k) {
     for (size_t ti = 0; ti < sizeof ALL_TYPES / sizeof ALL_TYPES[0]; ti++) {
