@@ -610,56 +610,20 @@ tile_kernel(const int NR, const int NT, const float *tile, const float *x, int64
     }
 }
 
-static void tile_dispatch(int nr, int nt, const float *tile, const float *x, int64_t xs,
-                          int64_t k, float *part) {
-    if (nr == TILE_R) {
-        switch (nt) {
-        case 1: tile_kernel(4, 1, tile, x, xs, k, part); return;
-        case 2: tile_kernel(4, 2, tile, x, xs, k, part); return;
-        case 3: tile_kernel(4, 3, tile, x, xs, k, part); return;
-        case 4: tile_kernel(4, 4, tile, x, xs, k, part); return;
-        case 5: tile_kernel(4, 5, tile, x, xs, k, part); return;
-        default: tile_kernel(4, 6, tile, x, xs, k, part); return;
-        }
-    }
-    /* a few leftover rows at the end of a matrix: one row at a time */
-    for (int r = 0; r < nr; r++) {
-        float p1[TILE_R * TILE_T] = {0};
-        switch (nt) {
-        case 1: tile_kernel(1, 1, tile + r * TILE_K, x, xs, k, p1); break;
-        case 2: tile_kernel(1, 2, tile + r * TILE_K, x, xs, k, p1); break;
-        case 3: tile_kernel(1, 3, tile + r * TILE_K, x, xs, k, p1); break;
-        case 4: tile_kernel(1, 4, tile + r * TILE_K, x, xs, k, p1); break;
-        case 5: tile_kernel(1, 5, tile + r * TILE_K, x, xs, k, p1); break;
-        default: tile_kernel(1, 6, tile + r * TILE_K, x, xs, k, p1); break;
-        }
-        for (int t = 0; t < nt; t++) part[t * TILE_R + r] = p1[t * TILE_R];
-    }
+MATMUL_TILE_DISPATCH(tile_kernel)
+
+/* two float rows at once (matmul_decode) */
+static void vec_dot2(int type, const uint8_t *ra, const uint8_t *rb, const float *x, int64_t n, float *oa,
+                     float *ob) {
+    if (type == QWEN3C_TYPE_F32) vec_dot2_float(QWEN3C_TYPE_F32, ra, rb, x, n, oa, ob);
+    else if (type == QWEN3C_TYPE_F16) vec_dot2_float(QWEN3C_TYPE_F16, ra, rb, x, n, oa, ob);
+    else vec_dot2_float(QWEN3C_TYPE_BF16, ra, rb, x, n, oa, ob);
 }
 
 static void rows(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,
                  int64_t r0, int64_t r1) {
-    const int64_t n = w->cols;
-    const uint8_t *base = (const uint8_t *)w->data;
-    if (n_tok > 1) {
-        matmul_panels(out, out_stride, x, n_tok, w, r0, r1, dequantize_fast, tile_dispatch);
-        return;
-    }
-    /* decode: memory-bound, one streaming dot product per row */
-    int64_t r = r0;
-    const int t = w->type;
-    if (t == QWEN3C_TYPE_F32 || t == QWEN3C_TYPE_F16 || t == QWEN3C_TYPE_BF16) {
-        /* float rows two at a time, one from each half of the range */
-        const int64_t h = (r1 - r0) / 2;
-        for (; r < r0 + h; r++) {
-            const uint8_t *ra = base + r * w->row_bytes, *rb = base + (r + h) * w->row_bytes;
-            if (t == QWEN3C_TYPE_F32) vec_dot2_float(QWEN3C_TYPE_F32, ra, rb, x, n, out + r, out + r + h);
-            else if (t == QWEN3C_TYPE_F16) vec_dot2_float(QWEN3C_TYPE_F16, ra, rb, x, n, out + r, out + r + h);
-            else vec_dot2_float(QWEN3C_TYPE_BF16, ra, rb, x, n, out + r, out + r + h);
-        }
-        r = r0 + 2 * h; /* the odd row left, if any */
-    }
-    for (; r < r1; r++) out[r] = vec_dot(t, base + r * w->row_bytes, x, n);
+    if (n_tok > 1) matmul_panels(out, out_stride, x, n_tok, w, r0, r1, dequantize_fast, tile_dispatch);
+    else matmul_decode(out, x, w, r0, r1, vec_dot, vec_dot2); /* memory-bound */
 }
 
 const MatmulKernels matmul_kernels_avx512 = {rows};

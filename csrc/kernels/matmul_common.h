@@ -49,6 +49,61 @@ vec_dot_dequantized(int type, const uint8_t *row, const float *x, int64_t n, Deq
     return s;
 }
 
+/* static void tile_dispatch(...) as a TileFn for a tier's always_inline micro-kernel
+ * KERNEL(NR, NT, tile, x, xs, k, part) whose NR (<= TILE_R) and NT (<= TILE_T = 6) must be
+ * compile-time constants: whole TILE_R-row tiles, then leftover rows one at a time. */
+#define MATMUL_TILE_DISPATCH(KERNEL)                                                                \
+    static void tile_dispatch(int nr, int nt, const float *tile, const float *x, int64_t xs,      \
+                              int64_t k, float *part) {                                           \
+        if (nr == TILE_R) {                                                                        \
+            switch (nt) {                                                                          \
+            case 1: KERNEL(TILE_R, 1, tile, x, xs, k, part); return;                               \
+            case 2: KERNEL(TILE_R, 2, tile, x, xs, k, part); return;                               \
+            case 3: KERNEL(TILE_R, 3, tile, x, xs, k, part); return;                               \
+            case 4: KERNEL(TILE_R, 4, tile, x, xs, k, part); return;                               \
+            case 5: KERNEL(TILE_R, 5, tile, x, xs, k, part); return;                               \
+            default: KERNEL(TILE_R, 6, tile, x, xs, k, part); return;                              \
+            }                                                                                      \
+        }                                                                                          \
+        for (int r = 0; r < nr; r++) { /* a few leftover rows at the end of a matrix */            \
+            float p1[TILE_R * TILE_T] = {0};                                                       \
+            const float *t1 = tile + r * TILE_K;                                                   \
+            switch (nt) {                                                                          \
+            case 1: KERNEL(1, 1, t1, x, xs, k, p1); break;                                         \
+            case 2: KERNEL(1, 2, t1, x, xs, k, p1); break;                                         \
+            case 3: KERNEL(1, 3, t1, x, xs, k, p1); break;                                         \
+            case 4: KERNEL(1, 4, t1, x, xs, k, p1); break;                                         \
+            case 5: KERNEL(1, 5, t1, x, xs, k, p1); break;                                         \
+            default: KERNEL(1, 6, t1, x, xs, k, p1); break;                                        \
+            }                                                                                      \
+            for (int t = 0; t < nt; t++) part[t * TILE_R + r] = p1[t * TILE_R];                    \
+        }                                                                                          \
+    }
+
+/* dot(row of `type`, x) over n elements */
+typedef float (*RowDotFn)(int type, const uint8_t *row, const float *x, int64_t n);
+/* the same for two F32 / F16 / BF16 rows sharing the loads of x: *oa, *ob, each summed exactly
+ * as the one-row dot product sums it */
+typedef void (*RowDot2Fn)(int type, const uint8_t *ra, const uint8_t *rb, const float *x, int64_t n,
+                          float *oa, float *ob);
+
+/* Decode (one token) over rows [r0, r1): one streaming dot product per row; float rows two at a
+ * time, one from each half of the range (two sequential streams per thread keep more cache
+ * lines in flight than one). */
+static inline __attribute__((always_inline)) void
+matmul_decode(float *out, const float *x, const QTensor *w, int64_t r0, int64_t r1, RowDotFn dot, RowDot2Fn dot2) {
+    const uint8_t *base = (const uint8_t *)w->data;
+    const int t = w->type;
+    int64_t r = r0;
+    if (t == QWEN3C_TYPE_F32 || t == QWEN3C_TYPE_F16 || t == QWEN3C_TYPE_BF16) {
+        const int64_t h = (r1 - r0) / 2;
+        for (; r < r0 + h; r++)
+            dot2(t, base + r * w->row_bytes, base + (r + h) * w->row_bytes, x, w->cols, out + r, out + r + h);
+        r = r0 + 2 * h; /* the odd row left, if any */
+    }
+    for (; r < r1; r++) out[r] = dot(t, base + r * w->row_bytes, x, w->cols);
+}
+
 /* The prefill loop over rows [r0, r1) and all n_tok tokens (n_tok > 1). */
 static inline __attribute__((always_inline)) void
 matmul_panels(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,

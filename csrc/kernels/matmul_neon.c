@@ -133,33 +133,25 @@ static float dot_f32(const float *a, const float *b, int64_t n) {
     return s;
 }
 
-/* Q8_0: per block s = sum(q x) in 4 lanes, then acc += d s (d factored out). */
+/* sum over one Q8_0 block of q x, in 4 lanes */
+static inline float32x4_t q8_0_block_dot(const uint8_t *p, const float *xb) {
+    float32x4_t w[4];
+    neon_s8x16_to_f32(vld1q_s8((const int8_t *)p + 2), w);
+    const float32x4_t s = dot16(w, xb);
+    neon_s8x16_to_f32(vld1q_s8((const int8_t *)p + 18), w);
+    return vaddq_f32(s, dot16(w, xb + 16));
+}
+
+/* Q8_0: per block s = sum(q x) in 4 lanes, then acc += d s (d factored out); two blocks per
+ * step, for two accumulation chains. */
 static float vec_dot_q8_0(const uint8_t *row, const float *x, int64_t n) {
     float32x4_t a0 = vdupq_n_f32(0.0f), a1 = a0;
     int64_t b = 0;
-    for (; b + 2 <= n / QK; b += 2) { /* two blocks per step: two accumulation chains */
-        const uint8_t *p = row + b * 34;
-        float32x4_t w[4];
-        neon_s8x16_to_f32(vld1q_s8((const int8_t *)p + 2), w);
-        float32x4_t s0 = dot16(w, x + b * QK);
-        neon_s8x16_to_f32(vld1q_s8((const int8_t *)p + 18), w);
-        s0 = vaddq_f32(s0, dot16(w, x + b * QK + 16));
-        neon_s8x16_to_f32(vld1q_s8((const int8_t *)p + 36), w);
-        float32x4_t s1 = dot16(w, x + b * QK + 32);
-        neon_s8x16_to_f32(vld1q_s8((const int8_t *)p + 52), w);
-        s1 = vaddq_f32(s1, dot16(w, x + b * QK + 48));
-        a0 = vfmaq_n_f32(a0, s0, h2f(p));
-        a1 = vfmaq_n_f32(a1, s1, h2f(p + 34));
+    for (; b + 2 <= n / QK; b += 2) {
+        a0 = vfmaq_n_f32(a0, q8_0_block_dot(row + b * 34, x + b * QK), h2f(row + b * 34));
+        a1 = vfmaq_n_f32(a1, q8_0_block_dot(row + b * 34 + 34, x + b * QK + QK), h2f(row + b * 34 + 34));
     }
-    if (b < n / QK) {
-        const uint8_t *p = row + b * 34;
-        float32x4_t w[4];
-        neon_s8x16_to_f32(vld1q_s8((const int8_t *)p + 2), w);
-        float32x4_t s0 = dot16(w, x + b * QK);
-        neon_s8x16_to_f32(vld1q_s8((const int8_t *)p + 18), w);
-        s0 = vaddq_f32(s0, dot16(w, x + b * QK + 16));
-        a0 = vfmaq_n_f32(a0, s0, h2f(p));
-    }
+    if (b < n / QK) a0 = vfmaq_n_f32(a0, q8_0_block_dot(row + b * 34, x + b * QK), h2f(row + b * 34));
     return vaddvq_f32(vaddq_f32(a0, a1));
 }
 
@@ -402,56 +394,20 @@ tile_kernel(const int NR, const int NT, const float *tile, const float *x, int64
     }
 }
 
-static void tile_dispatch(int nr, int nt, const float *tile, const float *x, int64_t xs, int64_t k,
-                          float *part) {
-    if (nr == TILE_R) {
-        switch (nt) {
-        case 1: tile_kernel(4, 1, tile, x, xs, k, part); return;
-        case 2: tile_kernel(4, 2, tile, x, xs, k, part); return;
-        case 3: tile_kernel(4, 3, tile, x, xs, k, part); return;
-        case 4: tile_kernel(4, 4, tile, x, xs, k, part); return;
-        case 5: tile_kernel(4, 5, tile, x, xs, k, part); return;
-        default: tile_kernel(4, 6, tile, x, xs, k, part); return;
-        }
-    }
-    /* a few leftover rows at the end of a matrix: one row at a time */
-    for (int r = 0; r < nr; r++) {
-        float p1[TILE_R * TILE_T] = {0};
-        switch (nt) {
-        case 1: tile_kernel(1, 1, tile + r * TILE_K, x, xs, k, p1); break;
-        case 2: tile_kernel(1, 2, tile + r * TILE_K, x, xs, k, p1); break;
-        case 3: tile_kernel(1, 3, tile + r * TILE_K, x, xs, k, p1); break;
-        case 4: tile_kernel(1, 4, tile + r * TILE_K, x, xs, k, p1); break;
-        case 5: tile_kernel(1, 5, tile + r * TILE_K, x, xs, k, p1); break;
-        default: tile_kernel(1, 6, tile + r * TILE_K, x, xs, k, p1); break;
-        }
-        for (int t = 0; t < nt; t++) part[t * TILE_R + r] = p1[t * TILE_R];
-    }
+MATMUL_TILE_DISPATCH(tile_kernel)
+
+/* two float rows at once (matmul_decode) */
+static void vec_dot2(int type, const uint8_t *ra, const uint8_t *rb, const float *x, int64_t n, float *oa,
+                     float *ob) {
+    if (type == QWEN3C_TYPE_F32) vec_dot_float(QWEN3C_TYPE_F32, 1, ra, rb, x, n, oa, ob);
+    else if (type == QWEN3C_TYPE_F16) vec_dot_float(QWEN3C_TYPE_F16, 1, ra, rb, x, n, oa, ob);
+    else vec_dot_float(QWEN3C_TYPE_BF16, 1, ra, rb, x, n, oa, ob);
 }
 
 static void rows(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,
                  int64_t r0, int64_t r1) {
-    const int64_t n = w->cols;
-    const uint8_t *base = (const uint8_t *)w->data;
-    if (n_tok > 1) {
-        matmul_panels(out, out_stride, x, n_tok, w, r0, r1, dequantize_fast, tile_dispatch);
-        return;
-    }
-    /* decode: memory-bound, one streaming dot product per row */
-    int64_t r = r0;
-    const int t = w->type;
-    if (t == QWEN3C_TYPE_F32 || t == QWEN3C_TYPE_F16 || t == QWEN3C_TYPE_BF16) {
-        /* float rows two at a time, one from each half of the range */
-        const int64_t h = (r1 - r0) / 2;
-        for (; r < r0 + h; r++) {
-            const uint8_t *ra = base + r * w->row_bytes, *rb = base + (r + h) * w->row_bytes;
-            if (t == QWEN3C_TYPE_F32) vec_dot_float(QWEN3C_TYPE_F32, 1, ra, rb, x, n, out + r, out + r + h);
-            else if (t == QWEN3C_TYPE_F16) vec_dot_float(QWEN3C_TYPE_F16, 1, ra, rb, x, n, out + r, out + r + h);
-            else vec_dot_float(QWEN3C_TYPE_BF16, 1, ra, rb, x, n, out + r, out + r + h);
-        }
-        r = r0 + 2 * h; /* the odd row left, if any */
-    }
-    for (; r < r1; r++) out[r] = vec_dot(t, base + r * w->row_bytes, x, n);
+    if (n_tok > 1) matmul_panels(out, out_stride, x, n_tok, w, r0, r1, dequantize_fast, tile_dispatch);
+    else matmul_decode(out, x, w, r0, r1, vec_dot, vec_dot2); /* memory-bound */
 }
 
 const MatmulKernels TIER_TABLE(matmul_kernels) = {rows};

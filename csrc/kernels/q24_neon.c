@@ -271,19 +271,6 @@ group_all_tokens(const int TYPE, const uint8_t *g, int64_t nb, const BlockQ24 *x
     if (t < n_tok) group_tile(TYPE, 1, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, valid);
 }
 
-static void group_q8_0(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, int valid) {
-    group_all_tokens(QWEN3C_TYPE_Q8_0, g, nb, x, n_tok, out, out_stride, valid);
-}
-static void group_q4_0(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, int valid) {
-    group_all_tokens(QWEN3C_TYPE_Q4_0, g, nb, x, n_tok, out, out_stride, valid);
-}
-static void group_q4_1(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, int valid) {
-    group_all_tokens(QWEN3C_TYPE_Q4_1, g, nb, x, n_tok, out, out_stride, valid);
-}
-
 static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
                  int64_t r0, int64_t r1) {
     const int64_t nb = w->cols / QK;
@@ -292,9 +279,9 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
         const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * group_bytes;
         const int valid = r1 - r < GR ? (int)(r1 - r) : GR;
         switch (w->type) {
-        case QWEN3C_TYPE_Q8_0: group_q8_0(g, nb, xq, n_tok, out + r, out_stride, valid); break;
-        case QWEN3C_TYPE_Q4_0: group_q4_0(g, nb, xq, n_tok, out + r, out_stride, valid); break;
-        default: group_q4_1(g, nb, xq, n_tok, out + r, out_stride, valid); break;
+        case QWEN3C_TYPE_Q8_0: group_all_tokens(QWEN3C_TYPE_Q8_0, g, nb, xq, n_tok, out + r, out_stride, valid); break;
+        case QWEN3C_TYPE_Q4_0: group_all_tokens(QWEN3C_TYPE_Q4_0, g, nb, xq, n_tok, out + r, out_stride, valid); break;
+        default: group_all_tokens(QWEN3C_TYPE_Q4_1, g, nb, xq, n_tok, out + r, out_stride, valid); break;
         }
     }
 }

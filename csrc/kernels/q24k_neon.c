@@ -154,19 +154,6 @@ group_all_tokens(const int TYPE, const uint8_t *g, int64_t ns, const BlockQ24 *x
     if (t < n_tok) group_tile(TYPE, 1, g, ns, x + t * nb, nb, out + t * out_stride, out_stride, valid);
 }
 
-static void group_q4_k(const uint8_t *g, int64_t ns, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, int valid) {
-    group_all_tokens(QWEN3C_TYPE_Q4_K, g, ns, x, n_tok, out, out_stride, valid);
-}
-static void group_q5_k(const uint8_t *g, int64_t ns, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, int valid) {
-    group_all_tokens(QWEN3C_TYPE_Q5_K, g, ns, x, n_tok, out, out_stride, valid);
-}
-static void group_q6_k(const uint8_t *g, int64_t ns, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, int valid) {
-    group_all_tokens(QWEN3C_TYPE_Q6_K, g, ns, x, n_tok, out, out_stride, valid);
-}
-
 static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
                  int64_t r0, int64_t r1) {
     const int64_t ns = w->cols / QK_K;
@@ -175,9 +162,9 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
         const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * group_bytes;
         const int valid = r1 - r < GR ? (int)(r1 - r) : GR;
         switch (w->type) {
-        case QWEN3C_TYPE_Q4_K: group_q4_k(g, ns, xq, n_tok, out + r, out_stride, valid); break;
-        case QWEN3C_TYPE_Q5_K: group_q5_k(g, ns, xq, n_tok, out + r, out_stride, valid); break;
-        default: group_q6_k(g, ns, xq, n_tok, out + r, out_stride, valid); break;
+        case QWEN3C_TYPE_Q4_K: group_all_tokens(QWEN3C_TYPE_Q4_K, g, ns, xq, n_tok, out + r, out_stride, valid); break;
+        case QWEN3C_TYPE_Q5_K: group_all_tokens(QWEN3C_TYPE_Q5_K, g, ns, xq, n_tok, out + r, out_stride, valid); break;
+        default: group_all_tokens(QWEN3C_TYPE_Q6_K, g, ns, xq, n_tok, out + r, out_stride, valid); break;
         }
     }
 }

@@ -37,21 +37,7 @@ static const TensorSpec TENSORS[] = {
 /* Returns the image; *meta_end = where the tensor data section starts. */
 static Buf make_model_image(size_t *meta_end) {
     Buf b = {0};
-    put(&b, "GGUF", 4);
-    put_u32(&b, 3);
-    put_u64(&b, N_TENSORS);
-    put_u64(&b, 11);
-    kv_str(&b, "general.architecture", "qwen3");
-    kv_u32(&b, "qwen3.block_count", 1);
-    kv_u32(&b, "qwen3.context_length", 128);
-    kv_u32(&b, "qwen3.embedding_length", DIM);
-    kv_u32(&b, "qwen3.feed_forward_length", HID);
-    kv_u32(&b, "qwen3.attention.head_count", NH);
-    kv_u32(&b, "qwen3.attention.head_count_kv", NKV);
-    kv_u32(&b, "qwen3.attention.key_length", HD);
-    kv_f32(&b, "qwen3.rope.freq_base", 1e6f);
-    kv_f32(&b, "qwen3.attention.layer_norm_rms_epsilon", 1e-6f);
-    kv_u32(&b, "general.alignment", ALIGN);
+    qwen3_header(&b, N_TENSORS, 1, 128, DIM, HID, NH, NKV, HD, ALIGN);
     uint64_t offset = 0;
     for (size_t i = 0; i < N_TENSORS; i++) {
         const TensorSpec *t = &TENSORS[i];

@@ -113,21 +113,7 @@ static Buf model_image(int type) {
     T("output_norm.weight", 1, D, 1, QWEN3C_TYPE_F32);
 #undef T
     Buf b = {0};
-    put(&b, "GGUF", 4);
-    put_u32(&b, 3);
-    put_u64(&b, (uint64_t)n);
-    put_u64(&b, 11);
-    kv_str(&b, "general.architecture", "qwen3");
-    kv_u32(&b, "qwen3.block_count", L);
-    kv_u32(&b, "qwen3.context_length", 64);
-    kv_u32(&b, "qwen3.embedding_length", D);
-    kv_u32(&b, "qwen3.feed_forward_length", H);
-    kv_u32(&b, "qwen3.attention.head_count", NH);
-    kv_u32(&b, "qwen3.attention.head_count_kv", NKV);
-    kv_u32(&b, "qwen3.attention.key_length", HD);
-    kv_f32(&b, "qwen3.rope.freq_base", 1e6f);
-    kv_f32(&b, "qwen3.attention.layer_norm_rms_epsilon", 1e-6f);
-    kv_u32(&b, "general.alignment", ALIGN);
+    qwen3_header(&b, (uint64_t)n, L, 64, D, H, NH, NKV, HD, ALIGN);
     uint64_t offset = 0, size[3 + 11 * L];
     for (int i = 0; i < n; i++) {
         size[i] = (uint64_t)qwen3c_type_row_size(t[i].type, t[i].ne0) * (uint64_t)t[i].ne1;

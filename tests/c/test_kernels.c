@@ -173,6 +173,17 @@ static int same_block(const BlockQ24 *a, const BlockQ24 *b) {
            !memcmp(a->l, b->l, QK);
 }
 
+/* W packed for the scalar tier (ws) and for tier k (wt), from ws's data: q24 or q24k by type
+ * (free with os_aligned_free) */
+static void pack_both(const Kernels *k, QTensor *ws, QTensor *wt) {
+    *wt = *ws;
+    void *ps = os_aligned_alloc(64, q24_any_packed_size(SCALAR, ws->type, ws->rows, ws->cols) + 64);
+    void *pt = os_aligned_alloc(64, q24_any_packed_size(k, ws->type, ws->rows, ws->cols) + 64);
+    q24_any_pack(SCALAR, ws, ps, 1);
+    q24_any_pack(k, wt, pt, 1);
+    ws->packed = ps, wt->packed = pt;
+}
+
 /* x (n_tok, cols) -> pack W for the tier, quantize x with scalar and the tier (digit for digit),
  * and the tier's matmul from each quantization equals scalar's bit for bit. exact_x: compare
  * with the float path too (finite, non-extreme data). */
@@ -191,12 +202,8 @@ static void q24_case(const Kernels *k, int type, const uint8_t *w, size_t rb, in
                     what, (long long)i, xs[i].d, xt[i].d, xs[i].sh, xt[i].sh, xs[i].sml, xt[i].sml, xs[i].sx, xt[i].sx);
     }
     CHECK(bad == 0);
-    QTensor ws = {w, type, rows, cols, rb, NULL}, wt = ws;
-    void *ps = os_aligned_alloc(64, SCALAR->q24->packed_size(type, rows, cols) + 64);
-    void *pt = os_aligned_alloc(64, k->q24->packed_size(type, rows, cols) + 64);
-    SCALAR->q24->pack(&ws, ps, 1);
-    k->q24->pack(&wt, pt, 1);
-    ws.packed = ps, wt.packed = pt;
+    QTensor ws = {w, type, rows, cols, rb, NULL}, wt;
+    pack_both(k, &ws, &wt);
     float *os = malloc(sizeof(float) * (size_t)(n_tok * rows)), *ot = malloc(sizeof(float) * (size_t)(n_tok * rows));
     for (int from = 0; from < 2; from++) { /* the tier's rows on scalar's quantization, then on its own */
         const BlockQ24 *xq = from ? xt : xs;
@@ -222,7 +229,7 @@ static void q24_case(const Kernels *k, int type, const uint8_t *w, size_t rb, in
         free(ref), free(mag);
     }
     free(os), free(ot);
-    os_aligned_free(ps), os_aligned_free(pt), os_aligned_free(xs), os_aligned_free(xt);
+    os_aligned_free((void *)ws.packed), os_aligned_free((void *)wt.packed), os_aligned_free(xs), os_aligned_free(xt);
 }
 
 static void test_q24(const Kernels *k) {
@@ -281,12 +288,8 @@ static void test_q24k(const Kernels *k) {
         const int type = types[ti];
         size_t rb;
         uint8_t *w = random_weights(type, rows, cols, &rb);
-        QTensor ws = {w, type, rows, cols, rb, NULL}, wt = ws;
-        void *ps = os_aligned_alloc(64, SCALAR->q24k->packed_size(type, rows, cols) + 64);
-        void *pt = os_aligned_alloc(64, k->q24k->packed_size(type, rows, cols) + 64);
-        SCALAR->q24k->pack(&ws, ps, 1);
-        k->q24k->pack(&wt, pt, 1);
-        ws.packed = ps, wt.packed = pt;
+        QTensor ws = {w, type, rows, cols, rb, NULL}, wt;
+        pack_both(k, &ws, &wt);
         for (int n_tok = 1; n_tok <= 5; n_tok++) {
             float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
             random_floats(x, n_tok * cols, 3.0f);
@@ -308,7 +311,7 @@ static void test_q24k(const Kernels *k) {
             free(x), free(os), free(ot), free(ref), free(mag);
             os_aligned_free(xq);
         }
-        os_aligned_free(ps), os_aligned_free(pt);
+        os_aligned_free((void *)ws.packed), os_aligned_free((void *)wt.packed);
         free(w);
     }
 }
