@@ -35,6 +35,16 @@ typedef struct {
     int att_C;        /* row stride of s->att: the longest context of the batch (padded) */
 } Pass;
 
+/* Where attention() copies a sequence's softmax probabilities when asked
+ * (qwen3c_forward_attention); every other forward passes NULL and pays one pointer test per
+ * score row. */
+typedef struct {
+    float *p;    /* (L, NH, n_q, n_k) floats, zeroed by the caller */
+    int    n_q;  /* query rows per head: the tokens of the whole call */
+    int    n_k;  /* key columns: pos + n_q of the whole call */
+    int    q0;   /* the first query row of the chunk being computed */
+} AttnCapture;
+
 /* One sequence of a batch: rows t0 .. t0+n-1 of the activations are its tokens, at positions
  * pos .. pos+n-1 of ctx's KV cache */
 typedef struct {
@@ -42,6 +52,7 @@ typedef struct {
     int t0, n, pos;
     float *logits;    /* (V) of its last token, or NULL */
     int job0;         /* its first attention job (attention() sets it) */
+    const AttnCapture *cap; /* NULL, or where attention() copies its probabilities */
 } Seq;
 
 /* ---------------------------------------------------------------------------------------
@@ -220,6 +231,12 @@ static void attention(const Kernels *k, float *out, const float *q, Seq *seqs, i
         for (int r = 0; r < nr; r++) {
             float *a = att + (size_t)r * C;
             k->nn->softmax(a, len[r]);
+            if (sq->cap) { /* attn_weights[l, h, t, 0..pos+t] (the masked rest stays 0) */
+                const AttnCapture *cap = sq->cap;
+                const int t = (r0 + r) / group, h = kvh * group + (r0 + r) % group;
+                float *dst = cap->p + (((size_t)l * NH + h) * cap->n_q + cap->q0 + t) * cap->n_k;
+                memcpy(dst, a, (size_t)len[r] * sizeof(float));
+            }
             for (int s = len[r]; s < n_max; s++) a[s] = 0.0f; /* the causal mask, for the shared sums */
         }
         /* out = softmax(scores) @ v */
@@ -512,14 +529,18 @@ static int check_forward_args(const qwen3c_context *ctx, const int32_t *tokens, 
     return QWEN3C_OK;
 }
 
-int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
-                         float *logits, int all_logits, float *hidden, char *err, size_t err_size) {
+/* The forward of the public calls: chunks of n_batch tokens (only the last chunk's last token
+ * needs logits unless all_logits); hidden and attn (both optional) as in qwen3c.h */
+static int forward_calls(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos, float *logits,
+                         int all_logits, float *hidden, float *attn, char *err, size_t err_size) {
     if (!ctx) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "context is NULL");
     int rc = check_forward_args(ctx, tokens, n_tokens, pos, err, err_size);
     if (rc) return rc;
-    const int64_t V = ctx->transformer->config.vocab_size, D = ctx->transformer->config.dim;
+    const Config *p = &ctx->transformer->config;
+    const int64_t V = p->vocab_size, D = p->dim;
     const int64_t hidden_stride_layer = (int64_t)n_tokens * D;
-    /* chunks of n_batch tokens; only the last chunk's last token matters unless all_logits */
+    AttnCapture cap = {attn, n_tokens, pos + n_tokens, 0};
+    if (attn) memset(attn, 0, (size_t)p->n_layers * p->n_heads * n_tokens * (size_t)(pos + n_tokens) * sizeof(float));
     for (int c0 = 0; c0 < n_tokens; c0 += ctx->n_batch) {
         int n = n_tokens - c0 < ctx->n_batch ? n_tokens - c0 : ctx->n_batch;
         int last = c0 + n == n_tokens;
@@ -527,16 +548,53 @@ int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_token
         if (logits && all_logits) lg = logits + (size_t)c0 * V;
         else if (logits && last) lg = logits;
         const Pass ps = {ctx->k, &ctx->state, ctx->n_threads, ctx->activations, ctx->n_ctx_pad};
-        Seq seq = {ctx, 0, n, pos + c0, lg, 0};
+        cap.q0 = c0;
+        Seq seq = {ctx, 0, n, pos + c0, lg, 0, attn ? &cap : NULL};
         forward(&ps, ctx->transformer, &seq, 1, tokens + c0, n, all_logits,
                 hidden ? hidden + (size_t)c0 * D : NULL, hidden_stride_layer, NULL);
     }
     return QWEN3C_OK;
 }
 
+int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
+                         float *logits, int all_logits, float *hidden, char *err, size_t err_size) {
+    return forward_calls(ctx, tokens, n_tokens, pos, logits, all_logits, hidden, NULL, err, err_size);
+}
+
 int qwen3c_forward(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos, float *logits,
                    int all_logits, char *err, size_t err_size) {
-    return qwen3c_forward_trace(ctx, tokens, n_tokens, pos, logits, all_logits, NULL, err, err_size);
+    return forward_calls(ctx, tokens, n_tokens, pos, logits, all_logits, NULL, NULL, err, err_size);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Inspection: attention probabilities, the LM head on any hidden state (qwen3c.h, "viz")
+ * ------------------------------------------------------------------------------------- */
+int qwen3c_forward_attention(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
+                             float *logits, int all_logits, float *hidden, float *attn, char *err,
+                             size_t err_size) {
+    if (!attn) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "attn must not be NULL");
+    return forward_calls(ctx, tokens, n_tokens, pos, logits, all_logits, hidden, attn, err, err_size);
+}
+
+int qwen3c_lm_head(qwen3c_context *ctx, const float *hidden, int n, float *logits, char *err,
+                   size_t err_size) {
+    if (!ctx || !hidden || !logits)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "context, hidden and logits must not be NULL");
+    if (n < 1) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "lm_head needs at least one hidden state, got %d", n);
+    const Config *p = &ctx->transformer->config;
+    const TransformerWeights *w = &ctx->transformer->weights;
+    const int D = p->dim;
+    const int64_t V = p->vocab_size;
+    float *xb = ctx->state.xb; /* (n_batch, D) scratch, as the end of forward() uses it */
+    for (int c0 = 0; c0 < n; c0 += ctx->n_batch) {
+        const int m = n - c0 < ctx->n_batch ? n - c0 : ctx->n_batch;
+        /* hidden_states = norm(hidden_states); logits = lm_head(hidden_states) */
+        for (int t = 0; t < m; t++)
+            rmsnorm(xb + (size_t)t * D, hidden + (size_t)(c0 + t) * D, w->rms_final, D, p->norm_eps);
+        const Pass ps = {ctx->k, &ctx->state, ctx->n_threads, ctx->activations, ctx->n_ctx_pad};
+        matmul(&ps, logits + (size_t)c0 * V, xb, m, &w->wcls);
+    }
+    return QWEN3C_OK;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -671,7 +729,7 @@ int qwen3c_forward_batch(qwen3c_batch *b, const qwen3c_batch_seq *seqs, int n_se
     int t0 = 0;
     for (int i = 0; i < n_seqs; i++) {
         const qwen3c_batch_seq *q = &seqs[i];
-        Seq sq = {q->ctx, t0, q->n_tokens, q->pos, q->logits, 0};
+        Seq sq = {q->ctx, t0, q->n_tokens, q->pos, q->logits, 0, NULL};
         b->seqs[i] = sq;
         memcpy(tokens + t0, q->tokens, (size_t)q->n_tokens * sizeof(int32_t));
         t0 += q->n_tokens;

@@ -303,6 +303,31 @@ int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_token
                          float *logits, int all_logits, float *hidden, char *err, size_t err_size);
 
 /* ---------------------------------------------------------------------------------------
+ * Inspection: attention probabilities and the LM head on any hidden state (for learners'
+ * pictures: qwen3c attend / lens / explain)
+ * ------------------------------------------------------------------------------------- */
+/* qwen3c_forward_trace (hidden may be NULL), and also copies out every attention probability:
+ * attn (caller-owned, not NULL) is (n_layers, n_heads, n_tokens, pos + n_tokens) floats, and
+ * attn[l][h][t][s] = softmax(q k^T / sqrt(head_dim) + causal mask) of layer l, query head h,
+ * token t (at position pos + t), key position s: transformers' output_attentions with eager
+ * attention (attentions[l][0, h, t, s]). A row sums to 1 over s = 0..pos+t; the masked
+ * positions s > pos + t are 0. Query head h reads key/value head h / (n_heads / n_kv_heads).
+ * Keys before pos come from the KV cache. The capture happens only in this call; every other
+ * forward skips it (one pointer test per row of scores). Errors as qwen3c_forward, and
+ * QWEN3C_ERR_INVALID_ARG for attn == NULL. */
+int qwen3c_forward_attention(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
+                             float *logits, int all_logits, float *hidden, float *attn, char *err,
+                             size_t err_size);
+
+/* The model's head on any n hidden states: logits (n, vocab_size) = lm_head(norm(hidden)) for
+ * hidden (n, dim), with the same rmsnorm and matmul that end qwen3c_forward (the logit lens).
+ * hidden = the last decoder layer's output (qwen3c_forward_trace's hidden[n_layers]) gives the
+ * forward's own logits. Uses the context's scratch buffers and threads; the KV cache is not
+ * touched. QWEN3C_ERR_INVALID_ARG for NULL pointers or n < 1. */
+int qwen3c_lm_head(qwen3c_context *ctx, const float *hidden, int n, float *logits, char *err,
+                   size_t err_size);
+
+/* ---------------------------------------------------------------------------------------
  * Tokenizer (byte-level BPE read from the GGUF)
  * ------------------------------------------------------------------------------------- */
 #define QWEN3C_TOKEN_NORMAL        1

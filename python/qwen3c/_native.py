@@ -192,9 +192,8 @@ def context_info(ctx_ptr) -> tuple:
     return lib.qwen3c_context_n_ctx(ctx_ptr), lib.qwen3c_context_n_threads(ctx_ptr)
 
 
-def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx: int,
-            n_layers: int = 0, dim: int = 0, trace: bool = False):
-    """Run the transformer; returns logits ((V,) or (n, V)) and, with trace, the hidden states."""
+def _forward_args(tokens, pos, n_ctx: int) -> tuple:
+    """(int32 tokens, n, pos), checked before any compute."""
     toks = _int32_array(tokens)
     n = int(toks.size)
     if n == 0:
@@ -208,6 +207,13 @@ def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx:
         raise ContextOverflowError(
             f"{n} tokens at position {pos} do not fit in the context of {n_ctx} tokens",
             n_prompt_tokens=pos + n, n_ctx=n_ctx)
+    return toks, n, pos
+
+
+def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx: int,
+            n_layers: int = 0, dim: int = 0, trace: bool = False):
+    """Run the transformer; returns logits ((V,) or (n, V)) and, with trace, the hidden states."""
+    toks, n, pos = _forward_args(tokens, pos, n_ctx)
     logits = np.empty((n, vocab_size) if all_logits else (vocab_size,), dtype=np.float32)
     hidden = np.empty((n_layers + 2, n, dim), dtype=np.float32) if trace else None
     err = _Err()
@@ -225,6 +231,49 @@ def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx:
 def model_cpu_tier(ptr) -> str:
     """The kernel tier the model computes with ("avx512", "avx2", "sse", "neon", "scalar", ...)."""
     return ffi.string(lib.qwen3c_model_cpu_tier(ptr)).decode()
+
+
+# ---- inspection: attention probabilities, the LM head on hidden states (viz) -----------------
+
+def forward_attention(ctx_ptr, tokens, pos: int, n_ctx: int, n_layers: int, n_heads: int,
+                      dim: int = 0, vocab_size: int = 0, trace: bool = False,
+                      max_bytes: int = 4 << 30):
+    """Run the transformer and capture its attention probabilities
+    (n_layers, n_heads, n, pos + n) float32. With trace: (attn, logits (n, V), hidden
+    (n_layers + 2, n, dim)) as forward(trace=True) returns them. ValueError (before any
+    compute) when the attention array would take more than max_bytes."""
+    toks, n, pos = _forward_args(tokens, pos, n_ctx)
+    need = 4 * n_layers * n_heads * n * (pos + n)
+    if need > max_bytes:
+        raise ValueError(
+            f"the attention of {n} tokens at position {pos} takes {need / 2**30:.2f} GiB "
+            f"({n_layers} layers x {n_heads} heads x {n} x {pos + n} floats), more than "
+            f"max_bytes={max_bytes}: look at fewer tokens")
+    attn = np.empty((n_layers, n_heads, n, pos + n), dtype=np.float32)
+    logits = np.empty((n, vocab_size), dtype=np.float32) if trace else None
+    hidden = np.empty((n_layers + 2, n, dim), dtype=np.float32) if trace else None
+    err = _Err()
+    fp = (lambda a: ffi.NULL if a is None else ffi.cast("float *", ffi.from_buffer(a)))
+    rc = lib.qwen3c_forward_attention(ctx_ptr, ffi.cast("const int32_t *", ffi.from_buffer(toks)),
+                                      n, pos, fp(logits), 1, fp(hidden), fp(attn), err.buf, ERR_SIZE)
+    _check(rc, err, n_prompt_tokens=pos + n, n_ctx=n_ctx)
+    return (attn, logits, hidden) if trace else attn
+
+
+def lm_head(ctx_ptr, hidden, dim: int, vocab_size: int) -> np.ndarray:
+    """logits (n, V) = lm_head(norm(hidden)) for hidden (n, dim) (or (dim,) -> (V,))."""
+    h = np.ascontiguousarray(hidden, dtype=np.float32)
+    if h.ndim not in (1, 2) or h.shape[-1] != dim:
+        raise ValueError(f"hidden must have shape (n, {dim}) or ({dim},), got {h.shape}")
+    h2 = h.reshape(-1, dim)
+    if h2.shape[0] == 0:
+        raise ValueError("lm_head needs at least one hidden state")
+    logits = np.empty((h2.shape[0], vocab_size), dtype=np.float32)
+    err = _Err()
+    _check(lib.qwen3c_lm_head(ctx_ptr, ffi.cast("const float *", ffi.from_buffer(h2)),
+                              int(h2.shape[0]), ffi.cast("float *", ffi.from_buffer(logits)),
+                              err.buf, ERR_SIZE), err)
+    return logits[0] if h.ndim == 1 else logits
 
 
 def type_name(t: int) -> str:

@@ -18,6 +18,7 @@ torch and transformers are needed by `diff` only, and imported when it runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ from typing import List, Optional
 
 import numpy as np
 
-from .cli_options import add_numerics_arguments
+from .cli_options import add_numerics_arguments, add_plot_argument
 from .errors import Qwen3cError
 from .gguf_info import format_info, main_info, model_info
 
@@ -300,6 +301,81 @@ def _run(fn, argv, prog):
         return 2
 
 
+# ---- shared by the viewing commands (next, diff, lens, attend, explain) -----------------------
+
+def run_command(fn, argv, prog) -> int:
+    """Run a command body under the exit-status rule: 2 for a usage error or a bad option value
+    (argparse, parser.error), 1 for a runtime failure (a missing or malformed model file, ...)
+    as one line on stderr, 130 when interrupted (Ctrl-C)."""
+    try:
+        return fn(argv)
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return 130
+    except (Qwen3cError, ValueError, TypeError, OSError, MemoryError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+def prompt_source(parser, args):
+    """Check the prompt options (cli_options.add_prompt_arguments) before the model is loaded:
+    the ids of --tokens, or the prompt text. Usage errors exit 2 through parser.error."""
+    if (args.prompt is None) == (args.tokens is None):
+        parser.error("give either a prompt or --tokens")
+    if args.tokens is None:
+        if not args.prompt.strip():
+            parser.error("the prompt is empty")
+        return args.prompt
+    try:
+        return _parse_tokens(args.tokens)
+    except ValueError as e:
+        parser.error(str(e))
+
+
+def prompt_ids(parser, args, model, source) -> tuple:
+    """(token ids, how they were made) for prompt_source's result on a loaded model."""
+    if not isinstance(source, str):
+        V = model.config.vocab_size
+        bad = [t for t in source if not 0 <= t < V]
+        if bad:
+            parser.error(f"--tokens: id {bad[0]} is outside the vocabulary [0, {V})")
+        return list(source), "token ids"
+    ids = prompt_tokens(model, source, raw=args.raw, enable_thinking=not args.no_think)
+    return ids, "raw text" if args.raw else "chat template"
+
+
+def open_model_for(args, n_ctx: int = 0):
+    """The Model of --model with --threads, --activations and --kv-cache."""
+    return _open_model(args.model, n_ctx=n_ctx, n_threads=args.threads,
+                       activations=args.activations, kv_cache=args.kv_cache)
+
+
+@contextlib.contextmanager
+def command_model(parser, args):
+    """`with command_model(parser, args) as (model, ids, mode):` for a command with the prompt
+    options: the prompt checked before the model is loaded, then the model and the ids."""
+    source = prompt_source(parser, args)
+    with open_model_for(args) as m:
+        ids, mode = prompt_ids(parser, args, m, source)
+        yield m, ids, mode
+
+
+def plot_or_hint(args, plot_name: str, *data, prog: str, **kw) -> None:
+    """Draw qwen3c.plots.<plot_name>(*data, path=args.plot) when --plot was given; without
+    matplotlib say how to get the picture (the table printed before has the same numbers)."""
+    if not args.plot:
+        return
+    from . import plots
+    try:
+        plots.require()
+    except MissingDependencyError as e:
+        print(f"{prog}: no picture written: {e}", file=sys.stderr)
+        return
+    getattr(plots, plot_name)(*data, path=args.plot, **kw)
+    print(f"{prog}: wrote {args.plot}", file=sys.stderr)
+
+
 def _next_parser():
     ap = argparse.ArgumentParser(
         prog="qwen3c next",
@@ -314,6 +390,7 @@ def _next_parser():
     ap.add_argument("--json", action="store_true", help="print JSON")
     ap.add_argument("--threads", type=int, default=0)
     add_numerics_arguments(ap)
+    add_plot_argument(ap, "a bar chart of the top-k probabilities, the greedy pick marked")
     return ap
 
 
@@ -332,6 +409,7 @@ def _next(argv):
                           "activations": args.activations, "kv_cache": args.kv_cache,
                           "top": [{"id": i, "text": t, "prob": p} for i, t, p in res]},
                          ensure_ascii=False))
+        plot_or_hint(args, "plot_next", res, vocab_size=V, prog="qwen3c next")
         return 0
     mode = "token ids" if args.tokens else ("raw text" if args.raw else "chat template")
     print(f"{len(ids)} prompt tokens ({mode}); the model scored all {V:,} vocabulary tokens:")
@@ -340,6 +418,7 @@ def _next(argv):
         bar = "#" * int(round(p * 30))
         print(f"{rank:4d} {i:7d} {p:8.4f}  {repr(t) if t is not None else '-':<20} {bar}")
     print(f"top {len(res)} hold {sum(p for _, _, p in res):.4f} of the probability")
+    plot_or_hint(args, "plot_next", res, vocab_size=V, prog="qwen3c next")
     return 0
 
 
@@ -364,6 +443,7 @@ def _diff_parser():
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--threads", type=int, default=0)
     add_numerics_arguments(ap)
+    add_plot_argument(ap, "the relative error of every stage on a log scale")
     return ap
 
 
@@ -386,6 +466,7 @@ def _diff(argv):
         print(f"qwen3c diff: {args.model} (activations {report.activations}, "
               f"{report.kv_cache} KV cache) vs {args.hf}, {report.n_tokens} tokens")
         print(format_diff(report, args.tol))
+    plot_or_hint(args, "plot_diff", report, tol=args.tol, prog="qwen3c diff")
     return 1 if (args.strict and first is not None) else 0
 
 

@@ -277,6 +277,34 @@ class Model:
             self._batch_size = need
         return self._batch
 
+    # ---- inspection: attention and the logit lens (qwen3c.lens, qwen3c.plots) ----------
+    def attention(self, tokens: Sequence[int], pos: int = 0, max_bytes: int = 4 << 30) -> np.ndarray:
+        """The attention probabilities of a forward over tokens at positions pos..:
+        float32 (n_layers, n_heads, n, pos + n), [l, h, t, s] = softmax(q k^T / sqrt(head_dim)
+        + causal mask) of layer l, head h, query token t over key position s (0 past pos + t):
+        transformers' output_attentions with eager attention. Writes the KV cache as forward()
+        does. Raises ValueError when the array would exceed max_bytes (default 4 GiB)."""
+        return self._forward_attention(tokens, pos, max_bytes, trace=False)
+
+    def forward_attention(self, tokens: Sequence[int], pos: int = 0, max_bytes: int = 4 << 30):
+        """One forward that returns everything there is to see: (logits (n, V), hidden
+        (n_layers + 2, n, dim) as forward_trace returns them, attention (n_layers, n_heads, n,
+        pos + n) as attention() does)."""
+        attn, logits, hidden = self._forward_attention(tokens, pos, max_bytes, trace=True)
+        return logits, hidden, attn
+
+    def _forward_attention(self, tokens, pos, max_bytes, trace):
+        self._ptr()
+        return self.default_session._forward_attention(tokens, pos, max_bytes, trace)
+
+    def lm_head(self, hidden) -> np.ndarray:
+        """logits = lm_head(norm(hidden)) for hidden (n, dim) -> (n, V), or (dim,) -> (V,): the
+        model's own final norm and LM head, in C (the logit lens). hidden from forward_trace:
+        hidden[n_layers] (the last layer's output) gives forward()'s logits. The KV cache is
+        not touched."""
+        self._ptr()
+        return self.default_session.lm_head(hidden)
+
     # ---- file contents -----------------------------------------------------------------
     @property
     def metadata(self) -> dict:

@@ -204,6 +204,34 @@ class Session:
             self._record(toks, pos)
             return out
 
+    # ---- inspection: attention and the logit lens (Model.attention has the docs) ----------
+    def attention(self, tokens: Sequence[int], pos: int = 0, max_bytes: int = 4 << 30) -> np.ndarray:
+        """The attention probabilities (n_layers, n_heads, n, pos + n) of a forward over tokens
+        at positions pos.. (see Model.attention)."""
+        return self._forward_attention(tokens, pos, max_bytes, trace=False)
+
+    def forward_attention(self, tokens: Sequence[int], pos: int = 0, max_bytes: int = 4 << 30):
+        """(logits, hidden, attention) of one forward (see Model.forward_attention)."""
+        attn, logits, hidden = self._forward_attention(tokens, pos, max_bytes, trace=True)
+        return logits, hidden, attn
+
+    def _forward_attention(self, tokens, pos, max_bytes, trace):
+        with self.lock:
+            ctx = self._ctx_ptr()
+            toks, pos = self._check(tokens, pos)
+            c = self.config
+            del self._tokens[pos:]
+            out = _native.forward_attention(ctx, toks, pos, self.n_ctx, c.n_layers, c.n_heads,
+                                            c.dim, c.vocab_size, trace=trace, max_bytes=max_bytes)
+            self._record(toks, pos)
+            return out
+
+    def lm_head(self, hidden) -> np.ndarray:
+        """logits = lm_head(norm(hidden)) (see Model.lm_head); the KV cache is not touched."""
+        with self.lock:
+            c = self.config
+            return _native.lm_head(self._ctx_ptr(), hidden, c.dim, c.vocab_size)
+
     # ---- the model's tokenizer and template, so a session goes wherever a model goes ---
     @property
     def special_tokens(self):
