@@ -163,7 +163,9 @@ int kernels_select(const Kernels **out, char *err, size_t err_size);
 /* ---------------------------------------------------------------------------------------
  * Errors: every fallible function returns a QWEN3C_* status and fills (err, err_size).
  * ------------------------------------------------------------------------------------- */
-#if defined(__GNUC__)
+#if defined(__MINGW32__)
+__attribute__((format(gnu_printf, 4, 5))) /* mingw's C99 printf (__USE_MINGW_ANSI_STDIO) */
+#elif defined(__GNUC__)
 __attribute__((format(printf, 4, 5)))
 #endif
 int qwen3c_fail(char *err, size_t err_size, int status, const char *fmt, ...);
