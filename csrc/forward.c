@@ -6,12 +6,16 @@
  * up of Qwen3MLP, and forward() is Qwen3ForCausalLM.forward with Qwen3DecoderLayer.forward
  * inlined in its layer loop. A batch of B tokens goes through each layer together, so every
  * weight matrix is streamed from memory once per batch (prefill) rather than once per token.
+ * The tokens of a batch may belong to several sequences, each with its own context (KV cache)
+ * and positions (qwen3c_forward_batch): only RoPE, the cache update and attention look at
+ * which sequence a token belongs to; one context's forward is a batch of one sequence.
  *
  * Shapes: see the legend at the top of internal.h (L, D, H, NH, NKV, HD, V, C, B).
  * The SIMD kernels (matmuls, attention scores and sums, softmax, SwiGLU) are per CPU tier in
- * kernels/ (kernels/kernels.h); the context carries the tier's table (ctx->k).
+ * kernels/ (kernels/kernels.h); a pass carries the model's tier table (Pass.k).
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +23,37 @@
 
 #define DEFAULT_BATCH 256
 #define DEFAULT_CTX_CAP 4096
+#define DEFAULT_BATCH_SEQS 64
+
+/* What one forward pass computes with: the activations of its batch (a context's own, or a
+ * qwen3c_batch's for several contexts), its threads and its matmul arithmetic. */
+typedef struct {
+    RunState *s;      /* x, xb, q, k, v, att_out, xb2, hb, hb2, att, xq (not the KV caches) */
+    int n_threads;
+    int activations;  /* QWEN3C_ACTIVATIONS_* */
+    int att_C;        /* row stride of s->att: the longest context of the batch (padded) */
+    const Kernels *k; /* the CPU tier's kernels: the model's (cpu.c) */
+} Pass;
+
+/* Where attention() copies a sequence's softmax probabilities when asked
+ * (qwen3c_forward_attention); every other forward passes NULL and pays one pointer test per
+ * score row. */
+typedef struct {
+    float *p;    /* (L, NH, n_q, n_k) floats, zeroed by the caller */
+    int    n_q;  /* query rows per head: the tokens of the whole call */
+    int    n_k;  /* key columns: pos + n_q of the whole call */
+    int    q0;   /* the first query row of the chunk being computed */
+} AttnCapture;
+
+/* One sequence of a batch: rows t0 .. t0+n-1 of the activations are its tokens, at positions
+ * pos .. pos+n-1 of ctx's KV cache */
+typedef struct {
+    qwen3c_context *ctx;
+    int t0, n, pos;
+    float *logits;    /* (V) of its last token, or NULL */
+    int job0;         /* its first attention job (attention() sets it) */
+    const AttnCapture *cap; /* NULL, or where attention() copies its probabilities */
+} Seq;
 
 /* ---------------------------------------------------------------------------------------
  * Building blocks
@@ -45,7 +80,7 @@ typedef struct { float *out; const QTensor *w; } MatmulJob;
 #define MATMUL_UNIT 16
 
 /* Units [u0, u1) of the jobs (16 rows each; first[j] = job j's first unit), all n tokens. */
-static void matmul_units(qwen3c_context *ctx, const MatmulJob *jobs, const int64_t *first, int path,
+static void matmul_units(const Pass *ps, const MatmulJob *jobs, const int64_t *first, int path,
                          const float *x, int n, int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1;) {
         int j = 0;
@@ -54,17 +89,17 @@ static void matmul_units(qwen3c_context *ctx, const MatmulJob *jobs, const int64
         const QTensor *w = jobs[j].w;
         const int64_t r0 = (u - first[j]) * MATMUL_UNIT;
         const int64_t r1 = (end - first[j]) * MATMUL_UNIT < w->rows ? (end - first[j]) * MATMUL_UNIT : w->rows;
-        if (path == QWEN3C_ACTIVATIONS_Q24) ctx->k->q24->rows(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
-        else if (path == QWEN3C_ACTIVATIONS_Q16) ctx->k->q16->rows(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
-        else if (path == QWEN3C_ACTIVATIONS_Q8) ctx->k->int8->rows(jobs[j].out, w->rows, ctx->state.xq, n, w, r0, r1);
-        else ctx->k->matmul->rows(jobs[j].out, w->rows, x, n, w, r0, r1);
+        if (path == QWEN3C_ACTIVATIONS_Q24) ps->k->q24->rows(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
+        else if (path == QWEN3C_ACTIVATIONS_Q16) ps->k->q16->rows(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
+        else if (path == QWEN3C_ACTIVATIONS_Q8) ps->k->int8->rows(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
+        else ps->k->matmul->rows(jobs[j].out, w->rows, x, n, w, r0, r1);
         u = end;
     }
 }
 
-static void matmuls(qwen3c_context *ctx, const MatmulJob *jobs, int n_jobs, const float *x, int n) {
+static void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, int n) {
     int64_t first[5], total = 0;  /* first unit of each job; first[n_jobs] = total */
-    int path = ctx->activations;
+    int path = ps->activations;
     for (int j = 0; j < n_jobs; j++) {
         first[j] = total;
         total += (jobs[j].w->rows + MATMUL_UNIT - 1) / MATMUL_UNIT;
@@ -77,32 +112,32 @@ static void matmuls(qwen3c_context *ctx, const MatmulJob *jobs, int n_jobs, cons
     first[n_jobs] = total;
     /* quantized paths: round x once to 16- or 8-bit blocks for integer dot products */
     const int64_t cols = jobs[0].w->cols;
-    if (path == QWEN3C_ACTIVATIONS_Q16) ctx->k->q16->quantize(x, n, cols, ctx->state.xq);
-    if (path == QWEN3C_ACTIVATIONS_Q8) ctx->k->int8->quantize(x, n, cols, ctx->state.xq);
-    const int nt = total < ctx->n_threads ? (int)total : ctx->n_threads;
+    if (path == QWEN3C_ACTIVATIONS_Q16) ps->k->q16->quantize(x, n, cols, ps->s->xq);
+    if (path == QWEN3C_ACTIVATIONS_Q8) ps->k->int8->quantize(x, n, cols, ps->s->xq);
+    const int nt = total < ps->n_threads ? (int)total : ps->n_threads;
 #pragma omp parallel num_threads(nt)
     {
         const int tid = thread_id(), nth = thread_count();
         if (path == QWEN3C_ACTIVATIONS_Q24) { /* q24: each thread rounds a share of the blocks */
             const int64_t nblk = n * (cols / 32);
-            ctx->k->q24->quantize(x, nblk * tid / nth, nblk * (tid + 1) / nth, ctx->state.xq);
+            ps->k->q24->quantize(x, nblk * tid / nth, nblk * (tid + 1) / nth, ps->s->xq);
 #pragma omp barrier
         }
         if (n < 8) { /* decode: one contiguous share per thread, read as one sequential stream */
-            matmul_units(ctx, jobs, first, path, x, n, total * tid / nth, total * (tid + 1) / nth);
+            matmul_units(ps, jobs, first, path, x, n, total * tid / nth, total * (tid + 1) / nth);
         } else {     /* a batch: 8 pieces per thread, taken in turn, so that no thread waits long
                       * for another one the machine has slowed down */
             const int pieces = 8 * nth;
 #pragma omp for schedule(dynamic, 1)
             for (int i = 0; i < pieces; i++)
-                matmul_units(ctx, jobs, first, path, x, n, total * i / pieces, total * (i + 1) / pieces);
+                matmul_units(ps, jobs, first, path, x, n, total * i / pieces, total * (i + 1) / pieces);
         }
     }
 }
 
-static void matmul(qwen3c_context *ctx, float *out, const float *x, int n, const QTensor *w) {
+static void matmul(const Pass *ps, float *out, const float *x, int n, const QTensor *w) {
     const MatmulJob job = {out, w};
-    matmuls(ctx, &job, 1, x, n);
+    matmuls(ps, &job, 1, x, n);
 }
 
 /* Rotary position embedding on n_heads vectors of head_dim at one position.
@@ -140,38 +175,54 @@ static void embed(float *x, const QTensor *emb, const int32_t *tokens, int n) {
                        x + (size_t)t * emb->cols, emb->cols);
 }
 
-/* Causal grouped-query attention for a batch of n tokens at positions pos..pos+n-1, one layer.
- * q: (n, NH*HD). The cache holds this layer's keys in tiles of 16 positions, each tile
+/* Causal grouped-query attention of layer l for a batch: each sequence's n tokens at positions
+ * pos..pos+n-1 attend to its own context's cache. q: (B, NH*HD), rows t0..t0+n-1 for a
+ * sequence. The cache holds this layer's keys in tiles of 16 positions, each tile
  * transposed, kt (NKV, C/16, HD, 16), so that the scores of one query against a tile are 16
  * contiguous lanes and a tile is one contiguous read; values v (NKV, C, HD). Both are float32,
- * or IEEE halves (f16 != 0), widened to float32 as they are read.
- * out: (n, NH*HD). Query head h reads kv head h / (NH/NKV); the rows (token t, head h) of one
- * kv head are done ATT_ROWS at a time so each key is loaded once for all of them. */
-static void attention(const Kernels *k, float *out, const float *q, const void *kt, const void *vc, int f16,
-                      int n, int pos, const Config *p, int n_ctx, float *att_scratch, int n_threads) {
+ * or IEEE halves (the context's kv_type), widened to float32 as they are read.
+ * out: (B, NH*HD). Query head h reads kv head h / (NH/NKV); the rows (token t, head h) of one
+ * kv head of one sequence are done ATT_ROWS at a time so each key is loaded once for all of
+ * them; these jobs, over all sequences, are shared out between the threads.
+ * att_scratch: (n_threads, ATT_ROWS, att_C) with att_C >= every sequence's cache length. */
+static void attention(const Kernels *k, float *out, const float *q, Seq *seqs, int n_seqs, int l,
+                      const Config *p, float *att_scratch, int att_C, int n_threads) {
     const int NH = p->n_heads, NKV = p->n_kv_heads, HD = p->head_dim, group = NH / NKV;
-    const int C = n_ctx;
-    const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float); /* bytes per cache entry */
     const float scale = 1.0f / sqrtf((float)HD);
-    const int rows_per_kv = n * group;
-    const int blocks_per_kv = (rows_per_kv + ATT_ROWS - 1) / ATT_ROWS;
-    const int jobs = NKV * blocks_per_kv;
+    int jobs = 0;
+    for (int i = 0; i < n_seqs; i++) { /* per sequence: NKV heads x blocks of ATT_ROWS rows */
+        seqs[i].job0 = jobs;
+        jobs += NKV * ((seqs[i].n * group + ATT_ROWS - 1) / ATT_ROWS);
+    }
     int nt = jobs < n_threads ? jobs : n_threads;
 #pragma omp parallel for num_threads(nt) schedule(dynamic, 1)
-    for (int job = 0; job < jobs; job++) {
+    for (int job_all = 0; job_all < jobs; job_all++) {
+        int si = 0;
+        while (si + 1 < n_seqs && job_all >= seqs[si + 1].job0) si++;
+        const Seq *sq = &seqs[si];
+        const qwen3c_context *cx = sq->ctx;
+        const int n = sq->n, pos = sq->pos, C = cx->n_ctx_pad, f16 = cx->kv_type == QWEN3C_KV_F16;
+        const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float); /* bytes per cache entry */
+        const char *kt = (const char *)cx->state.key_cache + (size_t)l * NKV * C * HD * esz;
+        const char *vc = (const char *)cx->state.value_cache + (size_t)l * NKV * C * HD * esz;
+        const float *q_seq = q + (size_t)sq->t0 * NH * HD;
+        float *out_seq = out + (size_t)sq->t0 * NH * HD;
+        const int rows_per_kv = n * group;
+        const int blocks_per_kv = (rows_per_kv + ATT_ROWS - 1) / ATT_ROWS;
+        const int job = job_all - sq->job0;
         const int kvh = job / blocks_per_kv, r0 = (job % blocks_per_kv) * ATT_ROWS;
         const int nr = rows_per_kv - r0 < ATT_ROWS ? rows_per_kv - r0 : ATT_ROWS;
-        const char *kth = (const char *)kt + (size_t)kvh * HD * C * esz; /* C is padded to whole tiles */
-        const char *vh = (const char *)vc + (size_t)kvh * C * HD * esz;
-        float *att = att_scratch + (size_t)thread_id() * ATT_ROWS * C;
+        const char *kth = kt + (size_t)kvh * HD * C * esz; /* C is padded to whole tiles */
+        const char *vh = vc + (size_t)kvh * C * HD * esz;
+        float *att = att_scratch + (size_t)thread_id() * ATT_ROWS * att_C;
         const float *qr[ATT_ROWS];
         int len[ATT_ROWS]; /* causal mask: row r attends to positions 0..pos+t */
         float *orow[ATT_ROWS];
         int n_max = 0;
         for (int r = 0; r < nr; r++) {
             int t = (r0 + r) / group, h = kvh * group + (r0 + r) % group;
-            qr[r] = q + (size_t)t * NH * HD + (size_t)h * HD;
-            orow[r] = out + (size_t)t * NH * HD + (size_t)h * HD;
+            qr[r] = q_seq + (size_t)t * NH * HD + (size_t)h * HD;
+            orow[r] = out_seq + (size_t)t * NH * HD + (size_t)h * HD;
             len[r] = pos + t + 1;
             if (len[r] > n_max) n_max = len[r];
         }
@@ -180,6 +231,12 @@ static void attention(const Kernels *k, float *out, const float *q, const void *
         for (int r = 0; r < nr; r++) {
             float *a = att + (size_t)r * C;
             k->nn->softmax(a, len[r]);
+            if (sq->cap) { /* attn_weights[l, h, t, 0..pos+t] (the masked rest stays 0) */
+                const AttnCapture *cap = sq->cap;
+                const int t = (r0 + r) / group, h = kvh * group + (r0 + r) % group;
+                float *dst = cap->p + (((size_t)l * NH + h) * cap->n_q + cap->q0 + t) * cap->n_k;
+                memcpy(dst, a, (size_t)len[r] * sizeof(float));
+            }
             for (int s = len[r]; s < n_max; s++) a[s] = 0.0f; /* the causal mask, for the shared sums */
         }
         /* out = softmax(scores) @ v */
@@ -212,20 +269,18 @@ static void kv_store(void *kc, void *vc, int f16, const float *k, const float *v
 }
 
 /* ---------------------------------------------------------------------------------------
- * The forward pass for one batch of n <= n_batch tokens (already validated)
+ * The forward pass for one batch of n tokens (already validated): the tokens of seqs[0..n_seqs)
+ * in rows t0.., each sequence in its own context. all_logits and hidden: one sequence only.
  * ------------------------------------------------------------------------------------- */
-static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, float *logits,
-                    int all_logits, float *hidden, int64_t hidden_stride_layer) {
-    const Transformer *tf = ctx->transformer;
+static void forward(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs, const int32_t *tokens,
+                    int n, int all_logits, float *hidden, int64_t hidden_stride_layer, float *logits_scratch) {
     const Config *p = &tf->config;
     const TransformerWeights *w = &tf->weights;
-    RunState *s = &ctx->state;
+    RunState *s = ps->s;
     const int D = p->dim, HD = p->head_dim, NH = p->n_heads, NKV = p->n_kv_heads;
-    const int QD = NH * HD, KVD = NKV * HD, C = ctx->n_ctx_pad, nt = ctx->n_threads;
+    const int QD = NH * HD, KVD = NKV * HD, nt = ps->n_threads;
     const int64_t H = p->hidden_dim;
     const int par = n >= 8 ? nt : 1; /* threads for the per-token loops of a batch */
-    const int f16 = ctx->kv_type == QWEN3C_KV_F16; /* the KV cache holds IEEE halves */
-    const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
 
     /* inputs_embeds = embed_tokens(input_ids) */
     embed(s->x, &w->token_embedding, tokens, n);
@@ -233,8 +288,6 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
 
     for (int l = 0; l < p->n_layers; l++) {
         const LayerWeights *lw = &w->layers[l];
-        void *kc = (char *)s->key_cache + (size_t)l * NKV * C * HD * esz;   /* (NKV, C/16, HD, 16) */
-        void *vc = (char *)s->value_cache + (size_t)l * NKV * C * HD * esz; /* (NKV, C, HD) */
 
         /* hidden_states = input_layernorm(hidden_states) */
 #pragma omp parallel for num_threads(par) schedule(static)
@@ -242,30 +295,38 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
 
         /* query_states, key_states, value_states = q_proj(x), k_proj(x), v_proj(x) */
         const MatmulJob qkv[3] = {{s->q, &lw->wq}, {s->k, &lw->wk}, {s->v, &lw->wv}};
-        matmuls(ctx, qkv, 3, s->xb, n);
+        matmuls(ps, qkv, 3, s->xb, n);
 
 #pragma omp parallel for num_threads(par) schedule(static)
         for (int t = 0; t < n; t++) {
+            int si = 0; /* the sequence of token t: its positions and its cache */
+            while (t >= seqs[si].t0 + seqs[si].n) si++;
+            const RunState *cs = &seqs[si].ctx->state;
+            const int at = seqs[si].pos + (t - seqs[si].t0), C = seqs[si].ctx->n_ctx_pad;
+            const int f16 = seqs[si].ctx->kv_type == QWEN3C_KV_F16; /* the cache holds IEEE halves */
+            const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
+            void *kc = (char *)cs->key_cache + (size_t)l * NKV * C * HD * esz;   /* (NKV, C/16, HD, 16) */
+            void *vc = (char *)cs->value_cache + (size_t)l * NKV * C * HD * esz; /* (NKV, C, HD) */
             float *q = s->q + (size_t)t * QD, *k = s->k + (size_t)t * KVD, *v = s->v + (size_t)t * KVD;
             /* q_norm / k_norm: RMSNorm over each head's head_dim (Qwen3 only) */
             if (p->qk_norm) {
                 for (int h = 0; h < NH; h++) rmsnorm(q + h * HD, q + h * HD, lw->q_norm, HD, p->norm_eps);
                 for (int h = 0; h < NKV; h++) rmsnorm(k + h * HD, k + h * HD, lw->k_norm, HD, p->norm_eps);
             }
-            /* apply_rotary_pos_emb(q, k, cos, sin) at position pos + t */
-            const float *cos_p = s->rope_cos + (size_t)(pos + t) * (HD / 2);
-            const float *sin_p = s->rope_sin + (size_t)(pos + t) * (HD / 2);
+            /* apply_rotary_pos_emb(q, k, cos, sin) at position `at` */
+            const float *cos_p = cs->rope_cos + (size_t)at * (HD / 2);
+            const float *sin_p = cs->rope_sin + (size_t)at * (HD / 2);
             rope(q, NH, HD, cos_p, sin_p, p->rope_interleaved);
             rope(k, NKV, HD, cos_p, sin_p, p->rope_interleaved);
-            /* past_key_values.update: store k (into its tile, transposed) and v at pos + t */
-            kv_store(kc, vc, f16, k, v, pos + t, NKV, HD, C);
+            /* past_key_values.update: store k (into its tile, transposed) and v at `at` */
+            kv_store(kc, vc, f16, k, v, at, NKV, HD, C);
         }
 
-        /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query */
-        attention(ctx->k, s->att_out, s->q, kc, vc, f16, n, pos, p, C, s->att, nt);
+        /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query, per sequence */
+        attention(ps->k, s->att_out, s->q, seqs, n_seqs, l, p, s->att, ps->att_C, nt);
 
         /* hidden_states = residual + o_proj(attn_output) */
-        matmul(ctx, s->xb2, s->att_out, n, &lw->wo);
+        matmul(ps, s->xb2, s->att_out, n, &lw->wo);
         for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];
 
         /* hidden_states = post_attention_layernorm(hidden_states) */
@@ -274,30 +335,94 @@ static void forward(qwen3c_context *ctx, const int32_t *tokens, int n, int pos, 
 
         /* mlp: down_proj(act_fn(gate_proj(x)) * up_proj(x)) */
         const MatmulJob gate_up[2] = {{s->hb, &lw->w1}, {s->hb2, &lw->w3}};
-        matmuls(ctx, gate_up, 2, s->xb, n);
-        swiglu(ctx->k, s->hb, s->hb2, (int64_t)n * H, nt);
-        matmul(ctx, s->xb2, s->hb, n, &lw->w2);
+        matmuls(ps, gate_up, 2, s->xb, n);
+        swiglu(ps->k, s->hb, s->hb2, (int64_t)n * H, nt);
+        matmul(ps, s->xb2, s->hb, n, &lw->w2);
 
         /* hidden_states = residual + mlp output */
         for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];
         if (hidden) memcpy(hidden + (size_t)(l + 1) * hidden_stride_layer, s->x, (size_t)n * D * sizeof(float));
     }
 
-    /* hidden_states = norm(hidden_states): all tokens when asked for, else the last one */
-    int first = (all_logits || hidden) ? 0 : n - 1;
-    for (int t = first; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_final, D, p->norm_eps);
-    if (hidden) memcpy(hidden + (size_t)(p->n_layers + 1) * hidden_stride_layer, s->xb, (size_t)n * D * sizeof(float));
+    if (n_seqs == 1) {
+        /* hidden_states = norm(hidden_states): all tokens when asked for, else the last one */
+        float *logits = seqs[0].logits;
+        int first = (all_logits || hidden) ? 0 : n - 1;
+        for (int t = first; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_final, D, p->norm_eps);
+        if (hidden) memcpy(hidden + (size_t)(p->n_layers + 1) * hidden_stride_layer, s->xb, (size_t)n * D * sizeof(float));
 
-    /* logits = lm_head(hidden_states) */
-    if (logits) {
-        if (all_logits) matmul(ctx, logits, s->xb, n, &w->wcls);
-        else matmul(ctx, logits, s->xb + (size_t)(n - 1) * D, 1, &w->wcls);
+        /* logits = lm_head(hidden_states) */
+        if (logits) {
+            if (all_logits) matmul(ps, logits, s->xb, n, &w->wcls);
+            else matmul(ps, logits, s->xb + (size_t)(n - 1) * D, 1, &w->wcls);
+        }
+        return;
     }
+    /* several sequences: the last token of each one that wants logits, normed into rows of xb,
+     * through lm_head together (its weights read once), then handed out */
+    int m = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        if (!seqs[i].logits) continue;
+        const int t = seqs[i].t0 + seqs[i].n - 1;
+        rmsnorm(s->xb + (size_t)m * D, s->x + (size_t)t * D, w->rms_final, D, p->norm_eps);
+        m++;
+    }
+    if (m == 0) return;
+    const int64_t V = p->vocab_size;
+    matmul(ps, logits_scratch, s->xb, m, &w->wcls);
+    m = 0;
+    for (int i = 0; i < n_seqs; i++)
+        if (seqs[i].logits) memcpy(seqs[i].logits, logits_scratch + (size_t)(m++) * V, (size_t)V * sizeof(float));
 }
 
 /* ---------------------------------------------------------------------------------------
  * Context: allocation and the public forward
  * ------------------------------------------------------------------------------------- */
+/* The activations of a batch of B tokens: x, xb, xb2 (+ a spare block), q, att_out, k, v, hb,
+ * hb2, and the quantized matmul input of the activations path `act` for the widest matmul
+ * input (H, NH*HD or D), 64-byte padded. activation_floats() counts them, carve_activations()
+ * points s's fields into m and returns the rest of m. */
+static int64_t xq_floats(const qwen3c_model *model, int act, int B) {
+    const Config *p = &model->config;
+    const int64_t D = p->dim, H = p->hidden_dim, QD = (int64_t)p->n_heads * p->head_dim;
+    const int64_t widest = H > QD ? (H > D ? H : D) : (QD > D ? QD : D);
+    const Kernels *k = model->kernels;
+    const size_t xq_bytes = act == QWEN3C_ACTIVATIONS_Q16 ? k->q16->act_size(B, widest)
+                          : act == QWEN3C_ACTIVATIONS_Q8  ? k->int8->act_size(B, widest)
+                          : act == QWEN3C_ACTIVATIONS_Q24 && model->packed ? k->q24->act_size(B, widest) : 0;
+    return ((int64_t)xq_bytes + 63) / 64 * 16;
+}
+
+static int64_t activation_floats(const Config *p, int64_t B, int64_t xqf) {
+    const int64_t QD = (int64_t)p->n_heads * p->head_dim, KVD = (int64_t)p->n_kv_heads * p->head_dim;
+    return xqf + B * p->dim * 4 + B * QD * 2 + B * KVD * 2 + B * p->hidden_dim * 2;
+}
+
+static float *carve_activations(RunState *s, float *m, const Config *p, int64_t B, int64_t xqf) {
+    const int64_t D = p->dim, H = p->hidden_dim;
+    const int64_t QD = (int64_t)p->n_heads * p->head_dim, KVD = (int64_t)p->n_kv_heads * p->head_dim;
+    s->xq = xqf ? (void *)m : NULL; m += xqf;
+    s->x = m; m += B * D;
+    s->xb = m; m += B * D;
+    s->xb2 = m; m += B * D;
+    s->q = m; m += B * QD;
+    s->att_out = m; m += B * QD;
+    s->k = m; m += B * KVD;
+    s->v = m; m += B * KVD;
+    s->hb = m; m += B * H;
+    s->hb2 = m; m += B * H;
+    m += B * D; /* spare row block (keeps the layout simple to extend) */
+    return m;
+}
+
+static int check_activations(int act, char *err, size_t err_size) {
+    if (act != QWEN3C_ACTIVATIONS_Q16 && act != QWEN3C_ACTIVATIONS_F32 && act != QWEN3C_ACTIVATIONS_Q8 &&
+        act != QWEN3C_ACTIVATIONS_Q24)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "activations %d is not one of QWEN3C_ACTIVATIONS_F32 (0), _Q16 (1), _Q8 (2), _Q24 (3)", act);
+    return QWEN3C_OK;
+}
+
 qwen3c_context_params qwen3c_context_default_params(void) {
     qwen3c_context_params p = {0, 0, 0, QWEN3C_ACTIVATIONS_Q24, QWEN3C_KV_F32};
     return p;
@@ -324,29 +449,19 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     if (n_batch > n_ctx) n_batch = n_ctx;
 
     const int n_ctx_pad = (n_ctx + KV_TILE - 1) / KV_TILE * KV_TILE;
-    const int64_t D = p->dim, H = p->hidden_dim, HD = p->head_dim, B = n_batch, C = n_ctx_pad;
-    const int64_t QD = (int64_t)p->n_heads * HD, KVD = (int64_t)p->n_kv_heads * HD;
+    const int64_t HD = p->head_dim, B = n_batch, C = n_ctx_pad;
+    const int64_t KVD = (int64_t)p->n_kv_heads * HD;
     /* one allocation, carved below (calloc: untouched KV pages cost no memory) */
     const int act = prm.activations;
-    if (act != QWEN3C_ACTIVATIONS_Q16 && act != QWEN3C_ACTIVATIONS_F32 && act != QWEN3C_ACTIVATIONS_Q8 &&
-        act != QWEN3C_ACTIVATIONS_Q24)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
-                           "activations %d is not one of QWEN3C_ACTIVATIONS_F32 (0), _Q16 (1), _Q8 (2), _Q24 (3)", act);
+    if (check_activations(act, err, err_size)) return QWEN3C_ERR_INVALID_ARG;
     const int kv_type = prm.kv_type;
     if (kv_type != QWEN3C_KV_F32 && kv_type != QWEN3C_KV_F16)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "kv_type %d is not one of QWEN3C_KV_F32 (0), QWEN3C_KV_F16 (1)", kv_type);
     /* floats of memory per cache (keys or values): halves pack two to a float (C is even) */
     const int64_t kv = (int64_t)p->n_layers * KVD * C / (kv_type == QWEN3C_KV_F16 ? 2 : 1);
-    /* quantized activation blocks for the widest matmul input (H or NH*HD), in floats, 64-byte padded */
-    const int64_t widest = H > QD ? (H > D ? H : D) : (QD > D ? QD : D);
-    const Kernels *k = model->kernels;
-    const size_t xq_bytes = act == QWEN3C_ACTIVATIONS_Q16 ? k->q16->act_size(n_batch, widest)
-                          : act == QWEN3C_ACTIVATIONS_Q8  ? k->int8->act_size(n_batch, widest)
-                          : act == QWEN3C_ACTIVATIONS_Q24 && model->packed ? k->q24->act_size(n_batch, widest) : 0;
-    const int64_t xq_floats = ((int64_t)xq_bytes + 63) / 64 * 16;
-    int64_t total = xq_floats + B * D * 4 + B * QD * 2 + B * KVD * 2 + B * H * 2 + (int64_t)n_threads * ATT_ROWS * C +
-                    C * (HD / 2) * 2 + kv * 2;
+    const int64_t xqf = xq_floats(model, act, n_batch);
+    int64_t total = activation_floats(p, B, xqf) + (int64_t)n_threads * ATT_ROWS * C + C * (HD / 2) * 2 + kv * 2;
     qwen3c_context *ctx = calloc(1, sizeof(*ctx));
     float *mem = calloc((size_t)total, sizeof(float));
     if (!ctx || !mem) {
@@ -357,18 +472,7 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
                            (double)total * 4 / 1e6);
     }
     RunState *s = &ctx->state;
-    float *m = mem;
-    s->xq = xq_floats ? (void *)m : NULL; m += xq_floats;
-    s->x = m; m += B * D;
-    s->xb = m; m += B * D;
-    s->xb2 = m; m += B * D;
-    s->q = m; m += B * QD;
-    s->att_out = m; m += B * QD;
-    s->k = m; m += B * KVD;
-    s->v = m; m += B * KVD;
-    s->hb = m; m += B * H;
-    s->hb2 = m; m += B * H;
-    m += B * D; /* spare row block (keeps the layout simple to extend) */
+    float *m = carve_activations(s, mem, p, B, xqf);
     s->att = m; m += (int64_t)n_threads * ATT_ROWS * C;
     s->rope_cos = m; m += C * (HD / 2);
     s->rope_sin = m; m += C * (HD / 2);
@@ -387,7 +491,6 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
         }
     }
     ctx->transformer = model;
-    ctx->k = k;
     ctx->n_ctx = n_ctx;
     ctx->n_ctx_pad = n_ctx_pad;
     ctx->n_threads = n_threads;
@@ -425,27 +528,212 @@ static int check_forward_args(const qwen3c_context *ctx, const int32_t *tokens, 
     return QWEN3C_OK;
 }
 
-int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
-                         float *logits, int all_logits, float *hidden, char *err, size_t err_size) {
+/* The forward of the public calls: chunks of n_batch tokens (only the last chunk's last token
+ * needs logits unless all_logits); hidden and attn (both optional) as in qwen3c.h */
+static int forward_calls(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos, float *logits,
+                         int all_logits, float *hidden, float *attn, char *err, size_t err_size) {
     if (!ctx) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "context is NULL");
     int rc = check_forward_args(ctx, tokens, n_tokens, pos, err, err_size);
     if (rc) return rc;
-    const int64_t V = ctx->transformer->config.vocab_size, D = ctx->transformer->config.dim;
+    const Config *p = &ctx->transformer->config;
+    const int64_t V = p->vocab_size, D = p->dim;
     const int64_t hidden_stride_layer = (int64_t)n_tokens * D;
-    /* chunks of n_batch tokens; only the last chunk's last token matters unless all_logits */
+    AttnCapture cap = {attn, n_tokens, pos + n_tokens, 0};
+    if (attn) memset(attn, 0, (size_t)p->n_layers * p->n_heads * n_tokens * (size_t)(pos + n_tokens) * sizeof(float));
     for (int c0 = 0; c0 < n_tokens; c0 += ctx->n_batch) {
         int n = n_tokens - c0 < ctx->n_batch ? n_tokens - c0 : ctx->n_batch;
         int last = c0 + n == n_tokens;
         float *lg = NULL;
         if (logits && all_logits) lg = logits + (size_t)c0 * V;
         else if (logits && last) lg = logits;
-        forward(ctx, tokens + c0, n, pos + c0, lg, all_logits,
-                      hidden ? hidden + (size_t)c0 * D : NULL, hidden_stride_layer);
+        const Pass ps = {&ctx->state, ctx->n_threads, ctx->activations, ctx->n_ctx_pad, ctx->transformer->kernels};
+        cap.q0 = c0;
+        Seq seq = {ctx, 0, n, pos + c0, lg, 0, attn ? &cap : NULL};
+        forward(&ps, ctx->transformer, &seq, 1, tokens + c0, n, all_logits,
+                hidden ? hidden + (size_t)c0 * D : NULL, hidden_stride_layer, NULL);
     }
     return QWEN3C_OK;
 }
 
+int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
+                         float *logits, int all_logits, float *hidden, char *err, size_t err_size) {
+    return forward_calls(ctx, tokens, n_tokens, pos, logits, all_logits, hidden, NULL, err, err_size);
+}
+
 int qwen3c_forward(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos, float *logits,
                    int all_logits, char *err, size_t err_size) {
-    return qwen3c_forward_trace(ctx, tokens, n_tokens, pos, logits, all_logits, NULL, err, err_size);
+    return forward_calls(ctx, tokens, n_tokens, pos, logits, all_logits, NULL, NULL, err, err_size);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Inspection: attention probabilities, the LM head on any hidden state (qwen3c.h, "viz")
+ * ------------------------------------------------------------------------------------- */
+int qwen3c_forward_attention(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
+                             float *logits, int all_logits, float *hidden, float *attn, char *err,
+                             size_t err_size) {
+    if (!attn) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "attn must not be NULL");
+    return forward_calls(ctx, tokens, n_tokens, pos, logits, all_logits, hidden, attn, err, err_size);
+}
+
+int qwen3c_lm_head(qwen3c_context *ctx, const float *hidden, int n, float *logits, char *err,
+                   size_t err_size) {
+    if (!ctx || !hidden || !logits)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "context, hidden and logits must not be NULL");
+    if (n < 1) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "lm_head needs at least one hidden state, got %d", n);
+    const Config *p = &ctx->transformer->config;
+    const TransformerWeights *w = &ctx->transformer->weights;
+    const int D = p->dim;
+    const int64_t V = p->vocab_size;
+    float *xb = ctx->state.xb; /* (n_batch, D) scratch, as the end of forward() uses it */
+    for (int c0 = 0; c0 < n; c0 += ctx->n_batch) {
+        const int m = n - c0 < ctx->n_batch ? n - c0 : ctx->n_batch;
+        /* hidden_states = norm(hidden_states); logits = lm_head(hidden_states) */
+        for (int t = 0; t < m; t++)
+            rmsnorm(xb + (size_t)t * D, hidden + (size_t)(c0 + t) * D, w->rms_final, D, p->norm_eps);
+        const Pass ps = {&ctx->state, ctx->n_threads, ctx->activations, ctx->n_ctx_pad, ctx->transformer->kernels};
+        matmul(&ps, logits + (size_t)c0 * V, xb, m, &w->wcls);
+    }
+    return QWEN3C_OK;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Several contexts on one model: prefix reuse, prefix copies, batched forward passes
+ * ------------------------------------------------------------------------------------- */
+int qwen3c_context_rewind_point(const qwen3c_context *ctx, int pos) {
+    if (!ctx || pos < 0) return 0;
+    return pos < ctx->n_ctx ? pos : ctx->n_ctx; /* a KV cache keeps every prefix valid */
+}
+
+int qwen3c_context_copy_prefix(qwen3c_context *dst, const qwen3c_context *src, int n_tokens,
+                               char *err, size_t err_size) {
+    if (!dst || !src) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "context is NULL");
+    if (dst->transformer != src->transformer)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "the contexts belong to different models");
+    if (dst->kv_type != src->kv_type)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "the contexts have different KV cache types");
+    if (n_tokens < 0 || n_tokens > src->n_ctx || n_tokens > dst->n_ctx)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "%d tokens do not fit in contexts of %d and %d tokens", n_tokens, src->n_ctx, dst->n_ctx);
+    if (dst == src || n_tokens == 0) return QWEN3C_OK;
+    const Config *p = &src->transformer->config;
+    const size_t esz = src->kv_type == QWEN3C_KV_F16 ? sizeof(uint16_t) : sizeof(float), HD = (size_t)p->head_dim;
+    const size_t key_len = (size_t)(n_tokens + KV_TILE - 1) / KV_TILE * KV_TILE * HD * esz; /* whole tiles */
+    const size_t val_len = (size_t)n_tokens * HD * esz;
+    for (size_t lh = 0; lh < (size_t)p->n_layers * p->n_kv_heads; lh++) { /* (layer, kv head) blocks */
+        const size_t so = lh * src->n_ctx_pad * HD * esz, doff = lh * dst->n_ctx_pad * HD * esz;
+        memcpy((char *)dst->state.key_cache + doff, (const char *)src->state.key_cache + so, key_len);
+        memcpy((char *)dst->state.value_cache + doff, (const char *)src->state.value_cache + so, val_len);
+    }
+    return QWEN3C_OK;
+}
+
+struct qwen3c_batch {
+    const Transformer *transformer;
+    RunState state;      /* activations of up to n_tokens tokens (its KV / RoPE fields unused) */
+    int n_tokens, n_seqs, n_threads, activations;
+    int att_C;           /* cache length the attention scratch state.att is sized for */
+    float *logits;       /* (n_seqs, V) lm_head output, before it is copied to the callers */
+    Seq *seqs;           /* (n_seqs) */
+    int32_t *tokens;     /* (n_tokens) the token ids of a call, sequence after sequence */
+};
+
+qwen3c_batch_params qwen3c_batch_default_params(void) {
+    qwen3c_batch_params p = {DEFAULT_BATCH, DEFAULT_BATCH_SEQS, 0, QWEN3C_ACTIVATIONS_Q24};
+    return p;
+}
+
+void qwen3c_batch_free(qwen3c_batch *b) {
+    if (!b) return;
+    free(b->state.memory);
+    free(b->state.att);
+    free(b->logits);
+    free(b->seqs);
+    free(b->tokens);
+    free(b);
+}
+
+int qwen3c_batch_create(const qwen3c_model *model, const qwen3c_batch_params *params,
+                        qwen3c_batch **out, char *err, size_t err_size) {
+    if (!model || !out) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "model and out must not be NULL");
+    qwen3c_batch_params prm = params ? *params : qwen3c_batch_default_params();
+    if (prm.n_tokens < 0 || prm.n_tokens > 65536)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "n_tokens %d is out of range (0..65536)", prm.n_tokens);
+    if (prm.n_seqs < 0 || prm.n_seqs > 4096)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "n_seqs %d is out of range (0..4096)", prm.n_seqs);
+    if (prm.n_threads < 0 || prm.n_threads > 1024)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "n_threads %d is out of range (0..1024)", prm.n_threads);
+    if (check_activations(prm.activations, err, err_size)) return QWEN3C_ERR_INVALID_ARG;
+    const int B = prm.n_tokens ? prm.n_tokens : DEFAULT_BATCH;
+    const int S0 = prm.n_seqs ? prm.n_seqs : DEFAULT_BATCH_SEQS, S = S0 < B ? S0 : B;
+    const int64_t xqf = xq_floats(model, prm.activations, B), total = activation_floats(&model->config, B, xqf);
+    qwen3c_batch *b = calloc(1, sizeof(*b));
+    float *mem = calloc((size_t)total, sizeof(float));
+    float *logits = malloc((size_t)S * model->config.vocab_size * sizeof(float));
+    Seq *seqs = calloc((size_t)S, sizeof(Seq));
+    int32_t *tokens = malloc((size_t)B * sizeof(int32_t));
+    if (!b || !mem || !logits || !seqs || !tokens) {
+        free(b), free(mem), free(logits), free(seqs), free(tokens);
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory for a batch of %d tokens (%.1f MB)", B,
+                           ((double)total + (double)S * model->config.vocab_size) * 4 / 1e6);
+    }
+    carve_activations(&b->state, mem, &model->config, B, xqf);
+    b->state.memory = mem;
+    b->transformer = model;
+    b->n_tokens = B;
+    b->n_seqs = S;
+    b->n_threads = thread_limit(prm.n_threads ? prm.n_threads : cpu_count());
+    b->activations = prm.activations;
+    b->logits = logits;
+    b->seqs = seqs;
+    b->tokens = tokens;
+    *out = b;
+    return QWEN3C_OK;
+}
+
+int qwen3c_forward_batch(qwen3c_batch *b, const qwen3c_batch_seq *seqs, int n_seqs, char *err, size_t err_size) {
+    if (!b || !seqs) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "batch and seqs must not be NULL");
+    if (n_seqs < 1 || n_seqs > b->n_seqs)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "n_seqs %d is out of range (1..%d)", n_seqs, b->n_seqs);
+    /* everything is checked before anything is computed */
+    int64_t n = 0;
+    int att_C = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        const qwen3c_batch_seq *q = &seqs[i];
+        char what[32];
+        snprintf(what, sizeof what, "sequence %d", i);
+        if (!q->ctx) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "sequence %d: context is NULL", i);
+        if (q->ctx->transformer != b->transformer)
+            return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "sequence %d: its context belongs to another model", i);
+        for (int j = 0; j < i; j++)
+            if (seqs[j].ctx == q->ctx)
+                return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "sequences %d and %d share a context", j, i);
+        int rc = check_forward_args(q->ctx, q->tokens, q->n_tokens, q->pos, err, err_size);
+        if (rc) return qwen3c_fail_prefix(err, err_size, rc, what);
+        n += q->n_tokens;
+        if (q->ctx->n_ctx_pad > att_C) att_C = q->ctx->n_ctx_pad;
+    }
+    if (n > b->n_tokens)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "%lld tokens in all exceed the batch's %d", (long long)n, b->n_tokens);
+    if (att_C > b->att_C) { /* attention scratch for the longest cache: (n_threads, ATT_ROWS, C) */
+        float *att = malloc((size_t)b->n_threads * ATT_ROWS * att_C * sizeof(float));
+        if (!att)
+            return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory for the attention scratch of %d positions", att_C);
+        free(b->state.att);
+        b->state.att = att;
+        b->att_C = att_C;
+    }
+    /* the batch's rows: the tokens of each sequence in turn */
+    int32_t *tokens = b->tokens;
+    int t0 = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        const qwen3c_batch_seq *q = &seqs[i];
+        Seq sq = {q->ctx, t0, q->n_tokens, q->pos, q->logits, 0, NULL};
+        b->seqs[i] = sq;
+        memcpy(tokens + t0, q->tokens, (size_t)q->n_tokens * sizeof(int32_t));
+        t0 += q->n_tokens;
+    }
+    const Pass ps = {&b->state, b->n_threads, b->activations, b->att_C, b->transformer->kernels};
+    forward(&ps, b->transformer, b->seqs, n_seqs, tokens, (int)n, 0, NULL, 0, b->logits);
+    return QWEN3C_OK;
 }

@@ -127,7 +127,7 @@ static int read_str(cursor *c, gguf_str *s, const char *what) {
 }
 
 /* Size in bytes of one scalar value type (0 for string/array/unknown). */
-static uint64_t scalar_size(uint32_t type) {
+uint64_t gguf_value_size(uint32_t type) {
     switch (type) {
     case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: case GGUF_TYPE_BOOL: return 1;
     case GGUF_TYPE_UINT16: case GGUF_TYPE_INT16: return 2;
@@ -172,7 +172,7 @@ static int skip_value(cursor *c, gguf_kv *kv) {
             return qwen3c_fail(c->err, c->err_size, QWEN3C_ERR_FORMAT,
                                "key " KEYFMT ": nested arrays are not supported", KEYARG(kv->key));
         } else {
-            uint64_t es = scalar_size(et), bytes;
+            uint64_t es = gguf_value_size(et), bytes;
             if (es == 0)
                 return qwen3c_fail(c->err, c->err_size, QWEN3C_ERR_FORMAT,
                                    "key " KEYFMT ": unknown array element type %u", KEYARG(kv->key), et);
@@ -183,7 +183,7 @@ static int skip_value(cursor *c, gguf_kv *kv) {
             c->pos += bytes;
         }
     } else {
-        uint64_t es = scalar_size(kv->type);
+        uint64_t es = gguf_value_size(kv->type);
         if (es == 0)
             return qwen3c_fail(c->err, c->err_size, QWEN3C_ERR_FORMAT,
                                "key " KEYFMT ": unknown value type %u", KEYARG(kv->key), kv->type);
@@ -475,7 +475,7 @@ const gguf_tensor *gguf_find_tensor(const gguf_file *gf, const char *name) {
     return NULL;
 }
 
-static const char *value_type_name(uint32_t t) {
+const char *gguf_value_type_name(uint32_t t) {
     static const char *const names[] = {"uint8", "int8", "uint16", "int16", "uint32", "int32",
                                         "float32", "bool", "string", "array", "uint64", "int64",
                                         "float64"};
@@ -516,7 +516,7 @@ int gguf_get_u64(const gguf_file *gf, const char *key, uint64_t *out, char *err,
     if (!scalar_int(kv, &u, &neg))
         return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
                            "metadata key '%s' must be an integer (found %s)", key,
-                           value_type_name(kv->type));
+                           gguf_value_type_name(kv->type));
     if (neg)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
                            "metadata key '%s' must not be negative (found %lld)", key, (long long)u);
@@ -534,7 +534,7 @@ int gguf_get_f64(const gguf_file *gf, const char *key, double *out, char *err, s
     bool neg;
     if (scalar_int(kv, &u, &neg)) { *out = neg ? (double)(int64_t)u : (double)u; return QWEN3C_OK; }
     return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
-                       "metadata key '%s' must be a number (found %s)", key, value_type_name(kv->type));
+                       "metadata key '%s' must be a number (found %s)", key, gguf_value_type_name(kv->type));
 }
 
 int gguf_get_str(const gguf_file *gf, const char *key, gguf_str *out, char *err, size_t err_size) {
@@ -543,7 +543,7 @@ int gguf_get_str(const gguf_file *gf, const char *key, gguf_str *out, char *err,
     if (rc) return rc;
     if (kv->type != GGUF_TYPE_STRING)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
-                           "metadata key '%s' must be a string (found %s)", key, value_type_name(kv->type));
+                           "metadata key '%s' must be a string (found %s)", key, gguf_value_type_name(kv->type));
     uint64_t len;
     memcpy(&len, kv->data, 8);
     out->ptr = (const char *)kv->data + 8;
@@ -581,7 +581,7 @@ int gguf_get_array(const gguf_file *gf, const char *key, uint32_t elem_type, con
     if (rc) return rc;
     if (kv->type != GGUF_TYPE_ARRAY || kv->arr_type != elem_type)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
-                           "metadata key '%s' must be an array of %s", key, value_type_name(elem_type));
+                           "metadata key '%s' must be an array of %s", key, gguf_value_type_name(elem_type));
     *data = kv->data;
     *n = kv->arr_n;
     return QWEN3C_OK;

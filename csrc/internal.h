@@ -205,7 +205,8 @@ typedef struct {
     const void *data;         /* base + data_offset + offset */
 } gguf_tensor;
 
-typedef struct gguf_file {
+/* A parsed GGUF file: the public opaque qwen3c_gguf (gguf_api.c). */
+typedef struct qwen3c_gguf {
     const uint8_t *base;      /* the whole file, mmapped read-only (or a caller's buffer) */
     size_t         size;
     int            mapped;    /* 1 when base must be munmapped */
@@ -238,6 +239,10 @@ int gguf_get_str_array(const gguf_file *gf, const char *key, gguf_str **out, uin
 int gguf_get_array(const gguf_file *gf, const char *key, uint32_t elem_type, const uint8_t **data,
                    uint64_t *n, char *err, size_t err_size);
 bool gguf_str_eq(gguf_str s, const char *cstr);
+/* Bytes of one scalar metadata value of `type` (0 for string / array / unknown). */
+uint64_t gguf_value_size(uint32_t type);
+/* "uint8", ..., "float64" for a metadata value type, or "unknown". */
+const char *gguf_value_type_name(uint32_t type);
 /* Name of any ggml tensor type the reader knows ("Q8_0", "IQ2_XS", ...), or "unknown". */
 const char *gguf_type_name(uint32_t type);
 

@@ -123,7 +123,8 @@ void qwen3c_model_free(qwen3c_model *model);
 
 void qwen3c_model_get_config(const qwen3c_model *model, qwen3c_config *out);
 
-/* GGUF metadata, for `info` and the chat template.
+/* GGUF metadata of a loaded model, as text (the chat template; typed values, string arrays and
+ * files that do not load: the qwen3c_gguf_* reader API below, also via qwen3c_model_gguf).
  * qwen3c_model_meta_key: key i copied NUL-terminated into buf, its length into *len.
  * qwen3c_model_meta_type: GGUF value type of key i (0..12); array element type in *arr_type
  *   (or -1) and array length in *arr_n (or 0).
@@ -137,8 +138,9 @@ int qwen3c_model_meta_type(const qwen3c_model *model, int i, int *arr_type, uint
 int qwen3c_model_meta_as_string(const qwen3c_model *model, const char *key, char *buf,
                                 size_t buf_size, size_t *len);
 
-/* Tensors of the file, for `info`. Returns QWEN3C_OK or QWEN3C_ERR_INVALID_ARG on a bad index.
- * name is copied NUL-terminated into name_buf (truncated if it does not fit). */
+/* Tensors of the file (qwen3c_gguf_tensor below: the same for any GGUF). Returns QWEN3C_OK or
+ * QWEN3C_ERR_INVALID_ARG on a bad index. name is copied NUL-terminated into name_buf
+ * (truncated if it does not fit). */
 typedef struct qwen3c_tensor_info {
     int      type;       /* QWEN3C_TYPE_* */
     int      n_dims;
@@ -149,6 +151,90 @@ typedef struct qwen3c_tensor_info {
 int qwen3c_model_n_tensors(const qwen3c_model *model);
 int qwen3c_model_tensor_info(const qwen3c_model *model, int i, char *name_buf, size_t name_size,
                              qwen3c_tensor_info *out);
+
+/* ---------------------------------------------------------------------------------------
+ * GGUF files: the validating reader on its own (`qwen3c info`, `qwen3c audit`)
+ *
+ * qwen3c_gguf_open runs the reader qwen3c_model_load starts with: the header, every metadata
+ * value and the tensor table (types, shapes, byte sizes, alignment, bounds, no overlaps), all
+ * checked against the file size, with the same messages. It builds no model and reads no
+ * tensor data, so it also opens valid files of architectures or tensor types qwen3c does not
+ * run. Metadata entries and tensors are numbered in file order from 0. Every accessor returns
+ * QWEN3C_OK or QWEN3C_ERR_INVALID_ARG (NULL handle, index or range out of bounds, wrong value
+ * type; named in err) or QWEN3C_ERR_BUFFER as documented.
+ * ------------------------------------------------------------------------------------- */
+typedef struct qwen3c_gguf qwen3c_gguf;
+
+/* Metadata value types (the numbering of the GGUF format). */
+#define QWEN3C_GGUF_UINT8    0
+#define QWEN3C_GGUF_INT8     1
+#define QWEN3C_GGUF_UINT16   2
+#define QWEN3C_GGUF_INT16    3
+#define QWEN3C_GGUF_UINT32   4
+#define QWEN3C_GGUF_INT32    5
+#define QWEN3C_GGUF_FLOAT32  6
+#define QWEN3C_GGUF_BOOL     7
+#define QWEN3C_GGUF_STRING   8
+#define QWEN3C_GGUF_ARRAY    9
+#define QWEN3C_GGUF_UINT64  10
+#define QWEN3C_GGUF_INT64   11
+#define QWEN3C_GGUF_FLOAT64 12
+
+/* mmap and validate a GGUF file. QWEN3C_ERR_FORMAT (the reader's message), IO, NOMEM. */
+int  qwen3c_gguf_open(const char *path, qwen3c_gguf **out, char *err, size_t err_size);
+/* Unmap and free. NULL is a no-op. Never call it on qwen3c_model_gguf's result. */
+void qwen3c_gguf_free(qwen3c_gguf *gguf);
+/* The parsed file of a loaded model: borrowed, valid until qwen3c_model_free(model). */
+const qwen3c_gguf *qwen3c_model_gguf(const qwen3c_model *model);
+
+typedef struct qwen3c_gguf_header {
+    uint32_t version;      /* GGUF version (3) */
+    uint64_t n_kv;         /* metadata entries */
+    uint64_t n_tensors;    /* tensor table entries */
+    uint64_t alignment;    /* general.alignment, or the default 32 */
+    uint64_t data_offset;  /* byte offset of the tensor data section */
+    uint64_t file_size;    /* bytes */
+} qwen3c_gguf_header;
+int qwen3c_gguf_get_header(const qwen3c_gguf *gguf, qwen3c_gguf_header *out, char *err,
+                           size_t err_size);
+
+typedef struct qwen3c_gguf_kv_info {
+    int      type;       /* QWEN3C_GGUF_* */
+    int      elem_type;  /* an array's element type; the value type itself for a scalar */
+    uint64_t n;          /* an array's length; 1 for a scalar (a string is one element) */
+    size_t   key_len;    /* bytes of the key, without the NUL */
+} qwen3c_gguf_kv_info;
+
+/* Metadata entry i: its key copied NUL-terminated into key (key may be NULL when key_size is
+ * 0) and its description into *info. QWEN3C_ERR_BUFFER when key_size <= key_len (*info is
+ * still filled: info->key_len + 1 bytes are needed). */
+int qwen3c_gguf_kv(const qwen3c_gguf *gguf, uint64_t i, char *key, size_t key_size,
+                   qwen3c_gguf_kv_info *info, char *err, size_t err_size);
+/* The index of the entry named key (NUL-terminated) in *index, or -1 when there is none
+ * (still QWEN3C_OK). */
+int qwen3c_gguf_find_kv(const qwen3c_gguf *gguf, const char *key, int64_t *index, char *err,
+                        size_t err_size);
+/* Elements [start, start + count) of a numeric or bool entry (scalar or array; a scalar is
+ * one element), copied as stored into out: each element is the C type of its GGUF type
+ * (uint8_t ... double; bool as one uint8_t 0/1), little-endian. INVALID_ARG for a string or
+ * string-array entry, a range past the end, or out_size < count * element size. */
+int qwen3c_gguf_get_values(const qwen3c_gguf *gguf, uint64_t i, uint64_t start, uint64_t count,
+                           void *out, size_t out_size, char *err, size_t err_size);
+/* Strings [start, start + count) of a string entry (one element) or an array of strings:
+ * their bytes concatenated into buf (no separators, no NUL; strings are not checked for
+ * UTF-8), the length of each into lens[0 .. count), and the total into *total.
+ * QWEN3C_ERR_BUFFER when buf_size < *total (then only *total is written). INVALID_ARG for a
+ * non-string entry or a range past the end. Costs O(start + count): strings have varying
+ * lengths, so the walk starts at the first element. */
+int qwen3c_gguf_get_strings(const qwen3c_gguf *gguf, uint64_t i, uint64_t start, uint64_t count,
+                            char *buf, size_t buf_size, uint64_t *lens, size_t *total,
+                            char *err, size_t err_size);
+/* Tensor i of the tensor table: its name copied NUL-terminated into name, its length into
+ * *name_len, and type, shape, absolute file offset and byte size into *info (see
+ * qwen3c_tensor_info above). QWEN3C_ERR_BUFFER when name_size <= *name_len (*info and
+ * *name_len are still filled). */
+int qwen3c_gguf_tensor(const qwen3c_gguf *gguf, uint64_t i, char *name, size_t name_size,
+                       size_t *name_len, qwen3c_tensor_info *info, char *err, size_t err_size);
 
 /* ---------------------------------------------------------------------------------------
  * Context: KV cache + activations, forward pass
@@ -213,6 +299,31 @@ int qwen3c_forward(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int
  * output of decoder layer l, [n_layers + 1] = after the final norm. */
 int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
                          float *logits, int all_logits, float *hidden, char *err, size_t err_size);
+
+/* ---------------------------------------------------------------------------------------
+ * Inspection: attention probabilities and the LM head on any hidden state (for learners'
+ * pictures: qwen3c attend / lens / explain)
+ * ------------------------------------------------------------------------------------- */
+/* qwen3c_forward_trace (hidden may be NULL), and also copies out every attention probability:
+ * attn (caller-owned, not NULL) is (n_layers, n_heads, n_tokens, pos + n_tokens) floats, and
+ * attn[l][h][t][s] = softmax(q k^T / sqrt(head_dim) + causal mask) of layer l, query head h,
+ * token t (at position pos + t), key position s: transformers' output_attentions with eager
+ * attention (attentions[l][0, h, t, s]). A row sums to 1 over s = 0..pos+t; the masked
+ * positions s > pos + t are 0. Query head h reads key/value head h / (n_heads / n_kv_heads).
+ * Keys before pos come from the KV cache. The capture happens only in this call; every other
+ * forward skips it (one pointer test per row of scores). Errors as qwen3c_forward, and
+ * QWEN3C_ERR_INVALID_ARG for attn == NULL. */
+int qwen3c_forward_attention(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
+                             float *logits, int all_logits, float *hidden, float *attn, char *err,
+                             size_t err_size);
+
+/* The model's head on any n hidden states: logits (n, vocab_size) = lm_head(norm(hidden)) for
+ * hidden (n, dim), with the same rmsnorm and matmul that end qwen3c_forward (the logit lens).
+ * hidden = the last decoder layer's output (qwen3c_forward_trace's hidden[n_layers]) gives the
+ * forward's own logits. Uses the context's scratch buffers and threads; the KV cache is not
+ * touched. QWEN3C_ERR_INVALID_ARG for NULL pointers or n < 1. */
+int qwen3c_lm_head(qwen3c_context *ctx, const float *hidden, int n, float *logits, char *err,
+                   size_t err_size);
 
 /* ---------------------------------------------------------------------------------------
  * Tokenizer (byte-level BPE read from the GGUF)
@@ -385,6 +496,83 @@ int qwen3c_cpu_info_get(qwen3c_cpu_info *out, char *err, size_t err_size);
 
 /* The kernel tier a model computes with ("avx512", ...), chosen when it was loaded. */
 const char *qwen3c_model_cpu_tier(const qwen3c_model *model);
+
+/* ---------------------------------------------------------------------------------------
+ * Several conversations on one model: sessions, batched forward passes (serve)
+ *
+ * Each conversation has its own context (KV cache); the model's weights are shared. A
+ * qwen3c_batch runs one forward pass over tokens of several contexts at once -- prefill
+ * chunks of some, one decode token of others -- streaming every weight matrix once for all
+ * of them (decode is memory-bound: B sequences cost little more than one). Attention stays
+ * per sequence, in each context's own cache, so every sequence gets the logits its solo
+ * qwen3c_forward would give. The batch owns the activations of the combined tokens (scratch
+ * that must not live in the read-only model); contexts keep their caches.
+ * ------------------------------------------------------------------------------------- */
+
+/* Where ctx can continue from when only its first pos positions are to be kept (prefix
+ * reuse: a new prompt shares pos tokens with what the cache holds). A KV cache keeps every
+ * prefix valid and returns pos; a state that cannot be cut back (a recurrent layer) returns
+ * an earlier position it can resume from, 0 meaning "run everything again". pos is clamped
+ * to [0, n_ctx]. */
+int qwen3c_context_rewind_point(const qwen3c_context *ctx, int pos);
+
+/* Copy the keys and values of positions [0, n_tokens) of src into dst (a prompt prefix
+ * prefilled once, reused by another conversation): dst then continues at position n_tokens
+ * exactly as src would. Both contexts must belong to the same model and have the same
+ * kv_type, with n_tokens <= both n_ctx; QWEN3C_ERR_INVALID_ARG otherwise (dst unchanged). */
+int qwen3c_context_copy_prefix(qwen3c_context *dst, const qwen3c_context *src, int n_tokens,
+                               char *err, size_t err_size);
+
+typedef struct qwen3c_batch qwen3c_batch;
+
+typedef struct qwen3c_batch_params {
+    int n_tokens;    /* max tokens per qwen3c_forward_batch call, all sequences together;
+                        0 = default (256) */
+    int n_seqs;      /* max sequences per call; 0 = default (64) */
+    int n_threads;   /* OpenMP threads; 0 = all cores */
+    int activations; /* matmul arithmetic, QWEN3C_ACTIVATIONS_* (as qwen3c_context_params) */
+} qwen3c_batch_params;
+
+qwen3c_batch_params qwen3c_batch_default_params(void);
+
+/* Create the scratch for batched forward passes over contexts of `model` (which must outlive
+ * it). INVALID_ARG for a parameter out of range, NOMEM. */
+int  qwen3c_batch_create(const qwen3c_model *model, const qwen3c_batch_params *params,
+                         qwen3c_batch **out, char *err, size_t err_size);
+void qwen3c_batch_free(qwen3c_batch *batch);  /* NULL is a no-op */
+
+/* One sequence's share of a batched forward pass. */
+typedef struct qwen3c_batch_seq {
+    qwen3c_context *ctx;     /* whose KV cache the tokens go into (at most once per call) */
+    const int32_t  *tokens;  /* n_tokens ids, placed at positions pos .. pos + n_tokens - 1 */
+    int             n_tokens;
+    int             pos;
+    float          *logits;  /* caller-owned (vocab_size) floats: the last token's logits;
+                                NULL to skip them (a prefill chunk) */
+} qwen3c_batch_seq;
+
+/* Run one forward pass over seqs[0..n_seqs): for each sequence, as qwen3c_forward(ctx,
+ * tokens, n_tokens, pos, logits, 0) would -- same logits to float rounding, same cache
+ * contents -- with every weight matrix read once for the whole batch. A sequence of one
+ * token is a decode step; of several, a prefill chunk; both mix freely.
+ * Errors, before any compute (every cache untouched): QWEN3C_ERR_INVALID_ARG for n_seqs out of
+ * [1, the batch's n_seqs], a total of tokens above the batch's n_tokens, a NULL or repeated
+ * context, a context of another model, n_tokens < 1, pos < 0 or a token id outside the
+ * vocabulary (the message names the sequence); QWEN3C_ERR_CONTEXT when pos + n_tokens
+ * exceeds a context's n_ctx; QWEN3C_ERR_NOMEM when the attention scratch for a longer
+ * context cannot be grown. */
+int qwen3c_forward_batch(qwen3c_batch *batch, const qwen3c_batch_seq *seqs, int n_seqs,
+                         char *err, size_t err_size);
+
+/* qwen3c_sampler_sample restricted to the tokens `allowed` admits (constrained decoding: a
+ * grammar's mask for the next token): bit i % 32 of allowed[i / 32] set = token i may be
+ * picked (the token bitmask layout of llguidance, ceil(n_vocab / 32) words); the others count
+ * as logit -inf before the penalties and everything after. allowed == NULL admits every
+ * token. QWEN3C_ERR_INVALID_ARG when no admitted token has a logit above -inf; otherwise as
+ * qwen3c_sampler_sample. */
+int qwen3c_sampler_sample_masked(qwen3c_sampler *sampler, const float *logits, int n_vocab,
+                                 const uint32_t *allowed, int32_t *token_out, char *err,
+                                 size_t err_size);
 
 /* CDEF END */
 

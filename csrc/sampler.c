@@ -285,8 +285,8 @@ static int32_t draw(qwen3c_sampler *s, const Candidate *c, int n, double total) 
     return c[0].id;
 }
 
-int qwen3c_sampler_sample(qwen3c_sampler *s, const float *logits, int n_vocab, int32_t *token_out,
-                          char *err, size_t err_size) {
+static int sample(qwen3c_sampler *s, const float *logits, int n_vocab, const uint32_t *allowed,
+                  int32_t *token_out, char *err, size_t err_size) {
     if (!s || !logits || !token_out)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "sampler_sample: NULL argument");
     if (n_vocab < 1)
@@ -304,11 +304,30 @@ int qwen3c_sampler_sample(qwen3c_sampler *s, const float *logits, int n_vocab, i
     if (rc != QWEN3C_OK)
         return rc;
     const qwen3c_sampler_params *p = &s->params;
+    const bool penalties = p->repetition_penalty != 1.0f || p->presence_penalty != 0.0f ||
+                           p->frequency_penalty != 0.0f;
+    if ((p->temperature == 0.0f || p->top_k == 1) && !(penalties && s->n_history > 0)) {
+        /* greedy without penalties: the argmax (lower id on ties) of what the mask admits */
+        int best = -1;
+        for (int i = 0; i < n_vocab; i++) {
+            if (allowed && !((allowed[i >> 5] >> (i & 31)) & 1u)) continue;
+            if (best < 0 || logits[i] > logits[best]) best = i;
+        }
+        if (best < 0 || isinf(logits[best]))
+            return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                               allowed ? "the mask admits no token with a finite logit" : "every logit is -inf");
+        s->history[s->n_history++] = best;
+        *token_out = best;
+        return QWEN3C_OK;
+    }
     Candidate *c = s->cands;
     for (int i = 0; i < n_vocab; i++) {
         c[i].id = i;
         c[i].logit = logits[i];
     }
+    if (allowed) /* constrained decoding: what the mask refuses can never be picked */
+        for (int i = 0; i < n_vocab; i++)
+            if (!((allowed[i >> 5] >> (i & 31)) & 1u)) c[i].logit = -INFINITY;
     apply_penalties(s, c, n_vocab);
 
     /* the best candidate; every later step keeps it */
@@ -318,7 +337,8 @@ int qwen3c_sampler_sample(qwen3c_sampler *s, const float *logits, int n_vocab, i
             best = i;
     float lmax = c[best].logit;
     if (isinf(lmax))  /* penalties keep finite logits finite, so all were -inf */
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "every logit is -inf");
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           allowed ? "the mask admits no token with a finite logit" : "every logit is -inf");
 
     int32_t tok;
     if (p->temperature == 0.0f || p->top_k == 1 || n_vocab == 1) {
@@ -376,4 +396,15 @@ int qwen3c_sampler_sample(qwen3c_sampler *s, const float *logits, int n_vocab, i
     s->history[s->n_history++] = tok;
     *token_out = tok;
     return QWEN3C_OK;
+}
+
+int qwen3c_sampler_sample(qwen3c_sampler *s, const float *logits, int n_vocab, int32_t *token_out,
+                          char *err, size_t err_size) {
+    return sample(s, logits, n_vocab, NULL, token_out, err, err_size);
+}
+
+int qwen3c_sampler_sample_masked(qwen3c_sampler *s, const float *logits, int n_vocab,
+                                 const uint32_t *allowed, int32_t *token_out, char *err,
+                                 size_t err_size) {
+    return sample(s, logits, n_vocab, allowed, token_out, err, err_size);
 }

@@ -6,6 +6,8 @@
                          safetensors and converted by qwen3c.convert; cached per session
     tiny_gguf            the default f32 tiny model's GGUF path
     tiny_chat_gguf       f32 tiny model with the real tokenizer (vocab 151936)
+    check_model_context  check_model_context(doc) -> doc: validates a model context document
+                         (`info --json`, `audit --json`) against docs/model_context_schema.json
 
 Nothing here downloads anything.
 """
@@ -144,3 +146,18 @@ def tiny_gguf(make_tiny_model) -> Path:
 @pytest.fixture(scope="session")
 def tiny_chat_gguf(make_tiny_model, qwen_tokenizer_dir) -> Path:
     return make_tiny_model(tokenizer=True)[1]
+
+
+# ---- the model context document (info / audit) ----------------------------------------------
+
+@pytest.fixture(scope="session")
+def check_model_context():
+    import jsonschema
+    schema = json.loads((ROOT / "docs" / "model_context_schema.json").read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+
+    def check(doc: dict) -> dict:
+        validator.validate(doc)
+        return doc
+
+    return check

@@ -2,10 +2,14 @@
 
 One test per case. Every file here is a valid tiny Qwen3 GGUF (tests/ggufbuild.py) with
 exactly one thing wrong. Loading must raise the documented exception whose message names the
-problem, never crash; the loader tests are marked `sanitize` and rerun under ASan + UBSan.
+problem, never crash; `qwen3c info` must agree (exit 1 with the same message for a malformed
+file: it reads with the same C reader); the loader tests are marked `sanitize` and rerun under
+ASan + UBSan.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 import struct
@@ -17,6 +21,7 @@ import numpy as np
 import pytest
 
 import qwen3c
+from qwen3c import gguf_info
 
 sys.path.insert(0, os.path.dirname(__file__))
 import ggufbuild as gb  # noqa: E402
@@ -31,13 +36,34 @@ def load(path, **kw):
 
 
 def expect(exc, path, *patterns):
-    """Loading `path` raises `exc` whose message matches every regex in `patterns`."""
+    """Loading `path` raises `exc` whose message matches every regex in `patterns`, and
+    `qwen3c info` agrees (info_agrees)."""
     with pytest.raises(exc) as info:
         load(path)
     msg = str(info.value)
     for p in patterns:
         assert re.search(p, msg, re.IGNORECASE | re.DOTALL), f"message {msg!r} lacks /{p}/"
+    info_agrees(path, info.value)
     return msg
+
+
+def info_agrees(path, load_error=None):
+    """`qwen3c info` reads with the loader's C reader: a file that loads is safe_to_load; one
+    that loading rejects as malformed (or cannot open) makes info exit 1 with the same message
+    on stderr; a valid file qwen3c does not run is described, safe_to_load false, same reason."""
+    if isinstance(load_error, qwen3c.UnsupportedModelError) or load_error is None:
+        doc = gguf_info.model_info(path)
+        assert doc["safe_to_load"] is (load_error is None), doc["safe_to_load_reasons"]
+        if load_error is not None:
+            assert str(load_error) in doc["why"]
+        return
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = gguf_info.main_info([str(path)])
+    assert rc == 1 and out.getvalue() == "", (rc, out.getvalue()[:200])
+    want = load_error.strerror if isinstance(load_error, OSError) and load_error.strerror \
+        else str(load_error)
+    assert err.getvalue() == f"qwen3c info: error: {want}\n", (err.getvalue(), want)
 
 
 def expect_format(path, *patterns):
@@ -98,6 +124,7 @@ def test_builder_file_is_read_by_gguf_reader(tmp_path):
 @sanitize
 def test_valid_tiny_file_loads(tmp_path):
     p = build(tmp_path, gb.tiny_qwen3(n_layers=2), "ok.gguf")
+    info_agrees(p)
     with qwen3c.Model(str(p), n_ctx=16, n_threads=1) as m:
         c = m.config
         assert (c.arch, c.n_layers, c.dim, c.hidden_dim) == ("qwen3", 2, 32, 64)
@@ -109,7 +136,9 @@ def test_valid_tiny_file_loads(tmp_path):
 
 @sanitize
 def test_valid_file_without_alignment_key_loads(tmp_path):
-    load(build(tmp_path, gb.tiny_qwen3(alignment_kv=False)))
+    p = build(tmp_path, gb.tiny_qwen3(alignment_kv=False))
+    load(p)
+    info_agrees(p)
 
 
 @sanitize
@@ -117,7 +146,9 @@ def test_valid_file_with_alignment_64_loads(tmp_path):
     b = gb.tiny_qwen3()
     b.alignment = 64
     b.kv("general.alignment").value = 64
-    load(build(tmp_path, b))
+    p = build(tmp_path, b)
+    load(p)
+    info_agrees(p)
 
 
 # ---- header ---------------------------------------------------------------------------------
@@ -215,10 +246,14 @@ def test_nested_array_is_rejected_or_skipped(tmp_path, tiny):
     # an array of arrays: either parse it or reject it cleanly -- never misread it
     inner = struct.pack("<IQ", gb.UINT8, 2) + b"\x01\x02"
     tiny.add_kv("test.nested", gb.ARRAY, raw=struct.pack("<IQ", gb.ARRAY, 2) + inner + inner)
+    p = build(tmp_path, tiny)
     try:
-        load(build(tmp_path, tiny))
+        load(p)
     except qwen3c.ModelFormatError as e:
         assert re.search(r"test\.nested", str(e)), str(e)
+        info_agrees(p, e)
+    else:
+        info_agrees(p)
 
 
 @sanitize
@@ -453,10 +488,14 @@ def test_shape_disagrees_with_metadata(tmp_path, tiny, name, dims):
 def test_extra_unit_dim_loads_or_fails_cleanly(tmp_path, tiny):
     # [32, 32, 1] has the right elements: loading must either work or name the tensor
     tiny.tensor("blk.0.attn_output.weight").dims = [32, 32, 1]
+    p = build(tmp_path, tiny)
     try:
-        load(build(tmp_path, tiny))
+        load(p)
     except qwen3c.ModelFormatError as e:
         assert "blk.0.attn_output.weight" in str(e), str(e)
+        info_agrees(p, e)
+    else:
+        info_agrees(p)
 
 
 @sanitize
@@ -507,14 +546,35 @@ def test_q2_k_file_reads_with_gguf_reader(tmp_path):
 # ---- paths ----------------------------------------------------------------------------------
 @sanitize
 def test_missing_path(tmp_path):
-    with pytest.raises(OSError, match=re.escape(str(tmp_path / "nope.gguf"))):
+    with pytest.raises(OSError, match=re.escape(str(tmp_path / "nope.gguf"))) as e:
         load(tmp_path / "nope.gguf")
+    info_agrees(tmp_path / "nope.gguf", e.value)
 
 
 @sanitize
 def test_directory_path(tmp_path):
-    with pytest.raises((OSError, qwen3c.Qwen3cError)):
+    with pytest.raises((OSError, qwen3c.Qwen3cError)) as e:
         load(tmp_path)
+    info_agrees(tmp_path, e.value)
+
+
+@sanitize
+def test_info_cli_on_a_malformed_file(tmp_path, tiny_bytes):
+    """The command itself: exit status 1 and the reader's message, one line, no traceback."""
+    data, lay = tiny_bytes
+    p = write_bytes(tmp_path, patch(data, lay.tensor["blk.0.attn_k.weight"]["offset"], "<Q",
+                                    (1 << 64) - 32))
+    pkg_root = os.path.dirname(os.path.dirname(os.path.abspath(qwen3c.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg_root, os.environ.get("PYTHONPATH", "")]))
+    for args in ([str(p)], [str(p), "--json"]):
+        r = subprocess.run([sys.executable, "-m", "qwen3c", "info", *args], env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and r.stdout == "", (r.returncode, r.stdout, r.stderr)
+        assert re.fullmatch(r"qwen3c info: error: tensor 'blk\.0\.attn_k\.weight': data "
+                            r"\[\d+, \+\d+\) lies outside .*\n", r.stderr), r.stderr
+    r = subprocess.run([sys.executable, "-m", "qwen3c", "info", str(p), "--bogus"], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "unrecognized arguments" in r.stderr
 
 
 # ---- forward() errors leave the KV cache as it was -----------------------------------------
@@ -600,6 +660,7 @@ def test_failed_loads_do_not_leak(tmp_path):
 FUZZ_SCRIPT = textwrap.dedent(r"""
     import os, random, sys, time
     import qwen3c, ggufbuild as gb
+    from qwen3c.gguf_info import model_info
     out = sys.argv[1]
     seed, budget = int(sys.argv[2]), float(sys.argv[3])
     rng = random.Random(seed)
@@ -635,12 +696,23 @@ FUZZ_SCRIPT = textwrap.dedent(r"""
         with open(out, "wb") as f:
             f.write(b)
         print(f"case {i}: {kind} pos={pos} arg={arg}", flush=True)
+        load_error = None
         try:
             with qwen3c.Model(out, n_ctx=8, n_threads=1) as m:
                 m.forward([0, 1], pos=0)
             n_ok += 1
-        except (qwen3c.Qwen3cError, OSError, ValueError):
+        except (qwen3c.Qwen3cError, OSError, ValueError) as e:
             n_err += 1
+            load_error = e
+        # `info` reads with the same C reader: it must agree with loading, and never crash
+        try:
+            doc = model_info(out)
+            agree = doc["safe_to_load"] == (load_error is None) or not doc["safe_to_load"]
+        except (qwen3c.Qwen3cError, OSError, ValueError):
+            agree = load_error is not None
+        if not agree:
+            print(f"info disagrees with loading ({load_error!r})", flush=True)
+            sys.exit(3)
     print(f"done ok={n_ok} err={n_err} cases={n_ok + n_err}", flush=True)
 """)
 

@@ -50,6 +50,16 @@ def big_q8(tmp_path_factory):
     path.unlink()
 
 
+def test_big_model_info(big_q8, check_model_context):
+    """info on a Qwen3-0.6B-shaped file (the 151,936-token vocabulary, 28 layers)."""
+    from qwen3c.gguf_info import model_info
+    path, size, cfg = big_q8
+    info = check_model_context(model_info(path))
+    assert info["safe_to_load"] and info["file_size"] == size
+    assert info["hyperparameters"]["block_count"] == cfg["n_layers"] == 28
+    assert info["tensor_types"][0]["type"] == "Q8_0"
+
+
 def test_big_q8_0_loads_fast_runs_and_stays_small(big_q8):
     path, size, cfg = big_q8
     kv_bytes = 2 * cfg["n_layers"] * cfg["n_kv_heads"] * cfg["head_dim"] * N_CTX * 4  # f32 K+V

@@ -3,7 +3,7 @@ reuses the KV cache (counted in forwarded tokens), overflow is refused before an
 and streamed thinking / answer pieces are labelled."""
 import pytest
 
-from qwen3c.chat import Chat, Piece, _soft_switch, _ThinkSplitter, split_thinking
+from qwen3c.chat import Chat, Piece, _soft_switch, ThinkSplitter, split_thinking
 from qwen3c.chat_template import apply_chat_template, encode_chat
 from qwen3c.errors import ContextOverflowError
 from qwen3c.generate import cached_tokens, common_prefix, generate
@@ -63,11 +63,11 @@ def test_send_records_history(model):
 def test_multi_turn_prefills_only_new_tokens(model):
     chat = Chat(model, system="Be brief.", thinking=False, max_tokens=5, temperature=0.0)
     chat.send("first question")
-    held = cached_tokens(model)
+    held = cached_tokens(chat.session)
     t1 = chat.last.prompt_tokens
     assert held == t1 + chat.last.tokens[:len(held) - len(t1)]
 
-    before = model.n_tokens_forwarded
+    before = chat.session.n_tokens_forwarded
     chat.send("second question")
     g = chat.last
     t2 = g.prompt_tokens
@@ -79,7 +79,7 @@ def test_multi_turn_prefills_only_new_tokens(model):
     assert g.n_cached == reused
     assert g.n_prefilled == len(t2) - reused
     n_decode_forwards = len(g.tokens) - (1 if g.finish_reason == "length" else 0)
-    assert model.n_tokens_forwarded - before == g.n_prefilled + n_decode_forwards
+    assert chat.session.n_tokens_forwarded - before == g.n_prefilled + n_decode_forwards
     # and the reused cache gives exactly what a fresh prefill gives
     fresh = generate(model, t2, max_tokens=5, sampler=Sampler.greedy(), reuse_cache=False)
     list(fresh)
@@ -101,11 +101,11 @@ def test_overflow_is_refused_before_any_compute(tiny_chat_gguf):
         chat = Chat(m, max_tokens=2, temperature=0.0)
         chat.send("hi")
         history = [dict(x) for x in chat.history]
-        before = m.n_tokens_forwarded
+        before = chat.session.n_tokens_forwarded
         with pytest.raises(ContextOverflowError) as ei:
             chat.send("word " * 40)
         assert ei.value.n_ctx == 32 and ei.value.n_prompt_tokens > 32
-        assert m.n_tokens_forwarded == before
+        assert chat.session.n_tokens_forwarded == before
         assert chat.history == history
 
 
@@ -164,7 +164,7 @@ RAW = "<think>\nLet me see.\n2+2 is 4.\n</think>\n\nThe answer is **4**."
 
 @pytest.mark.parametrize("step", [1, 2, 3, 5, 8, 1000])
 def test_think_splitter_any_chunking(step):
-    sp = _ThinkSplitter()
+    sp = ThinkSplitter()
     out = []
     for i in range(0, len(RAW), step):
         out += sp.feed(RAW[i:i + step])
@@ -182,7 +182,7 @@ def test_think_splitter_any_chunking(step):
     ("<", "", "<"),
 ])
 def test_think_splitter_edge_cases(raw, thinking, answer):
-    sp = _ThinkSplitter()
+    sp = ThinkSplitter()
     out = [p for ch in raw for p in sp.feed(ch)] + sp.feed("", final=True)
     assert "".join(p for p in out if p.kind == "thinking") == thinking
     assert "".join(p for p in out if p.kind == "answer") == answer

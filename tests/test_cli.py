@@ -217,7 +217,8 @@ def test_resolve_model_local_and_bad(tmp_path, tiny_chat_gguf):
 @pytest.mark.parametrize("word,module,fn", [("convert", "qwen3c.convert", "main"),
                                             ("diff", "qwen3c.introspect", "main_diff"),
                                             ("next", "qwen3c.introspect", "main_next"),
-                                            ("info", "qwen3c.introspect", "main_info")])
+                                            ("info", "qwen3c.gguf_info", "main_info"),
+                                            ("audit", "qwen3c.audit", "main")])
 def test_subcommand_dispatch(monkeypatch, word, module, fn):
     import importlib
     from qwen3c.__main__ import main

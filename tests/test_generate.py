@@ -32,7 +32,7 @@ def greedy_reference(model, prompt, n):
 
 
 class Proxy:
-    """The model with some attributes replaced (special tokens, a failing forward)."""
+    """A model or session with some attributes replaced (special tokens, a failing forward)."""
 
     def __init__(self, model, **overrides):
         self._m = model
@@ -116,7 +116,8 @@ def test_chunked_prefill_is_exact(model):
     prompt = model.encode(PROMPT * 3, special=True)
     base = model.n_tokens_forwarded
     calls = []
-    proxy = Proxy(model, forward=lambda toks, pos=0: calls.append(len(toks)) or model.forward(toks, pos))
+    s = model.default_session
+    proxy = Proxy(s, forward=lambda toks, pos=0: calls.append(len(toks)) or s.forward(toks, pos))
     a = generate(proxy, prompt, max_tokens=5, sampler=Sampler.greedy(), chunk_size=7,
                  reuse_cache=False)
     list(a)
@@ -196,7 +197,7 @@ def test_interrupt_during_prefill_leaves_a_consistent_model(model):
         if len(calls) == 2:
             raise KeyboardInterrupt      # ... and Ctrl-C lands right after it
         return out
-    proxy = Proxy(model, forward=forward)
+    proxy = Proxy(model.default_session, forward=forward)
     g = generate(proxy, prompt, max_tokens=4, sampler=Sampler.greedy(), chunk_size=8)
     with pytest.raises(KeyboardInterrupt):
         list(g)
@@ -217,7 +218,7 @@ def test_interrupt_before_a_forward_leaves_a_consistent_model(model):
         if pos == 8:
             raise KeyboardInterrupt      # Ctrl-C before the second chunk reached C
         return model.forward(toks, pos)
-    proxy = Proxy(model, forward=forward)
+    proxy = Proxy(model.default_session, forward=forward)
     forget_cache(proxy)
     g = generate(proxy, prompt, max_tokens=4, sampler=Sampler.greedy(), chunk_size=8)
     with pytest.raises(KeyboardInterrupt):

@@ -362,13 +362,12 @@ def test_numerics_options_are_shared():
 # ---- info ----------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def schema():
-    return json.loads((ROOT / "docs" / "info_schema.json").read_text(encoding="utf-8"))
+def schema(check_model_context):
+    return check_model_context
 
 
-def _validate(info, schema):
-    jsonschema = pytest.importorskip("jsonschema")
-    jsonschema.validate(info, schema, cls=jsonschema.Draft202012Validator)
+def _validate(info, check):
+    check(info)
 
 
 @pytest.fixture(scope="module")
@@ -400,6 +399,15 @@ def test_info_smollm2(smollm2_info, schema):
     assert info["special_tokens"]["im_start"]["id"] == 1
     assert info["chat_template"]["present"] is True
     assert info["safe_to_load"] is True and "no executable code" in info["why"]
+    # the model context fields (docs/model_context_schema.json)
+    assert info["kind"] == "gguf" and info["task"] == "text-generation"
+    assert info["weight_formats"] == ["gguf"] and info["requires_trust_remote_code"] is False
+    assert info["qwen3c"]["status"] == "runs"
+    assert [r["name"] for r in info["recommended_runtimes"]] == ["qwen3c", "llama.cpp"]
+    assert info["files"] == [{
+        "path": "SmolLM2-135M-Instruct.Q4_1.gguf", "size": info["file_size"], "tier": "data",
+        "format": "gguf", "why": info["files"][0]["why"], "problems": [], "tensors": 272,
+        "parameter_count": 134_515_008}]
 
 
 def test_info_text_output(smollm2_info):
@@ -426,11 +434,94 @@ def test_info_tiny_json_cli(tiny, schema, capsys):
 
 
 def test_info_bad_files(tmp_path, capsys):
+    """info reads with the C reader: its message, exit status 1 (docs/cli.md)."""
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"not a gguf file at all" * 10)
-    with pytest.raises(ModelFormatError, match="not a readable GGUF"):
+    with pytest.raises(ModelFormatError, match=r"^not a GGUF file: bad magic 0x20746f6e"):
         introspect.model_info(junk)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match="cannot open"):
         introspect.model_info(tmp_path / "missing.gguf")
-    assert introspect.main_info([str(junk)]) == 2
-    assert "qwen3c info: error:" in capsys.readouterr().err
+    assert introspect.main_info([str(junk)]) == 1
+    err = capsys.readouterr().err
+    assert err == 'qwen3c info: error: not a GGUF file: bad magic 0x20746f6e (expected "GGUF")\n'
+    assert introspect.main_info([str(tmp_path / "missing.gguf")]) == 1
+    assert capsys.readouterr().err == (f"qwen3c info: error: cannot open "
+                                       f"'{tmp_path / 'missing.gguf'}': No such file or directory\n")
+
+
+def test_info_exit_status_rule(tmp_path, capsys, monkeypatch):
+    """2: usage, 1: runtime failure, 130: interrupted."""
+    with pytest.raises(SystemExit) as e:
+        introspect.main_info([])
+    assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        introspect.main_info(["x.gguf", "--nope"])
+    assert e.value.code == 2
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    from qwen3c import gguf_info
+    monkeypatch.setattr(gguf_info, "model_info", interrupted)
+    assert gguf_info.main_info([str(tmp_path / "x.gguf")]) == 130
+
+
+@pytest.mark.sanitize
+def test_info_unsupported_architecture(tmp_path, schema, capsys):
+    """A valid GGUF qwen3c does not run: described (exit 0), safe_to_load false with the
+    loader's reason, llama.cpp as the runtime."""
+    import sys
+    sys.path.insert(0, str(ROOT / "tests"))
+    import ggufbuild as gb
+    p = tmp_path / "gpt2.gguf"
+    gb.tiny_qwen3(arch="gpt2").write(p)
+    assert introspect.main_info([str(p), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    _validate(info, schema)
+    assert info["safe_to_load"] is False and info["architecture"] == "gpt2"
+    assert "unsupported architecture 'gpt2'" in info["why"]
+    assert info["qwen3c"]["status"] == "no" and info["task"] is None
+    assert [r["name"] for r in info["recommended_runtimes"]] == ["llama.cpp"]
+    assert introspect.main_info([str(p)]) == 0
+    assert "safe to load    no: qwen3c cannot load it" in capsys.readouterr().out
+
+
+@pytest.mark.sanitize
+def test_info_reads_typed_metadata_through_the_c_api(tmp_path):
+    """GGUFFile (qwen3c_gguf_*): every value type, arrays in slices, tensors."""
+    import sys
+    sys.path.insert(0, str(ROOT / "tests"))
+    import ggufbuild as gb
+    from qwen3c.gguf_info import GGUFFile
+    b = gb.tiny_qwen3()
+    b.add_kv("test.u8", gb.UINT8, 200)
+    b.add_kv("test.i64", gb.INT64, -(1 << 40))
+    b.add_kv("test.f64", gb.FLOAT64, 0.1)
+    b.add_kv("test.bool", gb.BOOL, True)
+    b.add_kv("test.str", gb.STRING, "héllo")
+    b.add_kv("test.strs", gb.ARRAY, ["a", "", "ccc", "dd"], elem_type=gb.STRING)
+    b.add_kv("test.ints", gb.ARRAY, list(range(10)), elem_type=gb.INT32)
+    b.add_kv("k" * 300, gb.UINT32, 7)  # longer than the first key buffer
+    p = tmp_path / "typed.gguf"
+    b.write(p)
+    f = GGUFFile.open(p)
+    assert f.header["version"] == 3 and f.header["alignment"] == 32
+    assert f.get("test.u8") == 200 and f.get("test.i64") == -(1 << 40)
+    assert f.get("test.f64") == 0.1 and f.get("test.bool") is True
+    assert f.get("test.str") == "héllo" and f.get("k" * 300) == 7
+    assert f.get("qwen3.rope.freq_base") == 1e6 and f.get("missing") is None
+    assert f.get("test.strs") is None and f.array_len("test.strs") == 4
+    assert f.strings("test.strs") == ["a", "", "ccc", "dd"]
+    assert f.strings("test.strs", 1, 2) == ["", "ccc"] and f.strings("test.strs", 4, 0) == []
+    assert f.values("test.ints", 3, 4).tolist() == [3, 4, 5, 6]
+    with pytest.raises(qwen3c.InvalidArgumentError, match="out of range"):
+        f.values("test.ints", 8, 3)
+    with pytest.raises(qwen3c.InvalidArgumentError, match="not numbers"):
+        f.values("test.strs")
+    with pytest.raises(qwen3c.InvalidArgumentError, match="not strings"):
+        f.strings("test.ints")
+    names = [t[0] for t in f.tensors()]
+    assert names[0] == "token_embd.weight" and len(names) == 13
+    name, tname, shape, offset, nbytes = f.tensors()[0]
+    assert (tname, shape, nbytes) == ("F32", (32, 64), 32 * 64 * 4)
+    assert offset == f.header["data_offset"]

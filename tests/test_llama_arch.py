@@ -68,19 +68,29 @@ def write_llama_gguf(path, model, cfg, tied: bool):
     w.close()
 
 
-@pytest.mark.parametrize("tied,n_kv", [(True, 2), (False, 4)])
-def test_llama_arch_matches_transformers(tmp_path, tied, n_kv):
-    torch.manual_seed(1)
-    cfg = transformers.LlamaConfig(
-        hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=n_kv, vocab_size=300, max_position_embeddings=256, rope_theta=ROPE_THETA,
-        rms_norm_eps=1e-5, tie_word_embeddings=tied, attn_implementation="eager")
+def random_llama(seed: int, scale: float = 0.1, **config):
+    """(a LlamaForCausalLM with eager attention, norm weights ~ 1 + N(0, 0.1) and matrices
+    ~ N(0, scale), its config)."""
+    torch.manual_seed(seed)
+    cfg = transformers.LlamaConfig(attn_implementation="eager", **config)
     model = transformers.LlamaForCausalLM(cfg).eval()
     with torch.no_grad():
         for p in model.parameters():
-            p.copy_((1 + 0.1 * torch.randn_like(p)) if p.dim() == 1 else 0.1 * torch.randn_like(p))
+            p.copy_((1 + 0.1 * torch.randn_like(p)) if p.dim() == 1 else scale * torch.randn_like(p))
+    return model, cfg
+
+
+@pytest.mark.parametrize("tied,n_kv", [(True, 2), (False, 4)])
+def test_llama_arch_matches_transformers(tmp_path, tied, n_kv, check_model_context):
+    model, cfg = random_llama(
+        1, hidden_size=64, intermediate_size=160, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=n_kv, vocab_size=300, max_position_embeddings=256, rope_theta=ROPE_THETA,
+        rms_norm_eps=1e-5, tie_word_embeddings=tied)
     path = tmp_path / "llama.gguf"
     write_llama_gguf(path, model, cfg, tied)
+    from qwen3c.gguf_info import model_info
+    info = check_model_context(model_info(path))
+    assert info["safe_to_load"] and info["hyperparameters"]["tied_embeddings"] == tied
     ids = torch.randint(0, cfg.vocab_size, (1, 72))
     with torch.no_grad():
         ref = model(ids).logits[0].numpy()
@@ -96,15 +106,10 @@ def test_llama_arch_matches_transformers(tmp_path, tied, n_kv):
 
 def test_without_permutation_the_logits_differ(tmp_path):
     """Guards the test above: feeding the unpermuted rows must NOT match (the pairing matters)."""
-    torch.manual_seed(2)
-    cfg = transformers.LlamaConfig(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
-        num_key_value_heads=4, vocab_size=128, max_position_embeddings=128,
-        tie_word_embeddings=True, attn_implementation="eager")
-    model = transformers.LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_((1 + 0.1 * torch.randn_like(p)) if p.dim() == 1 else 0.3 * torch.randn_like(p))
+    model, cfg = random_llama(
+        2, scale=0.3, hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+        num_attention_heads=4, num_key_value_heads=4, vocab_size=128, max_position_embeddings=128,
+        tie_word_embeddings=True)
     original = permute_for_interleaved_rope
     path = tmp_path / "llama_unpermuted.gguf"
     globals()["permute_for_interleaved_rope"] = lambda w, n: w

@@ -31,14 +31,17 @@ fi
 # 2. the package itself, built from source, with the test extras
 "$PY" -m pip install -q ".[test]"
 # 3. the suite, against the installed package (run from tests/ so that the source tree's
-#    python/ dir cannot shadow the installed, compiled package)
-"$PY" -m pytest -q -p no:cacheprovider tests
+#    python/ dir cannot shadow the installed, compiled package). The explain page's browser
+#    test must run here, not skip: .ci/run installs chromium + chromium-driver, the test
+#    extras Selenium and matplotlib.
+QWEN3C_REQUIRE_BROWSER=1 "$PY" -m pytest -q -p no:cacheprovider tests
 
 # 4. the CPU tiers: the one build holds the kernels of every x86-64 tier (csrc/kernels/kernels.h)
 #    and runs the best the CPU has; the kernel, parity and KV cache tests again under each lower
 #    tier this CPU can run, forced with QWEN3C_CPU (scalar = the plain C reference kernels)
 tier_tests=(tests/test_quant.py tests/test_quant_q24.py tests/test_quant_q16.py tests/test_quant_int8.py
-            tests/test_parity.py tests/test_llama_arch.py tests/test_kv_cache.py tests/test_activations.py)
+            tests/test_parity.py tests/test_llama_arch.py tests/test_kv_cache.py tests/test_activations.py
+            tests/test_batch.py tests/test_attention.py)
 lower_tiers=$(cd tests && "$PY" -c "import qwen3c; i = qwen3c.cpu_info(); t = i['tiers']; print(' '.join(t[t.index(i['best']) + 1:]))")
 for tier in $lower_tiers; do
   echo "== kernel tier $tier"

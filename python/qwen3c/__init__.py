@@ -8,8 +8,8 @@ The C core (csrc/) does the GGUF parsing, the forward pass, the tokenizer and th
 this package is a thin layer over it (see docs/c_vs_transformers.md for the map).
 """
 from .errors import (ContextOverflowError, InvalidArgumentError, ModelFormatError, ModelIOError,
-                     ModelNotAvailableError, OutOfMemoryError, Qwen3cError, UnsupportedCPUError,
-                     UnsupportedModelError)
+                     ModelNotAvailableError, OutOfMemoryError, Qwen3cError, UnsafeModelError,
+                     UnsupportedCPUError, UnsupportedModelError)
 from .model import Model, ModelConfig
 from .sampler import Sampler
 from .chat import Chat, chat  # binds qwen3c.chat to the function, not the submodule
@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = ["Model", "ModelConfig", "Qwen3cError", "ModelFormatError", "UnsupportedModelError",
            "ContextOverflowError", "ModelNotAvailableError", "InvalidArgumentError", "ModelIOError",
-           "OutOfMemoryError", "UnsupportedCPUError", "Sampler", "Chat", "chat", "cpu_info"]
+           "OutOfMemoryError", "UnsafeModelError", "UnsupportedCPUError", "Sampler", "Chat", "chat",
+           "cpu_info"]
 
 

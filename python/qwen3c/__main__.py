@@ -2,7 +2,8 @@
 
     qwen3c --model x.gguf                       interactive chat (readline, streamed)
     qwen3c --model x.gguf --prompt "Hi"         answer once: the answer on stdout
-    qwen3c convert ... | diff ... | next ... | info ...     (see docs/cli.md)
+    qwen3c convert ... | diff ... | next ... | info ... | audit ...     (see docs/cli.md)
+    qwen3c lens ... | attend ... | explain ...              (see docs/inspect.md)
 
 Errors are one line on stderr: exit status 2 for a bad command line, 1 for anything else
 (missing file, malformed GGUF, context overflow ...).
@@ -23,7 +24,12 @@ SUBCOMMANDS = {
     "convert": ("qwen3c.convert", "main"),
     "diff": ("qwen3c.introspect", "main_diff"),
     "next": ("qwen3c.introspect", "main_next"),
-    "info": ("qwen3c.introspect", "main_info"),
+    "info": ("qwen3c.gguf_info", "main_info"),
+    "audit": ("qwen3c.audit", "main"),
+    "serve": ("qwen3c.serve", "main"),
+    "lens": ("qwen3c.lens", "main_lens"),
+    "attend": ("qwen3c.attend", "main_attend"),
+    "explain": ("qwen3c.explain", "main_explain"),
 }
 
 
@@ -40,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="qwen3c",
         description="Chat with a Qwen3 GGUF model (C inference engine). Subcommands: "
-                    "convert, diff, next, info (qwen3c SUBCOMMAND --help).")
+                    "convert, diff, next, info, audit, serve, lens, attend, explain "
+                    "(qwen3c SUBCOMMAND --help).")
     p.add_argument("--model", help="a .gguf file, a HuggingFace repo id (owner/repo or "
                    "owner/repo:file.gguf); default Qwen/Qwen3-0.6B-GGUF (Q8_0)")
     p.add_argument("--system", help="system prompt")

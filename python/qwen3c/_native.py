@@ -83,13 +83,18 @@ def model_load(path: str, pack_weights: bool = True):
     params.pack_weights = 1 if pack_weights else 0
     rc = lib.qwen3c_model_load_with(path.encode("utf-8", "surrogateescape"), params, out, err.buf,
                                     ERR_SIZE)
+    _check_open(rc, err, path)
+    return out[0]
+
+
+def _check_open(rc: int, err: _Err, path: str):
+    """_check for a call that opened `path`: a missing file is a FileNotFoundError."""
     if rc == lib.QWEN3C_ERR_IO:
         import errno
         import os
         if not os.path.exists(path):
             raise FileNotFoundError(errno.ENOENT, err.text(), path)
     _check(rc, err)
-    return out[0]
 
 
 def model_packed_bytes(ptr) -> int:
@@ -187,9 +192,8 @@ def context_info(ctx_ptr) -> tuple:
     return lib.qwen3c_context_n_ctx(ctx_ptr), lib.qwen3c_context_n_threads(ctx_ptr)
 
 
-def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx: int,
-            n_layers: int = 0, dim: int = 0, trace: bool = False):
-    """Run the transformer; returns logits ((V,) or (n, V)) and, with trace, the hidden states."""
+def _forward_args(tokens, pos, n_ctx: int) -> tuple:
+    """(int32 tokens, n, pos), checked before any compute."""
     toks = _int32_array(tokens)
     n = int(toks.size)
     if n == 0:
@@ -203,6 +207,13 @@ def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx:
         raise ContextOverflowError(
             f"{n} tokens at position {pos} do not fit in the context of {n_ctx} tokens",
             n_prompt_tokens=pos + n, n_ctx=n_ctx)
+    return toks, n, pos
+
+
+def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx: int,
+            n_layers: int = 0, dim: int = 0, trace: bool = False):
+    """Run the transformer; returns logits ((V,) or (n, V)) and, with trace, the hidden states."""
+    toks, n, pos = _forward_args(tokens, pos, n_ctx)
     logits = np.empty((n, vocab_size) if all_logits else (vocab_size,), dtype=np.float32)
     hidden = np.empty((n_layers + 2, n, dim), dtype=np.float32) if trace else None
     err = _Err()
@@ -220,6 +231,49 @@ def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx:
 def model_cpu_tier(ptr) -> str:
     """The kernel tier the model computes with ("avx512", "avx2", "sse", "scalar", ...)."""
     return ffi.string(lib.qwen3c_model_cpu_tier(ptr)).decode()
+
+
+# ---- inspection: attention probabilities, the LM head on hidden states (viz) -----------------
+
+def forward_attention(ctx_ptr, tokens, pos: int, n_ctx: int, n_layers: int, n_heads: int,
+                      dim: int = 0, vocab_size: int = 0, trace: bool = False,
+                      max_bytes: int = 4 << 30):
+    """Run the transformer and capture its attention probabilities
+    (n_layers, n_heads, n, pos + n) float32. With trace: (attn, logits (n, V), hidden
+    (n_layers + 2, n, dim)) as forward(trace=True) returns them. ValueError (before any
+    compute) when the attention array would take more than max_bytes."""
+    toks, n, pos = _forward_args(tokens, pos, n_ctx)
+    need = 4 * n_layers * n_heads * n * (pos + n)
+    if need > max_bytes:
+        raise ValueError(
+            f"the attention of {n} tokens at position {pos} takes {need / 2**30:.2f} GiB "
+            f"({n_layers} layers x {n_heads} heads x {n} x {pos + n} floats), more than "
+            f"max_bytes={max_bytes}: look at fewer tokens")
+    attn = np.empty((n_layers, n_heads, n, pos + n), dtype=np.float32)
+    logits = np.empty((n, vocab_size), dtype=np.float32) if trace else None
+    hidden = np.empty((n_layers + 2, n, dim), dtype=np.float32) if trace else None
+    err = _Err()
+    fp = (lambda a: ffi.NULL if a is None else ffi.cast("float *", ffi.from_buffer(a)))
+    rc = lib.qwen3c_forward_attention(ctx_ptr, ffi.cast("const int32_t *", ffi.from_buffer(toks)),
+                                      n, pos, fp(logits), 1, fp(hidden), fp(attn), err.buf, ERR_SIZE)
+    _check(rc, err, n_prompt_tokens=pos + n, n_ctx=n_ctx)
+    return (attn, logits, hidden) if trace else attn
+
+
+def lm_head(ctx_ptr, hidden, dim: int, vocab_size: int) -> np.ndarray:
+    """logits (n, V) = lm_head(norm(hidden)) for hidden (n, dim) (or (dim,) -> (V,))."""
+    h = np.ascontiguousarray(hidden, dtype=np.float32)
+    if h.ndim not in (1, 2) or h.shape[-1] != dim:
+        raise ValueError(f"hidden must have shape (n, {dim}) or ({dim},), got {h.shape}")
+    h2 = h.reshape(-1, dim)
+    if h2.shape[0] == 0:
+        raise ValueError("lm_head needs at least one hidden state")
+    logits = np.empty((h2.shape[0], vocab_size), dtype=np.float32)
+    err = _Err()
+    _check(lib.qwen3c_lm_head(ctx_ptr, ffi.cast("const float *", ffi.from_buffer(h2)),
+                              int(h2.shape[0]), ffi.cast("float *", ffi.from_buffer(logits)),
+                              err.buf, ERR_SIZE), err)
+    return logits[0] if h.ndim == 1 else logits
 
 
 def type_name(t: int) -> str:
@@ -309,6 +363,120 @@ def tok_type(model_ptr, token_id: int) -> int:
 def tok_lookup(model_ptr, piece: bytes) -> int | None:
     tid = lib.qwen3c_token_lookup(model_ptr, piece, len(piece))
     return None if tid < 0 else int(tid)
+
+
+# ---- GGUF reader (info, audit) ---------------------------------------------------------------
+# The validating reader of qwen3c_model_load on its own: metadata and the tensor table of any
+# GGUF, without building a model (qwen3c_gguf_* in qwen3c.h).
+
+#: GGUF metadata value type -> numpy dtype of its elements (string and array: none)
+GGUF_DTYPES = {lib.QWEN3C_GGUF_UINT8: "<u1", lib.QWEN3C_GGUF_INT8: "<i1",
+               lib.QWEN3C_GGUF_UINT16: "<u2", lib.QWEN3C_GGUF_INT16: "<i2",
+               lib.QWEN3C_GGUF_UINT32: "<u4", lib.QWEN3C_GGUF_INT32: "<i4",
+               lib.QWEN3C_GGUF_FLOAT32: "<f4", lib.QWEN3C_GGUF_BOOL: "<u1",
+               lib.QWEN3C_GGUF_UINT64: "<u8", lib.QWEN3C_GGUF_INT64: "<i8",
+               lib.QWEN3C_GGUF_FLOAT64: "<f8"}
+GGUF_STRING, GGUF_ARRAY, GGUF_BOOL = lib.QWEN3C_GGUF_STRING, lib.QWEN3C_GGUF_ARRAY, lib.QWEN3C_GGUF_BOOL
+GGUF_FLOAT32 = lib.QWEN3C_GGUF_FLOAT32
+
+
+def gguf_open(path: str):
+    """Open and validate a GGUF file; returns a `qwen3c_gguf *` freed by the garbage collector
+    (or early by gguf_free). Raises ModelFormatError with the reader's message, FileNotFoundError,
+    ModelIOError."""
+    err = _Err()
+    out = ffi.new("qwen3c_gguf **")
+    rc = lib.qwen3c_gguf_open(path.encode("utf-8", "surrogateescape"), out, err.buf, ERR_SIZE)
+    _check_open(rc, err, path)
+    return ffi.gc(out[0], lib.qwen3c_gguf_free)
+
+
+def gguf_free(handle) -> None:
+    ffi.release(handle)
+
+
+def model_gguf(model_ptr):
+    """The parsed file of a loaded model (borrowed: use it only while the model is alive)."""
+    return lib.qwen3c_model_gguf(model_ptr)
+
+
+def gguf_header(g) -> dict:
+    h = ffi.new("qwen3c_gguf_header *")
+    err = _Err()
+    _check(lib.qwen3c_gguf_get_header(g, h, err.buf, ERR_SIZE), err)
+    return {"version": int(h.version), "n_kv": int(h.n_kv), "n_tensors": int(h.n_tensors),
+            "alignment": int(h.alignment), "data_offset": int(h.data_offset),
+            "file_size": int(h.file_size)}
+
+
+def _each_named(n: int, call):
+    """Yield the name of item i for i in range(n), where call(i, buf, size, err) returns
+    (status, name length) and fills buf; the buffer grows when a name does not fit."""
+    err = _Err()
+    size = 256
+    buf = ffi.new("char[]", size)
+    for i in range(n):
+        rc, length = call(i, buf, size, err)
+        if rc == lib.QWEN3C_ERR_BUFFER:
+            size = length + 1
+            buf = ffi.new("char[]", size)
+            rc, length = call(i, buf, size, err)
+        _check(rc, err)
+        yield ffi.unpack(buf, length).decode("utf-8", "replace")
+
+
+def gguf_entries(g, n_kv: int) -> list:
+    """[(key, type, elem_type, n), ...] for every metadata entry, in file order (keys decoded
+    as UTF-8 with replacement)."""
+    info = ffi.new("qwen3c_gguf_kv_info *")
+
+    def call(i, buf, size, err):
+        return lib.qwen3c_gguf_kv(g, i, buf, size, info, err.buf, ERR_SIZE), info.key_len
+
+    return [(key, int(info.type), int(info.elem_type), int(info.n))
+            for key in _each_named(n_kv, call)]
+
+
+def gguf_values(g, i: int, elem_type: int, start: int, count: int) -> np.ndarray:
+    """Elements [start, start + count) of numeric / bool entry i as a numpy array."""
+    dt = np.dtype(GGUF_DTYPES.get(elem_type, "u1"))  # a string entry: the C call says so
+    out = np.empty(count, dtype=dt)
+    err = _Err()
+    _check(lib.qwen3c_gguf_get_values(g, i, start, count, ffi.from_buffer(out), out.nbytes,
+                                      err.buf, ERR_SIZE), err)
+    return out
+
+
+def gguf_strings(g, i: int, start: int, count: int) -> list:
+    """Strings [start, start + count) of string entry i, as bytes."""
+    total = ffi.new("size_t *")
+    lens = ffi.new("uint64_t[]", max(count, 1))
+    err = _Err()
+    rc = lib.qwen3c_gguf_get_strings(g, i, start, count, ffi.NULL, 0, lens, total, err.buf,
+                                     ERR_SIZE)
+    if rc == lib.QWEN3C_ERR_BUFFER or rc == lib.QWEN3C_OK:
+        buf = ffi.new("char[]", max(total[0], 1))
+        rc = lib.qwen3c_gguf_get_strings(g, i, start, count, buf, total[0], lens, total,
+                                         err.buf, ERR_SIZE)
+    _check(rc, err)
+    raw = ffi.unpack(buf, total[0])
+    out, pos = [], 0
+    for k in range(count):
+        out.append(raw[pos:pos + lens[k]])
+        pos += lens[k]
+    return out
+
+
+def gguf_tensors(g, n_tensors: int) -> list:
+    """[(name, type id, shape (GGUF order: ne[0] first), file offset, nbytes), ...]"""
+    info = ffi.new("qwen3c_tensor_info *")
+    name_len = ffi.new("size_t *")
+
+    def call(i, buf, size, err):
+        return lib.qwen3c_gguf_tensor(g, i, buf, size, name_len, info, err.buf, ERR_SIZE), name_len[0]
+
+    return [(name, int(info.type), tuple(int(info.ne[d]) for d in range(info.n_dims)),
+             int(info.offset), int(info.nbytes)) for name in _each_named(n_tensors, call)]
 
 
 # ---- sampler -------------------------------------------------------------------------------
@@ -494,3 +662,63 @@ def matmul_q24(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
     x (n_tok, n) or (n,) float32; W of type t (Q8_0 / Q4_0 / Q4_1) has shape (d, n).
     Returns float32 (n_tok, d), or (d,) for a 1-D x."""
     return _matmul_via(lib.qwen3c_matmul_q24, t, w_data, x, d, n_threads)
+
+
+# ---- sessions and batches (several conversations on one model) -----------------------------
+
+def context_rewind_point(ctx_ptr, pos: int) -> int:
+    """Where the context can continue from if only its first pos positions are kept."""
+    return int(lib.qwen3c_context_rewind_point(ctx_ptr, int(pos)))
+
+
+def context_copy_prefix(dst_ptr, src_ptr, n_tokens: int) -> None:
+    """Copy the KV cache positions [0, n_tokens) of src into dst."""
+    err = _Err()
+    _check(lib.qwen3c_context_copy_prefix(dst_ptr, src_ptr, int(n_tokens), err.buf, ERR_SIZE), err)
+
+
+def batch_create(model_ptr, n_tokens: int, n_seqs: int, n_threads: int, activations: str):
+    """A qwen3c_batch * (free with batch_free)."""
+    err = _Err()
+    params = ffi.new("qwen3c_batch_params *", lib.qwen3c_batch_default_params())
+    params.n_tokens = n_tokens
+    params.n_seqs = n_seqs
+    params.n_threads = n_threads
+    params.activations = ACTIVATIONS[activations]
+    out = ffi.new("qwen3c_batch **")
+    _check(lib.qwen3c_batch_create(model_ptr, params, out, err.buf, ERR_SIZE), err)
+    return out[0]
+
+
+def batch_free(batch_ptr) -> None:
+    lib.qwen3c_batch_free(batch_ptr)
+
+
+def forward_batch(batch_ptr, items, vocab_size: int) -> list:
+    """items: [(ctx_ptr, int32 token array (checked), pos, want_logits)]. Returns, per item,
+    its last token's logits ((vocab_size,) float32) or None."""
+    seqs = ffi.new("qwen3c_batch_seq[]", len(items))
+    keep, out = [], []
+    for i, (ctx_ptr, toks, pos, want) in enumerate(items):
+        seqs[i].ctx = ctx_ptr
+        seqs[i].tokens = ffi.cast("const int32_t *", ffi.from_buffer(toks))
+        seqs[i].n_tokens = int(toks.size)
+        seqs[i].pos = int(pos)
+        lg = np.empty(vocab_size, dtype=np.float32) if want else None
+        seqs[i].logits = ffi.cast("float *", ffi.from_buffer(lg)) if want else ffi.NULL
+        keep.append(toks)
+        out.append(lg)
+    err = _Err()
+    _check(lib.qwen3c_forward_batch(batch_ptr, seqs, len(items), err.buf, ERR_SIZE), err)
+    return out
+
+
+def sampler_sample_masked(handle, logits: np.ndarray, allowed: np.ndarray) -> int:
+    """logits: C-contiguous 1-D float32; allowed: C-contiguous int32/uint32 bitmask words
+    (bit i % 32 of word i // 32: token i may be picked), at least ceil(n / 32) of them."""
+    out = ffi.new("int32_t *")
+    err = _Err()
+    _check(lib.qwen3c_sampler_sample_masked(
+        handle, ffi.from_buffer("float[]", logits), int(logits.shape[0]),
+        ffi.cast("const uint32_t *", ffi.from_buffer(allowed)), out, err.buf, ERR_SIZE), err)
+    return int(out[0])

@@ -6,9 +6,11 @@
         print(piece, end="")                            # piece.kind: "thinking" | "answer"
     chat.history                                        # [{"role": ..., "content": ...}, ...]
 
-Every turn re-renders the whole conversation with the template and tokenizes it (scaffolding
-with special tokens, message text without, see chat_template.encode_chat), then prefills only
-what the KV cache does not already hold: everything up to the last assistant turn is reused.
+A Chat owns a session of its own (an independent KV cache, qwen3c.Session) unless it is given
+one, so several chats on one model never disturb each other. Every turn re-renders the whole
+conversation with the template and tokenizes it (scaffolding with special tokens, message text
+without, see chat_template.encode_chat), then prefills only what the session's KV cache does
+not already hold: everything up to the last assistant turn is reused.
 (That turn itself is re-read: the template stores earlier answers without their thinking.)
 
 Thinking (Qwen3): with thinking=True the model opens its answer with <think>...</think>; the
@@ -54,7 +56,7 @@ def split_thinking(raw: str):
     return reasoning, answer
 
 
-class _ThinkSplitter:
+class ThinkSplitter:
     """Labels streamed text: a leading <think>...</think> block is "thinking", the rest
     "answer". The tags are dropped, and so are the newlines that pad the block."""
 
@@ -128,7 +130,8 @@ def _soft_switch(messages, default: bool) -> bool:
 
 
 class Chat:
-    """A conversation with `model` (a qwen3c.Model).
+    """A conversation with `model`: a qwen3c.Model (the chat makes its own session on it, with
+    the model's n_ctx and KV cache settings) or a qwen3c.Session (the chat uses that one).
 
     system: an optional system prompt. thinking: Qwen3's enable_thinking. multi_turn: keep the
     conversation (False: every message starts a fresh one). max_tokens: cap per answer (None:
@@ -154,6 +157,8 @@ class Chat:
         if sampler is not None and not isinstance(sampler, Sampler):
             raise TypeError("sampler must be a qwen3c.Sampler")
         self.model = model
+        #: the KV cache this conversation runs on
+        self.session = model.session() if hasattr(model, "default_session") else model
         self.system = system
         self.thinking = thinking
         self.multi_turn = multi_turn
@@ -181,6 +186,11 @@ class Chat:
         """Forget the conversation (the system prompt stays)."""
         self.history = []
 
+    def close(self) -> None:
+        """Free the chat's own session (not one it was given). The chat cannot send after."""
+        if self.session is not self.model:
+            self.session.close()
+
     def messages(self, text=None) -> list:
         """The messages the next turn renders: system + history (+ the new user text)."""
         msgs = [{"role": "system", "content": self.system}] if self.system is not None else []
@@ -198,7 +208,7 @@ class Chat:
             raise TypeError(f"the message must be a str, got {type(text).__name__}")
         msgs = self.messages(text)
         tokens = encode_chat(self.model, msgs, enable_thinking=self.thinking)
-        n_ctx = self.model.config.n_ctx
+        n_ctx = self.session.config.n_ctx
         if len(tokens) >= n_ctx:
             raise ContextOverflowError(
                 f"the conversation needs {len(tokens)} tokens but the context holds {n_ctx} "
@@ -206,13 +216,13 @@ class Chat:
         thinking = self.thinking and _soft_switch(msgs, True)
         budget = n_ctx - len(tokens)
         max_tokens = min(self.max_tokens or budget, budget)
-        gen = Generation(self.model, tokens, max_tokens=max_tokens,
+        gen = Generation(self.session, tokens, max_tokens=max_tokens,
                          sampler=self._sampler_for(thinking), on_token=self.on_token)
         return self._turn(text, gen)
 
     def _turn(self, text, gen: Generation):
         self.last = gen
-        splitter = _ThinkSplitter()
+        splitter = ThinkSplitter()
         try:
             for raw in gen:
                 yield from splitter.feed(raw)

@@ -164,9 +164,9 @@ def render(source: str, messages, *, add_generation_prompt=True, enable_thinking
     """Render an already-checked conversation with the template `source`."""
     template = compile_template(source)
     try:
-        return template.render(messages=messages, tools=None, documents=None,
-                               add_generation_prompt=add_generation_prompt,
-                               enable_thinking=enable_thinking, **kwargs)
+        return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
+                               enable_thinking=enable_thinking,
+                               **{"tools": None, "documents": None, **kwargs})
     except jinja2.exceptions.SecurityError as e:
         raise ModelFormatError(f"the chat template tried an unsafe operation: {e}") from None
     except jinja2.exceptions.TemplateError as e:

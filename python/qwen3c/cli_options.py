@@ -27,3 +27,40 @@ def add_numerics_arguments(parser: argparse.ArgumentParser) -> None:
              "computed; f16 rounds them to IEEE float16 (~1e-3 relative logit error): "
              "half the cache memory and half the bytes read from it per token, which "
              "matters at long context")
+
+
+def add_prompt_arguments(parser: argparse.ArgumentParser, raw_default: bool = False) -> None:
+    """The model and prompt options of the viewing commands (next, lens, attend, explain):
+    a prompt (a user message under the chat template, or raw text), or --tokens, and the
+    engine's settings."""
+    parser.add_argument("prompt", nargs="?", help="the prompt (a user message unless --raw)"
+                        if not raw_default else "the text (as is unless --chat)")
+    parser.add_argument("--model", "-m", required=True, help="GGUF file (or owner/repo[:file.gguf])")
+    if raw_default:
+        parser.add_argument("--chat", action="store_false", dest="raw",
+                            help="wrap the text in the chat template as a user message")
+    else:
+        parser.add_argument("--raw", action="store_true",
+                            help="continue the text as is (no chat template)")
+    parser.add_argument("--no-think", action="store_true",
+                        help="render the chat template with enable_thinking=False")
+    parser.add_argument("--tokens", help="comma-separated token ids instead of a prompt")
+    parser.add_argument("--threads", type=int, default=0, help="threads (default: all cores)")
+    add_numerics_arguments(parser)
+
+
+def add_plot_argument(parser: argparse.ArgumentParser, what: str, flag: str = "--plot") -> None:
+    """--plot FILE.png (--out for `attend`): a picture, with the `viz` extra (matplotlib)."""
+    parser.add_argument(flag, metavar="FILE.png", dest="plot", type=_picture_path,
+                        help=f"write a picture: {what} (.png, .svg or .pdf; needs matplotlib: "
+                             "pip install 'qwen3c[viz]')")
+
+
+PICTURE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _picture_path(value: str) -> str:
+    if not value.lower().endswith(PICTURE_SUFFIXES):
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: the picture's file name must end in {', '.join(PICTURE_SUFFIXES)}")
+    return value

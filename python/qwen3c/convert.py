@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .audit import check_convert_input
 from .errors import ModelFormatError, UnsupportedModelError
 from .safetensors_io import Checkpoint
 
@@ -201,8 +202,11 @@ def convert(hf_dir, out_path, out_type: str = "f32") -> Path:
     out_type: "f32", "f16", "bf16" or "q8_0" for the 2-D weights (norm weights stay F32).
     Tokenizer metadata is included when `hf_dir` holds tokenizer.json.
     Raises FileNotFoundError (no directory / config.json / safetensors),
+    UnsafeModelError (the weights exist only as pickle files: never unpickled),
     UnsupportedModelError (not a qwen3 model, unsupported features or dtypes) and
-    ModelFormatError (bad config, missing tensors, shapes that disagree with the config).
+    ModelFormatError (bad config, a safetensors header that the format forbids, missing
+    tensors, shapes that disagree with the config). Warns (audit.RemoteCodeWarning) when the
+    directory declares custom code, which the conversion never runs.
     Returns the output path.
     """
     import gguf
@@ -213,6 +217,9 @@ def convert(hf_dir, out_path, out_type: str = "f32") -> Path:
         raise ValueError(f"unknown output type {out_type!r}; expected one of {', '.join(OUT_TYPES)}")
     if not hf_dir.is_dir():
         raise FileNotFoundError(f"{hf_dir}: not a directory")
+    # the checks of `qwen3c audit`: pickle-only weights are refused (naming the imports they
+    # would perform), custom code is a warning; nothing is imported or unpickled
+    check_convert_input(hf_dir)
     cfg = _read_config(hf_dir)
     hp = _hparams(cfg, hf_dir / "config.json")
     ckpt = Checkpoint(hf_dir)
@@ -307,9 +314,16 @@ def build_parser(parser=None) -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    import warnings
     args = build_parser().parse_args(argv)
     try:
-        out = convert(args.hf_dir, args.out, args.out_type)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                out = convert(args.hf_dir, args.out, args.out_type)
+            finally:
+                for w in caught:
+                    print(f"qwen3c convert: warning: {w.message}", file=sys.stderr)
     except (FileNotFoundError, ModelFormatError, UnsupportedModelError, ValueError) as e:
         print(f"qwen3c convert: error: {e}", file=sys.stderr)
         return 1

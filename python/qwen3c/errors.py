@@ -45,3 +45,8 @@ class ContextOverflowError(Qwen3cError):
 
 class ModelNotAvailableError(Qwen3cError):
     """A model id or path could not be resolved (missing file, offline hub cache miss)."""
+
+
+class UnsafeModelError(UnsupportedModelError):
+    """A model qwen3c refuses to read because loading it would run code: weights that exist
+    only as pickle files (`qwen3c convert`; `qwen3c audit` names the imports they perform)."""

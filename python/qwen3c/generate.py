@@ -7,88 +7,42 @@
     g.finish_reason          # "stop" (end-of-generation token or stop string), "length"
                              # (max_tokens), "context" (the KV cache is full)
 
-The model has one KV cache. This module remembers, per model, which tokens it holds (positions
-0..n-1), so a prompt that starts with what the cache already contains only prefills the rest
-(multi-turn chat relies on it). Prefill runs in chunks of `chunk_size` tokens: a Ctrl-C
-(KeyboardInterrupt) lands between two chunks within about a second, and the record only ever
-claims positions whose forward pass completed, so the model stays usable.
+A generation runs on a session (qwen3c.Session: one KV cache; a Model means its default
+session) and keeps the list of tokens it expects the cache to hold. A prompt that starts with
+what the cache already contains only prefills the rest (multi-turn chat relies on it), and if
+someone else ran tokens on the same session in between (another generator, a forward call),
+the generation notices it from the session's record and re-runs what differs instead of
+continuing on someone else's cache. Prefill runs in chunks of `chunk_size` tokens: a Ctrl-C
+(KeyboardInterrupt) lands between two chunks within about a second, and the session's record
+only ever claims positions whose forward pass completed, so the model stays usable.
 """
 from __future__ import annotations
 
 import numbers
 import time
-import weakref
-
-import numpy as np
 
 from .errors import ContextOverflowError
 from .sampler import Sampler
+from .session import common_prefix  # noqa: F401  (re-exported: qwen3c.generate.common_prefix)
 
 FINISH_REASONS = ("stop", "length", "context")
 
 
-# ---- what the KV cache holds ---------------------------------------------------------------
+# ---- which KV cache ----------------------------------------------------------------------------
 
-class _KVRecord:
-    """The tokens whose keys/values sit in the cache. Valid while nobody else has run
-    forward() on the model since (checked with model.n_tokens_forwarded)."""
-
-    __slots__ = ("tokens", "stamp", "pending")
-
-    def __init__(self):
-        self.tokens: list = []
-        self.stamp = 0            # model.n_tokens_forwarded when `tokens` was last right
-        self.pending = None       # (tokens, stamp after) of a forward that may have completed
+def session_of(target):
+    """The session a generation runs on: a Session itself, or a Model's default session."""
+    return getattr(target, "default_session", target)
 
 
-_records: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+def cached_tokens(target) -> list:
+    """The tokens the KV cache of a session (or a model's default session) holds."""
+    return session_of(target).tokens
 
 
-def _record(model) -> _KVRecord:
-    rec = _records.get(model)
-    if rec is None:
-        rec = _records[model] = _KVRecord()
-        rec.stamp = model.n_tokens_forwarded
-    now = model.n_tokens_forwarded
-    if rec.pending is not None:
-        # a forward of ours was interrupted (Ctrl-C) after C returned or before it started
-        toks, after = rec.pending
-        rec.pending = None
-        if now == after:
-            rec.tokens.extend(toks)
-            rec.stamp = now
-    if rec.stamp != now:  # someone else used the cache: trust nothing
-        rec.tokens = []
-        rec.stamp = now
-    return rec
-
-
-def cached_tokens(model) -> list:
-    """The tokens the model's KV cache currently holds, as far as generation knows."""
-    return list(_record(model).tokens)
-
-
-def forget_cache(model) -> None:
+def forget_cache(target) -> None:
     """Forget what the KV cache holds (the next prompt is prefilled from position 0)."""
-    _record(model).tokens = []
-
-
-def _forward(model, rec: _KVRecord, tokens: list, pos: int) -> np.ndarray:
-    del rec.tokens[pos:]
-    rec.pending = (tokens, model.n_tokens_forwarded + len(tokens))
-    logits = model.forward(tokens, pos=pos)
-    rec.pending = None
-    rec.tokens.extend(tokens)
-    rec.stamp = model.n_tokens_forwarded
-    return logits
-
-
-def common_prefix(a, b) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+    session_of(target).reset()
 
 
 # ---- argument checks -------------------------------------------------------------------------
@@ -142,6 +96,45 @@ def _held_back(text: str, stops: tuple) -> int:
     return keep
 
 
+class TextAssembler:
+    """Generated token ids -> complete UTF-8 text pieces, cut at the first stop string.
+
+    feed(tok) returns the text that can be handed out now ("" while a multi-byte character
+    or a possible start of a stop string is held back); .stopped turns True when a stop
+    string appeared (the text ends before it). flush() returns what is left at the end.
+    Shared by Generation and the server's scheduler."""
+
+    def __init__(self, model, stop=()):
+        self.decoder = model.stream_decoder()
+        self.stop = tuple(stop)
+        self.pending = ""       # decoded text not yet handed out (it may start a stop string)
+        self.stopped = False
+
+    def feed(self, tok: int) -> str:
+        if self.stopped:
+            return ""
+        self.pending += self.decoder.feed(tok)
+        if self.stop:
+            hit = min((i for i in (self.pending.find(s) for s in self.stop) if i >= 0),
+                      default=-1)
+            if hit >= 0:
+                self.pending, self.stopped = self.pending[:hit], True
+                out, self.pending = self.pending, ""
+                return out
+            n = len(self.pending) - _held_back(self.pending, self.stop)
+        else:
+            n = len(self.pending)
+        out, self.pending = self.pending[:n], self.pending[n:]
+        return out
+
+    def flush(self) -> str:
+        """The rest (after a stop string, what followed it is dropped)."""
+        if not self.stopped:
+            self.pending += self.decoder.flush()
+        out, self.pending = self.pending, ""
+        return out
+
+
 # ---- the generation ----------------------------------------------------------------------------
 
 class Generation:
@@ -151,8 +144,9 @@ class Generation:
       prompt_tokens, tokens (generated ids, without the end-of-generation id), text,
       finish_reason ("stop" | "length" | "context"; "interrupted" after a KeyboardInterrupt;
       None while running), stop_token (the eog id that ended it, or None), n_cached (prompt
-      tokens found in the KV cache), n_prefilled, and timings: t_prefill, t_decode,
-      time_to_first_token (seconds).
+      tokens found in the KV cache), n_prefilled, n_forwarded (all tokens it ran, including
+      re-runs after another user of the session overwrote its cache), session, and timings:
+      t_prefill, t_decode, time_to_first_token (seconds).
     """
 
     def __init__(self, model, prompt_or_tokens, max_tokens=256, sampler=None, stop=None, *,
@@ -171,8 +165,9 @@ class Generation:
         if on_token is not None and not callable(on_token):
             raise TypeError("on_token must be callable")
         self.model = model
+        self.session = session_of(model)
         self.prompt_tokens = _prompt_tokens(model, prompt_or_tokens)
-        self.n_ctx = model.config.n_ctx
+        self.n_ctx = self.session.config.n_ctx
         if len(self.prompt_tokens) > self.n_ctx:
             raise ContextOverflowError(
                 f"the prompt has {len(self.prompt_tokens)} tokens but the context holds "
@@ -190,6 +185,8 @@ class Generation:
         self.stop_token = None
         self.n_cached = 0
         self.n_prefilled = 0
+        self.n_forwarded = 0      # tokens this generation ran (prefill, re-runs, decode)
+        self._version = None      # the session's version after our last forward
         self.t_prefill = 0.0
         self.t_decode = 0.0
         self.time_to_first_token = None
@@ -219,28 +216,42 @@ class Generation:
             self.finish_reason = "interrupted"
             raise
 
+    def _run_tokens(self, want: list, pos: int):
+        """Make the session hold want[:len(want)] by running want[pos:] (in chunks), and
+        return the last token's logits. If someone else ran tokens on the session since our
+        last forward, first fall back to what of `want` its cache still holds."""
+        s = self.session
+        with s.lock:
+            if s.version != self._version:
+                pos = min(pos, s.reusable_prefix(want))
+            logits = None
+            while pos < len(want):
+                chunk = want[pos:pos + self.chunk_size]
+                logits = s.forward(chunk, pos=pos)
+                pos += len(chunk)
+                self.n_forwarded += len(chunk)
+            self._version = s.version
+        return logits
+
     def _steps(self):
-        model, prompt = self.model, self.prompt_tokens
-        rec = _record(model)
+        s, prompt = self.session, self.prompt_tokens
         t0 = time.perf_counter()
 
         # ---- prefill: only what the cache does not hold yet; always at least the last
         # token, whose logits we need
-        pos = min(common_prefix(rec.tokens, prompt), len(prompt) - 1) if self.reuse_cache else 0
-        self.n_cached = pos
-        logits = None
-        while pos < len(prompt):
-            chunk = prompt[pos:pos + self.chunk_size]
-            logits = _forward(model, rec, chunk, pos)
-            pos += len(chunk)
-            self.n_prefilled += len(chunk)
+        with s.lock:
+            pos = s.reusable_prefix(prompt) if self.reuse_cache else 0
+            self._version = s.version
+            self.n_cached = pos
+            want = list(prompt)   # what the cache must hold: the prompt, then each fed token
+            logits = self._run_tokens(want, pos)
+            self.n_prefilled = self.n_forwarded
         t1 = time.perf_counter()
         self.t_prefill = t1 - t0
 
         # ---- decode
         self.sampler.reset()
-        decoder = model.stream_decoder()
-        pending = ""  # decoded text not yet handed out (it may start a stop string)
+        text = TextAssembler(self.model, self.stop)
         while True:
             tok = self.sampler.sample(logits)
             if self.time_to_first_token is None:
@@ -251,35 +262,26 @@ class Generation:
                 self.finish_reason, self.stop_token = "stop", tok
                 break
             self.tokens.append(tok)
-            pending += decoder.feed(tok)
-            if self.stop:
-                hit = min((i for i in (pending.find(s) for s in self.stop) if i >= 0),
-                          default=-1)
-                if hit >= 0:
-                    pending = pending[:hit]
-                    self.finish_reason = "stop"
-                    break
-                out_n = len(pending) - _held_back(pending, self.stop)
-            else:
-                out_n = len(pending)
-            if out_n > 0:
-                piece, pending = pending[:out_n], pending[out_n:]
+            piece = text.feed(tok)
+            if piece:
                 self.text += piece
                 yield piece
+            if text.stopped:
+                self.finish_reason = "stop"
+                break
             if len(self.tokens) >= self.max_tokens:
                 self.finish_reason = "length"
                 break
-            if pos >= self.n_ctx:
+            if len(want) >= self.n_ctx:
                 self.finish_reason = "context"
                 break
-            logits = _forward(model, rec, [tok], pos)
-            pos += 1
+            want.append(tok)
+            logits = self._run_tokens(want, len(want) - 1)
         self.t_decode = time.perf_counter() - t1
-        if not (self.finish_reason == "stop" and self.stop_token is None):
-            pending += decoder.flush()    # (after a stop string, what follows it is dropped)
-        if pending:
-            self.text += pending
-            yield pending
+        rest = text.flush()
+        if rest:
+            self.text += rest
+            yield rest
 
     def stats(self) -> dict:
         """Counts and speeds, for --verbose and benchmarks."""
@@ -293,7 +295,8 @@ class Generation:
 
 
 def generate(model, prompt_or_tokens, max_tokens=256, sampler=None, stop=None, **kw) -> Generation:
-    """Generate text after a prompt (str, encoded with special tokens on, or token ids).
+    """Generate text after a prompt (str, encoded with special tokens on, or token ids), on
+    `model`'s default session or on a qwen3c.Session.
 
     Returns a Generation: iterate it for the text pieces; `.finish_reason` says why it ended.
     sampler: a qwen3c.Sampler (default: Qwen3's thinking-mode settings, random seed); its

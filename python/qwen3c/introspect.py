@@ -1,10 +1,11 @@
-"""See inside the model: next-token probabilities, a layer-by-layer diff against transformers,
-and a model card read straight from the GGUF file.
+"""See inside the model: next-token probabilities and a layer-by-layer diff against transformers
+(the GGUF model card, `info`, is qwen3c.gguf_info; its names are re-exported here).
 
 Library functions
     top_k(model, tokens_or_text, k=10, raw=False)  -> [(token_id, token_text, prob), ...]
     layer_diff(model, hf_dir_or_torch_model, tokens) -> DiffReport (per-layer |delta| stats)
-    model_info(path)                                -> dict (the JSON of `info --json`)
+    model_info(path)                                -> dict (the JSON of `info --json`;
+                                                       qwen3c.gguf_info)
 
 Command line (dispatched by `python -m qwen3c`)
     next --model x.gguf "text" [--raw] [-k N]      main_next(argv)
@@ -12,14 +13,12 @@ Command line (dispatched by `python -m qwen3c`)
       (both also take --activations and --kv-cache, as the chat command does)
     info x.gguf [--json]                            main_info(argv)
 
-torch and transformers are needed by `diff` only, and imported when it runs. `info` reads the
-file with the `gguf` package, not with the engine, so it describes any GGUF -- also one the
-engine cannot run.
+torch and transformers are needed by `diff` only, and imported when it runs.
 """
 from __future__ import annotations
 
 import argparse
-import hashlib
+import contextlib
 import json
 import os
 import sys
@@ -29,12 +28,13 @@ from typing import List, Optional
 
 import numpy as np
 
-from .cli_options import add_numerics_arguments
-from .errors import ModelFormatError, Qwen3cError
+from .cli_options import add_numerics_arguments, add_plot_argument
+from .errors import Qwen3cError
+from .gguf_info import format_info, main_info, model_info
 
 __all__ = ["top_k", "top_k_from_logits", "token_text", "softmax64", "prompt_tokens",
-           "layer_diff", "hf_trace", "DiffReport", "StageDiff", "model_info",
-           "INFO_SCHEMA_VERSION", "main_next", "main_diff", "main_info"]
+           "layer_diff", "hf_trace", "DiffReport", "StageDiff", "model_info", "format_info",
+           "main_next", "main_diff", "main_info"]
 
 
 class MissingDependencyError(Qwen3cError, ImportError):
@@ -271,218 +271,6 @@ def format_diff(report: DiffReport, tol: float = 1e-4) -> str:
     return "\n".join(lines)
 
 
-# ---- model card from the file ----------------------------------------------------------------
-
-INFO_SCHEMA_VERSION = 1
-SAFE_WHY = ("GGUF is a data format: a header, key/value metadata and tensor bytes. It holds no "
-            "executable code (unlike pickle-based checkpoints), and qwen3c renders the chat "
-            "template it may carry in a sandboxed Jinja environment, so loading it cannot run "
-            "code from the file.")
-_SPECIAL_KEYS = (("bos", "bos_token_id"), ("eos", "eos_token_id"), ("pad", "padding_token_id"),
-                 ("unk", "unknown_token_id"), ("sep", "seperator_token_id"),
-                 ("eot", "eot_token_id"), ("eom", "eom_token_id"))
-_NAMED_SPECIALS = (("im_start", "<|im_start|>"), ("im_end", "<|im_end|>"),
-                   ("endoftext", "<|endoftext|>"), ("think", "<think>"),
-                   ("think_end", "</think>"))
-_GENERAL_FIELDS = ("name", "basename", "finetune", "size_label", "organization", "author",
-                   "version", "license", "license.name", "license.link", "url", "repo_url",
-                   "description", "quantized_by", "file_type", "quantization_version")
-
-
-def _scalar(field_):
-    """Value of a scalar / string GGUF field (None for arrays)."""
-    from gguf import GGUFValueType
-    t = field_.types[0]
-    if t == GGUFValueType.ARRAY:
-        return None
-    raw = field_.parts[field_.data[0]]
-    if t == GGUFValueType.STRING:
-        return bytes(raw).decode("utf-8", "replace")
-    v = raw.tolist()[0]
-    if t == GGUFValueType.BOOL:
-        return bool(v)
-    if t == GGUFValueType.FLOAT32:
-        return float(str(np.float32(v)))  # shortest float32 text: 1e-05, not 9.9999997e-06
-    return float(v) if t == GGUFValueType.FLOAT64 else int(v)
-
-
-def _array_len(field_) -> Optional[int]:
-    from gguf import GGUFValueType
-    return len(field_.data) if field_.types[0] == GGUFValueType.ARRAY else None
-
-
-def _array_str(field_, i: int) -> Optional[str]:
-    if not 0 <= i < len(field_.data):
-        return None
-    return bytes(field_.parts[field_.data[i]]).decode("utf-8", "replace")
-
-
-def _human(n: float) -> str:
-    for unit, div in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= div:
-            return f"{n / div:.1f}{unit}"
-    return str(int(n))
-
-
-def model_info(path) -> dict:
-    """Describe a GGUF file from its header, without running it (see docs/info_schema.json).
-
-    Raises FileNotFoundError for a missing file and ModelFormatError when the gguf package
-    cannot parse it."""
-    try:
-        from gguf import GGUFReader
-    except ImportError as e:  # a runtime dependency, so this is an install problem
-        raise MissingDependencyError(f"qwen3c info needs the gguf package ({e})") from None
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"no such GGUF file: {p}")
-    try:
-        r = GGUFReader(str(p))
-    except Exception as e:  # gguf raises ValueError, struct / numpy errors on bad files
-        raise ModelFormatError(f"{p}: not a readable GGUF file: {e}") from None
-    fields = r.fields
-
-    def get(key):
-        f = fields.get(key)
-        return None if f is None else _scalar(f)
-
-    arch = get("general.architecture")
-    arch_key = (lambda k: f"{arch}.{k}") if arch else (lambda k: k)
-
-    # tensors: group by type
-    types = {}
-    n_params = 0
-    total = 0
-    for t in r.tensors:
-        name = t.tensor_type.name
-        e = types.setdefault(name, {"type": name, "n_tensors": 0, "n_elements": 0, "n_bytes": 0})
-        e["n_tensors"] += 1
-        e["n_elements"] += int(t.n_elements)
-        e["n_bytes"] += int(t.n_bytes)
-        n_params += int(t.n_elements)
-        total += int(t.n_bytes)
-    tensor_types = sorted(types.values(), key=lambda e: (-e["n_bytes"], e["type"]))
-    names = {t.name for t in r.tensors}
-
-    # tokenizer
-    tok_field = fields.get("tokenizer.ggml.tokens")
-    vocab = _array_len(tok_field) if tok_field is not None else None
-    merges_f = fields.get("tokenizer.ggml.merges")
-    special = {}
-    for short, key in _SPECIAL_KEYS:
-        tid = get(f"tokenizer.ggml.{key}")
-        if isinstance(tid, int):
-            special[short] = {"id": tid,
-                              "text": _array_str(tok_field, tid) if tok_field is not None else None}
-    if tok_field is not None and vocab:
-        # the chat-format tokens are found by their text; added / special tokens sit at the
-        # start (SmolLM2) or the end (Qwen3) of the vocabulary, so only those ranges are read
-        wanted = dict((text, short) for short, text in _NAMED_SPECIALS)
-        found = {}
-        head = range(min(vocab, 1024))
-        tail = range(max(len(head), vocab - 4096), vocab)
-        for i in list(head) + list(tail):
-            s = _array_str(tok_field, i)
-            if s in wanted and wanted[s] not in found:
-                found[wanted[s]] = i
-        for short, _text in _NAMED_SPECIALS:
-            if short in found and short not in special:
-                special[short] = {"id": found[short], "text": _text}
-
-    template = get("tokenizer.chat_template")
-    general = {}
-    for k in _GENERAL_FIELDS:
-        v = get(f"general.{k}")
-        if v is not None:
-            general[k] = v
-
-    def hp(key):
-        v = get(arch_key(key))
-        return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-
-    emb = next((t for t in r.tensors if t.name == "token_embd.weight"), None)
-    info = {
-        "schema_version": INFO_SCHEMA_VERSION,
-        "path": str(p),
-        "file_size": p.stat().st_size,
-        "gguf_version": get("GGUF.version"),
-        "architecture": arch,
-        "name": general.get("name"),
-        "license": general.get("license"),
-        "general": general,
-        "parameter_count": n_params,
-        "parameter_count_human": _human(n_params),
-        "context_length": hp("context_length"),
-        "hyperparameters": {
-            "block_count": hp("block_count"),
-            "embedding_length": hp("embedding_length"),
-            "feed_forward_length": hp("feed_forward_length"),
-            "head_count": hp("attention.head_count"),
-            "head_count_kv": hp("attention.head_count_kv"),
-            "key_length": hp("attention.key_length"),
-            "rope_freq_base": hp("rope.freq_base"),
-            "rms_norm_eps": hp("attention.layer_norm_rms_epsilon"),
-            "vocab_size": int(emb.shape[1]) if emb is not None and len(emb.shape) > 1 else None,
-            "tied_embeddings": "output.weight" not in names,
-        },
-        "tensor_count": len(r.tensors),
-        "tensor_bytes": total,
-        "tensor_types": tensor_types,
-        "tokenizer": {
-            "present": tok_field is not None,
-            "model": get("tokenizer.ggml.model"),
-            "pre": get("tokenizer.ggml.pre"),
-            "vocab_size": vocab,
-            "merges": _array_len(merges_f) if merges_f is not None else None,
-        },
-        "special_tokens": special,
-        "chat_template": {
-            "present": isinstance(template, str) and bool(template),
-            "chars": len(template) if isinstance(template, str) else None,
-            "sha256": hashlib.sha256(template.encode("utf-8")).hexdigest()
-            if isinstance(template, str) else None,
-        },
-        "metadata_keys": sorted(k for k in fields if not k.startswith("GGUF.")),
-        "safe_to_load": True,
-        "why": SAFE_WHY,
-    }
-    return info
-
-
-def format_info(info: dict) -> str:
-    def mb(n):
-        return f"{n / 1e6:.1f} MB"
-
-    hp = info["hyperparameters"]
-    lines = [f"{info['name'] or Path(info['path']).name}",
-             f"  file            {info['path']} ({mb(info['file_size'])}, GGUF v{info['gguf_version']})",
-             f"  architecture    {info['architecture']}",
-             f"  parameters      {info['parameter_count']:,} ({info['parameter_count_human']})",
-             f"  context length  {info['context_length']}"]
-    shape = ", ".join(f"{k}={v}" for k, v in hp.items() if v is not None)
-    lines.append(f"  shape           {shape}")
-    for k in ("license", "organization", "size_label", "quantized_by"):
-        if k in info["general"]:
-            lines.append(f"  {k:<15} {info['general'][k]}")
-    lines.append(f"  tensors         {info['tensor_count']} ({mb(info['tensor_bytes'])})")
-    for e in info["tensor_types"]:
-        lines.append(f"    {e['type']:<6} {e['n_tensors']:5d} tensors {e['n_elements']:>13,} "
-                     f"weights {mb(e['n_bytes']):>10}")
-    tok = info["tokenizer"]
-    if tok["present"]:
-        lines.append(f"  tokenizer       {tok['model']} (pre={tok['pre']}), {tok['vocab_size']} "
-                     f"tokens, {tok['merges']} merges")
-    else:
-        lines.append("  tokenizer       none (token ids only)")
-    if info["special_tokens"]:
-        sp = ", ".join(f"{k}={v['id']} {v['text']!r}" for k, v in info["special_tokens"].items())
-        lines.append(f"  special tokens  {sp}")
-    ct = info["chat_template"]
-    lines.append(f"  chat template   " + (f"present ({ct['chars']} chars)" if ct["present"] else "none"))
-    lines.append(f"  safe to load    {'yes' if info['safe_to_load'] else 'no'}: {info['why']}")
-    return "\n".join(lines)
-
-
 # ---- command line ----------------------------------------------------------------------------
 
 def _open_model(model, n_ctx: int = 0, n_threads: int = 0, activations: str = "q24",
@@ -513,6 +301,81 @@ def _run(fn, argv, prog):
         return 2
 
 
+# ---- shared by the viewing commands (next, diff, lens, attend, explain) -----------------------
+
+def run_command(fn, argv, prog) -> int:
+    """Run a command body under the exit-status rule: 2 for a usage error or a bad option value
+    (argparse, parser.error), 1 for a runtime failure (a missing or malformed model file, ...)
+    as one line on stderr, 130 when interrupted (Ctrl-C)."""
+    try:
+        return fn(argv)
+    except KeyboardInterrupt:
+        print(f"\n{prog}: interrupted", file=sys.stderr)
+        return 130
+    except (Qwen3cError, ValueError, TypeError, OSError, MemoryError) as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"{prog}: error: {msg}", file=sys.stderr)
+        return 1
+
+
+def prompt_source(parser, args):
+    """Check the prompt options (cli_options.add_prompt_arguments) before the model is loaded:
+    the ids of --tokens, or the prompt text. Usage errors exit 2 through parser.error."""
+    if (args.prompt is None) == (args.tokens is None):
+        parser.error("give either a prompt or --tokens")
+    if args.tokens is None:
+        if not args.prompt.strip():
+            parser.error("the prompt is empty")
+        return args.prompt
+    try:
+        return _parse_tokens(args.tokens)
+    except ValueError as e:
+        parser.error(str(e))
+
+
+def prompt_ids(parser, args, model, source) -> tuple:
+    """(token ids, how they were made) for prompt_source's result on a loaded model."""
+    if not isinstance(source, str):
+        V = model.config.vocab_size
+        bad = [t for t in source if not 0 <= t < V]
+        if bad:
+            parser.error(f"--tokens: id {bad[0]} is outside the vocabulary [0, {V})")
+        return list(source), "token ids"
+    ids = prompt_tokens(model, source, raw=args.raw, enable_thinking=not args.no_think)
+    return ids, "raw text" if args.raw else "chat template"
+
+
+def open_model_for(args, n_ctx: int = 0):
+    """The Model of --model with --threads, --activations and --kv-cache."""
+    return _open_model(args.model, n_ctx=n_ctx, n_threads=args.threads,
+                       activations=args.activations, kv_cache=args.kv_cache)
+
+
+@contextlib.contextmanager
+def command_model(parser, args):
+    """`with command_model(parser, args) as (model, ids, mode):` for a command with the prompt
+    options: the prompt checked before the model is loaded, then the model and the ids."""
+    source = prompt_source(parser, args)
+    with open_model_for(args) as m:
+        ids, mode = prompt_ids(parser, args, m, source)
+        yield m, ids, mode
+
+
+def plot_or_hint(args, plot_name: str, *data, prog: str, **kw) -> None:
+    """Draw qwen3c.plots.<plot_name>(*data, path=args.plot) when --plot was given; without
+    matplotlib say how to get the picture (the table printed before has the same numbers)."""
+    if not args.plot:
+        return
+    from . import plots
+    try:
+        plots.require()
+    except MissingDependencyError as e:
+        print(f"{prog}: no picture written: {e}", file=sys.stderr)
+        return
+    getattr(plots, plot_name)(*data, path=args.plot, **kw)
+    print(f"{prog}: wrote {args.plot}", file=sys.stderr)
+
+
 def _next_parser():
     ap = argparse.ArgumentParser(
         prog="qwen3c next",
@@ -527,6 +390,7 @@ def _next_parser():
     ap.add_argument("--json", action="store_true", help="print JSON")
     ap.add_argument("--threads", type=int, default=0)
     add_numerics_arguments(ap)
+    add_plot_argument(ap, "a bar chart of the top-k probabilities, the greedy pick marked")
     return ap
 
 
@@ -545,6 +409,7 @@ def _next(argv):
                           "activations": args.activations, "kv_cache": args.kv_cache,
                           "top": [{"id": i, "text": t, "prob": p} for i, t, p in res]},
                          ensure_ascii=False))
+        plot_or_hint(args, "plot_next", res, vocab_size=V, prog="qwen3c next")
         return 0
     mode = "token ids" if args.tokens else ("raw text" if args.raw else "chat template")
     print(f"{len(ids)} prompt tokens ({mode}); the model scored all {V:,} vocabulary tokens:")
@@ -553,6 +418,7 @@ def _next(argv):
         bar = "#" * int(round(p * 30))
         print(f"{rank:4d} {i:7d} {p:8.4f}  {repr(t) if t is not None else '-':<20} {bar}")
     print(f"top {len(res)} hold {sum(p for _, _, p in res):.4f} of the probability")
+    plot_or_hint(args, "plot_next", res, vocab_size=V, prog="qwen3c next")
     return 0
 
 
@@ -577,6 +443,7 @@ def _diff_parser():
     ap.add_argument("--json", action="store_true", help="print the report as JSON")
     ap.add_argument("--threads", type=int, default=0)
     add_numerics_arguments(ap)
+    add_plot_argument(ap, "the relative error of every stage on a log scale")
     return ap
 
 
@@ -599,37 +466,10 @@ def _diff(argv):
         print(f"qwen3c diff: {args.model} (activations {report.activations}, "
               f"{report.kv_cache} KV cache) vs {args.hf}, {report.n_tokens} tokens")
         print(format_diff(report, args.tol))
+    plot_or_hint(args, "plot_diff", report, tol=args.tol, prog="qwen3c diff")
     return 1 if (args.strict and first is not None) else 0
 
 
 def main_diff(argv=None) -> int:
     """`python -m qwen3c diff`: per-layer max/mean |delta| between C and PyTorch."""
     return _run(_diff, sys.argv[1:] if argv is None else argv, "qwen3c diff")
-
-
-def _info(argv):
-    from .system import cpu_info, describe
-    ap = argparse.ArgumentParser(prog="qwen3c info",
-                                 description="Describe a GGUF file (read only, nothing is run) and "
-                                             "this machine: the CPU kernel tier, features, threads. "
-                                             "Without a file: this machine only.")
-    ap.add_argument("path", nargs="?", help="GGUF file")
-    ap.add_argument("--json", action="store_true",
-                    help="print JSON (stable; schema in docs/info_schema.json; without a file: "
-                         "qwen3c.cpu_info())")
-    args = ap.parse_args(argv)
-    if args.path is None:
-        print(json.dumps(cpu_info(), indent=1) if args.json else describe())
-        return 0
-    info = model_info(args.path)
-    if args.json:
-        print(json.dumps(info, ensure_ascii=False, indent=1))
-    else:
-        print(format_info(info))
-        print(describe())
-    return 0
-
-
-def main_info(argv=None) -> int:
-    """`python -m qwen3c info`: the model card read from the GGUF header."""
-    return _run(_info, sys.argv[1:] if argv is None else argv, "qwen3c info")

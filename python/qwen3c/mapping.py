@@ -129,6 +129,13 @@ ROWS: Tuple[Row, ...] = (
         note="PyTorch allocates activations per call; C carves one buffer once"),
     Row("containers", "a conversation's state", "qwen3c_context", "struct", _I,
         ("modeling:DynamicCache",), None, note="holds RunState (KV cache) and the thread count"),
+    Row("containers", "a conversation's state, in Python", "Session", "python",
+        "python/qwen3c/session.py", ("modeling:DynamicCache",), None,
+        note="Model.session(): one qwen3c_context and the record of the tokens it holds"),
+    Row("containers", "several conversations in one forward pass", "qwen3c_forward_batch",
+        "function", "csrc/forward.c", ("modeling:Qwen3Model.forward",), None,
+        note="transformers pads a batch and masks it; here each sequence keeps its own "
+             "cache and positions, and the weights are read once for all"),
 
     # ---- weights --------------------------------------------------------------------------
     _w("token embeddings", "TransformerWeights", "token_embedding",
@@ -195,6 +202,12 @@ ROWS: Tuple[Row, ...] = (
     Row("compute", "one forward pass with hidden states", "qwen3c_forward_trace", "function", _F,
         ("modeling:Qwen3Model.forward",), None, hf_local="hidden_states",
         note="what `python -m qwen3c diff` compares"),
+    Row("compute", "attention probabilities of a forward pass", "qwen3c_forward_attention",
+        "function", _F, ("modeling:eager_attention_forward",), None, hf_local="attn_weights",
+        note="`output_attentions=True` (eager); `Model.attention`, `qwen3c attend`"),
+    Row("compute", "final norm + LM head on any hidden state", "qwen3c_lm_head", "function", _F,
+        ("modeling:Qwen3ForCausalLM.forward",), None, hf_local="lm_head",
+        note="the logit lens: `Model.lm_head`, `qwen3c lens`"),
     Row("compute", "the layer loop (one batch of tokens)", "forward", "function", _F,
         ("modeling:Qwen3Model.forward", "modeling:Qwen3DecoderLayer.forward"), None),
     Row("compute", "embedding lookup", "embed", "function", _F,

@@ -1,12 +1,18 @@
-"""`qwen3c.Model`: a loaded GGUF model plus one inference context (KV cache + activations).
+"""`qwen3c.Model`: a loaded GGUF model (the weights, read-only and shared) and its sessions.
 
     >>> import qwen3c
     >>> with qwen3c.Model("Qwen3-0.6B-Q8_0.gguf", n_ctx=2048) as m:
     ...     logits = m.forward(m.encode("The capital of France is"))
     ...     print(m.decode([int(logits.argmax())]))
+
+As in the C API (qwen3c_model / qwen3c_context), the weights and the KV caches are separate
+objects: `m.session(...)` makes another independent KV cache (qwen3c.Session). `m.forward`,
+`m.generate`, `m.top_k` run on the model's default session (`m.default_session`), made with
+the n_ctx / n_threads / n_batch / kv_cache given here.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import weakref
@@ -17,6 +23,7 @@ import numpy as np
 
 from . import _native
 from .errors import Qwen3cError
+from .session import Session
 
 
 @dataclass(frozen=True)
@@ -31,13 +38,13 @@ class ModelConfig:
     n_kv_heads: int      # num_key_value_heads
     head_dim: int        # head_dim
     vocab_size: int      # vocab_size (rows of token_embd)
-    n_ctx: int           # this context's KV cache length
+    n_ctx: int           # the (default) session's KV cache length
     rope_theta: float    # rope_theta
     norm_eps: float      # rms_norm_eps
     n_ctx_train: int     # max_position_embeddings
     tied_embeddings: bool  # tie_word_embeddings
     n_params: int        # number of weight elements in the file
-    n_threads: int       # threads this context computes with
+    n_threads: int       # threads the (default) session computes with
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -49,11 +56,12 @@ def _check_int(name: str, value, minimum: int) -> int:
 
 
 class Model:
-    """A Qwen3 (or llama-architecture) GGUF model with its own KV cache.
+    """A Qwen3 (or llama-architecture) GGUF model, with a default session (KV cache).
 
     Args:
         path: the .gguf file.
-        n_ctx: KV cache length in tokens (0 = the model's context_length, capped at 4096).
+        n_ctx: KV cache length in tokens of the default session and, unless they say
+            otherwise, of new sessions (0 = the model's context_length, capped at 4096).
         n_threads: threads for the matmuls (0 = all cores).
         n_batch: tokens per internal forward chunk (0 = default 256).
         activations: how Q8_0 / Q4_0 / Q4_1 matmuls treat their float32 input x (other weight
@@ -62,8 +70,9 @@ class Model:
             about the float32 ulp of the block's largest value), exact integer dot products
             against a packed copy of the weights (AVX-512 VNNI): float32-level precision
             (SmolLM2 Q4_1: 3e-6 of the float32 reference) at memory speed. On a CPU without
-            AVX-512 VNNI (a kernel tier other than "avx512") it runs as "f32". The weights are copied once at load into huge pages
-            (F32 / F16 / BF16 matrices too, as they are: faster decode for float files);
+            AVX-512 VNNI (a kernel tier other than "avx512") it runs as "f32". The weights are
+            copied once at load into huge pages (F32 / F16 / BF16 matrices too, as they are:
+            faster decode for float files);
             "f32": float32 x against the stored weight blocks, exact up to float32 rounding
             (3e-6 on SmolLM2), compute-bound; nothing is copied: the weights stay mmapped
             (as with "q16" / "q8");
@@ -95,55 +104,58 @@ class Model:
         self.path = path
         self._lock = threading.RLock()
         self._model = None
-        self._ctx = None
+        self._batch = None                  # qwen3c_batch scratch of forward_batch
+        self._batch_lock = threading.Lock()  # taken after session locks, never before
+        self._sessions = weakref.WeakSet()
+        #: the matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights ("q24", "f32", "q16" or "q8")
+        self.activations = activations
+        #: the default sessions' KV cache element type ("f32" or "f16")
+        self.kv_cache = kv_cache
+        self._session_defaults = dict(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
         # q24 (the default) copies the weights into huge pages at load, repacked for its kernels
         # (Q8_0 / Q4_0 / Q4_1) or as they are (F32 / F16 / BF16); the other paths read the file
         self._model = _native.model_load(path, pack_weights=activations == "q24")
-        try:
-            self._ctx = _native.context_create(self._model, n_ctx, n_threads, n_batch,
-                                               activations, kv_cache)
-        except BaseException:
-            _native.model_free(self._model)
-            self._model = None
-            raise
-        self._finalizer = weakref.finalize(self, Model._release, self._model, self._ctx)
+        self._finalizer = weakref.finalize(self, _native.model_free, self._model)
         c = _native.model_config(self._model)
-        real_ctx, real_threads = _native.context_info(self._ctx)
-        self.config = ModelConfig(
+        self._base_config = ModelConfig(
             arch=c["arch"], n_layers=c["n_layers"], dim=c["dim"], hidden_dim=c["hidden_dim"],
             n_heads=c["n_heads"], n_kv_heads=c["n_kv_heads"], head_dim=c["head_dim"],
-            vocab_size=c["vocab_size"], n_ctx=real_ctx, rope_theta=float(c["rope_theta"]),
+            vocab_size=c["vocab_size"], n_ctx=0, rope_theta=float(c["rope_theta"]),
             norm_eps=float(c["norm_eps"]), n_ctx_train=c["n_ctx_train"],
             tied_embeddings=bool(c["tied_embeddings"]), n_params=int(c["n_params"]),
-            n_threads=real_threads)
-        #: the matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights ("q24", "f32", "q16" or "q8")
-        self.activations = activations
-        #: the KV cache's element type ("f32" or "f16")
-        self.kv_cache = kv_cache
+            n_threads=0)
+        try:
+            #: the session Model.forward / generate / top_k run on
+            self.default_session = self.session()
+        except BaseException:
+            self.close()
+            raise
+        #: the hyperparameters, with the default session's n_ctx and n_threads
+        self.config = self.default_session.config
         #: bytes of weights copied at load into huge pages (q24 only; Q8_0 / Q4_0 / Q4_1
         #: matrices only on the avx512 tier); 0: the weights are read from the mapped file
         self.packed_bytes = _native.model_packed_bytes(self._model)
         #: the CPU kernel tier this model computes with ("avx512", "avx2", "sse", "scalar"):
         #: the best this CPU runs, or QWEN3C_CPU's (qwen3c.cpu_info() has the details)
         self.cpu_tier = _native.model_cpu_tier(self._model)
-        #: tokens run through forward() since the model was created (for tests and stats)
-        self.n_tokens_forwarded = 0
         self._tokenizer = None
         self._metadata = None
 
     # ---- lifetime ----------------------------------------------------------------------
-    @staticmethod
-    def _release(model_ptr, ctx_ptr):
-        _native.context_free(ctx_ptr)
-        _native.model_free(model_ptr)
-
     def close(self) -> None:
-        """Free the KV cache and unmap the file. Further use raises; closing twice is fine."""
+        """Close every session (their KV caches are freed), then unmap the file. Further use
+        of the model or its sessions raises Qwen3cError; closing twice is fine."""
         with self._lock:
-            if self._model is not None:
-                self._finalizer()
-                self._model = None
-                self._ctx = None
+            if self._model is None:
+                return
+            for s in list(self._sessions):
+                s.close("the model is closed")   # waits for a forward running on it
+            with self._batch_lock:
+                if self._batch is not None:
+                    _native.batch_free(self._batch)
+                    self._batch = None
+            self._finalizer()
+            self._model = None
 
     @property
     def closed(self) -> bool:
@@ -160,40 +172,136 @@ class Model:
         return f"<qwen3c.Model {os.path.basename(self.path)!r} {self.config.arch} {state}>"
 
     def _ptr(self):
-        """The live `qwen3c_model *` (for the tokenizer layer)."""
+        """The live `qwen3c_model *` (for the tokenizer layer and new sessions)."""
         if self._model is None:
             raise Qwen3cError("the model is closed")
         return self._model
 
-    def _ctx_ptr(self):
-        if self._ctx is None:
-            raise Qwen3cError("the model is closed")
-        return self._ctx
+    # ---- sessions ----------------------------------------------------------------------
+    def session(self, n_ctx: int | None = None, kv_cache: str | None = None,
+                n_threads: int | None = None, n_batch: int | None = None) -> Session:
+        """A new, independent KV cache on this model's weights (qwen3c.Session).
+
+        Arguments left None take the values given to Model(...). It holds a reference to the
+        model; closing the model closes it."""
+        d = self._session_defaults
+        n_ctx = d["n_ctx"] if n_ctx is None else _check_int("n_ctx", n_ctx, 0)
+        n_threads = d["n_threads"] if n_threads is None else _check_int("n_threads", n_threads, 0)
+        n_batch = d["n_batch"] if n_batch is None else _check_int("n_batch", n_batch, 0)
+        kv_cache = self.kv_cache if kv_cache is None else kv_cache
+        if not isinstance(kv_cache, str) or kv_cache not in _native.KV_TYPES:
+            raise ValueError(f"kv_cache must be one of {sorted(_native.KV_TYPES)}, "
+                             f"got {kv_cache!r}")
+        with self._lock:
+            s = Session(self, n_ctx, n_threads, n_batch, kv_cache)
+            self._sessions.add(s)
+            return s
+
+    @property
+    def n_tokens_forwarded(self) -> int:
+        """Tokens run through the default session since the model was created."""
+        return self.default_session.n_tokens_forwarded
 
     # ---- the transformer ---------------------------------------------------------------
     def forward(self, tokens: Sequence[int], pos: int = 0, all_logits: bool = False) -> np.ndarray:
-        """Run tokens at positions pos.. and return float32 logits.
+        """Run tokens at positions pos.. of the default session and return float32 logits.
 
         Writes the KV cache at positions pos .. pos+len(tokens)-1 and attends to every earlier
         position. Returns (vocab_size,) logits of the last token, or (len(tokens), vocab_size)
         with all_logits=True. Raises ContextOverflowError / ValueError before any compute.
         """
-        with self._lock:
-            c = self.config
-            out = _native.forward(self._ctx_ptr(), tokens, pos, c.vocab_size, all_logits, c.n_ctx)
-            self.n_tokens_forwarded += len(tokens)
-            return out
+        self._ptr()
+        return self.default_session.forward(tokens, pos, all_logits)
 
     def forward_trace(self, tokens: Sequence[int], pos: int = 0):
         """Like forward(all_logits=True), and also return the residual stream of every layer:
         (logits (n, V), hidden (n_layers + 2, n, dim)) with hidden[0] = embeddings,
         hidden[1 + l] = output of layer l, hidden[-1] = after the final norm."""
-        with self._lock:
-            c = self.config
-            out = _native.forward(self._ctx_ptr(), tokens, pos, c.vocab_size, True, c.n_ctx,
-                                  c.n_layers, c.dim, trace=True)
-            self.n_tokens_forwarded += len(tokens)
-            return out
+        self._ptr()
+        return self.default_session.forward_trace(tokens, pos)
+
+    def forward_batch(self, items) -> list:
+        """One forward pass over tokens of several sessions of this model, every weight
+        matrix read once for all of them (C: qwen3c_forward_batch).
+
+        items: [(session, tokens, pos), ...] or (session, tokens, pos, want_logits): for each,
+        what session.forward(tokens, pos) does -- the same logits to float rounding, the same
+        cache and record -- prefill chunks and single decode tokens mixed freely. Each session
+        at most once. Returns, per item, the last token's (vocab_size,) logits, or None when
+        want_logits is False. Raises ContextOverflowError / ValueError before any compute."""
+        items = list(items)
+        if not items:
+            return []
+        checked, seen = [], set()
+        for it in items:
+            if not isinstance(it, tuple) or len(it) not in (3, 4):
+                raise TypeError("forward_batch items are (session, tokens, pos[, want_logits])")
+            s, toks, pos = it[:3]
+            want = bool(it[3]) if len(it) == 4 else True
+            if not isinstance(s, Session) or s.model is not self:
+                raise ValueError("forward_batch: every session must be a session of this model")
+            if id(s) in seen:
+                raise ValueError("forward_batch: a session appears twice")
+            seen.add(id(s))
+            checked.append([s, toks, pos, want])
+        n_total = 0
+        with contextlib.ExitStack() as stack:
+            for s, *_ in sorted(checked, key=lambda c: id(c[0])):  # one lock order: no deadlock
+                stack.enter_context(s.lock)
+            for c in checked:
+                c[1], c[2] = c[0]._check(c[1], c[2])
+                n_total += int(c[1].size)
+            with self._batch_lock:
+                batch = self._batch_for(n_total, len(checked))
+                for s, toks, pos, _ in checked:
+                    del s._tokens[pos:]
+                out = _native.forward_batch(
+                    batch, [(s._ctx_ptr(), toks, pos, want) for s, toks, pos, want in checked],
+                    self.config.vocab_size)
+            for s, toks, pos, _ in checked:
+                s._record(toks, pos)
+        return out
+
+    def _batch_for(self, n_tokens: int, n_seqs: int):
+        """The qwen3c_batch scratch, (re)made large enough (under self._batch_lock)."""
+        self._ptr()
+        need = (max(256, n_tokens), max(64, n_seqs))
+        if self._batch is None or self._batch_size[0] < n_tokens or self._batch_size[1] < n_seqs:
+            if self._batch is not None:
+                _native.batch_free(self._batch)
+                self._batch = None
+            self._batch = _native.batch_create(self._model, need[0], need[1],
+                                               self._session_defaults["n_threads"], self.activations)
+            self._batch_size = need
+        return self._batch
+
+    # ---- inspection: attention and the logit lens (qwen3c.lens, qwen3c.plots) ----------
+    def attention(self, tokens: Sequence[int], pos: int = 0, max_bytes: int = 4 << 30) -> np.ndarray:
+        """The attention probabilities of a forward over tokens at positions pos..:
+        float32 (n_layers, n_heads, n, pos + n), [l, h, t, s] = softmax(q k^T / sqrt(head_dim)
+        + causal mask) of layer l, head h, query token t over key position s (0 past pos + t):
+        transformers' output_attentions with eager attention. Writes the KV cache as forward()
+        does. Raises ValueError when the array would exceed max_bytes (default 4 GiB)."""
+        return self._forward_attention(tokens, pos, max_bytes, trace=False)
+
+    def forward_attention(self, tokens: Sequence[int], pos: int = 0, max_bytes: int = 4 << 30):
+        """One forward that returns everything there is to see: (logits (n, V), hidden
+        (n_layers + 2, n, dim) as forward_trace returns them, attention (n_layers, n_heads, n,
+        pos + n) as attention() does)."""
+        attn, logits, hidden = self._forward_attention(tokens, pos, max_bytes, trace=True)
+        return logits, hidden, attn
+
+    def _forward_attention(self, tokens, pos, max_bytes, trace):
+        self._ptr()
+        return self.default_session._forward_attention(tokens, pos, max_bytes, trace)
+
+    def lm_head(self, hidden) -> np.ndarray:
+        """logits = lm_head(norm(hidden)) for hidden (n, dim) -> (n, V), or (dim,) -> (V,): the
+        model's own final norm and LM head, in C (the logit lens). hidden from forward_trace:
+        hidden[n_layers] (the last layer's output) gives forward()'s logits. The KV cache is
+        not touched."""
+        self._ptr()
+        return self.default_session.lm_head(hidden)
 
     # ---- file contents -----------------------------------------------------------------
     @property

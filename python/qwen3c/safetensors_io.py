@@ -7,6 +7,10 @@ The format (https://github.com/huggingface/safetensors), little-endian throughou
                    "data_offsets": [begin, end]}, ..., "__metadata__": {str: str}} (optional)
     the rest       the data section; a tensor's bytes are data[begin:end], row-major (C order)
 
+`read_header(path)` validates a header as the format requires (dtypes, shapes x dtype sizes
+== offset spans, offsets covering the data section without overlap or gap) without reading
+tensor data: the converter and `qwen3c audit` share it.
+
 A checkpoint may be split into shards named by `model.safetensors.index.json`
 ({"weight_map": {"<tensor name>": "<shard file>"}}).
 
@@ -24,12 +28,18 @@ import numpy as np
 
 from .errors import ModelFormatError, UnsupportedModelError
 
-# safetensors dtype -> (numpy dtype used to read the raw bytes, bytes per element)
+# safetensors dtype -> (numpy dtype used to read the raw bytes, bytes per element): the dtypes
+# the converter reads
 _DTYPES = {
     "F32": (np.dtype("<f4"), 4),
     "F16": (np.dtype("<f2"), 2),
     "BF16": (np.dtype("<u2"), 2),  # no numpy bfloat16: read the bits, widen in to_float32
 }
+
+#: every dtype of the safetensors format -> bits per element
+DTYPE_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8,
+              "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32,
+              "I64": 64, "U64": 64, "F64": 64, "C64": 64, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}
 
 _MAX_HEADER = 100 * 1024 * 1024  # the reference implementation's limit
 
@@ -39,43 +49,104 @@ def bf16_bits_to_float32(bits: np.ndarray) -> np.ndarray:
     return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
+def _no_duplicates(pairs):
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise ValueError(f"duplicate key {k!r}")
+        d[k] = v
+    return d
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def read_header(path):
+    """Read and validate the header of a .safetensors file, as the format requires, without
+    reading any tensor data: the 8-byte little-endian header length (within the file and the
+    100 MB limit), a UTF-8 JSON object without duplicate keys, a "__metadata__" of strings,
+    and per tensor a known dtype, a shape of non-negative ints and data_offsets [begin, end]
+    with end - begin == elements x dtype size; sorted by offset, the tensors must cover the
+    data section exactly: no overlap, no gap, nothing past its end.
+
+    Returns (header_length, {name: (dtype, shape tuple, begin, end)} in offset order, metadata
+    dict). Raises ModelFormatError naming the file and the problem."""
+    path = Path(path)
+
+    def bad(msg):
+        return ModelFormatError(f"{path}: {msg}")
+
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise bad(f"{size} bytes is too short to be a safetensors file (8-byte header length)")
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8:
+            raise bad(f"header length {n} is past the end of the file ({size} bytes)")
+        if n > _MAX_HEADER:
+            raise bad(f"header length {n} is over the format's limit of {_MAX_HEADER} bytes")
+        raw = f.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise bad(f"the header is not valid JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise bad("the header is not a JSON object")
+    metadata = header.pop("__metadata__", None)
+    if metadata is None:
+        metadata = {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise bad("__metadata__ must map strings to strings")
+    data_size = size - 8 - n
+    tensors = []
+    for name, info in header.items():
+        if not isinstance(info, dict):
+            raise bad(f"bad header entry for tensor {name!r}")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if dtype not in DTYPE_BITS:
+            raise bad(f"tensor {name!r} has unknown dtype {dtype!r}")
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+            raise bad(f"tensor {name!r} has a bad shape {shape!r}")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(_is_int(o) for o in offsets) or not 0 <= offsets[0] <= offsets[1]):
+            raise bad(f"tensor {name!r} has bad data_offsets {offsets!r}")
+        begin, end = offsets
+        bits = DTYPE_BITS[dtype]
+        for d in shape:
+            bits *= d
+        if bits % 8:
+            raise bad(f"tensor {name!r} ({dtype}, shape {shape}) is not a whole number of bytes")
+        if end - begin != bits // 8:
+            raise bad(f"tensor {name!r} ({dtype}, shape {shape}) needs {bits // 8} bytes but its "
+                      f"data_offsets [{begin}, {end}] span {end - begin}")
+        tensors.append((begin, end, name, dtype, tuple(shape)))
+    tensors.sort()
+    pos, prev = 0, None
+    for begin, end, name, _, _ in tensors:
+        if begin < pos:
+            raise bad(f"tensors {prev!r} and {name!r} overlap: {name!r} starts at byte {begin} of "
+                      f"the data section, before {prev!r} ends at {pos}")
+        if begin > pos:
+            raise bad(f"a gap of {begin - pos} bytes before tensor {name!r} (byte {pos} to "
+                      f"{begin}): the format requires the tensors to cover the data section")
+        if end > data_size:
+            raise bad(f"tensor {name!r} data_offsets [{begin}, {end}] run past the end of the "
+                      f"data section ({data_size} bytes): truncated or corrupt file")
+        pos, prev = end, name
+    if pos != data_size:
+        raise bad(f"the tensors cover {pos} bytes but the data section has {data_size}")
+    return n, {name: (dtype, shape, b, e) for b, e, name, dtype, shape in tensors}, metadata
+
+
 class SafetensorsFile:
-    """One .safetensors file: its header parsed and validated, its data memory-mapped."""
+    """One .safetensors file: its header parsed and validated (read_header), data read lazily."""
 
     def __init__(self, path):
         self.path = Path(path)
-        size = self.path.stat().st_size
-        with open(self.path, "rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise ModelFormatError(f"{self.path}: too short to be a safetensors file")
-            (n,) = struct.unpack("<Q", head)
-            if n > _MAX_HEADER or 8 + n > size:
-                raise ModelFormatError(f"{self.path}: header length {n} is past the end of the file")
-            try:
-                header = json.loads(f.read(n).decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise ModelFormatError(f"{self.path}: the header is not valid JSON ({e})") from None
-        if not isinstance(header, dict):
-            raise ModelFormatError(f"{self.path}: the header is not a JSON object")
-        self.metadata = header.pop("__metadata__", None) or {}
+        n, self.tensors, self.metadata = read_header(self.path)  # name -> (dtype, shape, begin, end)
         self._data_start = 8 + n
-        data_size = size - self._data_start
-        self.tensors = {}  # name -> (dtype string, shape tuple, begin, end)
-        for name, info in header.items():
-            try:
-                dtype, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
-            except (KeyError, TypeError, ValueError):
-                raise ModelFormatError(f"{self.path}: bad header entry for tensor {name!r}") from None
-            if not all(isinstance(d, int) and d >= 0 for d in shape):
-                raise ModelFormatError(f"{self.path}: tensor {name!r} has a bad shape {shape}")
-            if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= data_size):
-                raise ModelFormatError(f"{self.path}: tensor {name!r} data offsets {begin}..{end} "
-                                       f"are outside the data section ({data_size} bytes)")
-            if dtype in _DTYPES and end - begin != int(np.prod(shape, dtype=np.int64)) * _DTYPES[dtype][1]:
-                raise ModelFormatError(f"{self.path}: tensor {name!r} ({dtype}, shape {list(shape)}) "
-                                       f"has {end - begin} bytes of data")
-            self.tensors[name] = (dtype, shape, begin, end)
         self._file = None
 
     def shape(self, name: str) -> tuple:

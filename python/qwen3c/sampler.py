@@ -111,8 +111,12 @@ class Sampler:
             raise ValueError("the sampler is closed")
         return self._h
 
-    def sample(self, logits) -> int:
-        """The next token id for a 1-D row of logits (appended to the history)."""
+    def sample(self, logits, allowed=None) -> int:
+        """The next token id for a 1-D row of logits (appended to the history).
+
+        allowed: None, or a token bitmask (constrained decoding, e.g. from a grammar): int32 /
+        uint32 words, bit i % 32 of word i // 32 set = token i may be picked (llguidance's
+        layout); the others count as -inf."""
         h = self._handle()
         arr = np.asarray(logits)
         if arr.ndim != 1:
@@ -124,7 +128,14 @@ class Sampler:
         if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
             raise TypeError(f"logits must be numeric, got dtype {arr.dtype}")
         arr = np.ascontiguousarray(arr, dtype=np.float32)
-        return _native.sampler_sample(h, arr)
+        if allowed is None:
+            return _native.sampler_sample(h, arr)
+        words = np.ascontiguousarray(allowed).reshape(-1)
+        if words.dtype not in (np.int32, np.uint32):
+            raise TypeError(f"allowed must be int32 / uint32 bitmask words, got {words.dtype}")
+        if words.size < (arr.size + 31) // 32:
+            raise ValueError(f"allowed has {words.size} words, {(arr.size + 31) // 32} needed")
+        return _native.sampler_sample_masked(h, arr, words)
 
     def accept(self, token) -> None:
         """Add a token (e.g. from the prompt) to the history the penalties look at."""

@@ -96,11 +96,62 @@ static Buf make_model_image(size_t *meta_end) {
     return b;
 }
 
+/* Read every metadata value and tensor of an open file through the public qwen3c_gguf_* API
+ * (under ASan: no accessor may read outside the mapping, whatever the file says). */
+static void walk_gguf(const qwen3c_gguf *g) {
+    char err[256], key[512];
+    qwen3c_gguf_header h;
+    CHECK(qwen3c_gguf_get_header(g, &h, err, sizeof(err)) == QWEN3C_OK);
+    for (uint64_t i = 0; i < h.n_kv; i++) {
+        qwen3c_gguf_kv_info info;
+        int rc = qwen3c_gguf_kv(g, i, key, sizeof(key), &info, err, sizeof(err));
+        CHECK(rc == QWEN3C_OK || (rc == QWEN3C_ERR_BUFFER && info.key_len >= sizeof(key)));
+        if (info.elem_type == QWEN3C_GGUF_STRING) {
+            size_t total = 0;
+            uint64_t lens[4];
+            uint64_t count = info.n < 4 ? info.n : 4;
+            rc = qwen3c_gguf_get_strings(g, i, info.n - count, count, NULL, 0, lens, &total, err, sizeof(err));
+            CHECK(rc == QWEN3C_OK || rc == QWEN3C_ERR_BUFFER);
+            char *buf = malloc(total + 1);
+            CHECK(qwen3c_gguf_get_strings(g, i, info.n - count, count, buf, total, lens, &total, err,
+                                          sizeof(err)) == QWEN3C_OK);
+            free(buf);
+        } else {
+            uint8_t vals[64];
+            uint64_t count = info.n < 8 ? info.n : 8;
+            CHECK(qwen3c_gguf_get_values(g, i, info.n - count, count, vals, sizeof(vals), err,
+                                         sizeof(err)) == QWEN3C_OK);
+            CHECK(qwen3c_gguf_get_values(g, i, info.n, 1, vals, sizeof(vals), err, sizeof(err)) ==
+                  QWEN3C_ERR_INVALID_ARG);
+        }
+    }
+    for (uint64_t i = 0; i < h.n_tensors; i++) {
+        qwen3c_tensor_info ti;
+        size_t len;
+        int rc = qwen3c_gguf_tensor(g, i, key, sizeof(key), &len, &ti, err, sizeof(err));
+        CHECK(rc == QWEN3C_OK || (rc == QWEN3C_ERR_BUFFER && len >= sizeof(key)));
+        CHECK(ti.offset + ti.nbytes <= h.file_size);
+    }
+    qwen3c_tensor_info ti;
+    size_t len;
+    CHECK(qwen3c_gguf_tensor(g, h.n_tensors, key, sizeof(key), &len, &ti, err, sizeof(err)) ==
+          QWEN3C_ERR_INVALID_ARG);
+}
+
 static int load_image(const uint8_t *p, size_t n, const char *path, char *err, size_t err_size) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
     if (n) fwrite(p, 1, n, f);
     fclose(f);
+    /* the reader on its own (what `qwen3c info` uses) */
+    qwen3c_gguf *g = NULL;
+    if (qwen3c_gguf_open(path, &g, err, err_size) == QWEN3C_OK) {
+        walk_gguf(g);
+        qwen3c_gguf_free(g);
+    } else {
+        CHECK(err[0] != '\0');
+        CHECK(g == NULL);
+    }
     qwen3c_model *m = NULL;
     err[0] = '\0';
     int rc = qwen3c_model_load(path, &m, err, err_size);
@@ -133,6 +184,40 @@ int main(void) {
 
     /* the valid image loads and runs */
     CHECK(load_image(img.p, img.n, path, err, sizeof(err)) == QWEN3C_OK);
+
+    /* the public reader API on the valid image */
+    {
+        qwen3c_gguf *g = NULL;
+        CHECK(qwen3c_gguf_open(path, &g, err, sizeof(err)) == QWEN3C_OK);
+        qwen3c_gguf_header h;
+        CHECK(qwen3c_gguf_get_header(g, &h, err, sizeof(err)) == QWEN3C_OK);
+        CHECK(h.version == 3 && h.n_kv == 11 && h.n_tensors == N_TENSORS && h.alignment == ALIGN);
+        CHECK(h.data_offset == meta_end && h.file_size == img.n);
+        int64_t idx = 0;
+        CHECK(qwen3c_gguf_find_kv(g, "general.architecture", &idx, err, sizeof(err)) == QWEN3C_OK && idx == 0);
+        CHECK(qwen3c_gguf_find_kv(g, "no.such.key", &idx, err, sizeof(err)) == QWEN3C_OK && idx == -1);
+        char buf[8];
+        uint64_t lens[1];
+        size_t total = 0;
+        CHECK(qwen3c_gguf_get_strings(g, 0, 0, 1, buf, 2, lens, &total, err, sizeof(err)) == QWEN3C_ERR_BUFFER);
+        CHECK(total == 5);
+        CHECK(qwen3c_gguf_get_strings(g, 0, 0, 1, buf, sizeof(buf), lens, &total, err, sizeof(err)) == QWEN3C_OK);
+        CHECK(lens[0] == 5 && memcmp(buf, "qwen3", 5) == 0);
+        CHECK(qwen3c_gguf_get_strings(g, 1, 0, 1, buf, sizeof(buf), lens, &total, err, sizeof(err)) ==
+              QWEN3C_ERR_INVALID_ARG);
+        uint32_t v = 0;
+        CHECK(qwen3c_gguf_get_values(g, 1, 0, 1, &v, sizeof(v), err, sizeof(err)) == QWEN3C_OK && v == 1);
+        CHECK(qwen3c_gguf_get_values(g, 1, 0, 1, &v, 2, err, sizeof(err)) == QWEN3C_ERR_INVALID_ARG);
+        CHECK(qwen3c_gguf_get_values(g, 0, 0, 1, &v, sizeof(v), err, sizeof(err)) == QWEN3C_ERR_INVALID_ARG);
+        qwen3c_gguf_kv_info info;
+        CHECK(qwen3c_gguf_kv(g, 11, buf, sizeof(buf), &info, err, sizeof(err)) == QWEN3C_ERR_INVALID_ARG);
+        CHECK(qwen3c_gguf_kv(g, 1, buf, sizeof(buf), &info, err, sizeof(err)) == QWEN3C_ERR_BUFFER);
+        CHECK(info.key_len == strlen("qwen3.block_count") && info.type == QWEN3C_GGUF_UINT32 && info.n == 1);
+        walk_gguf(g);
+        qwen3c_gguf_free(g);
+        qwen3c_gguf_free(NULL);
+        CHECK(qwen3c_gguf_get_header(NULL, &h, err, sizeof(err)) == QWEN3C_ERR_INVALID_ARG);
+    }
 
     /* the in-memory parser agrees */
     gguf_file gf;
