@@ -2,6 +2,7 @@
 
     python bench/ab_builds.py --model x.gguf --a build_a/python --b build_b/python \
         [--a-env QWEN3C_CPU=avx2] [--b-env ...] [--rounds 5] [--prompt 512] [--decode 64]
+        [--threads N | --a-threads N --b-threads M] [--cpu-time]
 
 --a / --b are directories that hold a `qwen3c` package with its compiled extension (a source
 tree's python/ after tools/dev_build.sh, or a --target install). Each round runs A then B (then
@@ -46,12 +47,12 @@ print(json.dumps({"prefill": n_prompt / best, "decode": n_decode / dec, "tier": 
 """
 
 
-def run(pythonpath: str, env_extra: list, args) -> dict:
+def run(pythonpath: str, env_extra: list, threads: int, args) -> dict:
     env = dict(os.environ, PYTHONPATH=pythonpath)
     for kv in env_extra:
         k, _, v = kv.partition("=")
         env[k] = v
-    out = subprocess.run([sys.executable, "-c", CHILD, args.model, str(args.threads), str(args.prompt),
+    out = subprocess.run([sys.executable, "-c", CHILD, args.model, str(threads), str(args.prompt),
                           str(args.decode), "cpu" if args.cpu_time else "wall"], env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -64,7 +65,9 @@ def main(argv=None) -> int:
     ap.add_argument("--a-env", action="append", default=[], metavar="K=V")
     ap.add_argument("--b-env", action="append", default=[], metavar="K=V")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=0, help="threads of both (0 = all cores)")
+    ap.add_argument("--a-threads", type=int, help="threads of A (e.g. 1 vs --b-threads 2: scaling)")
+    ap.add_argument("--b-threads", type=int)
     ap.add_argument("--prompt", type=int, default=512)
     ap.add_argument("--decode", type=int, default=64)
     ap.add_argument("--cpu-time", action="store_true",
@@ -77,7 +80,9 @@ def main(argv=None) -> int:
         order = ("a", "b") if r % 2 == 0 else ("b", "a")
         res = {}
         for side in order:
-            res[side] = run(getattr(args, side), getattr(args, f"{side}_env"), args)
+            threads = getattr(args, f"{side}_threads")
+            res[side] = run(getattr(args, side), getattr(args, f"{side}_env"),
+                            args.threads if threads is None else threads, args)
         a, b = res["a"], res["b"]
         for k in ratios:
             ratios[k].append(b[k] / a[k])

@@ -12,7 +12,7 @@
  *
  * Shapes: see the legend at the top of internal.h (L, D, H, NH, NKV, HD, V, C, B).
  * The SIMD kernels (matmuls, attention scores and sums, softmax, SwiGLU) are per CPU tier in
- * kernels/ (kernels/kernels.h); a pass computes with its model's tier's table (Pass.k).
+ * kernels/ (kernels/kernels.h); a pass carries the model's tier table (Pass.k).
  */
 #include <math.h>
 #include <stdio.h>
@@ -28,11 +28,11 @@
 /* What one forward pass computes with: the activations of its batch (a context's own, or a
  * qwen3c_batch's for several contexts), its threads and its matmul arithmetic. */
 typedef struct {
-    const Kernels *k; /* the model's CPU tier (its packed weights are laid out for it) */
     RunState *s;      /* x, xb, q, k, v, att_out, xb2, hb, hb2, att, xq (not the KV caches) */
     int n_threads;
     int activations;  /* QWEN3C_ACTIVATIONS_* */
     int att_C;        /* row stride of s->att: the longest context of the batch (padded) */
+    const Kernels *k; /* the CPU tier's kernels: the model's (cpu.c) */
 } Pass;
 
 /* Where attention() copies a sequence's softmax probabilities when asked
@@ -491,7 +491,6 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
         }
     }
     ctx->transformer = model;
-    ctx->k = model->kernels;
     ctx->n_ctx = n_ctx;
     ctx->n_ctx_pad = n_ctx_pad;
     ctx->n_threads = n_threads;
@@ -547,7 +546,7 @@ static int forward_calls(qwen3c_context *ctx, const int32_t *tokens, int n_token
         float *lg = NULL;
         if (logits && all_logits) lg = logits + (size_t)c0 * V;
         else if (logits && last) lg = logits;
-        const Pass ps = {ctx->k, &ctx->state, ctx->n_threads, ctx->activations, ctx->n_ctx_pad};
+        const Pass ps = {&ctx->state, ctx->n_threads, ctx->activations, ctx->n_ctx_pad, ctx->transformer->kernels};
         cap.q0 = c0;
         Seq seq = {ctx, 0, n, pos + c0, lg, 0, attn ? &cap : NULL};
         forward(&ps, ctx->transformer, &seq, 1, tokens + c0, n, all_logits,
@@ -591,7 +590,7 @@ int qwen3c_lm_head(qwen3c_context *ctx, const float *hidden, int n, float *logit
         /* hidden_states = norm(hidden_states); logits = lm_head(hidden_states) */
         for (int t = 0; t < m; t++)
             rmsnorm(xb + (size_t)t * D, hidden + (size_t)(c0 + t) * D, w->rms_final, D, p->norm_eps);
-        const Pass ps = {ctx->k, &ctx->state, ctx->n_threads, ctx->activations, ctx->n_ctx_pad};
+        const Pass ps = {&ctx->state, ctx->n_threads, ctx->activations, ctx->n_ctx_pad, ctx->transformer->kernels};
         matmul(&ps, logits + (size_t)c0 * V, xb, m, &w->wcls);
     }
     return QWEN3C_OK;
@@ -734,7 +733,7 @@ int qwen3c_forward_batch(qwen3c_batch *b, const qwen3c_batch_seq *seqs, int n_se
         memcpy(tokens + t0, q->tokens, (size_t)q->n_tokens * sizeof(int32_t));
         t0 += q->n_tokens;
     }
-    const Pass ps = {b->transformer->kernels, &b->state, b->n_threads, b->activations, b->att_C};
+    const Pass ps = {&b->state, b->n_threads, b->activations, b->att_C, b->transformer->kernels};
     forward(&ps, b->transformer, b->seqs, n_seqs, tokens, (int)n, 0, NULL, 0, b->logits);
     return QWEN3C_OK;
 }

@@ -170,7 +170,9 @@ const Kernels *kernels_tier(size_t i, int *runnable);
 /* ---------------------------------------------------------------------------------------
  * Errors: every fallible function returns a QWEN3C_* status and fills (err, err_size).
  * ------------------------------------------------------------------------------------- */
-#if defined(__GNUC__)
+#if defined(__MINGW32__) && !defined(__clang__)
+__attribute__((format(gnu_printf, 4, 5))) /* mingw's C99 printf (__USE_MINGW_ANSI_STDIO) */
+#elif defined(__GNUC__)
 __attribute__((format(printf, 4, 5)))
 #endif
 int qwen3c_fail(char *err, size_t err_size, int status, const char *fmt, ...);

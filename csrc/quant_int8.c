@@ -3,7 +3,7 @@
  * integer dot products (AVX-512 VNNI vpdpbusd). Less exact than quant.c's kernels (the
  * activations are rounded to 8 bits, as llama.cpp does), so never the default.
  *
- * Activation quantization (once per matmul, quantize_activations): each block of 32 values
+ * Activation quantization (once per matmul, int8 ActQuantKernels.quantize): each block of 32 values
  * x[0..32) of a token row gets
  *     d  = max|x| / 127            (float32; d = 0 when d < FLT_MIN, i.e. an all-~zero block)
  *     id = 1 / d                   (float32; 0 when d = 0)

@@ -6,7 +6,7 @@
  * rounded in steps of outlier / 32767: 1.3e-3 of the logits on SmolLM2 (quant.c's float
  * kernels, the default: ~1e-7 per dot product, 3e-6 on SmolLM2; quant_int8.c: ~1e-2).
  *
- * Activation quantization (once per matmul, quantize_activations_q16): each block of 32
+ * Activation quantization (once per matmul, q16 ActQuantKernels.quantize): each block of 32
  * values x[0..32) of a token row gets
  *     d   = max|x| / 32767         (float32; d = 0 when d < FLT_MIN or not finite)
  *     id  = 1 / d                  (float32; 0 when d = 0)

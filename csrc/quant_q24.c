@@ -7,7 +7,7 @@
  * does 64 multiply-adds per instruction, so decode runs at memory speed and prefill does 64/3
  * multiply-adds per instruction, against 16 for a float32 FMA.
  *
- * Activation quantization (once per matmul, quantize_activations_q24): each block of 32
+ * Activation quantization (once per matmul, Q24Kernels.quantize): each block of 32
  * values x[0..32) of a token row gets
  *     d  = max|x| / 8355711          (float32; 8355711 = 0x7F7F7F; d = 0 when max|x| is 0 or
  *                                     d < FLT_MIN; d = NaN when the block holds a NaN or inf,

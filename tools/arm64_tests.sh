@@ -12,7 +12,8 @@
 # NEON kernels, and clang (the compiler of macOS) compiles them for each tier's -march too, and
 # for Windows on arm64 (against mingw-w64's headers).
 # Emulation says nothing about speed.
-#   bash tools/arm64_tests.sh [BUILD_DIR]     (tools/run_tests.sh runs it; ~1 min)
+#   bash tools/arm64_tests.sh [BUILD_DIR]     (tools/cross_tests.sh aarch64 runs it, and so
+#                                             tools/run_tests.sh; ~1 min of CPU time)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 bdir=${1:-$root/build/arm64}
@@ -22,9 +23,12 @@ for tool in aarch64-linux-gnu-gcc aarch64-linux-gnu-objdump qemu-aarch64; do
 done
 
 gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
+mkdir -p "$(dirname "$bdir")"
 cmake -S . -B "$bdir" "${gen[@]}" -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
-      -DQWEN3C_PYTHON=OFF -DQWEN3C_BUILD_C_TESTS=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$bdir" >/dev/null
+      -DQWEN3C_PYTHON=OFF -DQWEN3C_BUILD_C_TESTS=ON -DCMAKE_BUILD_TYPE=Release > "$bdir.cmake.log" 2>&1 ||
+  { cat "$bdir.cmake.log"; exit 1; }
+cmake --build "$bdir" > "$bdir.build.log" 2>&1 || { cat "$bdir.build.log"; exit 1; }
+if grep -q "warning:" "$bdir.build.log"; then grep -A3 "warning:" "$bdir.build.log"; exit 1; fi # warnings fail
 
 # the instructions each tier's kernels are written for are really there
 obj() { echo "$bdir/CMakeFiles/qwen3c_kernels_$1.dir/csrc/kernels/$2.c.o"; }

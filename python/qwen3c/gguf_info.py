@@ -377,9 +377,9 @@ def _info(argv):
     ap = argparse.ArgumentParser(
         prog="qwen3c info",
         description="Describe a GGUF file: validated by qwen3c's own reader and loaded once "
-                    "(nothing is run), and this machine: the CPU kernel tier, features, threads. "
-                    "Without a file: this machine only. Exit status 1 for a malformed or "
-                    "unreadable file.")
+                    "(nothing is run), and this machine: the CPU kernel tier, features, "
+                    "threads. Without a file: this machine only. Exit status 1 for a malformed "
+                    "or unreadable file.")
     ap.add_argument("path", nargs="?", help="GGUF file")
     ap.add_argument("--json", action="store_true",
                     help="print the model context document (docs/model_context_schema.json); "

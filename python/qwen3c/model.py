@@ -71,8 +71,9 @@ class Model:
             against a packed copy of the weights (x86 vpdpbusd or vpmaddubsw; arm64 sdot /
             smmla): float32-level precision (SmolLM2 Q4_1: 3e-6 of the float32 reference) at
             memory speed. On the kernel tiers without SIMD integer dot products ("sse",
-            "neon-nodot", "scalar") it runs as "f32". The weights are copied once at load into huge pages
-            (F32 / F16 / BF16 matrices too, as they are: faster decode for float files);
+            "neon-nodot", "scalar") it runs as "f32". The weights are copied once at load into
+            huge pages (F32 / F16 / BF16 matrices too, as they are: faster decode for float
+            files);
             "f32": float32 x against the stored weight blocks, exact up to float32 rounding
             (3e-6 on SmolLM2), compute-bound; nothing is copied: the weights stay mmapped
             (as with "q16" / "q8");

@@ -8,9 +8,32 @@
  * metadata part) from a temporary file. Each load must return a status (never crash, never
  * read out of bounds) and, when it fails, leave a non-empty error message; nothing may leak.
  */
+#ifdef _WIN32
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#else
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* mkstemp */
+#endif
 #include <unistd.h>
+#endif
 
 #include "testutil.h"
+
+/* A new empty temporary file's name in path (MAX_PATH = 260 bytes at least); 0 on success. */
+static int make_temp_file(char *path, size_t size) {
+#ifdef _WIN32
+    char dir[MAX_PATH];
+    if (size < MAX_PATH || !GetTempPathA(sizeof dir, dir)) return -1;
+    return GetTempFileNameA(dir, "q3c", 0, path) ? 0 : -1;
+#else
+    snprintf(path, size, "/tmp/qwen3c_test_gguf_XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0) return -1;
+    close(fd);
+    return 0;
+#endif
+}
 
 /* tiny dims: dim 32, hidden 64, 2 heads, 1 kv head, head_dim 16, vocab 64, 1 layer */
 enum { DIM = 32, HID = 64, NH = 2, NKV = 1, HD = 16, VOCAB = 64, ALIGN = 32 };
@@ -135,10 +158,8 @@ static int load_image(const uint8_t *p, size_t n, const char *path, char *err, s
 }
 
 int main(void) {
-    char path[] = "/tmp/qwen3c_test_gguf_XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) { perror("mkstemp"); return 1; }
-    close(fd);
+    char path[512];
+    if (make_temp_file(path, sizeof path) != 0) { perror("temporary file"); return 1; }
     char err[512];
     size_t meta_end;
     Buf img = make_model_image(&meta_end);
@@ -219,7 +240,7 @@ int main(void) {
 
     free(copy);
     free(img.p);
-    unlink(path);
+    remove(path);
     printf("test_gguf: %d corrupted images, %d rejected, %d checks failed\n", n_cases, n_failed, failures);
     return failures ? 1 : 0;
 }
