@@ -168,7 +168,7 @@ int main(int argc, char **argv) {
                 const int ok = rel >= 0 && rel <= tol;
                 runs++;
                 worst = rel > worst ? rel : worst;
-                printf("  %-24s %-7s %-4s rel %.2e (tol %.0e) %s\n", name, tier, pass ? "f32" : "", rel, tol,
+                printf("  %-24s %-10s %-4s rel %.2e (tol %.0e) %s\n", name, tier, pass ? "f32" : "", rel, tol,
                        ok ? "ok" : "FAIL");
                 if (!ok) failures++;
             }
