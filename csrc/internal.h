@@ -63,6 +63,29 @@ static inline void k_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
     }
 }
 
+/* a * b + c rounded once: a fused multiply-add, which the q24 kernels' float steps are defined
+ * by. Where the compile target has FMA (x86 tiers with -mfma, arm64) the instruction. Otherwise
+ * from doubles, not libm's fmaf (mingw-w64's, at least under wine, rounds twice): a * b is exact
+ * in double; TwoSum gives p + c = s + err exactly; if err != 0, s moves to its neighbour with
+ * an odd last bit on err's side (round to odd), and an odd-rounded double rounds to the
+ * correctly rounded float (double has more than float's 24 + 2 bits). */
+static inline float fma_exact(float a, float b, float c) {
+#if defined(__FMA__) || defined(__aarch64__) || defined(_M_ARM64)
+    return __builtin_fmaf(a, b, c);
+#else
+    const double p = (double)a * (double)b, s = p + (double)c;
+    if (s - s != 0.0) return (float)s; /* inf or NaN */
+    const double bb = s - p, err = (p - (s - bb)) + ((double)c - bb);
+    uint64_t u;
+    memcpy(&u, &s, 8);
+    if (err == 0.0 || (u & 1u)) return (float)s;
+    u = (err > 0.0) == (s > 0.0) ? u + 1 : u - 1; /* one ulp away from / towards zero */
+    double odd;
+    memcpy(&odd, &u, 8);
+    return (float)odd;
+#endif
+}
+
 /* IEEE half -> float (exact, including subnormals, inf and NaN). */
 static inline float fp16_to_fp32(uint16_t h) {
 #if defined(__F16C__)

@@ -65,11 +65,11 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
                 }
                 uint16_t dbits, mbits;
                 memcpy(&dbits, p + 2 * lane, 2);
-                const float f = fmaf((float)ih, 65536.0f, (float)iml);
-                tot = fmaf(f, fp16_to_fp32(dbits) * xb->d, tot);
+                const float f = fma_exact((float)ih, 65536.0f, (float)iml);
+                tot = fma_exact(f, fp16_to_fp32(dbits) * xb->d, tot);
                 if (q41) {
                     memcpy(&mbits, p + 32 + 2 * lane, 2);
-                    tot = fmaf(fp16_to_fp32(mbits), xb->sx, tot);
+                    tot = fma_exact(fp16_to_fp32(mbits), xb->sx, tot);
                 }
             }
             out[t * out_stride + r] = tot;

@@ -48,17 +48,17 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
                         iml[k / 16] += u * (256 * xb->m[k] + xb->l[k]);
                     }
                     if (!q6) {
-                        const float f = fmaf((float)(ih[0] + ih[1]), 65536.0f, (float)(iml[0] + iml[1]));
+                        const float f = fma_exact((float)(ih[0] + ih[1]), 65536.0f, (float)(iml[0] + iml[1]));
                         const float dsc = d * (float)rec[64 + 16 * b + lane];
                         const float dmn = fp16_to_fp32(read_u16(rec + 32 + 2 * lane)) * (float)rec[192 + 16 * b + lane];
-                        tot = fmaf(f, dsc * xb->d, tot);
-                        tot = fmaf(-dmn, xb->sx, tot);
+                        tot = fma_exact(f, dsc * xb->d, tot);
+                        tot = fma_exact(-dmn, xb->sx, tot);
                         continue;
                     }
                     for (int h = 0; h < 2; h++) {
-                        const float f = fmaf((float)(ih[h] - xb->q6k[2 * h]), 65536.0f, (float)(iml[h] - xb->q6k[2 * h + 1]));
+                        const float f = fma_exact((float)(ih[h] - xb->q6k[2 * h]), 65536.0f, (float)(iml[h] - xb->q6k[2 * h + 1]));
                         const float dsc = d * (float)(int8_t)rec[32 + 16 * (2 * b + h) + lane];
-                        tot = fmaf(f, dsc * xb->d, tot);
+                        tot = fma_exact(f, dsc * xb->d, tot);
                     }
                 }
             }

@@ -449,6 +449,26 @@ static void test_nn(const Kernels *k) {
     k->nn->softmax(x, 4);
 }
 
+/* ---- fma_exact (internal.h): the fused multiply-add of the scalar q24 steps ------------- */
+static void test_fma_exact(void) {
+    int bad = 0;
+    for (int i = 0; i < 200000; i++) {
+        /* products that need more than 24 bits, sums that cancel, and exact halfway cases */
+        const float a = 1.0f + (float)(next_u64() >> 40) / 16777216.0f, b = 1.0f + (float)(next_u64() >> 40) / 16777216.0f;
+        const float c = i % 3 == 0 ? -a * b : (float)(int64_t)(next_u64() >> 38) / -4194304.0f;
+        const float got = fma_exact(a, b, c);
+#if defined(__GLIBC__) || defined(__APPLE__)
+        if (memcmp(&(float){fmaf(a, b, c)}, &got, 4)) bad++; /* a correctly rounded libm */
+#endif
+        /* and: |got - (a b + c)| <= half an ulp of got, from the exact value in two doubles */
+        const double p = (double)a * b, s = p + c, bb = s - p, err = (p - (s - bb)) + (c - bb);
+        const double d = fabs(((double)got - s) - err), ulp = ldexp(1.0, ilogb(got) - 23);
+        if (got != 0.0f && isfinite(got) && d > 0.5 * ulp) bad++;
+    }
+    CHECK(bad == 0);
+    CHECK(fma_exact(1.0f + 0x1p-23f, 1.0f - 0x1p-23f, -1.0f) == -0x1p-46f); /* needs one rounding */
+}
+
 /* ---- float -> half (quant.c: hardware on F16C / arm64, else the bit-exact software path) -- */
 static void test_halves(void) {
     int bad = 0;
@@ -478,6 +498,7 @@ int main(void) {
     const char *expect = getenv("QWEN3C_EXPECT_BEST");
     if (expect && *expect) CHECK(strcmp(info.best, expect) == 0);
     test_halves();
+    test_fma_exact();
     int runnable = 0;
     size_t n = 0;
     while (kernels_tier(n, NULL)) n++;
