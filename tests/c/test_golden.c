@@ -159,7 +159,7 @@ int main(int argc, char **argv) {
             continue;
         }
         const int q24 = strstr(name, "q8_0") || strstr(name, "q4_0") || strstr(name, "q4_1");
-        char tiers[64];
+        char tiers[sizeof runnable_names];
         snprintf(tiers, sizeof tiers, "%s", runnable ? runnable : "scalar");
         for (char *tier = strtok(tiers, " "); tier; tier = strtok(NULL, " ")) {
             for (int pass = 0; pass < 1 + q24; pass++) {
