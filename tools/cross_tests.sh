@@ -23,8 +23,10 @@ build() { # build DIR TOOLCHAIN
 
 run_all() { # run_all LABEL RUNNER... : every test program of the build dir $dir, from the source root
   local label=$1; shift
+  mkdir -p "$dir/logs"
   for t in "$dir"/test_*"$exe"; do
-    local log="$dir/$(basename "$t").log" t0=$SECONDS
+    [ -f "$t" ] && [ -x "$t" ] || continue
+    local log="$dir/logs/$(basename "$t").log" t0=$SECONDS
     if ! "$@" "$t" > "$log" 2>&1; then
       echo "$label: $(basename "$t") FAILED" >&2
       grep -v "TCG doesn't support\|wine32 is missing\|multiarch needs\|dpkg --add-arch\|apt-get install wine32" "$log" >&2

@@ -79,6 +79,10 @@ for variant in openmp no-openmp; do
       -C build-dir=build/clang-$variant "${extra[@]}" . > "build/clang-$variant.log" 2>&1 ||
     { cat "build/clang-$variant.log"; exit 1; }
   if grep -E "(error|warning):" "build/clang-$variant.log"; then echo "clang ($variant): not clean" >&2; exit 1; fi
+  # the baseline code and the sse tier: not one VEX-encoded (AVX) instruction
+  vex=$(find build/clang-$variant/CMakeFiles/qwen3c_core.dir build/clang-$variant/CMakeFiles/qwen3c_kernels_sse.dir \
+        -name "*.o" -exec objdump -d --no-show-raw-insn {} + 2> /dev/null | awk '$2 ~ /^v[a-z]/' | head -n 3 || true)
+  if [ -n "$vex" ]; then echo "clang ($variant): AVX instructions outside the avx2 / avx512 tiers: $vex" >&2; exit 1; fi
   echo "== clang, $variant"
   PYTHONPATH="$site" "$PY" -m pytest -q -p no:cacheprovider "${clang_tests[@]}" \
       $([ $variant = no-openmp ] && echo tests/test_generate.py tests/test_cli.py tests/test_model_api.py)

@@ -25,7 +25,7 @@ static size_t act_size(int n_tok, int64_t cols) {
 static void quantize_block(const float *x, int8_t *q, float *d_out, int32_t *sx_out) {
     const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
     float id;
-    const float d = i8_act_scale(_mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1))), &id);
+    const float d = block_scale(_mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1))), 127.0f, &id);
     const __m512 vid = _mm512_set1_ps(id);
     /* cvtps rounds with the current mode: to nearest, ties to even (= rint) */
     __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(x0, vid));
@@ -43,13 +43,12 @@ static void quantize(const float *x, int n_tok, int64_t cols, void *xq) {
     const int64_t nb = cols / QK;
     uint8_t *base = (uint8_t *)xq;
     for (int t = 0; t < n_tok; t++) {
-        const float *xr = x + (int64_t)t * cols;
-        uint8_t *pl = base + (size_t)t * plain_bytes(nb);
-        int8_t *q = (int8_t *)pl;
-        float *d = (float *)(void *)(pl + 32 * nb);
-        int32_t *sx = (int32_t *)(void *)(pl + 36 * nb);
-        for (int64_t b = 0; b < nb; b++) quantize_block(xr + b * QK, q + b * QK, d + b, sx + b);
+        i8_quantize_plain(x, t, cols, xq, quantize_block);
         if (n_tok == 1) continue;  /* decode reads the plain layout only */
+        const I8Plain pl = i8_plain(xq, t, nb);
+        const int8_t *q = pl.q;
+        const float *d = pl.d;
+        const int32_t *sx = pl.sx;
         uint8_t *ir = base + (size_t)n_tok * plain_bytes(nb) + (size_t)t * inter_bytes(nb);
         for (int64_t g = 0; g < n_groups(nb); g++) {
             uint8_t *rec = ir + g * GREC;
@@ -344,9 +343,10 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
     const uint8_t *base = (const uint8_t *)w->data;
     const uint8_t *xb = (const uint8_t *)xq;
     if (n_tok == 1) {
-        const int8_t *q = (const int8_t *)xb;
-        const float *d = (const float *)(const void *)(xb + 32 * nb);
-        const int32_t *sx = (const int32_t *)(const void *)(xb + 36 * nb);
+        const I8Plain pl = i8_plain(xq, 0, nb);
+        const int8_t *q = pl.q;
+        const float *d = pl.d;
+        const int32_t *sx = pl.sx;
         switch (w->type) {
         case QWEN3C_TYPE_Q8_0:
             for (int64_t r = r0; r < r1; r++) out[r] = dot_row_q8_0(base + r * w->row_bytes, q, d, nb);

@@ -14,7 +14,7 @@ static void quantize_block(const float *x, int8_t *q, float *d_out, int32_t *sx_
         amax = a > amax ? a : amax;
     }
     float id;
-    const float d = i8_act_scale(amax, &id);
+    const float d = block_scale(amax, 127.0f, &id);
     int32_t s = 0;
     for (int j = 0; j < QK; j++) {
         const float v = nearbyintf(x[j] * id);
@@ -27,16 +27,7 @@ static void quantize_block(const float *x, int8_t *q, float *d_out, int32_t *sx_
 }
 
 static void quantize(const float *x, int n_tok, int64_t cols, void *xq) {
-    const int64_t nb = cols / QK;
-    uint8_t *base = (uint8_t *)xq;
-    for (int t = 0; t < n_tok; t++) {
-        const float *xr = x + (int64_t)t * cols;
-        uint8_t *pl = base + (size_t)t * plain_bytes(nb);
-        int8_t *q = (int8_t *)pl;
-        float *d = (float *)(void *)(pl + 32 * nb);
-        int32_t *sx = (int32_t *)(void *)(pl + 36 * nb);
-        for (int64_t b = 0; b < nb; b++) quantize_block(xr + b * QK, q + b * QK, d + b, sx + b);
-    }
+    for (int t = 0; t < n_tok; t++) i8_quantize_plain(x, t, cols, xq, quantize_block);
 }
 
 /* One weight block as signed ints w (the value is dw * w + m), exact. */
@@ -72,7 +63,6 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
     const int64_t nb = w->cols / QK;
     const int64_t ts = qwen3c_type_row_size(w->type, QK);
     const uint8_t *base = (const uint8_t *)w->data;
-    const uint8_t *xb = (const uint8_t *)xq;
     const int q41 = w->type == QWEN3C_TYPE_Q4_1;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = base + r * w->row_bytes;
@@ -82,16 +72,13 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
             float dw, m;
             unpack_block(w->type, row + b * ts, wq, &dw, &m);
             for (int t = 0; t < n_tok; t++) {
-                const uint8_t *pl = xb + (size_t)t * plain_bytes(nb);
-                const int8_t *q = (const int8_t *)pl + b * QK;
-                const float dx = ((const float *)(const void *)(pl + 32 * nb))[b];
+                const I8Plain pl = i8_plain(xq, t, nb);
+                const int8_t *q = pl.q + b * QK;
+                const float dx = pl.d[b];
                 int32_t isum = 0;
                 for (int j = 0; j < QK; j++) isum += (int32_t)wq[j] * (int32_t)q[j];
                 float v = (dw * dx) * (float)isum;
-                if (q41) {
-                    const int32_t sx = ((const int32_t *)(const void *)(pl + 36 * nb))[b];
-                    v += m * (dx * (float)sx);
-                }
+                if (q41) v += m * (dx * (float)pl.sx[b]);
                 out[(int64_t)t * out_stride + r] += v;
             }
         }

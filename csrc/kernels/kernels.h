@@ -149,6 +149,16 @@ typedef struct {
     void (*swiglu)(float *hb, const float *hb2, int64_t n);  /* hb = silu(hb) * hb2 */
 } NNKernels;
 
+/* The scale of an activation block quantized to integers in [-qmax, qmax] from its max |x|:
+ * d = amax / qmax, and *id = 1 / d; both 0 for a block too small to scale (d < FLT_MIN) and
+ * for NaN / inf (which keeps 1 / d finite). q16 (qmax 32767) and int8 (127) share it. */
+static inline float block_scale(float amax, float qmax, float *id) {
+    float d = amax / qmax;
+    if (!(d >= 1.17549435e-38f) || d > 3.40282347e+38f) d = 0.0f;  /* FLT_MIN, FLT_MAX */
+    *id = d != 0.0f ? 1.0f / d : 0.0f;
+    return d;
+}
+
 /* ---- one tier: a table per family ---------------------------------------------------------- */
 typedef struct Kernels {
     const char             *tier;      /* "avx512", "avx2", "sse", "neon", ... (QWEN3C_CPU names) */

@@ -174,12 +174,7 @@ static void tile_dispatch(int nr, int nt, const float *tile, const float *x, int
 
 static void rows(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,
                  int64_t r0, int64_t r1) {
-    if (n_tok == 1) {
-        const uint8_t *base = (const uint8_t *)w->data;
-        for (int64_t r = r0; r < r1; r++) out[r] = vec_dot(w->type, base + r * w->row_bytes, x, w->cols);
-        return;
-    }
-    matmul_panels(out, out_stride, x, n_tok, w, r0, r1, dequant_reference, tile_dispatch);
+    matmul_rows_with(out, out_stride, x, n_tok, w, r0, r1, vec_dot, dequant_reference, tile_dispatch);
 }
 
 const MatmulKernels TIER_TABLE(matmul_kernels) = {rows};

@@ -137,4 +137,19 @@ matmul_panels(float *out, int64_t out_stride, const float *x, int n_tok, const Q
     }
 }
 
+/* dot(row of `type`, x) over n elements: a tier's decode kernel */
+typedef float (*VecDotFn)(int type, const uint8_t *row, const float *x, int64_t n);
+
+/* A whole matmul_<tier>.c rows(): decode one vec_dot per row, prefill matmul_panels. */
+static inline __attribute__((always_inline)) void
+matmul_rows_with(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w, int64_t r0,
+                 int64_t r1, VecDotFn vec_dot, DequantFn dequant, TileFn tile) {
+    if (n_tok > 1) {
+        matmul_panels(out, out_stride, x, n_tok, w, r0, r1, dequant, tile);
+        return;
+    }
+    const uint8_t *base = (const uint8_t *)w->data;
+    for (int64_t r = r0; r < r1; r++) out[r] = vec_dot(w->type, base + r * w->row_bytes, x, w->cols);
+}
+
 #endif /* QWEN3C_MATMUL_COMMON_H */

@@ -20,12 +20,25 @@ static inline int64_t n_groups(int64_t nb) { return (nb + GB - 1) / GB; }
 /* bytes per token of the plain part: int16 q[nb][32]; float d[nb]; float sxf[nb]; int32 qb[nb] */
 static inline size_t plain_bytes(int64_t nb) { return (size_t)nb * 76; }
 
-/* The block's scale from its max |x|; 0 for blocks too small to scale (and NaN / inf). */
-static inline float q16_act_scale(float amax, float *id) {
-    float d = amax / 32767.0f;
-    if (!(d >= FLT_MIN) || d > FLT_MAX) d = 0.0f;  /* also keeps 1/d finite */
-    *id = d != 0.0f ? 1.0f / d : 0.0f;
-    return d;
+/* The plain part of token t's quantized activations (nb = cols / 32 blocks). */
+typedef struct { int16_t *q; float *d, *sx; int32_t *qb; } Q16Plain;
+static inline Q16Plain q16_plain(const void *xq, int t, int64_t nb) {
+    uint8_t *pl = (uint8_t *)xq + (size_t)t * plain_bytes(nb);
+    const Q16Plain r = {(int16_t *)(void *)pl, (float *)(void *)(pl + 64 * nb), (float *)(void *)(pl + 68 * nb),
+                        (int32_t *)(void *)(pl + 72 * nb)};
+    return r;
+}
+
+/* One block of 32: q (int16), d, the float sum sx and qb = -8 sum(q) (a tier's own). */
+typedef void (*Q16BlockFn)(const float *x, int16_t *q, float *d, float *sx, int32_t *qb);
+
+/* Token t's row of x (cols floats) into its plain part, block by block. */
+static inline __attribute__((always_inline)) void
+q16_quantize_plain(const float *x, int t, int64_t cols, void *xq, Q16BlockFn block) {
+    const int64_t nb = cols / QK;
+    const float *xr = x + (int64_t)t * cols;
+    const Q16Plain p = q16_plain(xq, t, nb);
+    for (int64_t b = 0; b < nb; b++) block(xr + b * QK, p.q + b * QK, p.d + b, p.sx + b, p.qb + b);
 }
 
 #endif /* QWEN3C_Q16_H */

@@ -15,7 +15,7 @@ static void quantize_block(const float *x, int16_t *q, float *d_out, float *s_ou
         s += x[j];
     }
     float id;
-    const float d = q16_act_scale(amax, &id);
+    const float d = block_scale(amax, 32767.0f, &id);
     int32_t qs = 0;
     for (int j = 0; j < QK; j++) {
         const float v = nearbyintf(x[j] * id);
@@ -28,17 +28,7 @@ static void quantize_block(const float *x, int16_t *q, float *d_out, float *s_ou
 }
 
 static void quantize(const float *x, int n_tok, int64_t cols, void *xq) {
-    const int64_t nb = cols / QK;
-    uint8_t *base = (uint8_t *)xq;
-    for (int t = 0; t < n_tok; t++) {
-        const float *xr = x + (int64_t)t * cols;
-        uint8_t *pl = base + (size_t)t * plain_bytes(nb);
-        int16_t *q = (int16_t *)(void *)pl;
-        float *d = (float *)(void *)(pl + 64 * nb);
-        float *sx = (float *)(void *)(pl + 68 * nb);
-        int32_t *qb = (int32_t *)(void *)(pl + 72 * nb);
-        for (int64_t b = 0; b < nb; b++) quantize_block(xr + b * QK, q + b * QK, d + b, sx + b, qb + b);
-    }
+    for (int t = 0; t < n_tok; t++) q16_quantize_plain(x, t, cols, xq, quantize_block);
 }
 
 /* One weight block as int16 w (the value is dw * w + m), exact. */
@@ -74,7 +64,6 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
     const int64_t nb = w->cols / QK;
     const int64_t ts = qwen3c_type_row_size(w->type, QK);
     const uint8_t *base = (const uint8_t *)w->data;
-    const uint8_t *xb = (const uint8_t *)xq;
     const int q41 = w->type == QWEN3C_TYPE_Q4_1;
     for (int64_t r = r0; r < r1; r++) {
         const uint8_t *row = base + r * w->row_bytes;
@@ -84,13 +73,13 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
             float dw, m;
             unpack_block(w->type, row + b * ts, wq, &dw, &m);
             for (int t = 0; t < n_tok; t++) {
-                const uint8_t *pl = xb + (size_t)t * plain_bytes(nb);
-                const int16_t *q = (const int16_t *)(const void *)pl + b * QK;
-                const float dx = ((const float *)(const void *)(pl + 64 * nb))[b];
+                const Q16Plain pl = q16_plain(xq, t, nb);
+                const int16_t *q = pl.q + b * QK;
+                const float dx = pl.d[b];
                 int32_t isum = 0;
                 for (int j = 0; j < QK; j++) isum += (int32_t)wq[j] * (int32_t)q[j];
                 float v = (dw * dx) * (float)isum;
-                if (q41) v += m * ((const float *)(const void *)(pl + 68 * nb))[b];
+                if (q41) v += m * pl.sx[b];
                 out[(int64_t)t * out_stride + r] += v;
             }
         }
