@@ -476,15 +476,17 @@ int qwen3c_float_to_half(const float *src, int64_t n, uint16_t *dst, char *err, 
 /* ---------------------------------------------------------------------------------------
  * CPU kernels and threads (cpu.c)
  *
- * One build holds the kernels of several CPU tiers (x86-64: avx512, avx2, sse, scalar; arm64:
- * neon-i8mm, neon, neon-nodot, scalar) and picks the best one the CPU runs when a model is
- * loaded. The environment variable QWEN3C_CPU=<tier> forces a tier; a tier that is unknown,
- * not in this build or not supported by this CPU is refused with QWEN3C_ERR_CPU.
+ * One build holds the kernels of several CPU tiers (x86-64: avx512, avx2, avx2-novnni, sse,
+ * scalar; arm64: neon-i8mm, neon, neon-nodot, scalar) and picks the best one the CPU runs when a
+ * model is loaded. The environment variable QWEN3C_CPU=<tier> forces a tier; a tier that is
+ * unknown, not in this build or not supported by this CPU is refused with QWEN3C_ERR_CPU. avx2
+ * uses AVX-VNNI where the CPU has it; avx2-novnni is the avx2 tier without it (to test that
+ * variant).
  * ------------------------------------------------------------------------------------- */
 typedef struct qwen3c_cpu_info {
     char features[256];  /* the CPU features qwen3c looks for that this CPU has, space-separated
                             ("sse4_2 popcnt avx avx2 fma f16c avx512f ...") */
-    char tiers[64];      /* the kernel tiers in this build, best first ("avx512 avx2 sse scalar") */
+    char tiers[64];      /* the kernel tiers in this build, best first ("avx512 avx2 avx2-novnni sse scalar") */
     char best[16];       /* the best tier this CPU runs */
     char tier[16];       /* the tier a model loaded now uses (QWEN3C_CPU or best); "" if refused */
     char requested[16];  /* QWEN3C_CPU as set ("" when unset; truncated) */

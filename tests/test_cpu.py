@@ -6,8 +6,9 @@
     the build lacks (neon on x86-64, avx512 on arm64) or one the CPU lacks is refused with UnsupportedCPUError,
     naming what it can run;
   - every tier this CPU runs computes the same logits as the scalar reference within float32
-    rounding, q24 packs its weights only on tiers where it is the forward pass's path, and q24
-    is bit-identical across tiers (integer sums);
+    rounding, q24 packs its weights only on tiers where it is the forward pass's path (avx512,
+    avx2, avx2-novnni), and q24 is bit-identical across tiers (integer sums, and the same float
+    steps in the same order);
   - without OpenMP, contexts run one thread and say why ("threads: 1 (built without OpenMP: ...)").
 The kernel / parity / KV cache suites run again under each lower tier in tools/run_tests.sh.
 """
@@ -98,9 +99,9 @@ def test_every_tier_computes_the_same_logits(make_tiny_model, monkeypatch, out_t
 
 def test_q24_kernels_bit_identical_across_tiers(monkeypatch):
     rng = np.random.default_rng(5)
-    for tname in ("Q8_0", "Q4_0"):  # (Q4_1 adds sum(x), summed in a tier's own order)
-        raw = random_weights(tname, 37, 32 * 12, rng)
-        x = rng.standard_normal((5, 32 * 12)).astype(np.float32)
+    for tname in ("Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q5_K", "Q6_K"):
+        raw = random_weights(tname, 37, 256 * 2, rng)
+        x = rng.standard_normal((5, 256 * 2)).astype(np.float32)
         outs = {}
         for tier in RUNNABLE:
             monkeypatch.setenv("QWEN3C_CPU", tier)

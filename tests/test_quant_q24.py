@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from qwen3c import _native
-from test_quant import (QUANT_PATH_UNSUPPORTED, check_matmul_size_errors, check_relative_error,
+from test_quant import (Q24_UNSUPPORTED, check_matmul_size_errors, check_relative_error,
                         check_unsupported_type, extreme_nibble_weights,
                         extreme_q8_weights, random_weights)
 from test_quant_int8 import weight_parts
@@ -443,6 +443,6 @@ def test_bad_sizes_raise():
     check_matmul_size_errors(_native.matmul_q24)
 
 
-@pytest.mark.parametrize("tname", QUANT_PATH_UNSUPPORTED)
+@pytest.mark.parametrize("tname", Q24_UNSUPPORTED)
 def test_unsupported_types_raise(tname):
     check_unsupported_type(_native.matmul_q24, tname, "q24")

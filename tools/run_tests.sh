@@ -38,10 +38,11 @@ QWEN3C_REQUIRE_BROWSER=1 "$PY" -m pytest -q -p no:cacheprovider tests
 
 # 4. the CPU tiers: the one build holds the kernels of every x86-64 tier (csrc/kernels/kernels.h)
 #    and runs the best the CPU has; the kernel, parity, KV cache and batch tests again under each
-#    lower tier this CPU can run, forced with QWEN3C_CPU (scalar = the plain C reference kernels)
-tier_tests=(tests/test_quant.py tests/test_quant_q24.py tests/test_quant_q16.py tests/test_quant_int8.py
-            tests/test_parity.py tests/test_llama_arch.py tests/test_kv_cache.py tests/test_activations.py
-            tests/test_batch.py tests/test_attention.py)
+#    lower tier this CPU can run, forced with QWEN3C_CPU (scalar = the plain C reference kernels;
+#    avx2-novnni = the AVX2 kernels without AVX-VNNI, on a CPU that has it)
+tier_tests=(tests/test_quant.py tests/test_quant_q24.py tests/test_quant_q24k.py tests/test_quant_q16.py
+            tests/test_quant_int8.py tests/test_parity.py tests/test_llama_arch.py tests/test_kv_cache.py
+            tests/test_activations.py tests/test_batch.py tests/test_attention.py)
 lower_tiers=$(cd tests && "$PY" -c "import qwen3c; i = qwen3c.cpu_info(); t = i['tiers']; print(' '.join(t[t.index(i['best']) + 1:]))")
 for tier in $lower_tiers; do
   echo "== kernel tier $tier"

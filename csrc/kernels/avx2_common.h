@@ -4,7 +4,7 @@
  *
  * The avx2 files are compiled twice (kernels.h): with AVX-VNNI (__AVXVNNI__: vpdpbusd on ymm,
  * Alder Lake and later Intel laptop CPUs, Zen 5) for the tier table *_avx2vnni, and without it
- * for *_avx2 (Haswell .. Comet Lake, Zen 1-4 without AVX-512). DOT2 is where they differ.
+ * for *_avx2 (Haswell .. Comet Lake, Zen 1-4 without AVX-512). DOTS is where they differ.
  */
 #ifndef QWEN3C_AVX2_COMMON_H
 #define QWEN3C_AVX2_COMMON_H
@@ -13,21 +13,25 @@
 
 #include "kernels.h"
 
-/* acc (8 int32 lanes) += the sums of 4 adjacent products u * s of two 32-byte chunks: u
- * unsigned bytes, s signed bytes; lane j gets bytes 4j..4j+3 of both chunks.
+/* The byte dot product of the q24 / q24k kernels: acc (8 int32 lanes) += the sums of 4
+ * adjacent products u * s, u unsigned bytes (the weights' integers), s signed bytes (an
+ * activation digit broadcast); lane j gets bytes 4j..4j+3. DOT_STEP chunks (32 bytes each) at
+ * a time: DOTS(acc, u0, s0, u1, s1) uses u1, s1 only when DOT_STEP is 2.
  *
- * With AVX-VNNI: two vpdpbusd, exact.
+ * With AVX-VNNI: one vpdpbusd per chunk, exact.
  * Without: vpmaddubsw multiplies u by s and adds adjacent pairs into saturating int16 lanes,
- * vpmaddwd with ones adds adjacent int16 pairs into int32. Exact, with no saturation, as long
- * as every u <= 63 (the q24 / q24k weights' integers: 4, 5, 6 bits; Q8_0 is split into
- * nibbles first): a pair is at most 2 * 63 * 128 = 16128 in magnitude (s in [-128, 127]), the
- * int16 sum of the two chunks' pairs at most 32256 < 32767, and the int32 lanes sum 4 of those
- * (<= 2^17) per call. So the int16 step can neither saturate (vpmaddubsw) nor wrap (vpaddw). */
+ * vpmaddwd with ones adds adjacent int16 pairs into int32; two chunks share the int16 step.
+ * Exact, with no saturation, as long as every u <= 63 (the q24 / q24k weights' integers: 4, 5,
+ * 6 bits; Q8_0's bytes are split into nibbles first): with s in [-128, 127] a product is at most
+ * 63 * 128 = 8064 in magnitude, a vpmaddubsw pair at most 16128, the vpaddw of two chunks' pairs
+ * at most 32256 < 32767, so neither the saturating vpmaddubsw nor the wrapping vpaddw can
+ * change a value, and the int32 lanes get two such sums (<= 64512) per call. */
 #if defined(__AVXVNNI__)
-#define DOT2(acc, u0, s0, u1, s1) \
-    ((acc) = _mm256_dpbusd_avx_epi32(_mm256_dpbusd_avx_epi32((acc), (u0), (s0)), (u1), (s1)))
+#define DOT_STEP 1
+#define DOTS(acc, u0, s0, u1, s1) ((acc) = _mm256_dpbusd_avx_epi32((acc), (u0), (s0)))
 #else
-#define DOT2(acc, u0, s0, u1, s1)                                                                 \
+#define DOT_STEP 2
+#define DOTS(acc, u0, s0, u1, s1)                                                                 \
     ((acc) = _mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16((u0), (s0)), \
                                                                         _mm256_maddubs_epi16((u1), (s1))), \
                                                        _mm256_set1_epi16(1))))

@@ -2,19 +2,15 @@
  * q24_avx2.c -- the q24 kernels for AVX2 CPUs (quant_q24.c has the format): the activation
  * quantization, 8 lanes at a time, and Q8_0 / Q4_0 / Q4_1 x 24-bit activation blocks. A 64-byte
  * chunk of a packed group (4 columns x 16 rows) is two ymm halves, rows 0-7 and 8-15; the byte
- * dot products are avx2_common.h's DOT2 (vpdpbusd with AVX-VNNI, else vpmaddubsw + vpmaddwd;
+ * dot products are avx2_common.h's DOTS (vpdpbusd with AVX-VNNI, else vpmaddubsw + vpmaddwd;
  * Q8_0's bytes, up to 255, are then split into nibbles so that no int16 step can saturate).
- * Decode streams both halves of each chunk; a batch takes one half at a time for TILE_T
- * tokens. The same numbers as q24_scalar.c.
+ * One half of a group at a time for up to TILE_T tokens (as q24k_avx2.c). The same numbers as
+ * q24_scalar.c.
  */
 #include "avx2_common.h"
 #include "q24.h"
 
-#if defined(__AVXVNNI__)
-#define TILE_T 4
-#else
-#define TILE_T 3
-#endif
+#define TILE_T 4 /* tokens per batch tile: 12 accumulators + a chunk + a broadcast (16 ymm) */
 
 /* ---------------------------------------------------------------------------------------
  * Activation quantization (the same numbers as q24_scalar.c's quantize_block)
@@ -88,17 +84,17 @@ static void quantize(const float *x, int64_t i0, int64_t i1, void *xq) {
 /* ---------------------------------------------------------------------------------------
  * Kernels
  * ------------------------------------------------------------------------------------- */
-/* Q8_0's weight bytes u = w + 128 (0..255) of chunks c, c + 1 against digits s0, s1: DOT2,
- * without AVX-VNNI as 16 * (high nibbles) + (low nibbles), each within DOT2's bounds. */
+/* Q8_0's weight bytes u = w + 128 (0..255) against digits: DOTS, without AVX-VNNI as
+ * 16 * (high nibbles) + (low nibbles), each within DOTS' bounds. */
 #if defined(__AVXVNNI__)
-#define DOT2_Q8(acc, u0, s0, u1, s1) DOT2(acc, u0, s0, u1, s1)
+#define DOTS_Q8(acc, u0, s0, u1, s1) DOTS(acc, u0, s0, u1, s1)
 #else
-#define DOT2_Q8(acc, u0, s0, u1, s1)                                                                \
+#define DOTS_Q8(acc, u0, s0, u1, s1)                                                                \
     do {                                                                                            \
         const __m256i m15_ = _mm256_set1_epi8(0x0f);                                                \
         __m256i lo_ = _mm256_setzero_si256(), hi_ = lo_;                                            \
-        DOT2(lo_, _mm256_and_si256(u0, m15_), s0, _mm256_and_si256(u1, m15_), s1);                  \
-        DOT2(hi_, _mm256_and_si256(_mm256_srli_epi16(u0, 4), m15_), s0,                             \
+        DOTS(lo_, _mm256_and_si256(u0, m15_), s0, _mm256_and_si256(u1, m15_), s1);                  \
+        DOTS(hi_, _mm256_and_si256(_mm256_srli_epi16(u0, 4), m15_), s0,                             \
              _mm256_and_si256(_mm256_srli_epi16(u1, 4), m15_), s1);                                 \
         (acc) = _mm256_add_epi32((acc), _mm256_add_epi32(lo_, _mm256_slli_epi32(hi_, 4)));          \
     } while (0)
@@ -111,117 +107,109 @@ static inline __attribute__((always_inline)) __m256i chunk_u(const int TYPE, con
     return _mm256_and_si256(c < 4 ? raw : _mm256_srli_epi16(raw, 4), _mm256_set1_epi8(0x0f));
 }
 
-/* Halves [H0, H0 + NH) of one group of 16 rows x NT tokens over all nb blocks (see
- * q24k_avx2.c's group_tile). */
+/* Rows 8 hf .. 8 hf + 7 of one group x NT tokens over all nb blocks (see q24k_avx2.c's
+ * half_tile). */
 static inline __attribute__((always_inline)) void
-group_tile(const int TYPE, const int NT, const int H0, const int NH, const uint8_t *g, int64_t nb,
-           const BlockQ24 *x, int64_t x_stride, float *out, int64_t out_stride, int valid) {
-    const int q41 = TYPE == QWEN3C_TYPE_Q4_1, rb = q24_record_bytes(TYPE);
+half_tile(const int TYPE, const int NT, int hf, const uint8_t *g, int64_t nb, const BlockQ24 *x,
+          int64_t x_stride, float *out, int64_t out_stride, int valid) {
+    const int q41 = TYPE == QWEN3C_TYPE_Q4_1, rb = q24_record_bytes(TYPE), row0 = 8 * hf;
     const int off_shift = TYPE == QWEN3C_TYPE_Q8_0 ? 7 : 3; /* u = w + 128 / q4 = w + 8 */
-    __m256 tot[2][TILE_T];
-    for (int hf = 0; hf < NH; hf++)
-        for (int t = 0; t < NT; t++) tot[hf][t] = _mm256_setzero_ps();
+    _Alignas(32) float tot[TILE_T][8];
+    for (int t = 0; t < NT; t++) _mm256_store_ps(tot[t], _mm256_setzero_ps());
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = g + (size_t)b * (size_t)rb, *qp = p + (q41 ? 64 : 32);
         const BlockQ24 *xb = x + b;
-        __m256i ah[2][TILE_T], am[2][TILE_T], al[2][TILE_T];
-        for (int hf = 0; hf < NH; hf++)
-            for (int t = 0; t < NT; t++) ah[hf][t] = am[hf][t] = al[hf][t] = _mm256_setzero_si256();
-#pragma GCC unroll 4
-        for (int c = 0; c < 8; c += 2) {
-            for (int hf = 0; hf < NH; hf++) {
-                const __m256i u0 = chunk_u(TYPE, qp, c, H0 + hf), u1 = chunk_u(TYPE, qp, c + 1, H0 + hf);
-                for (int t = 0; t < NT; t++) {
-                    const BlockQ24 *xt = xb + t * x_stride;
-                    if (TYPE == QWEN3C_TYPE_Q8_0) {
-                        DOT2_Q8(ah[hf][t], u0, bcast4(xt->h + 4 * c), u1, bcast4(xt->h + 4 * c + 4));
-                        DOT2_Q8(am[hf][t], u0, bcast4(xt->m + 4 * c), u1, bcast4(xt->m + 4 * c + 4));
-                        DOT2_Q8(al[hf][t], u0, bcast4(xt->l + 4 * c), u1, bcast4(xt->l + 4 * c + 4));
-                    } else {
-                        DOT2(ah[hf][t], u0, bcast4(xt->h + 4 * c), u1, bcast4(xt->h + 4 * c + 4));
-                        DOT2(am[hf][t], u0, bcast4(xt->m + 4 * c), u1, bcast4(xt->m + 4 * c + 4));
-                        DOT2(al[hf][t], u0, bcast4(xt->l + 4 * c), u1, bcast4(xt->l + 4 * c + 4));
-                    }
-                }
-            }
-        }
-        for (int hf = 0; hf < NH; hf++) {
-            const int row0 = 8 * (H0 + hf);
-            const __m256 dw = f16x8_ps(p + 2 * row0);
+        __m256i ah[TILE_T], am[TILE_T], al[TILE_T];
+        for (int t = 0; t < NT; t++) ah[t] = am[t] = al[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c += DOT_STEP) {
+            const __m256i u0 = chunk_u(TYPE, qp, c, hf);
+            const __m256i u1 = DOT_STEP == 2 ? chunk_u(TYPE, qp, c + 1, hf) : u0;
+            (void)u1;
             for (int t = 0; t < NT; t++) {
                 const BlockQ24 *xt = xb + t * x_stride;
-                __m256i ih = ah[hf][t], iml = _mm256_add_epi32(_mm256_slli_epi32(am[hf][t], 8), al[hf][t]);
-                if (!q41) {
-                    ih = _mm256_sub_epi32(ih, _mm256_set1_epi32(xt->sh * (1 << off_shift)));
-                    iml = _mm256_sub_epi32(iml, _mm256_set1_epi32(xt->sml * (1 << off_shift)));
+                if (TYPE == QWEN3C_TYPE_Q8_0) {
+                    DOTS_Q8(ah[t], u0, bcast4(xt->h + 4 * c), u1, bcast4(xt->h + 4 * c + 4));
+                    DOTS_Q8(am[t], u0, bcast4(xt->m + 4 * c), u1, bcast4(xt->m + 4 * c + 4));
+                    DOTS_Q8(al[t], u0, bcast4(xt->l + 4 * c), u1, bcast4(xt->l + 4 * c + 4));
+                } else {
+                    DOTS(ah[t], u0, bcast4(xt->h + 4 * c), u1, bcast4(xt->h + 4 * c + 4));
+                    DOTS(am[t], u0, bcast4(xt->m + 4 * c), u1, bcast4(xt->m + 4 * c + 4));
+                    DOTS(al[t], u0, bcast4(xt->l + 4 * c), u1, bcast4(xt->l + 4 * c + 4));
                 }
-                const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ih), _mm256_set1_ps(65536.0f), _mm256_cvtepi32_ps(iml));
-                tot[hf][t] = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_set1_ps(xt->d)), tot[hf][t]);
-                if (q41) tot[hf][t] = _mm256_fmadd_ps(f16x8_ps(p + 32 + 2 * row0), _mm256_set1_ps(xt->sx), tot[hf][t]);
             }
         }
-    }
-    for (int hf = 0; hf < NH; hf++) {
-        const int row0 = 8 * (H0 + hf);
-        if (valid >= row0 + 8) {
-            for (int t = 0; t < NT; t++) _mm256_storeu_ps(out + t * out_stride + row0, tot[hf][t]);
-        } else if (valid > row0) {
-            const __m256i m = first_lanes(valid - row0);
-            for (int t = 0; t < NT; t++) _mm256_maskstore_ps(out + t * out_stride + row0, m, tot[hf][t]);
+        const __m256 dw = f16x8_ps(p + 2 * row0);
+        for (int t = 0; t < NT; t++) {
+            const BlockQ24 *xt = xb + t * x_stride;
+            __m256i ih = ah[t], iml = _mm256_add_epi32(_mm256_slli_epi32(am[t], 8), al[t]);
+            if (!q41) {
+                ih = _mm256_sub_epi32(ih, _mm256_set1_epi32(xt->sh * (1 << off_shift)));
+                iml = _mm256_sub_epi32(iml, _mm256_set1_epi32(xt->sml * (1 << off_shift)));
+            }
+            const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ih), _mm256_set1_ps(65536.0f), _mm256_cvtepi32_ps(iml));
+            __m256 v = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_set1_ps(xt->d)), _mm256_load_ps(tot[t]));
+            if (q41) v = _mm256_fmadd_ps(f16x8_ps(p + 32 + 2 * row0), _mm256_set1_ps(xt->sx), v);
+            _mm256_store_ps(tot[t], v);
         }
+    }
+    if (valid >= row0 + 8) {
+        for (int t = 0; t < NT; t++) _mm256_storeu_ps(out + t * out_stride + row0, _mm256_load_ps(tot[t]));
+    } else if (valid > row0) {
+        const __m256i m = first_lanes(valid - row0);
+        for (int t = 0; t < NT; t++) _mm256_maskstore_ps(out + t * out_stride + row0, m, _mm256_load_ps(tot[t]));
     }
 }
 
+/* Rows [r0, r1) (whole groups from r0) x the tokens [t0, t0 + NT): for each group, each of
+ * its 8-row halves that holds a valid row. */
 static inline __attribute__((always_inline)) void
-group_all_tokens(const int TYPE, const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok,
-                 float *out, int64_t out_stride, int valid) {
-    if (n_tok == 1) {
-        group_tile(TYPE, 1, 0, 2, g, nb, x, nb, out, out_stride, valid);
-        return;
-    }
-    for (int hf = 0; hf < (valid > 8 ? 2 : 1); hf++) {
-        int t = 0;
-        for (; t + TILE_T <= n_tok; t += TILE_T) {
-            if (hf == 0) group_tile(TYPE, TILE_T, 0, 1, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, valid);
-            else         group_tile(TYPE, TILE_T, 1, 1, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, valid);
-        }
-        const int left = n_tok - t;
-        const BlockQ24 *xl = x + t * nb;
-        float *ol = out + t * out_stride;
-#define REST(NT) (hf == 0 ? group_tile(TYPE, NT, 0, 1, g, nb, xl, nb, ol, out_stride, valid) \
-                          : group_tile(TYPE, NT, 1, 1, g, nb, xl, nb, ol, out_stride, valid))
-        if (left == 3 && TILE_T > 3) REST(3);
-        else if (left == 2) REST(2);
-        else if (left == 1) REST(1);
-#undef REST
-    }
-}
-
-static void group_q8_0(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, int valid) {
-    group_all_tokens(QWEN3C_TYPE_Q8_0, g, nb, x, n_tok, out, out_stride, valid);
-}
-static void group_q4_0(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, int valid) {
-    group_all_tokens(QWEN3C_TYPE_Q4_0, g, nb, x, n_tok, out, out_stride, valid);
-}
-static void group_q4_1(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, int valid) {
-    group_all_tokens(QWEN3C_TYPE_Q4_1, g, nb, x, n_tok, out, out_stride, valid);
-}
-
-static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
-                 int64_t r0, int64_t r1) {
-    const int64_t nb = w->cols / QK;
+rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1, const BlockQ24 *x,
+          int64_t nb, float *out, int64_t out_stride) {
     const size_t group_bytes = (size_t)nb * (size_t)q24_record_bytes(w->type);
     for (int64_t r = r0; r < r1; r += GR) {
         const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * group_bytes;
         const int valid = r1 - r < GR ? (int)(r1 - r) : GR;
-        switch (w->type) {
-        case QWEN3C_TYPE_Q8_0: group_q8_0(g, nb, xq, n_tok, out + r, out_stride, valid); break;
-        case QWEN3C_TYPE_Q4_0: group_q4_0(g, nb, xq, n_tok, out + r, out_stride, valid); break;
-        default: group_q4_1(g, nb, xq, n_tok, out + r, out_stride, valid); break;
-        }
+        half_tile(TYPE, NT, 0, g, nb, x, nb, out + r, out_stride, valid);
+        if (valid > 8) half_tile(TYPE, NT, 1, g, nb, x, nb, out + r, out_stride, valid);
+    }
+}
+
+/* Tiles of TILE_T tokens, each over all the rows: the tile's activations stay in L1 / L2 while
+ * the rows' weights (a thread's piece of a matrix, ~100-200 KB) stay in L2. */
+static inline __attribute__((always_inline)) void
+rows_type(const int TYPE, float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w,
+          int64_t r0, int64_t r1) {
+    const int64_t nb = w->cols / QK; /* activation blocks per token */
+    int t = 0;
+    for (; t + TILE_T <= n_tok; t += TILE_T)
+        rows_tile(TYPE, TILE_T, w, r0, r1, x + t * nb, nb, out + t * out_stride, out_stride);
+    const BlockQ24 *xl = x + t * nb;
+    float *ol = out + t * out_stride;
+    switch (n_tok - t) {
+    case 3: rows_tile(TYPE, 3, w, r0, r1, xl, nb, ol, out_stride); break;
+    case 2: rows_tile(TYPE, 2, w, r0, r1, xl, nb, ol, out_stride); break;
+    case 1: rows_tile(TYPE, 1, w, r0, r1, xl, nb, ol, out_stride); break;
+    default: break;
+    }
+}
+
+static void rows_q8_0(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
+    rows_type(QWEN3C_TYPE_Q8_0, out, out_stride, x, n_tok, w, r0, r1);
+}
+static void rows_q4_0(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
+    rows_type(QWEN3C_TYPE_Q4_0, out, out_stride, x, n_tok, w, r0, r1);
+}
+static void rows_q4_1(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
+    rows_type(QWEN3C_TYPE_Q4_1, out, out_stride, x, n_tok, w, r0, r1);
+}
+
+static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
+                 int64_t r0, int64_t r1) {
+    switch (w->type) {
+    case QWEN3C_TYPE_Q8_0: rows_q8_0(out, out_stride, xq, n_tok, w, r0, r1); break;
+    case QWEN3C_TYPE_Q4_0: rows_q4_0(out, out_stride, xq, n_tok, w, r0, r1); break;
+    default: rows_q4_1(out, out_stride, xq, n_tok, w, r0, r1); break;
     }
 }
 

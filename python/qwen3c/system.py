@@ -3,9 +3,11 @@
     >>> qwen3c.cpu_info()["tier"]      # the kernel tier a model loaded now computes with
     'avx512'
 
-QWEN3C_CPU=avx512|avx2|sse|neon-i8mm|neon|neon-nodot|scalar forces a tier; a tier this build or
-CPU lacks is refused
-(qwen3c.UnsupportedCPUError when a model is loaded; cpu_info() reports it under "error").
+QWEN3C_CPU=avx512|avx2|avx2-novnni|sse|neon-i8mm|neon|neon-nodot|scalar forces a tier; a tier this
+build or CPU lacks is refused (qwen3c.UnsupportedCPUError when a model is loaded; cpu_info()
+reports it under "error"). The avx2 tier uses AVX-VNNI (vpdpbusd on 256-bit registers) where the
+CPU has it; avx2-novnni is the same tier without it (what CPUs before Alder Lake run), for
+testing. arm64: docs/arm64.md.
 """
 from __future__ import annotations
 
@@ -37,6 +39,8 @@ def describe(info: dict | None = None) -> str:
     info = info or cpu_info()
     if info["tier"]:
         why = f"QWEN3C_CPU={info['requested']}" if info["requested"] else "the best this CPU runs"
+        if info["tier"] == "avx2" and "avx_vnni" in info["features"]:
+            why = "with AVX-VNNI; " + why
         tier = f"{info['tier']} ({why}; this build has {' '.join(info['tiers'])})"
     else:
         tier = f"none: {info['error']}"
