@@ -300,8 +300,9 @@ void dequantize_row(int type, const void *src, float *dst, int64_t n);
 
 /* The matmul kernels (one thread's share of a matmul: out[t * out_stride + r] for t < n_tok,
  * r in [r0, r1)) are per CPU tier, behind the table kernels/kernels.h defines: call them as
- * k->matmul->rows(...), k->q24->rows(...), ... with k = the context's kernels (ctx->k) or the
- * model's (model->kernels). The forward pass's matmul helpers (forward.c: matmul, matmuls) do. */
+ * k->matmul->rows(...), k->q24->rows(...), ... with k = the model's table (model->kernels,
+ * chosen at load; a context's is ctx->transformer->kernels). The forward pass's helpers
+ * (forward.c: Pass.k, matmul, matmuls, attention, swiglu) do. */
 /* A quantized-activation path (q24, q16, int8) as its public entry point runs it
  * (qwen3c_matmul_q24 / _q16 / _int8, through quant_path_matmul in quant.c), built from the
  * kernel table of the selected tier (kernels/kernels.h). */
@@ -424,8 +425,7 @@ typedef struct {
 } RunState;
 
 typedef struct qwen3c_context {
-    const Transformer *transformer;
-    const Kernels     *k;           /* = transformer->kernels */
+    const Transformer *transformer;  /* its kernels (transformer->kernels) are the context's */
     RunState           state;
     int                n_ctx;
     int                n_ctx_pad;   /* n_ctx rounded up to a whole key tile (16): the KV cache length */

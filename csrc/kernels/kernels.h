@@ -15,6 +15,8 @@
  *   int8        opt-in 8-bit activation blocks                    int8_{scalar,avx512}.c
  *   attention   scores q.k over key tiles, softmax(scores) @ v    attention_{scalar,avx2,avx512,neon}.c
  *   nn          softmax, swiglu (the exp-heavy element-wise ops)  nn_{scalar,neon}.c
+ *   (rmsnorm, rope, the KV cache stores stay in forward.c, at the baseline: a few thousand
+ *   elements per token, which SSE2 / arm64's NEON baseline vectorize well enough)
  *
  *   tier     x86-64 CPUs                                  compiled with
  *   avx512   AVX-512 F/BW/DQ/VL + VNNI (Ice Lake, Zen 4)   -mavx512f -mavx512bw -mavx512dq -mavx512vl
