@@ -129,11 +129,9 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t nb, const Blo
             }
             for (int t = 0; t < NT; t++) {
                 const BlockQ24 *xb = x + t * x_stride + b;
-                int32_t hq, mq, lq;
-                memcpy(&hq, xb->h + 4 * c, 4), memcpy(&mq, xb->m + 4 * c, 4), memcpy(&lq, xb->l + 4 * c, 4);
-                ah[t] = _mm512_dpbusd_epi32(ah[t], u, _mm512_set1_epi32(hq));
-                am[t] = _mm512_dpbusd_epi32(am[t], u, _mm512_set1_epi32(mq));
-                al[t] = _mm512_dpbusd_epi32(al[t], u, _mm512_set1_epi32(lq));
+                ah[t] = dpbusd_bcast(ah[t], u, xb->h + 4 * c);
+                am[t] = dpbusd_bcast(am[t], u, xb->m + 4 * c);
+                al[t] = dpbusd_bcast(al[t], u, xb->l + 4 * c);
             }
         }
         const __m512 dm = q41 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32))) : dw;
