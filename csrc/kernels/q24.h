@@ -64,4 +64,20 @@ static inline float q24_act_scale(float amax, int bad, float *id) {
     return d;
 }
 
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+#include <immintrin.h>
+/* acc += vpdpbusd(u, the 4 signed bytes at p broadcast): one instruction with an embedded
+ * broadcast of the memory operand (gcc otherwise issues a separate vpbroadcastd for each). */
+static inline __attribute__((always_inline)) __m512i dpbusd_bcast(__m512i acc, __m512i u, const int8_t *p) {
+#if defined(__GNUC__)
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const int32_t *)(const void *)p));
+    return acc;
+#else
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_dpbusd_epi32(acc, u, _mm512_set1_epi32(v));
+#endif
+}
+#endif
+
 #endif /* QWEN3C_Q24_H */

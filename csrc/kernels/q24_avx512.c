@@ -8,7 +8,7 @@
 
 #include "q24.h"
 
-#define TILE_T 4        /* tokens per prefill micro-kernel: 12 int32 accumulators */
+#define TILE_T 8        /* tokens per batch tile: 24 int32 accumulators (of 32 zmm registers) */
 
 /* ---------------------------------------------------------------------------------------
  * Activation quantization
@@ -129,11 +129,9 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t nb, const Blo
             }
             for (int t = 0; t < NT; t++) {
                 const BlockQ24 *xb = x + t * x_stride + b;
-                int32_t hq, mq, lq;
-                memcpy(&hq, xb->h + 4 * c, 4), memcpy(&mq, xb->m + 4 * c, 4), memcpy(&lq, xb->l + 4 * c, 4);
-                ah[t] = _mm512_dpbusd_epi32(ah[t], u, _mm512_set1_epi32(hq));
-                am[t] = _mm512_dpbusd_epi32(am[t], u, _mm512_set1_epi32(mq));
-                al[t] = _mm512_dpbusd_epi32(al[t], u, _mm512_set1_epi32(lq));
+                ah[t] = dpbusd_bcast(ah[t], u, xb->h + 4 * c);
+                am[t] = dpbusd_bcast(am[t], u, xb->m + 4 * c);
+                al[t] = dpbusd_bcast(al[t], u, xb->l + 4 * c);
             }
         }
         const __m512 dm = q41 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32))) : dw;
@@ -152,46 +150,57 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t nb, const Blo
     for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(out + t * out_stride, rows_mask, tot[t]);
 }
 
+/* Rows [r0, r1) (whole groups from r0) x the tokens [0, NT) of x. */
 static inline __attribute__((always_inline)) void
-group_all_tokens(const int TYPE, const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok,
-                 float *out, int64_t out_stride, __mmask16 mask) {
+rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1, const BlockQ24 *x,
+          int64_t nb, float *out, int64_t out_stride) {
+    const size_t group_bytes = (size_t)nb * (size_t)q24_record_bytes(TYPE);
+    for (int64_t r = r0; r < r1; r += GR) {
+        const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * group_bytes;
+        const int valid = r1 - r < GR ? (int)(r1 - r) : GR;
+        group_tile(TYPE, NT, g, nb, x, nb, out + r, out_stride, (__mmask16)((1u << valid) - 1u));
+    }
+}
+
+/* Tiles of TILE_T tokens (then 4, 3, 2, 1), each over all the rows: the tile's activations stay
+ * in L1 / L2 while the rows' weights (a thread's piece of a matrix) stay in L2. */
+static inline __attribute__((always_inline)) void
+rows_type(const int TYPE, float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w,
+          int64_t r0, int64_t r1) {
+    const int64_t nb = w->cols / QK;
     int t = 0;
     for (; t + TILE_T <= n_tok; t += TILE_T)
-        group_tile(TYPE, TILE_T, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, mask);
+        rows_tile(TYPE, TILE_T, w, r0, r1, x + t * nb, nb, out + t * out_stride, out_stride);
+    if (n_tok - t >= 4) {
+        rows_tile(TYPE, 4, w, r0, r1, x + t * nb, nb, out + t * out_stride, out_stride);
+        t += 4;
+    }
+    const BlockQ24 *xl = x + t * nb;
+    float *ol = out + t * out_stride;
     switch (n_tok - t) {
-    case 3: group_tile(TYPE, 3, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, mask); break;
-    case 2: group_tile(TYPE, 2, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, mask); break;
-    case 1: group_tile(TYPE, 1, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, mask); break;
+    case 3: rows_tile(TYPE, 3, w, r0, r1, xl, nb, ol, out_stride); break;
+    case 2: rows_tile(TYPE, 2, w, r0, r1, xl, nb, ol, out_stride); break;
+    case 1: rows_tile(TYPE, 1, w, r0, r1, xl, nb, ol, out_stride); break;
     default: break;
     }
 }
 
-static void group_q8_0(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, __mmask16 mask) {
-    group_all_tokens(QWEN3C_TYPE_Q8_0, g, nb, x, n_tok, out, out_stride, mask);
+static void rows_q8_0(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
+    rows_type(QWEN3C_TYPE_Q8_0, out, out_stride, x, n_tok, w, r0, r1);
 }
-static void group_q4_0(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, __mmask16 mask) {
-    group_all_tokens(QWEN3C_TYPE_Q4_0, g, nb, x, n_tok, out, out_stride, mask);
+static void rows_q4_0(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
+    rows_type(QWEN3C_TYPE_Q4_0, out, out_stride, x, n_tok, w, r0, r1);
 }
-static void group_q4_1(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, __mmask16 mask) {
-    group_all_tokens(QWEN3C_TYPE_Q4_1, g, nb, x, n_tok, out, out_stride, mask);
+static void rows_q4_1(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
+    rows_type(QWEN3C_TYPE_Q4_1, out, out_stride, x, n_tok, w, r0, r1);
 }
 
 static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
                  int64_t r0, int64_t r1) {
-    const int64_t nb = w->cols / QK;
-    const size_t group_bytes = (size_t)nb * (size_t)q24_record_bytes(w->type);
-    for (int64_t r = r0; r < r1; r += GR) {
-        const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * group_bytes;
-        const int valid = r1 - r < GR ? (int)(r1 - r) : GR;
-        const __mmask16 mask = (__mmask16)((1u << valid) - 1u);
-        switch (w->type) {
-        case QWEN3C_TYPE_Q8_0: group_q8_0(g, nb, xq, n_tok, out + r, out_stride, mask); break;
-        case QWEN3C_TYPE_Q4_0: group_q4_0(g, nb, xq, n_tok, out + r, out_stride, mask); break;
-        default: group_q4_1(g, nb, xq, n_tok, out + r, out_stride, mask); break;
-        }
+    switch (w->type) {
+    case QWEN3C_TYPE_Q8_0: rows_q8_0(out, out_stride, xq, n_tok, w, r0, r1); break;
+    case QWEN3C_TYPE_Q4_0: rows_q4_0(out, out_stride, xq, n_tok, w, r0, r1); break;
+    default: rows_q4_1(out, out_stride, xq, n_tok, w, r0, r1); break;
     }
 }
 
