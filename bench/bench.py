@@ -148,9 +148,20 @@ class Qwen3cEngine:
 class LlamaCppEngine:
     name = "llama.cpp"
 
-    def __init__(self, path, n_threads, n_ctx, n_batch):
+    def __init__(self, path, n_threads, n_ctx, n_batch, extra_bufts=True):
         import llama_cpp
 
+        if not extra_bufts:
+            # no repacked / AMX weight buffers: llama-cpp-python 0.3.36 crashes in
+            # ggml_backend_amx_mul_mat on qwen35 Q8_0 files (from either converter) with them
+            from llama_cpp import llama_cpp as low
+            default = low.llama_model_default_params
+
+            def params():
+                p = default()
+                p.use_extra_bufts = False
+                return p
+            low.llama_model_default_params = params  # what Llama() calls
         t0 = time.perf_counter()
         self.llm = llama_cpp.Llama(model_path=path, n_ctx=n_ctx, n_threads=n_threads,
                                    n_threads_batch=n_threads, n_batch=n_batch, n_ubatch=n_batch,
@@ -237,6 +248,9 @@ def main(argv=None):
     ap.add_argument("--vs-llama-cpp", action="store_true",
                     help="also run llama-cpp-python on the same file and print our/their ratios")
     ap.add_argument("--bw-mb", type=int, default=512, help="bandwidth buffer size in MB")
+    ap.add_argument("--llama-extra-bufts", choices=("auto", "on", "off"), default="auto",
+                    help="llama.cpp's extra weight buffer types (repacked / AMX matmuls); auto: off "
+                         "for qwen35 files, where llama-cpp-python 0.3.36 crashes with them, else on")
     args = ap.parse_args(argv)
 
     n_threads = args.threads or os.cpu_count() or 1
@@ -248,6 +262,9 @@ def main(argv=None):
     file_mb = os.path.getsize(path) / 1e6
     name = os.path.basename(path)
     per_token, _ = weight_bytes_per_token(path)
+    import gguf
+    arch = gguf.GGUFReader(path).fields["general.architecture"].contents()
+    extra_bufts = args.llama_extra_bufts == "on" or (args.llama_extra_bufts == "auto" and arch != "qwen35")
 
     note = ""
     want_llama = args.vs_llama_cpp
@@ -275,7 +292,9 @@ def main(argv=None):
               f"paired decode/bound median {statistics.median(r['paired']):.0%}", file=sys.stderr)
         if want_llama:
             if theirs is None:
-                theirs = LlamaCppEngine(path, n_threads, args.ctx, args.prompt)
+                theirs = LlamaCppEngine(path, n_threads, args.ctx, args.prompt, extra_bufts)
+                if not extra_bufts:
+                    print("llama.cpp: extra buffer types off (--llama-extra-bufts)", file=sys.stderr)
             their_rounds.append(run_round(theirs, prompt, args.decode, args.chunk, probe, per_token))
             r = their_rounds[-1]
             print(f"llama-cpp-python {theirs.version} round {rnd + 1}: prefill {r['prefill']:.1f} tok/s, "

@@ -9,6 +9,12 @@ prefill: matmul of n_tok = 64 tokens against a Qwen3-0.6B-shaped 3072 x 1024 mat
 (qwen3c_matmul_q24: its time includes packing W, so compare it between builds or tiers, not
 with f32). The tier is the CPU's best, or QWEN3C_CPU=avx2|avx2-novnni|... Single-threaded runs
 use CPU time, which a shared machine disturbs much less than wall time.
+
+    PYTHONPATH=python python bench/bench_kernels.py --delta-rule
+
+--delta-rule: Qwen3.5's gated delta rule on one 128 x 128 head (csrc/kernels/deltanet_scalar.c as
+         the selected tier compiles it), the recurrence the forward pass runs vs transformers'
+         chunked prefill algorithm -> us per token and head
 """
 from __future__ import annotations
 
@@ -50,8 +56,27 @@ def best_time(fn, reps: int, nt: int) -> float:
     return best
 
 
+def delta_rule(lengths=(64, 512), hk=128, hv=128):
+    """us per token and value head of both forms of the gated delta rule (one thread)."""
+    rng = np.random.default_rng(0)
+    print(f"{'tokens':>6} {'recurrent us':>13} {'chunked us':>11}  (per token and head, {hk} x {hv} state)")
+    for n in lengths:
+        q = rng.standard_normal((n, hk)).astype(np.float32)
+        q /= np.linalg.norm(q, axis=1, keepdims=True) * np.sqrt(hk)
+        k = rng.standard_normal((n, hk)).astype(np.float32)
+        k /= np.linalg.norm(k, axis=1, keepdims=True)
+        v = rng.standard_normal((n, hv)).astype(np.float32)
+        g = -rng.uniform(0.01, 2, n).astype(np.float32)
+        beta = rng.uniform(0.1, 0.9, n).astype(np.float32)
+        S = np.zeros((hk, hv), np.float32)
+        t = [best_time(lambda c=c: _native.gated_delta_rule(S, q, k, v, g, beta, c), 20, 1) for c in (0, 1)]
+        print(f"{n:6d} {t[0] / n * 1e6:13.2f} {t[1] / n * 1e6:11.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--delta-rule", action="store_true",
+                    help="time Qwen3.5's gated delta rule (recurrent vs chunked) instead")
     ap.add_argument("--mb", type=float, default=100.0, help="decode matrix size in MB")
     ap.add_argument("--types", default="Q8_0,F32,F16,BF16,Q4_0,Q4_1,Q5_0,Q4_K,Q5_K,Q6_K")
     ap.add_argument("--threads", default="1,2")
@@ -59,6 +84,9 @@ def main():
     ap.add_argument("--path", choices=("f32", "q24"), default="f32")
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
+    if args.delta_rule:
+        delta_rule()
+        return
     matmul = _native.matmul if args.path == "f32" else _native.matmul_q24
     rng = np.random.default_rng(0)
     threads = [int(t) for t in args.threads.split(",")]

@@ -1,11 +1,17 @@
-"""Write a Qwen3-0.6B-shaped GGUF with random weights, for benchmarks and the big-model test.
+"""Write a Qwen3-0.6B- or Qwen3.5-0.8B-shaped GGUF with random weights, for benchmarks and the
+big-model test.
 
-    python bench/make_model.py out.gguf [--type q8_0|q4_0|bf16|f32|q4_k_m|q5_k_m|q6_k|q3_k_m|q2_k]
+    python bench/make_model.py out.gguf [--arch qwen3|qwen35]
+                               [--type q8_0|q4_0|bf16|f32|q4_k_m|q5_k_m|q6_k|q3_k_m|q2_k]
                                [--seed 0] [--tokenizer DIR]
 
-The shape is Qwen3-0.6B's (28 layers, dim 1024, hidden 3072, 16 heads, 8 kv heads, head_dim
-128, vocab 151936, tied embeddings, rope theta 1e6). Weights are random but realistic in scale
-(~N(0, 0.02)-like, norms = 1) so activations stay finite through all 28 layers.
+qwen3 (default) is Qwen3-0.6B's shape (28 layers, dim 1024, hidden 3072, 16 heads, 8 kv heads,
+head_dim 128, vocab 151936, tied embeddings, rope theta 1e6). qwen35 is Qwen3.5-0.8B's text
+model, laid out as llama.cpp's converter writes it: 24 layers, 18 Gated DeltaNet (16 key and 16
+value heads of 128, conv kernel 4) and every 4th one gated attention (8 heads, 2 kv heads,
+head_dim 256, 64 rotary dims, theta 1e7), dim 1024, hidden 3584, vocab 248320, tied embeddings.
+Weights are random but realistic in scale (~N(0, 0.02)-like, norms = 1) so activations stay
+finite through all the layers.
 
 Q8_0 / Q4_0 files are generated directly as random valid blocks (random int8 / 4-bit quants and
 small f16 scales) instead of quantizing 600M floats, so a Q8_0 file takes a few seconds.
@@ -34,6 +40,17 @@ QWEN3_0_6B = dict(
     vocab_size=151936, context_length=40960, rope_theta=1_000_000.0, norm_eps=1e-6,
 )
 
+# Qwen/Qwen3.5-0.8B (config.json text_config; the model card: "Hidden Layout: 6 x (3 x (Gated
+# DeltaNet -> FFN) -> 1 x (Gated Attention -> FFN))", 16 linear heads for V and QK of dim 128,
+# rotary dim 64, token embedding 248320)
+QWEN35_0_8B = dict(
+    n_layers=24, dim=1024, hidden_dim=3584, n_heads=8, n_kv_heads=2, head_dim=256,
+    vocab_size=248320, context_length=262144, rope_theta=10_000_000.0, norm_eps=1e-6,
+    full_attention_interval=4, conv_kernel=4, n_k_heads=16, n_v_heads=16, k_head_dim=128,
+    v_head_dim=128, rope_dim=64,
+)
+ARCHS = {"qwen3": QWEN3_0_6B, "qwen35": QWEN35_0_8B}
+
 WEIGHT_STD = 0.02  # target standard deviation of every weight matrix
 
 
@@ -59,6 +76,74 @@ def _tensor_shapes(cfg):
         ]
     out.append(("output_norm.weight", (d,)))
     return out
+
+
+def _tensor_shapes_qwen35(cfg):
+    """The same for Qwen3.5, in llama.cpp's per-layer order."""
+    d, h, hd = cfg["dim"], cfg["hidden_dim"], cfg["head_dim"]
+    nh, nkv, v = cfg["n_heads"], cfg["n_kv_heads"], cfg["vocab_size"]
+    nv, vd = cfg["n_v_heads"], cfg["n_v_heads"] * cfg["v_head_dim"]
+    cd = 2 * cfg["n_k_heads"] * cfg["k_head_dim"] + vd
+    out = [("token_embd.weight", (v, d))]
+    for i in range(cfg["n_layers"]):
+        p = f"blk.{i}."
+        out.append((p + "attn_norm.weight", (d,)))
+        if (i + 1) % cfg["full_attention_interval"]:
+            out += [
+                (p + "attn_qkv.weight", (cd, d)),
+                (p + "attn_gate.weight", (vd, d)),
+                (p + "ssm_beta.weight", (nv, d)),
+                (p + "ssm_alpha.weight", (nv, d)),
+                (p + "ssm_conv1d.weight", (cd, cfg["conv_kernel"])),
+                (p + "ssm_dt.bias", (nv,)),
+                (p + "ssm_a", (nv,)),
+                (p + "ssm_norm.weight", (cfg["v_head_dim"],)),
+                (p + "ssm_out.weight", (d, vd)),
+            ]
+        else:
+            out += [
+                (p + "attn_q.weight", (2 * nh * hd, d)),  # query and output gate per head
+                (p + "attn_k.weight", (nkv * hd, d)),
+                (p + "attn_v.weight", (nkv * hd, d)),
+                (p + "attn_output.weight", (d, nh * hd)),
+                (p + "attn_q_norm.weight", (hd,)),
+                (p + "attn_k_norm.weight", (hd,)),
+            ]
+        out += [
+            (p + "post_attention_norm.weight", (d,)),
+            (p + "ffn_gate.weight", (h, d)),
+            (p + "ffn_up.weight", (h, d)),
+            (p + "ffn_down.weight", (d, h)),
+        ]
+    out.append(("output_norm.weight", (d,)))
+    return out
+
+
+def _f32_tensor(rng, name, shape):
+    """The tensors every type stores as F32: norms (ones) and Qwen3.5's conv kernels and decay
+    parameters (A = -exp(A_log) in [-16, -0.01], as transformers initializes A_log)."""
+    if name.endswith("ssm_conv1d.weight"):
+        return rng.standard_normal(shape, dtype=np.float32) * np.float32(0.3)
+    if name.endswith("ssm_a"):
+        return -rng.uniform(0.01, 16, shape).astype(np.float32)
+    if name.endswith("ssm_dt.bias"):
+        return rng.standard_normal(shape, dtype=np.float32)
+    return np.ones(shape, np.float32)
+
+
+def write_qwen35_hparams(w, cfg) -> None:
+    """The qwen35.* keys beyond write_qwen3_hparams' (llama.cpp's names)."""
+    a = "qwen35"
+    w.add_uint32(f"{a}.ssm.conv_kernel", cfg["conv_kernel"])
+    w.add_uint32(f"{a}.ssm.state_size", cfg["k_head_dim"])
+    w.add_uint32(f"{a}.ssm.group_count", cfg["n_k_heads"])
+    w.add_uint32(f"{a}.ssm.time_step_rank", cfg["n_v_heads"])
+    w.add_uint32(f"{a}.ssm.inner_size", cfg["n_v_heads"] * cfg["v_head_dim"])
+    w.add_uint32(f"{a}.full_attention_interval", cfg["full_attention_interval"])
+    w.add_array(f"{a}.attention.recurrent_layers",
+                [bool((i + 1) % cfg["full_attention_interval"]) for i in range(cfg["n_layers"])])
+    w.add_uint32(f"{a}.rope.dimension_count", cfg["rope_dim"])
+    w.add_array(f"{a}.rope.dimension_sections", [11, 11, 10, 0])
 
 
 # ---- random weights in each stored format (numpy shape (rows, cols) = GGUF ne reversed) -----
@@ -168,18 +253,21 @@ def quantize_with_llama_cpp(llama_cpp, src, dst, ftype_name: str, n_threads: int
 
 
 def make_model(path, qtype: str = "q8_0", seed: int = 0, tokenizer_dir=None, config=None,
-               verbose: bool = False, random_kquants: bool = False) -> int:
-    """Write a random Qwen3-0.6B-shaped GGUF to `path`; returns the file size in bytes.
+               verbose: bool = False, random_kquants: bool = False, arch: str = "qwen3") -> int:
+    """Write a random Qwen3-0.6B-shaped (arch "qwen3") or Qwen3.5-0.8B-shaped ("qwen35") GGUF to
+    `path`; returns the file size in bytes.
 
     qtype: q8_0, q4_0, bf16 or f32 (the type of every matrix; norms are F32, all ones), or a
       K-quant file type (q4_k_m, q5_k_m, q6_k, q3_k_m, q2_k): an F32 file quantized by
       llama.cpp's quantizer when llama-cpp-python is installed (or random_kquants is False and
       it is not: a warning, then random valid blocks, as with random_kquants=True).
-    config: optional overrides of QWEN3_0_6B (e.g. n_layers=2 for a quick file).
+    config: optional overrides of QWEN3_0_6B / QWEN35_0_8B (e.g. n_layers=2 for a quick file).
     tokenizer_dir: a HF tokenizer directory to embed (via qwen3c.gguf_tokenizer)."""
     import gguf  # the gguf package (writer); imported here to keep `--help` fast
 
-    cfg = dict(QWEN3_0_6B, **(config or {}))
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}: expected one of {', '.join(ARCHS)}")
+    cfg = dict(ARCHS[arch], **(config or {}))
     qtype = qtype.lower()
     if qtype not in TYPES:
         raise ValueError(f"unknown type {qtype!r}: expected one of {', '.join(TYPES)}")
@@ -191,7 +279,7 @@ def make_model(path, qtype: str = "q8_0", seed: int = 0, tokenizer_dir=None, con
             fd, tmp = tempfile.mkstemp(suffix=".f32.gguf", dir=os.path.dirname(os.path.abspath(path)))
             os.close(fd)
             try:
-                make_model(tmp, "f32", seed, tokenizer_dir, config)
+                make_model(tmp, "f32", seed, tokenizer_dir, config, arch=arch)
                 quantize_with_llama_cpp(llama_cpp, tmp, path, ftype_name)
             finally:
                 os.unlink(tmp)
@@ -216,13 +304,14 @@ def make_model(path, qtype: str = "q8_0", seed: int = 0, tokenizer_dir=None, con
         return (lambda rng, rows, cols: _random_k(rng, rows, cols, kind)), T[kind]
 
     rng = np.random.default_rng(seed)
-    arch = "qwen3"
     w = gguf.GGUFWriter(str(path), arch)
-    w.add_name(f"qwen3c-random-0.6B-{qtype}")
+    w.add_name(f"qwen3c-random-{'0.8B' if arch == 'qwen35' else '0.6B'}-{qtype}")
     write_qwen3_hparams(w, n_layers=cfg["n_layers"], context_length=cfg["context_length"],
                         dim=cfg["dim"], hidden_dim=cfg["hidden_dim"], n_heads=cfg["n_heads"],
                         n_kv_heads=cfg["n_kv_heads"], head_dim=cfg["head_dim"],
                         rope_theta=cfg["rope_theta"], norm_eps=cfg["norm_eps"])
+    if arch == "qwen35":
+        write_qwen35_hparams(w, cfg)
     w.add_file_type({"q8_0": 7, "q4_0": 2, "bf16": 32, "f32": 0, "q4_k_m": 15, "q5_k_m": 17,
                      "q6_k": 18, "q3_k_m": 12, "q2_k": 10}[qtype])
     if tokenizer_dir is not None:
@@ -231,10 +320,10 @@ def make_model(path, qtype: str = "q8_0", seed: int = 0, tokenizer_dir=None, con
 
     # Two passes so that only one tensor is in memory at a time: the tensor infos first
     # (sizes only), then each tensor generated and streamed to the file in the same order.
-    shapes = _tensor_shapes(cfg)
+    shapes = _tensor_shapes_qwen35(cfg) if arch == "qwen35" else _tensor_shapes(cfg)
     for name, shape in shapes:
-        if len(shape) == 1:
-            w.add_tensor_info(name, shape, np.dtype(np.float32), 4 * shape[0])
+        if len(shape) == 1 or name.endswith("ssm_conv1d.weight"):
+            w.add_tensor_info(name, shape, np.dtype(np.float32), 4 * int(np.prod(shape)))
         else:
             rows, cols = shape
             raw_dtype = matrix_type(name)[1]
@@ -249,7 +338,8 @@ def make_model(path, qtype: str = "q8_0", seed: int = 0, tokenizer_dir=None, con
     w.write_kv_data_to_file()
     w.write_ti_data_to_file()
     for name, shape in shapes:
-        a = np.ones(shape, np.float32) if len(shape) == 1 else matrix_type(name)[0](rng, *shape)
+        f32 = len(shape) == 1 or name.endswith("ssm_conv1d.weight")
+        a = _f32_tensor(rng, name, shape) if f32 else matrix_type(name)[0](rng, *shape)
         w.write_tensor_data(a)
     w.close()
     size = os.path.getsize(path)
@@ -262,6 +352,8 @@ def make_model(path, qtype: str = "q8_0", seed: int = 0, tokenizer_dir=None, con
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("out", help="output .gguf path")
+    ap.add_argument("--arch", default="qwen3", choices=list(ARCHS),
+                    help="qwen3: Qwen3-0.6B's shape (default); qwen35: Qwen3.5-0.8B's")
     ap.add_argument("--type", dest="qtype", default="q8_0", choices=TYPES,
                     help="matrix type; the K-quant file types are quantized by llama.cpp's "
                          "quantizer (needs llama-cpp-python; else random valid blocks, with a warning)")
@@ -274,7 +366,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     config = {"n_layers": args.layers} if args.layers else None
     make_model(args.out, args.qtype, args.seed, args.tokenizer, config=config, verbose=True,
-               random_kquants=args.random_kquants)
+               random_kquants=args.random_kquants, arch=args.arch)
 
 
 if __name__ == "__main__":

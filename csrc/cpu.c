@@ -163,7 +163,8 @@ typedef struct {
 } Tier;
 
 #define TIER_ROW_NAMED(name, t) {name, &matmul_kernels_##t, &q24_kernels_##t, &q24k_kernels_##t, \
-                                 &q16_kernels_##t, &int8_kernels_##t, &attention_kernels_##t, &nn_kernels_##t}
+                                 &q16_kernels_##t, &int8_kernels_##t, &attention_kernels_##t, &nn_kernels_##t, \
+                                 &deltanet_kernels_##t}
 #define TIER_ROW(t) TIER_ROW_NAMED(#t, t)
 static const Tier TIERS[] = {
 #if defined(QWEN3C_TIER_AVX512)

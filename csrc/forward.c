@@ -25,42 +25,12 @@
 #define DEFAULT_CTX_CAP 4096
 #define DEFAULT_BATCH_SEQS 64
 
-/* What one forward pass computes with: the activations of its batch (a context's own, or a
- * qwen3c_batch's for several contexts), its threads and its matmul arithmetic. */
-typedef struct {
-    RunState *s;      /* x, xb, q, k, v, att_out, xb2, hb, hb2, att, xq (not the KV caches) */
-    int n_threads;
-    int activations;  /* QWEN3C_ACTIVATIONS_* */
-    int att_C;        /* row stride of s->att: the longest context of the batch (padded) */
-    const Kernels *k; /* the CPU tier's kernels: the model's (cpu.c) */
-} Pass;
-
-/* Where attention() copies a sequence's softmax probabilities when asked
- * (qwen3c_forward_attention); every other forward passes NULL and pays one pointer test per
- * score row. */
-typedef struct {
-    float *p;    /* (L, NH, n_q, n_k) floats, zeroed by the caller */
-    int    n_q;  /* query rows per head: the tokens of the whole call */
-    int    n_k;  /* key columns: pos + n_q of the whole call */
-    int    q0;   /* the first query row of the chunk being computed */
-} AttnCapture;
-
-/* One sequence of a batch: rows t0 .. t0+n-1 of the activations are its tokens, at positions
- * pos .. pos+n-1 of ctx's KV cache */
-typedef struct {
-    qwen3c_context *ctx;
-    int t0, n, pos;
-    float *logits;    /* (V) of its last token, or NULL */
-    int job0;         /* its first attention job (attention() sets it) */
-    const AttnCapture *cap; /* NULL, or where attention() copies its probabilities */
-} Seq;
-
 /* ---------------------------------------------------------------------------------------
  * Building blocks
  * ------------------------------------------------------------------------------------- */
 
 /* Qwen3RMSNorm: o = weight * x / sqrt(mean(x^2) + eps), over `size` elements. */
-static void rmsnorm(float *o, const float *x, const float *weight, int size, float eps) {
+void rmsnorm(float *o, const float *x, const float *weight, int size, float eps) {
     float ss = 0.0f;
 #pragma omp simd reduction(+ : ss)
     for (int j = 0; j < size; j++) ss += x[j] * x[j];
@@ -75,8 +45,6 @@ static void rmsnorm(float *o, const float *x, const float *weight, int size, flo
  * memory speed (small interleaved chunks cost a fifth of the decode speed). A batch, which is
  * compute-bound, is split into 8 contiguous pieces per thread taken in turn. Each weight row is
  * read once for all n tokens. */
-typedef struct { float *out; const QTensor *w; } MatmulJob;
-
 #define MATMUL_UNIT 16
 
 /* Units [u0, u1) of the jobs (16 rows each; first[j] = job j's first unit), all n tokens. */
@@ -97,7 +65,7 @@ static void matmul_units(const Pass *ps, const MatmulJob *jobs, const int64_t *f
     }
 }
 
-static void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, int n) {
+void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, int n) {
     int64_t first[5], total = 0;  /* first unit of each job; first[n_jobs] = total */
     int path = ps->activations;
     for (int j = 0; j < n_jobs; j++) {
@@ -135,7 +103,7 @@ static void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const flo
     }
 }
 
-static void matmul(const Pass *ps, float *out, const float *x, int n, const QTensor *w) {
+void matmul(const Pass *ps, float *out, const float *x, int n, const QTensor *w) {
     const MatmulJob job = {out, w};
     matmuls(ps, &job, 1, x, n);
 }
@@ -169,7 +137,7 @@ static void swiglu(const Kernels *k, float *hb, const float *hb2, int64_t n, int
 }
 
 /* Embedding lookup: x[t] = embed_tokens.weight[tokens[t]] (a row, dequantized). */
-static void embed(float *x, const QTensor *emb, const int32_t *tokens, int n) {
+void embed(float *x, const QTensor *emb, const int32_t *tokens, int n) {
     for (int t = 0; t < n; t++)
         dequantize_row(emb->type, (const uint8_t *)emb->data + (size_t)tokens[t] * emb->row_bytes,
                        x + (size_t)t * emb->cols, emb->cols);
@@ -184,9 +152,10 @@ static void embed(float *x, const QTensor *emb, const int32_t *tokens, int n) {
  * out: (B, NH*HD). Query head h reads kv head h / (NH/NKV); the rows (token t, head h) of one
  * kv head of one sequence are done ATT_ROWS at a time so each key is loaded once for all of
  * them; these jobs, over all sequences, are shared out between the threads.
- * att_scratch: (n_threads, ATT_ROWS, att_C) with att_C >= every sequence's cache length. */
-static void attention(const Kernels *k, float *out, const float *q, Seq *seqs, int n_seqs, int l,
-                      const Config *p, float *att_scratch, int att_C, int n_threads) {
+ * att_scratch: (n_threads, ATT_ROWS, att_C) with att_C >= every sequence's cache length.
+ * l indexes the caches' layers: qwen35 caches its attention layers only. */
+void attention(const Kernels *k, float *out, const float *q, Seq *seqs, int n_seqs, int l,
+               const Config *p, float *att_scratch, int att_C, int n_threads) {
     const int NH = p->n_heads, NKV = p->n_kv_heads, HD = p->head_dim, group = NH / NKV;
     const float scale = 1.0f / sqrtf((float)HD);
     int jobs = 0;
@@ -244,10 +213,22 @@ static void attention(const Kernels *k, float *out, const float *q, Seq *seqs, i
     }
 }
 
-/* past_key_values.update for one token at position `at`: its keys k (NKV*HD) go into their
- * tiles (transposed), its values v (NKV*HD) into their rows; rounded to IEEE halves if f16 */
-static void kv_store(void *kc, void *vc, int f16, const float *k, const float *v, int at, int NKV,
-                     int HD, int C) {
+/* The sequence token t (a row of the batch) belongs to */
+const Seq *seq_of_token(const Seq *seqs, int t) {
+    int si = 0;
+    while (t >= seqs[si].t0 + seqs[si].n) si++;
+    return &seqs[si];
+}
+
+/* past_key_values.update for one token at position `at` of ctx's cache layer cl: its keys k
+ * (NKV*HD) go into their tiles (transposed), its values v (NKV*HD) into their rows; rounded to
+ * IEEE halves for an f16 cache */
+void kv_store(const qwen3c_context *ctx, int cl, const float *k, const float *v, int at) {
+    const int NKV = ctx->transformer->config.n_kv_heads, HD = ctx->transformer->config.head_dim;
+    const int C = ctx->n_ctx_pad, f16 = ctx->kv_type == QWEN3C_KV_F16;
+    const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
+    void *kc = (char *)ctx->state.key_cache + (size_t)cl * NKV * C * HD * esz;   /* (NKV, C/16, HD, 16) */
+    void *vc = (char *)ctx->state.value_cache + (size_t)cl * NKV * C * HD * esz; /* (NKV, C, HD) */
     const size_t tile0 = (size_t)(at / KV_TILE) * KV_TILE * HD, lane = (size_t)(at % KV_TILE);
     for (int h = 0; h < NKV; h++) {
         const float *kh = k + (size_t)h * HD, *vh = v + (size_t)h * HD;
@@ -279,7 +260,6 @@ static void forward(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs
     RunState *s = ps->s;
     const int D = p->dim, HD = p->head_dim, NH = p->n_heads, NKV = p->n_kv_heads;
     const int QD = NH * HD, KVD = NKV * HD, nt = ps->n_threads;
-    const int64_t H = p->hidden_dim;
     const int par = n >= 8 ? nt : 1; /* threads for the per-token loops of a batch */
 
     /* inputs_embeds = embed_tokens(input_ids) */
@@ -299,14 +279,9 @@ static void forward(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs
 
 #pragma omp parallel for num_threads(par) schedule(static)
         for (int t = 0; t < n; t++) {
-            int si = 0; /* the sequence of token t: its positions and its cache */
-            while (t >= seqs[si].t0 + seqs[si].n) si++;
-            const RunState *cs = &seqs[si].ctx->state;
-            const int at = seqs[si].pos + (t - seqs[si].t0), C = seqs[si].ctx->n_ctx_pad;
-            const int f16 = seqs[si].ctx->kv_type == QWEN3C_KV_F16; /* the cache holds IEEE halves */
-            const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
-            void *kc = (char *)cs->key_cache + (size_t)l * NKV * C * HD * esz;   /* (NKV, C/16, HD, 16) */
-            void *vc = (char *)cs->value_cache + (size_t)l * NKV * C * HD * esz; /* (NKV, C, HD) */
+            const Seq *sq = seq_of_token(seqs, t); /* its positions and its cache */
+            const RunState *cs = &sq->ctx->state;
+            const int at = sq->pos + (t - sq->t0);
             float *q = s->q + (size_t)t * QD, *k = s->k + (size_t)t * KVD, *v = s->v + (size_t)t * KVD;
             /* q_norm / k_norm: RMSNorm over each head's head_dim (Qwen3 only) */
             if (p->qk_norm) {
@@ -319,7 +294,7 @@ static void forward(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs
             rope(q, NH, HD, cos_p, sin_p, p->rope_interleaved);
             rope(k, NKV, HD, cos_p, sin_p, p->rope_interleaved);
             /* past_key_values.update: store k (into its tile, transposed) and v at `at` */
-            kv_store(kc, vc, f16, k, v, at, NKV, HD, C);
+            kv_store(sq->ctx, l, k, v, at);
         }
 
         /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query, per sequence */
@@ -329,27 +304,50 @@ static void forward(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs
         matmul(ps, s->xb2, s->att_out, n, &lw->wo);
         for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];
 
-        /* hidden_states = post_attention_layernorm(hidden_states) */
-#pragma omp parallel for num_threads(par) schedule(static)
-        for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, lw->ffn_norm, D, p->norm_eps);
-
-        /* mlp: down_proj(act_fn(gate_proj(x)) * up_proj(x)) */
-        const MatmulJob gate_up[2] = {{s->hb, &lw->w1}, {s->hb2, &lw->w3}};
-        matmuls(ps, gate_up, 2, s->xb, n);
-        swiglu(ps->k, s->hb, s->hb2, (int64_t)n * H, nt);
-        matmul(ps, s->xb2, s->hb, n, &lw->w2);
-
-        /* hidden_states = residual + mlp output */
-        for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];
+        /* hidden_states = residual + mlp(post_attention_layernorm(hidden_states)) */
+        mlp_block(ps, tf, lw, n);
         if (hidden) memcpy(hidden + (size_t)(l + 1) * hidden_stride_layer, s->x, (size_t)n * D * sizeof(float));
     }
 
+    /* logits = lm_head(norm(hidden_states)) */
+    final_norm_logits(ps, tf, seqs, n_seqs, n, all_logits,
+                      hidden ? hidden + (size_t)(p->n_layers + 1) * hidden_stride_layer : NULL, logits_scratch);
+}
+
+/* The second half of a decoder layer, on the residual stream s->x of n tokens. */
+void mlp_block(const Pass *ps, const Transformer *tf, const LayerWeights *lw, int n) {
+    const Config *p = &tf->config;
+    RunState *s = ps->s;
+    const int D = p->dim, par = n >= 8 ? ps->n_threads : 1;
+
+    /* hidden_states = post_attention_layernorm(hidden_states) */
+#pragma omp parallel for num_threads(par) schedule(static)
+    for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, lw->ffn_norm, D, p->norm_eps);
+
+    /* mlp: down_proj(act_fn(gate_proj(x)) * up_proj(x)) */
+    const MatmulJob gate_up[2] = {{s->hb, &lw->w1}, {s->hb2, &lw->w3}};
+    matmuls(ps, gate_up, 2, s->xb, n);
+    swiglu(ps->k, s->hb, s->hb2, (int64_t)n * p->hidden_dim, ps->n_threads);
+    matmul(ps, s->xb2, s->hb, n, &lw->w2);
+
+    /* hidden_states = residual + mlp output */
+    for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];
+}
+
+/* The end of the model: norm, then the LM head, for one sequence (all its tokens with
+ * all_logits or hidden, else its last) or for the last token of each of several. */
+void final_norm_logits(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs, int n, int all_logits,
+                       float *hidden, float *logits_scratch) {
+    const Config *p = &tf->config;
+    const TransformerWeights *w = &tf->weights;
+    RunState *s = ps->s;
+    const int D = p->dim;
     if (n_seqs == 1) {
         /* hidden_states = norm(hidden_states): all tokens when asked for, else the last one */
         float *logits = seqs[0].logits;
         int first = (all_logits || hidden) ? 0 : n - 1;
         for (int t = first; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, w->rms_final, D, p->norm_eps);
-        if (hidden) memcpy(hidden + (size_t)(p->n_layers + 1) * hidden_stride_layer, s->xb, (size_t)n * D * sizeof(float));
+        if (hidden) memcpy(hidden, s->xb, (size_t)n * D * sizeof(float));
 
         /* logits = lm_head(hidden_states) */
         if (logits) {
@@ -379,13 +377,16 @@ static void forward(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs
  * Context: allocation and the public forward
  * ------------------------------------------------------------------------------------- */
 /* The activations of a batch of B tokens: x, xb, xb2 (+ a spare block), q, att_out, k, v, hb,
- * hb2, and the quantized matmul input of the activations path `act` for the widest matmul
- * input (H, NH*HD or D), 64-byte padded. activation_floats() counts them, carve_activations()
- * points s's fields into m and returns the rest of m. */
+ * hb2, qwen35's (qkv, conv_out, z, core, beta, g, qg, gate), and the quantized matmul input of
+ * the activations path `act` for the widest matmul input (H, NH*HD, D or qwen35's NV*HV),
+ * 64-byte padded. activation_floats() counts them, carve_activations() points s's fields into
+ * m and returns the rest of m. */
 static int64_t xq_floats(const qwen3c_model *model, int act, int B) {
     const Config *p = &model->config;
     const int64_t D = p->dim, H = p->hidden_dim, QD = (int64_t)p->n_heads * p->head_dim;
-    const int64_t widest = H > QD ? (H > D ? H : D) : (QD > D ? QD : D);
+    const int64_t VD = (int64_t)p->linear_n_v_heads * p->linear_v_head_dim;
+    int64_t widest = H > QD ? (H > D ? H : D) : (QD > D ? QD : D);
+    if (VD > widest) widest = VD;
     const Kernels *k = model->kernels;
     const size_t xq_bytes = act == QWEN3C_ACTIVATIONS_Q16 ? k->q16->act_size(B, widest)
                           : act == QWEN3C_ACTIVATIONS_Q8  ? k->int8->act_size(B, widest)
@@ -393,9 +394,18 @@ static int64_t xq_floats(const qwen3c_model *model, int act, int B) {
     return ((int64_t)xq_bytes + 63) / 64 * 16;
 }
 
+/* floats per token of qwen35's activations (0 for other models) */
+static int64_t qwen35_floats(const Config *p) {
+    if (!p->attn_output_gate) return 0;
+    const int64_t VD = (int64_t)p->linear_n_v_heads * p->linear_v_head_dim;
+    const int64_t CD = 2 * (int64_t)p->linear_n_k_heads * p->linear_k_head_dim + VD;
+    const int64_t QD = (int64_t)p->n_heads * p->head_dim;
+    return 2 * CD + 2 * VD + 2 * (int64_t)p->linear_n_v_heads + 3 * QD;
+}
+
 static int64_t activation_floats(const Config *p, int64_t B, int64_t xqf) {
     const int64_t QD = (int64_t)p->n_heads * p->head_dim, KVD = (int64_t)p->n_kv_heads * p->head_dim;
-    return xqf + B * p->dim * 4 + B * QD * 2 + B * KVD * 2 + B * p->hidden_dim * 2;
+    return xqf + B * p->dim * 4 + B * QD * 2 + B * KVD * 2 + B * p->hidden_dim * 2 + B * qwen35_floats(p);
 }
 
 static float *carve_activations(RunState *s, float *m, const Config *p, int64_t B, int64_t xqf) {
@@ -412,6 +422,18 @@ static float *carve_activations(RunState *s, float *m, const Config *p, int64_t 
     s->hb = m; m += B * H;
     s->hb2 = m; m += B * H;
     m += B * D; /* spare row block (keeps the layout simple to extend) */
+    if (p->attn_output_gate) { /* qwen35 */
+        const int64_t NV = p->linear_n_v_heads, VD = NV * p->linear_v_head_dim;
+        const int64_t CD = 2 * (int64_t)p->linear_n_k_heads * p->linear_k_head_dim + VD;
+        s->qkv = m; m += B * CD;
+        s->conv_out = m; m += B * CD;
+        s->z = m; m += B * VD;
+        s->core = m; m += B * VD;
+        s->beta = m; m += B * NV;
+        s->g = m; m += B * NV;
+        s->qg = m; m += B * QD * 2;
+        s->gate = m; m += B * QD;
+    }
     return m;
 }
 
@@ -424,7 +446,7 @@ static int check_activations(int act, char *err, size_t err_size) {
 }
 
 qwen3c_context_params qwen3c_context_default_params(void) {
-    qwen3c_context_params p = {0, 0, 0, QWEN3C_ACTIVATIONS_Q24, QWEN3C_KV_F32};
+    qwen3c_context_params p = {0, 0, 0, QWEN3C_ACTIVATIONS_Q24, QWEN3C_KV_F32, 0};
     return p;
 }
 
@@ -447,6 +469,9 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "n_batch %d is out of range", n_batch);
     if (n_batch == 0) n_batch = DEFAULT_BATCH;
     if (n_batch > n_ctx) n_batch = n_ctx;
+    if (prm.n_checkpoints < 0 || prm.n_checkpoints > 1024)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "n_checkpoints %d is out of range (0..1024)",
+                           prm.n_checkpoints);
 
     const int n_ctx_pad = (n_ctx + KV_TILE - 1) / KV_TILE * KV_TILE;
     const int64_t HD = p->head_dim, B = n_batch, C = n_ctx_pad;
@@ -458,8 +483,9 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     if (kv_type != QWEN3C_KV_F32 && kv_type != QWEN3C_KV_F16)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "kv_type %d is not one of QWEN3C_KV_F32 (0), QWEN3C_KV_F16 (1)", kv_type);
-    /* floats of memory per cache (keys or values): halves pack two to a float (C is even) */
-    const int64_t kv = (int64_t)p->n_layers * KVD * C / (kv_type == QWEN3C_KV_F16 ? 2 : 1);
+    /* floats of memory per cache (keys or values) of the layers with attention (qwen35: one in
+     * full_attention_interval): halves pack two to a float (C is even) */
+    const int64_t kv = (int64_t)(p->n_layers - p->n_linear_layers) * KVD * C / (kv_type == QWEN3C_KV_F16 ? 2 : 1);
     const int64_t xqf = xq_floats(model, act, n_batch);
     int64_t total = activation_floats(p, B, xqf) + (int64_t)n_threads * ATT_ROWS * C + C * (HD / 2) * 2 + kv * 2;
     qwen3c_context *ctx = calloc(1, sizeof(*ctx));
@@ -480,10 +506,12 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     s->value_cache = m; m += kv;
     s->memory = mem;
 
-    /* RoPE tables, as Qwen3RotaryEmbedding: inv_freq[i] = theta^(-2i/HD) in float32,
+    /* RoPE tables, as Qwen3RotaryEmbedding: inv_freq[i] = theta^(-2i/RD) in float32 (RD = rope_dim:
+     * head_dim, or qwen35's partial rotary dims, whose entries i >= RD/2 stay unused),
      * angle = position * inv_freq in float32, then cos/sin */
-    for (int64_t i = 0; i < HD / 2; i++) {
-        float inv_freq = (float)(1.0 / pow((double)p->rope_theta, (double)(2 * i) / (double)HD));
+    const int64_t RD = p->rope_dim > 0 ? p->rope_dim : HD;
+    for (int64_t i = 0; i < RD / 2; i++) {
+        float inv_freq = (float)(1.0 / pow((double)p->rope_theta, (double)(2 * i) / (double)RD));
         for (int64_t pos = 0; pos < C; pos++) {
             float angle = (float)pos * inv_freq;
             s->rope_cos[pos * (HD / 2) + i] = (float)cos((double)angle);
@@ -497,12 +525,21 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     ctx->n_batch = n_batch;
     ctx->activations = act;
     ctx->kv_type = kv_type;
+    /* qwen35: the Gated DeltaNet layers' conv and recurrent states */
+    if (p->attn_output_gate) {
+        int rc = qwen35_state_create(ctx, prm.n_checkpoints, err, err_size);
+        if (rc) {
+            qwen3c_context_free(ctx);
+            return rc;
+        }
+    }
     *out = ctx;
     return QWEN3C_OK;
 }
 
 void qwen3c_context_free(qwen3c_context *ctx) {
     if (!ctx) return;
+    qwen35_state_free(ctx->rs);
     free(ctx->state.memory);
     free(ctx);
 }
@@ -534,7 +571,9 @@ static int forward_calls(qwen3c_context *ctx, const int32_t *tokens, int n_token
                          int all_logits, float *hidden, float *attn, char *err, size_t err_size) {
     if (!ctx) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "context is NULL");
     int rc = check_forward_args(ctx, tokens, n_tokens, pos, err, err_size);
+    if (!rc && ctx->rs) rc = qwen35_state_check(ctx, pos, err, err_size);
     if (rc) return rc;
+    if (ctx->rs) qwen35_state_seek(ctx, pos); /* the recurrent state at pos */
     const Config *p = &ctx->transformer->config;
     const int64_t V = p->vocab_size, D = p->dim;
     const int64_t hidden_stride_layer = (int64_t)n_tokens * D;
@@ -549,9 +588,10 @@ static int forward_calls(qwen3c_context *ctx, const int32_t *tokens, int n_token
         const Pass ps = {&ctx->state, ctx->n_threads, ctx->activations, ctx->n_ctx_pad, ctx->transformer->kernels};
         cap.q0 = c0;
         Seq seq = {ctx, 0, n, pos + c0, lg, 0, attn ? &cap : NULL};
-        forward(&ps, ctx->transformer, &seq, 1, tokens + c0, n, all_logits,
-                hidden ? hidden + (size_t)c0 * D : NULL, hidden_stride_layer, NULL);
+        (ctx->rs ? forward_qwen35 : forward)(&ps, ctx->transformer, &seq, 1, tokens + c0, n, all_logits,
+                                             hidden ? hidden + (size_t)c0 * D : NULL, hidden_stride_layer, NULL);
     }
+    ctx->n_past = pos + n_tokens;
     return QWEN3C_OK;
 }
 
@@ -572,6 +612,10 @@ int qwen3c_forward_attention(qwen3c_context *ctx, const int32_t *tokens, int n_t
                              float *logits, int all_logits, float *hidden, float *attn, char *err,
                              size_t err_size) {
     if (!attn) return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "attn must not be NULL");
+    if (ctx && ctx->transformer->config.n_linear_layers > 0)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_UNSUPPORTED,
+                           "attention capture is not supported for Qwen3.5 (its Gated DeltaNet layers have "
+                           "no attention probabilities; the trace and the logit lens work)");
     return forward_calls(ctx, tokens, n_tokens, pos, logits, all_logits, hidden, attn, err, err_size);
 }
 
@@ -601,7 +645,9 @@ int qwen3c_lm_head(qwen3c_context *ctx, const float *hidden, int n, float *logit
  * ------------------------------------------------------------------------------------- */
 int qwen3c_context_rewind_point(const qwen3c_context *ctx, int pos) {
     if (!ctx || pos < 0) return 0;
-    return pos < ctx->n_ctx ? pos : ctx->n_ctx; /* a KV cache keeps every prefix valid */
+    if (pos > ctx->n_ctx) pos = ctx->n_ctx;
+    if (ctx->rs) return qwen35_rewind_point(ctx, pos); /* a recurrent state: n_past or a checkpoint */
+    return pos; /* a KV cache keeps every prefix valid */
 }
 
 int qwen3c_context_copy_prefix(qwen3c_context *dst, const qwen3c_context *src, int n_tokens,
@@ -614,12 +660,18 @@ int qwen3c_context_copy_prefix(qwen3c_context *dst, const qwen3c_context *src, i
     if (n_tokens < 0 || n_tokens > src->n_ctx || n_tokens > dst->n_ctx)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
                            "%d tokens do not fit in contexts of %d and %d tokens", n_tokens, src->n_ctx, dst->n_ctx);
+    if (dst->rs) { /* qwen35: the recurrent state at n_tokens too */
+        int rc = qwen35_state_copy(dst, src, n_tokens, err, err_size);
+        if (rc) return rc;
+    }
+    dst->n_past = n_tokens;
     if (dst == src || n_tokens == 0) return QWEN3C_OK;
     const Config *p = &src->transformer->config;
     const size_t esz = src->kv_type == QWEN3C_KV_F16 ? sizeof(uint16_t) : sizeof(float), HD = (size_t)p->head_dim;
     const size_t key_len = (size_t)(n_tokens + KV_TILE - 1) / KV_TILE * KV_TILE * HD * esz; /* whole tiles */
     const size_t val_len = (size_t)n_tokens * HD * esz;
-    for (size_t lh = 0; lh < (size_t)p->n_layers * p->n_kv_heads; lh++) { /* (layer, kv head) blocks */
+    const size_t cached_layers = (size_t)(p->n_layers - p->n_linear_layers); /* qwen35: attention layers only */
+    for (size_t lh = 0; lh < cached_layers * p->n_kv_heads; lh++) { /* (layer, kv head) blocks */
         const size_t so = lh * src->n_ctx_pad * HD * esz, doff = lh * dst->n_ctx_pad * HD * esz;
         memcpy((char *)dst->state.key_cache + doff, (const char *)src->state.key_cache + so, key_len);
         memcpy((char *)dst->state.value_cache + doff, (const char *)src->state.value_cache + so, val_len);
@@ -708,6 +760,7 @@ int qwen3c_forward_batch(qwen3c_batch *b, const qwen3c_batch_seq *seqs, int n_se
             if (seqs[j].ctx == q->ctx)
                 return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "sequences %d and %d share a context", j, i);
         int rc = check_forward_args(q->ctx, q->tokens, q->n_tokens, q->pos, err, err_size);
+        if (!rc && q->ctx->rs) rc = qwen35_state_check(q->ctx, q->pos, err, err_size);
         if (rc) return qwen3c_fail_prefix(err, err_size, rc, what);
         n += q->n_tokens;
         if (q->ctx->n_ctx_pad > att_C) att_C = q->ctx->n_ctx_pad;
@@ -733,7 +786,11 @@ int qwen3c_forward_batch(qwen3c_batch *b, const qwen3c_batch_seq *seqs, int n_se
         memcpy(tokens + t0, q->tokens, (size_t)q->n_tokens * sizeof(int32_t));
         t0 += q->n_tokens;
     }
+    for (int i = 0; i < n_seqs; i++)
+        if (seqs[i].ctx->rs) qwen35_state_seek(seqs[i].ctx, seqs[i].pos); /* each recurrent state at its pos */
     const Pass ps = {&b->state, b->n_threads, b->activations, b->att_C, b->transformer->kernels};
-    forward(&ps, b->transformer, b->seqs, n_seqs, tokens, (int)n, 0, NULL, 0, b->logits);
+    (b->transformer->config.attn_output_gate ? forward_qwen35 : forward)(&ps, b->transformer, b->seqs, n_seqs, tokens,
+                                                                      (int)n, 0, NULL, 0, b->logits);
+    for (int i = 0; i < n_seqs; i++) seqs[i].ctx->n_past = seqs[i].pos + seqs[i].n_tokens;
     return QWEN3C_OK;
 }

@@ -5,6 +5,9 @@
  *   L = n_layers, D = dim (hidden_size), H = hidden_dim (intermediate_size),
  *   NH = n_heads, NKV = n_kv_heads, HD = head_dim, V = vocab_size,
  *   C = n_ctx (KV cache length), B = tokens in the current batch.
+ * Qwen3.5's Gated DeltaNet layers (forward_qwen35.c, kernels/deltanet_scalar.c):
+ *   LL = linear layers, NK / NV = linear key / value heads, HK / HV = their head dims,
+ *   KD = NK*HK, VD = NV*HV, CD = 2*KD + VD (conv channels: q, k, v), K = conv kernel size.
  * GGUF stores a 2-D weight with ne[0] = input (contiguous) and ne[1] = output, i.e. the same
  * row-major (out_features, in_features) layout as a PyTorch nn.Linear weight.
  */
@@ -117,6 +120,26 @@ static inline float fp16_to_fp32(uint16_t h) {
 #endif
 }
 
+/* e^x for x in [-87, 88] (softmax, SiLU, sigmoid), written so the compiler vectorizes it inside
+ * `omp simd` loops: e^x = 2^n * e^r with n = round(x / ln 2), |r| <= ln(2)/2, and e^r by its
+ * Taylor series to degree 6 (relative error < 2e-7, about one float ulp). */
+#pragma omp declare simd notinbranch
+static inline float expf_simd(float x) {
+    x = x > -87.0f ? x : -87.0f; /* also maps NaN to -87: keeps the shift below defined */
+    x = x < 88.0f ? x : 88.0f;
+    const float n = __builtin_rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693145751953125f; /* ln 2 split in two for an exact reduction */
+    r = r - n * 1.428606765330187e-06f;
+    float e = 1.0f / 720.0f;
+    e = e * r + 1.0f / 120.0f;
+    e = e * r + 1.0f / 24.0f;
+    e = e * r + 1.0f / 6.0f;
+    e = e * r + 0.5f;
+    e = e * r + 1.0f;
+    e = e * r + 1.0f;
+    /* 2^n from its bits (not through a union: clang 14 rejects an anonymous one here) */
+    return e * bits_to_f32((uint32_t)((int32_t)n + 127) << 23);
+}
 
 /* ---------------------------------------------------------------------------------------
  * Threads: OpenMP when the build has it, one thread otherwise. Parallel regions are plain
@@ -377,6 +400,19 @@ typedef struct {
     QTensor w1;           /* (H, D)        = model.layers.N.mlp.gate_proj.weight */
     QTensor w3;           /* (H, D)        = model.layers.N.mlp.up_proj.weight */
     QTensor w2;           /* (D, H)        = model.layers.N.mlp.down_proj.weight */
+    /* qwen35: attention layers have wq of (2*NH*HD, D), each head's query followed by its output
+     * gate; the other layers are Gated DeltaNet (linear_attn.*), whose V heads the GGUF stores
+     * in llama.cpp's tiled order (value head j reads key head j % NK; transformers: j / (NV/NK)) */
+    int     is_linear;    /* 1: layer_types[l] == "linear_attention" (the fields below); 0: attention */
+    QTensor in_qkv;       /* (CD, D)   = model.layers.N.linear_attn.in_proj_qkv.weight [attn_qkv] */
+    QTensor in_z;         /* (VD, D)   = model.layers.N.linear_attn.in_proj_z.weight [attn_gate] */
+    QTensor in_b;         /* (NV, D)   = model.layers.N.linear_attn.in_proj_b.weight [ssm_beta] */
+    QTensor in_a;         /* (NV, D)   = model.layers.N.linear_attn.in_proj_a.weight [ssm_alpha] */
+    float  *conv1d;       /* (K, CD)   = linear_attn.conv1d.weight (CD, 1, K), transposed [ssm_conv1d] */
+    float  *dt_bias;      /* (NV)      = model.layers.N.linear_attn.dt_bias [ssm_dt.bias] */
+    float  *ssm_a;        /* (NV)      = -exp(model.layers.N.linear_attn.A_log) [ssm_a] */
+    float  *ssm_norm;     /* (HV)      = model.layers.N.linear_attn.norm.weight [ssm_norm] */
+    QTensor out_proj;     /* (D, VD)   = model.layers.N.linear_attn.out_proj.weight [ssm_out] */
 } LayerWeights;
 
 typedef struct {
@@ -416,13 +452,39 @@ typedef struct {
     float *att;          /* (n_threads, ATT_ROWS, C) attention scores scratch, 8 query rows per thread */
     float *rope_cos;     /* (C, HD/2)   cos(pos * inv_freq), precomputed */
     float *rope_sin;     /* (C, HD/2) */
-    void  *key_cache;    /* (L, NKV, C/16, HD, 16) past_key_values keys in tiles of 16 positions,
+    void  *key_cache;    /* (LA, NKV, C/16, HD, 16) past_key_values keys of the LA attention layers
+                            (all L but qwen35's linear ones) in tiles of 16 positions,
                             each tile transposed (HD, 16): attention reads it contiguously;
                             float, or uint16_t IEEE halves when kv_type is QWEN3C_KV_F16 */
-    void  *value_cache;  /* (L, NKV, C, HD) past_key_values values; float or uint16_t, as keys */
+    void  *value_cache;  /* (LA, NKV, C, HD) past_key_values values; float or uint16_t, as keys */
     void  *xq;           /* the current matmul input as 24-, 16- or 8-bit blocks (q24 / q16 / int8) */
+    /* qwen35 only (NULL otherwise): its Gated DeltaNet and gated attention activations */
+    float *qkv;          /* (B, CD)   in_proj_qkv(x), the conv input (mixed_qkv) */
+    float *conv_out;     /* (B, CD)   silu(conv1d(mixed_qkv)): query | key | value */
+    float *z;            /* (B, VD)   in_proj_z(x), the gate of the norm */
+    float *core;         /* (B, VD)   core_attn_out, then norm(core_attn_out, z) */
+    float *beta;         /* (B, NV)   in_proj_b(x), then sigmoid */
+    float *g;            /* (B, NV)   in_proj_a(x), then the log decay -exp(A_log) * softplus(a + dt_bias) */
+    float *qg;           /* (B, 2*NH*HD) q_proj(x) of an attention layer: query | gate per head */
+    float *gate;         /* (B, NH*HD) the attention output gate */
     float *memory;       /* the one allocation everything above points into */
 } RunState;
+
+/* qwen35: what a context keeps for its Gated DeltaNet layers (forward_qwen35.c) -- transformers'
+ * DynamicCache LinearAttentionLayer.conv_states / recurrent_states -- and their checkpoints */
+typedef struct {
+    float *state;        /* conv (LL, K-1, CD) then ssm (LL, NV, HK, HV): one block, so that a
+                            checkpoint is one copy */
+    float *conv;         /* (LL, K-1, CD) conv_states: each layer's last K-1 conv inputs */
+    float *ssm;          /* (LL, NV, HK, HV) recurrent_states: S of the gated delta rule */
+    size_t state_floats; /* floats of conv + ssm */
+    /* checkpoints: copies of `state` at positions (qwen3c_context_checkpoint) */
+    int    n_slots;
+    int   *slot_pos;     /* (n_slots) position of each slot, -1 = free */
+    long  *slot_age;     /* (n_slots) creation order, for replacing the oldest */
+    float **slot_mem;    /* (n_slots) state_floats each, allocated when first used */
+    long   age;
+} RecurrentState;
 
 typedef struct qwen3c_context {
     const Transformer *transformer;  /* its kernels (transformer->kernels) are the context's */
@@ -433,6 +495,88 @@ typedef struct qwen3c_context {
     int                n_batch;
     int                activations; /* QWEN3C_ACTIVATIONS_*: the Q8_0/Q4_0/Q4_1 matmul path */
     int                kv_type;     /* QWEN3C_KV_*: the element type of key_cache / value_cache */
+    int                n_past;      /* leading positions whose state the context holds */
+    RecurrentState    *rs;          /* qwen35's linear-layer states and scratch, NULL for other models */
 } qwen3c_context;
+
+/* ---------------------------------------------------------------------------------------
+ * Building blocks of forward.c, shared with forward_qwen35.c
+ * ------------------------------------------------------------------------------------- */
+/* What one forward pass computes with: the activations of its batch (a context's own, or a
+ * qwen3c_batch's for several contexts), its threads and its matmul arithmetic. */
+typedef struct {
+    RunState *s;      /* x, xb, q, k, v, att_out, xb2, hb, hb2, att, xq (not the KV caches) */
+    int n_threads;
+    int activations;  /* QWEN3C_ACTIVATIONS_* */
+    int att_C;        /* row stride of s->att: the longest context of the batch (padded) */
+    const Kernels *k; /* the CPU tier's kernels: the model's (cpu.c) */
+} Pass;
+
+/* Where attention() copies a sequence's softmax probabilities when asked
+ * (qwen3c_forward_attention); every other forward passes NULL and pays one pointer test per
+ * score row. */
+typedef struct {
+    float *p;    /* (L, NH, n_q, n_k) floats, zeroed by the caller */
+    int    n_q;  /* query rows per head: the tokens of the whole call */
+    int    n_k;  /* key columns: pos + n_q of the whole call */
+    int    q0;   /* the first query row of the chunk being computed */
+} AttnCapture;
+
+/* One sequence of a batch: rows t0 .. t0+n-1 of the activations are its tokens, at positions
+ * pos .. pos+n-1 of ctx's KV cache (and, qwen35, after its recurrent state) */
+typedef struct {
+    qwen3c_context *ctx;
+    int t0, n, pos;
+    float *logits;    /* (V) of its last token, or NULL */
+    int job0;         /* its first attention job (attention() sets it) */
+    const AttnCapture *cap; /* NULL, or where attention() copies its probabilities */
+} Seq;
+
+/* Qwen3RMSNorm: o = weight * x / sqrt(mean(x^2) + eps), over `size` elements. */
+void rmsnorm(float *o, const float *x, const float *weight, int size, float eps);
+/* out (n, w->rows) = x (n, w->cols) @ W^T in the pass's matmul arithmetic; matmuls() runs up to
+ * 4 matmuls that read the same x in one parallel region. */
+typedef struct { float *out; const QTensor *w; } MatmulJob;
+void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, int n);
+void matmul(const Pass *ps, float *out, const float *x, int n, const QTensor *w);
+/* x[t] = embed_tokens.weight[tokens[t]] */
+void embed(float *x, const QTensor *emb, const int32_t *tokens, int n);
+/* causal grouped-query attention of every sequence's queries over its own cache, cache layer l,
+ * with the tier's kernels k (the pass's: ps->k) */
+void attention(const Kernels *k, float *out, const float *q, Seq *seqs, int n_seqs, int l,
+               const Config *p, float *att_scratch, int att_C, int n_threads);
+/* The sequence token t (a row of the batch) belongs to */
+const Seq *seq_of_token(const Seq *seqs, int t);
+/* past_key_values.update of one token at position `at` of ctx's cache layer cl */
+void kv_store(const qwen3c_context *ctx, int cl, const float *k, const float *v, int at);
+/* The MLP half of a decoder layer on s->x, n tokens: x += mlp(post_attention_layernorm(x)) */
+void mlp_block(const Pass *ps, const Transformer *tf, const LayerWeights *lw, int n);
+/* hidden_states = norm(x); logits = lm_head(hidden_states): one sequence's last token (all of
+ * them with all_logits; hidden, if not NULL, receives the normed states of all n), or the last
+ * token of each of several sequences through logits_scratch */
+void final_norm_logits(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs, int n, int all_logits,
+                       float *hidden, float *logits_scratch);
+
+/* ---------------------------------------------------------------------------------------
+ * Qwen3.5: the forward pass (forward_qwen35.c); its Gated DeltaNet kernels are a kernel family
+ * (kernels/kernels.h: DeltaNetKernels, kernels/deltanet_scalar.c)
+ * ------------------------------------------------------------------------------------- */
+/* forward_qwen35.c */
+int  qwen35_state_create(qwen3c_context *ctx, int n_checkpoints, char *err, size_t err_size);
+void qwen35_state_free(RecurrentState *rs);
+/* Can a forward at pos start (pos == n_past, 0, or a checkpoint at pos)? INVALID_ARG naming the
+ * restart position otherwise. qwen35_state_seek then brings the state there (zero, keep or
+ * restore) and drops the checkpoints past pos. */
+int  qwen35_state_check(const qwen3c_context *ctx, int pos, char *err, size_t err_size);
+void qwen35_state_seek(qwen3c_context *ctx, int pos);
+/* qwen3c_context_rewind_point for a context with a recurrent state (pos in [0, n_ctx]) */
+int  qwen35_rewind_point(const qwen3c_context *ctx, int pos);
+/* dst's recurrent state := src's at n_tokens (its live state or a checkpoint); INVALID_ARG if
+ * src holds none there */
+int  qwen35_state_copy(qwen3c_context *dst, const qwen3c_context *src, int n_tokens, char *err,
+                       size_t err_size);
+/* One batch of n tokens of seqs[0..n_seqs) through the hybrid model (as forward.c's forward) */
+void forward_qwen35(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs, const int32_t *tokens,
+                    int n, int all_logits, float *hidden, int64_t hidden_stride_layer, float *logits_scratch);
 
 #endif /* QWEN3C_INTERNAL_H */

@@ -10,6 +10,14 @@
  * Q4_K / Q5_K / Q6_K ones into the 16-row interleaved order the q24 / q24k kernels stream (on
  * the tiers whose q24 kernels have integer dot products: avx512, avx2, neon, neon-i8mm; each
  * tier packs its own layout), the F32 / F16 / BF16 ones as they are.
+ *
+ * Qwen3.5 (qwen35) files, as llama.cpp's converter writes them, differ from qwen3 in three ways
+ * that matter here: most layers are Gated DeltaNet (attn_qkv, attn_gate, ssm_* tensors; which
+ * ones: {arch}.attention.recurrent_layers), attn_q of the other layers holds a gate next to
+ * each query head, and the pre-MLP norm is called post_attention_norm. Its RMSNorm weights are
+ * stored as 1 + weight (transformers' Qwen3_5RMSNorm multiplies by 1 + weight), so the plain
+ * rmsnorm applies them. MTP (multi-token prediction) blocks appended after the decoder layers
+ * ({arch}.nextn_predict_layers) are not part of the forward pass and are skipped.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,11 +40,14 @@ typedef struct {
     double      default_rope_theta;
     int         strict_keys;      /* 1: head_count_kv, key_length and rope.freq_base are required
                                      (a silent default would compute a different model) */
+    int         hybrid;           /* 1 (qwen35): Gated DeltaNet layers, gated attention with
+                                     partial rotary embeddings, norm named post_attention_norm */
 } ArchInfo;
 
 static const ArchInfo ARCHS[] = {
-    {"qwen3", 1, 0, 1000000.0, 1},
-    {"llama", 0, 1, 10000.0, 0},
+    {"qwen3", 1, 0, 1000000.0, 1, 0},
+    {"llama", 0, 1, 10000.0, 0, 0},
+    {"qwen35", 1, 0, 10000000.0, 1, 1},
 };
 
 static const ArchInfo *find_arch(gguf_str name) {
@@ -44,6 +55,17 @@ static const ArchInfo *find_arch(gguf_str name) {
         if (gguf_str_eq(name, ARCHS[i].name)) return &ARCHS[i];
     return NULL;
 }
+
+/* Relatives we recognize but do not run, and what they would need. */
+static const struct { const char *name, *missing; } UNSUPPORTED_ARCHS[] = {
+    {"qwen35moe", "Qwen3.5 mixture-of-experts layers (router, routed and shared experts); qwen3c "
+                  "runs the dense Qwen3.5 models (qwen35)"},
+    {"qwen3next", "Qwen3-Next's mixture-of-experts layers; qwen3c runs the dense Qwen3.5 models (qwen35)"},
+    {"qwen3moe", "Qwen3 mixture-of-experts layers; qwen3c runs the dense Qwen3 models (qwen3)"},
+    {"clip", "a vision encoder / projector (mmproj) file: qwen3c runs the text model only"},
+    {"qwen3vl", "Qwen3-VL's vision tower and multimodal position ids; qwen3c runs the text models"},
+    {"qwen3vlmoe", "Qwen3-VL's vision tower and mixture-of-experts layers"},
+};
 
 /* ---------------------------------------------------------------------------------------
  * Config from metadata
@@ -79,15 +101,85 @@ static int get_real(const gguf_file *gf, const char *arch, const char *suffix, i
     return QWEN3C_OK;
 }
 
+/* qwen35: the Gated DeltaNet hyperparameters, and the MTP blocks to skip. llama.cpp's converter
+ * writes Qwen3_5TextConfig under the key names of its SSM models. */
+static int read_linear_config(const gguf_file *gf, const char *a, Config *p, char *err, size_t err_size) {
+    int rc, inner = 0;
+    if ((rc = get_dim(gf, a, "ssm.conv_kernel", 1, 0, &p->linear_conv_kernel, err, err_size)) ||
+        (rc = get_dim(gf, a, "ssm.state_size", 1, 0, &p->linear_k_head_dim, err, err_size)) ||
+        (rc = get_dim(gf, a, "ssm.group_count", 1, 0, &p->linear_n_k_heads, err, err_size)) ||
+        (rc = get_dim(gf, a, "ssm.time_step_rank", 1, 0, &p->linear_n_v_heads, err, err_size)) ||
+        (rc = get_dim(gf, a, "ssm.inner_size", 1, 0, &inner, err, err_size)))
+        return rc;
+    if (inner % p->linear_n_v_heads != 0)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "ssm.inner_size %d is not a multiple of "
+                           "ssm.time_step_rank %d", inner, p->linear_n_v_heads);
+    p->linear_v_head_dim = inner / p->linear_n_v_heads;
+    if (p->linear_n_v_heads % p->linear_n_k_heads != 0)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "ssm.time_step_rank %d (value heads) is not a "
+                           "multiple of ssm.group_count %d (key heads)", p->linear_n_v_heads, p->linear_n_k_heads);
+    if (p->linear_conv_kernel < 2 || p->linear_conv_kernel > 64)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "ssm.conv_kernel %d is out of range (2..64)",
+                           p->linear_conv_kernel);
+    if ((int64_t)p->linear_n_v_heads * p->linear_k_head_dim * p->linear_v_head_dim > MAX_DIM * 64)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "the recurrent state per layer is too large");
+    /* the last nextn_predict_layers blocks are MTP (multi-token prediction) heads, not decoder layers */
+    char key[128];
+    snprintf(key, sizeof(key), "%s.nextn_predict_layers", a);
+    if (gguf_find_kv(gf, key)) {
+        uint64_t v;
+        if ((rc = gguf_get_u64(gf, key, &v, err, err_size))) return rc;
+        if (v >= (uint64_t)p->n_layers)
+            return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "%s = %llu leaves no decoder layer of %d blocks",
+                               key, (unsigned long long)v, p->n_layers);
+        p->n_layers -= (int)v;
+    }
+    return QWEN3C_OK;
+}
+
+/* qwen35: 1 when layer l is Gated DeltaNet (layer_types[l] == "linear_attention"), from
+ * {arch}.attention.recurrent_layers (one bool or integer per block), else every layer but each
+ * full_attention_interval-th (default 4), as Qwen3_5TextConfig builds layer_types. */
+static int read_layer_types(const gguf_file *gf, const char *a, int n_blocks, LayerWeights *layers,
+                            int n_layers, char *err, size_t err_size) {
+    char key[128];
+    snprintf(key, sizeof(key), "%s.attention.recurrent_layers", a);
+    const gguf_kv *kv = gguf_find_kv(gf, key);
+    if (kv) {
+        if (kv->type != GGUF_TYPE_ARRAY || kv->arr_n != (uint64_t)n_blocks ||
+            (kv->arr_type != GGUF_TYPE_BOOL && kv->arr_type != GGUF_TYPE_UINT8 && kv->arr_type != GGUF_TYPE_INT8 &&
+             kv->arr_type != GGUF_TYPE_INT32 && kv->arr_type != GGUF_TYPE_UINT32))
+            return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "metadata key '%s' must be an array of %d "
+                               "bools (one per block)", key, n_blocks);
+        const size_t esz = kv->arr_type == GGUF_TYPE_INT32 || kv->arr_type == GGUF_TYPE_UINT32 ? 4 : 1;
+        for (int l = 0; l < n_layers; l++) {
+            uint32_t v = 0;
+            memcpy(&v, kv->data + (size_t)l * esz, esz);
+            layers[l].is_linear = v != 0;
+        }
+        return QWEN3C_OK;
+    }
+    int interval = 4;
+    int rc = get_dim(gf, a, "full_attention_interval", 0, 4, &interval, err, err_size);
+    if (rc) return rc;
+    for (int l = 0; l < n_layers; l++) layers[l].is_linear = (l + 1) % interval != 0;
+    return QWEN3C_OK;
+}
+
 static int read_config(const gguf_file *gf, Config *p, const ArchInfo **arch_out, char *err,
                        size_t err_size) {
     gguf_str arch_s;
     int rc = gguf_get_str(gf, "general.architecture", &arch_s, err, err_size);
     if (rc) return rc;
     const ArchInfo *arch = find_arch(arch_s);
+    for (size_t i = 0; !arch && i < sizeof(UNSUPPORTED_ARCHS) / sizeof(UNSUPPORTED_ARCHS[0]); i++)
+        if (gguf_str_eq(arch_s, UNSUPPORTED_ARCHS[i].name))
+            return qwen3c_fail(err, err_size, QWEN3C_ERR_UNSUPPORTED,
+                               "unsupported architecture '%s': it needs %s", UNSUPPORTED_ARCHS[i].name,
+                               UNSUPPORTED_ARCHS[i].missing);
     if (!arch)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_UNSUPPORTED,
-                           "unsupported architecture '%.*s' (qwen3c runs qwen3 and llama)",
+                           "unsupported architecture '%.*s' (qwen3c runs qwen3, llama and qwen35)",
                            (int)(arch_s.len > 64 ? 64 : arch_s.len), arch_s.ptr);
     memset(p, 0, sizeof(*p));
     snprintf(p->arch, sizeof(p->arch), "%s", arch->name);
@@ -121,17 +213,25 @@ static int read_config(const gguf_file *gf, Config *p, const ArchInfo **arch_out
         return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "head_dim %d must be even", p->head_dim);
     if ((int64_t)p->n_heads * p->head_dim > MAX_DIM)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "n_heads * head_dim is too large");
-    /* a partial rotary dimension would need a different rope() */
+    /* rotated dims per head: all of them, except for qwen35's partial rotary embeddings */
     char key[128];
     snprintf(key, sizeof(key), "%s.rope.dimension_count", a);
+    p->rope_dim = p->head_dim;
     if (gguf_find_kv(gf, key)) {
         uint64_t rd;
         if ((rc = gguf_get_u64(gf, key, &rd, err, err_size))) return rc;
-        if (rd != (uint64_t)p->head_dim)
-            return qwen3c_fail(err, err_size, QWEN3C_ERR_UNSUPPORTED,
-                               "partial rotary embeddings (rope.dimension_count %llu != head_dim %d)",
-                               (unsigned long long)rd, p->head_dim);
+        if (arch->hybrid && rd >= 2 && rd <= (uint64_t)p->head_dim && rd % 2 == 0)
+            p->rope_dim = (int)rd;
+        else if (rd != (uint64_t)p->head_dim)
+            return qwen3c_fail(err, err_size, arch->hybrid ? QWEN3C_ERR_FORMAT : QWEN3C_ERR_UNSUPPORTED,
+                               "rope.dimension_count %llu: %s (head_dim %d)", (unsigned long long)rd,
+                               arch->hybrid ? "must be even and at most head_dim" : "partial rotary embeddings",
+                               p->head_dim);
+    } else if (arch->hybrid) {
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT, "missing metadata key '%s'", key);
     }
+    if (arch->hybrid && (rc = read_linear_config(gf, a, p, err, err_size))) return rc;
+    p->attn_output_gate = arch->hybrid;
     p->rope_theta = (float)theta;
     p->norm_eps = (float)eps;
     p->qk_norm = arch->qk_norm;
@@ -199,7 +299,52 @@ static int load_vector(const gguf_file *gf, const char *name, int64_t n, float *
     return QWEN3C_OK;
 }
 
-static int load_weights(Transformer *m, char *err, size_t err_size) {
+/* qwen35: conv1d.weight, GGUF ne (K, CD) = transformers' (CD, 1, K) squeezed, copied to F32 as
+ * (K, CD): the conv kernel vectorizes over channels. */
+static int load_conv(const gguf_file *gf, const char *name, int64_t K, int64_t CD, float *dst, char *err,
+                     size_t err_size) {
+    const gguf_tensor *t = NULL;
+    int rc = find_tensor(gf, name, 2, K, CD, &t, err, err_size);
+    if (rc) return rc;
+    if (t->type != QWEN3C_TYPE_F32 && t->type != QWEN3C_TYPE_F16 && t->type != QWEN3C_TYPE_BF16)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_UNSUPPORTED,
+                           "tensor '%s' has type %s (expected F32, F16 or BF16)", name, gguf_type_name(t->type));
+    const size_t row = (size_t)(t->nbytes / (uint64_t)CD);
+    float tmp[64];
+    for (int64_t c = 0; c < CD; c++) {
+        dequantize_row((int)t->type, (const uint8_t *)t->data + (size_t)c * row, tmp, K);
+        for (int64_t j = 0; j < K; j++) dst[j * CD + c] = tmp[j];
+    }
+    return QWEN3C_OK;
+}
+
+/* The token mixer of a qwen35 Gated DeltaNet layer (Qwen3_5GatedDeltaNet); f: its vectors. */
+static int load_linear_layer(const gguf_file *gf, const Config *p, int l, LayerWeights *lw, float **f, char *err,
+                             size_t err_size) {
+    char name[96];
+    const int64_t D = p->dim, K = p->linear_conv_kernel, NV = p->linear_n_v_heads, HV = p->linear_v_head_dim;
+    const int64_t VD = NV * HV, CD = 2 * (int64_t)p->linear_n_k_heads * p->linear_k_head_dim + VD;
+    int rc;
+#define TNAME(suffix) (snprintf(name, sizeof(name), "blk.%d." suffix, l), name)
+    lw->conv1d = *f; *f += K * CD;
+    lw->dt_bias = *f; *f += NV;
+    lw->ssm_a = *f; *f += NV;
+    lw->ssm_norm = *f; *f += HV;
+    if ((rc = load_matrix(gf, TNAME("attn_qkv.weight"), CD, D, &lw->in_qkv, err, err_size)) ||
+        (rc = load_matrix(gf, TNAME("attn_gate.weight"), VD, D, &lw->in_z, err, err_size)) ||
+        (rc = load_matrix(gf, TNAME("ssm_beta.weight"), NV, D, &lw->in_b, err, err_size)) ||
+        (rc = load_matrix(gf, TNAME("ssm_alpha.weight"), NV, D, &lw->in_a, err, err_size)) ||
+        (rc = load_conv(gf, TNAME("ssm_conv1d.weight"), K, CD, lw->conv1d, err, err_size)) ||
+        (rc = load_vector(gf, TNAME("ssm_dt.bias"), NV, lw->dt_bias, err, err_size)) ||
+        (rc = load_vector(gf, TNAME("ssm_a"), NV, lw->ssm_a, err, err_size)) ||
+        (rc = load_vector(gf, TNAME("ssm_norm.weight"), HV, lw->ssm_norm, err, err_size)) ||
+        (rc = load_matrix(gf, TNAME("ssm_out.weight"), D, VD, &lw->out_proj, err, err_size)))
+        return rc;
+#undef TNAME
+    return QWEN3C_OK;
+}
+
+static int load_weights(Transformer *m, const ArchInfo *arch, char *err, size_t err_size) {
     const gguf_file *gf = &m->file;
     Config *p = &m->config;
     TransformerWeights *w = &m->weights;
@@ -218,29 +363,49 @@ static int load_weights(Transformer *m, char *err, size_t err_size) {
     const int64_t V = p->vocab_size;
     if ((rc = load_matrix(gf, "token_embd.weight", V, D, &w->token_embedding, err, err_size))) return rc;
 
-    /* one allocation for every norm vector, carved per layer */
-    int64_t per_layer = 2 * D + (p->qk_norm ? 2 * HD : 0);
-    w->owned = malloc((size_t)(per_layer * p->n_layers + D) * sizeof(float));
     w->layers = calloc((size_t)p->n_layers, sizeof(LayerWeights));
-    if (!w->owned || !w->layers) return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory for weights");
+    if (!w->layers) return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory for weights");
+    if (arch->hybrid) { /* which layers are Gated DeltaNet */
+        uint64_t n_blocks = 0;
+        char key[128];
+        snprintf(key, sizeof(key), "%s.block_count", arch->name);
+        if ((rc = gguf_get_u64(gf, key, &n_blocks, err, err_size)) ||
+            (rc = read_layer_types(gf, arch->name, (int)n_blocks, w->layers, p->n_layers, err, err_size)))
+            return rc;
+        for (int l = 0; l < p->n_layers; l++) p->n_linear_layers += w->layers[l].is_linear;
+    }
+
+    /* one allocation for every norm vector (and qwen35's conv kernels, dt_bias, A), carved per layer */
+    const int64_t K = p->linear_conv_kernel, NV = p->linear_n_v_heads, HV = p->linear_v_head_dim;
+    const int64_t CD = 2 * (int64_t)p->linear_n_k_heads * p->linear_k_head_dim + NV * HV;
+    const int64_t per_attn = 2 * D + (p->qk_norm ? 2 * HD : 0), per_linear = 2 * D + K * CD + 2 * NV + HV;
+    w->owned = malloc((size_t)(per_attn * (p->n_layers - p->n_linear_layers) + per_linear * p->n_linear_layers + D) *
+                      sizeof(float));
+    if (!w->owned) return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory for weights");
     float *f = w->owned;
+    /* qwen35's attention layers: q_proj yields query and gate per head; the pre-MLP norm is
+     * post_attention_norm in its files, ffn_norm in qwen3 / llama ones */
+    const int64_t QR = p->attn_output_gate ? 2 * QD : QD;
+    const char *ffn_norm = arch->hybrid ? "post_attention_norm" : "ffn_norm";
 
     for (int l = 0; l < p->n_layers; l++) {
         LayerWeights *lw = &w->layers[l];
-#define BLK(suffix) (snprintf(name, sizeof(name), "blk.%d." suffix ".weight", l), name)
+#define BLK(suffix) (snprintf(name, sizeof(name), "blk.%d.%s.weight", l, suffix), name)
         lw->attn_norm = f; f += D;
         lw->ffn_norm = f; f += D;
-        if ((rc = load_vector(gf, BLK("attn_norm"), D, lw->attn_norm, err, err_size)) ||
-            (rc = load_matrix(gf, BLK("attn_q"), QD, D, &lw->wq, err, err_size)) ||
-            (rc = load_matrix(gf, BLK("attn_k"), KVD, D, &lw->wk, err, err_size)) ||
-            (rc = load_matrix(gf, BLK("attn_v"), KVD, D, &lw->wv, err, err_size)) ||
-            (rc = load_matrix(gf, BLK("attn_output"), D, QD, &lw->wo, err, err_size)) ||
-            (rc = load_vector(gf, BLK("ffn_norm"), D, lw->ffn_norm, err, err_size)) ||
+        if ((rc = load_vector(gf, BLK("attn_norm"), D, lw->attn_norm, err, err_size))) return rc;
+        if (lw->is_linear) rc = load_linear_layer(gf, p, l, lw, &f, err, err_size);
+        else if (!(rc = load_matrix(gf, BLK("attn_q"), QR, D, &lw->wq, err, err_size)) &&
+                 !(rc = load_matrix(gf, BLK("attn_k"), KVD, D, &lw->wk, err, err_size)) &&
+                 !(rc = load_matrix(gf, BLK("attn_v"), KVD, D, &lw->wv, err, err_size)))
+            rc = load_matrix(gf, BLK("attn_output"), D, QD, &lw->wo, err, err_size);
+        if (rc ||
+            (rc = load_vector(gf, BLK(ffn_norm), D, lw->ffn_norm, err, err_size)) ||
             (rc = load_matrix(gf, BLK("ffn_gate"), H, D, &lw->w1, err, err_size)) ||
             (rc = load_matrix(gf, BLK("ffn_up"), H, D, &lw->w3, err, err_size)) ||
             (rc = load_matrix(gf, BLK("ffn_down"), D, H, &lw->w2, err, err_size)))
             return rc;
-        if (p->qk_norm) {
+        if (p->qk_norm && !lw->is_linear) {
             lw->q_norm = f; f += HD;
             lw->k_norm = f; f += HD;
             if ((rc = load_vector(gf, BLK("attn_q_norm"), HD, lw->q_norm, err, err_size)) ||
@@ -303,35 +468,51 @@ static void copy_matrix(const QTensor *t, void *dst) {
  * (t->packed), F32 / F16 / BF16 as they are (t->data then points at the copy: the file's page
  * cache mostly sits in 4 KB pages, and their TLB misses cost float decode ~8% of its speed).
  * With tied embeddings the lookup keeps reading token_embd's rows in place. */
+/* The matrices of layer l (of the lm_head for l == n_layers) in the order decode reads them. */
+static int matrices_of(TransformerWeights *w, int l, int n_layers, QTensor **out) {
+    if (l == n_layers) {
+        out[0] = &w->wcls;
+        return 1;
+    }
+    LayerWeights *lw = &w->layers[l];
+    if (lw->is_linear) {
+        QTensor *mats[8] = {&lw->in_qkv, &lw->in_z, &lw->in_b, &lw->in_a, &lw->out_proj, &lw->w1, &lw->w3, &lw->w2};
+        memcpy(out, mats, sizeof(mats));
+        return 8;
+    }
+    QTensor *mats[7] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w1, &lw->w3, &lw->w2};
+    memcpy(out, mats, sizeof(mats));
+    return 7;
+}
+
 static int pack_weights(Transformer *m, char *err, size_t err_size) {
     TransformerWeights *w = &m->weights;
     const int L = m->config.n_layers;
     size_t total = 0;
     for (int pass = 0; pass < 2; pass++) {
         uint8_t *dst = m->packed;
-        for (int i = 0; i < 7 * L + 1; i++) {
-            QTensor *t = &w->wcls;
-            if (i < 7 * L) {
-                LayerWeights *lw = &w->layers[i / 7];
-                QTensor *mats[7] = {&lw->wq, &lw->wk, &lw->wv, &lw->wo, &lw->w1, &lw->w3, &lw->w2};
-                t = mats[i % 7];
+        for (int l = 0; l <= L; l++) {
+            QTensor *mats[8];
+            const int n_mats = matrices_of(w, l, L, mats);
+            for (int i = 0; i < n_mats; i++) {
+                QTensor *t = mats[i];
+                const size_t bytes = packed_bytes(m->kernels, t);
+                if (bytes == 0) continue;
+                if (pass == 0) {
+                    total += bytes;
+                    continue;
+                }
+                if (is_float_type(t->type)) {
+                    copy_matrix(t, dst);
+                    release_pages(&m->file, t);
+                    t->data = dst;
+                } else {
+                    q24_any_pack(m->kernels, t, dst, 0);
+                    t->packed = dst;
+                    release_pages(&m->file, t);
+                }
+                dst += bytes;
             }
-            const size_t bytes = packed_bytes(m->kernels, t);
-            if (bytes == 0) continue;
-            if (pass == 0) {
-                total += bytes;
-                continue;
-            }
-            if (is_float_type(t->type)) {
-                copy_matrix(t, dst);
-                release_pages(&m->file, t);
-                t->data = dst;
-            } else {
-                q24_any_pack(m->kernels, t, dst, 0);
-                t->packed = dst;
-                release_pages(&m->file, t);
-            }
-            dst += bytes;
         }
         if (pass == 0) {
             if (total == 0) return QWEN3C_OK;
@@ -376,7 +557,7 @@ int qwen3c_model_load_with(const char *path, const qwen3c_model_params *params, 
     int rc = kernels_select(&m->kernels, err, err_size); /* the CPU tier (QWEN3C_CPU) */
     if (!rc) rc = gguf_open(path, &m->file, err, err_size);
     if (!rc) rc = read_config(&m->file, &m->config, &arch, err, err_size);
-    if (!rc) rc = load_weights(m, err, err_size);
+    if (!rc) rc = load_weights(m, arch, err, err_size);
     if (!rc) {
         rc = tokenizer_build(&m->file, &m->tokenizer, err, err_size);
         if (rc) qwen3c_fail_prefix(err, err_size, rc, "tokenizer");
@@ -405,6 +586,11 @@ void qwen3c_model_free(qwen3c_model *m) {
 }
 
 void qwen3c_model_get_config(const qwen3c_model *m, qwen3c_config *out) { *out = m->config; }
+
+int qwen3c_model_layer_type(const qwen3c_model *m, int layer) {
+    if (!m || layer < 0 || layer >= m->config.n_layers) return -1;
+    return m->weights.layers[layer].is_linear ? QWEN3C_LAYER_LINEAR : QWEN3C_LAYER_ATTENTION;
+}
 
 int qwen3c_model_meta_count(const qwen3c_model *m) { return (int)m->file.n_kv; }
 

@@ -1,12 +1,13 @@
 /*
  * qwen3c.h -- the one public header of the qwen3c C core.
  *
- * A Qwen3 (and llama-architecture) inference engine for GGUF files:
+ * A Qwen3 (and llama-architecture, and Qwen3.5 "qwen35") inference engine for GGUF files:
  *
  *   qwen3c_model    read-only: the mmapped GGUF, Config, TransformerWeights and the
  *                   tokenizer. Safe to share between contexts.
- *   qwen3c_context  mutable: the RunState (activations + KV cache) sized to n_ctx, and the
- *                   thread count. One context per concurrent conversation.
+ *   qwen3c_context  mutable: the RunState (activations + KV cache) sized to n_ctx, the
+ *                   recurrent state of Qwen3.5's Gated DeltaNet layers, and the thread count.
+ *                   One context per concurrent conversation.
  *   qwen3c_sampler  picks the next token from logits; owns its RNG and its token history.
  *
  * Conventions
@@ -73,9 +74,10 @@ const char *qwen3c_type_name(int type);
  * ------------------------------------------------------------------------------------- */
 typedef struct qwen3c_model qwen3c_model;
 
-/* The hyperparameters, as read from the GGUF metadata (mirrors transformers' Qwen3Config). */
+/* The hyperparameters, as read from the GGUF metadata (mirrors transformers' Qwen3Config, and
+ * Qwen3_5TextConfig for "qwen35"). */
 typedef struct qwen3c_config {
-    char  arch[32];        /* general.architecture: "qwen3" or "llama" */
+    char  arch[32];        /* general.architecture: "qwen3", "llama" or "qwen35" */
     int   n_layers;        /* num_hidden_layers        = {arch}.block_count */
     int   dim;             /* hidden_size              = {arch}.embedding_length */
     int   hidden_dim;      /* intermediate_size        = {arch}.feed_forward_length */
@@ -90,6 +92,18 @@ typedef struct qwen3c_config {
     int   qk_norm;         /* 1 for qwen3 (q_norm/k_norm per head), 0 for llama */
     int   rope_interleaved;/* 1: RoPE pairs (2i, 2i+1) (llama GGUFs); 0: (i, i+head_dim/2) (qwen3) */
     int64_t n_params;      /* total number of weight elements */
+    /* Qwen3.5 ("qwen35"): most layers are Gated DeltaNet linear attention (qwen3c_model_layer_type),
+     * the others gated full attention with partial rotary embeddings. 0 for qwen3 / llama. */
+    int   n_linear_layers;    /* layers with layer_types[l] == "linear_attention"
+                                 = {arch}.attention.recurrent_layers (or full_attention_interval) */
+    int   linear_conv_kernel; /* linear_conv_kernel_dim  = {arch}.ssm.conv_kernel */
+    int   linear_n_k_heads;   /* linear_num_key_heads    = {arch}.ssm.group_count */
+    int   linear_n_v_heads;   /* linear_num_value_heads  = {arch}.ssm.time_step_rank */
+    int   linear_k_head_dim;  /* linear_key_head_dim     = {arch}.ssm.state_size */
+    int   linear_v_head_dim;  /* linear_value_head_dim   = {arch}.ssm.inner_size / time_step_rank */
+    int   rope_dim;           /* rotated dims per head: head_dim * partial_rotary_factor
+                                 = {arch}.rope.dimension_count (head_dim for qwen3 / llama) */
+    int   attn_output_gate;   /* 1: q_proj also yields a per-head gate, attn_output *= sigmoid(gate) (qwen35) */
 } qwen3c_config;
 
 /* Load a GGUF file: parse and validate it, mmap the tensor data, build the weights and the
@@ -123,6 +137,14 @@ size_t qwen3c_model_packed_bytes(const qwen3c_model *model);
 void qwen3c_model_free(qwen3c_model *model);
 
 void qwen3c_model_get_config(const qwen3c_model *model, qwen3c_config *out);
+
+/* The token mixer of decoder layer `layer`: QWEN3C_LAYER_ATTENTION (self-attention with a KV
+ * cache: every layer of qwen3 / llama, every full_attention_interval-th of qwen35) or
+ * QWEN3C_LAYER_LINEAR (Qwen3.5's Gated DeltaNet: a recurrent state instead of a KV cache);
+ * -1 for an index outside [0, n_layers). */
+#define QWEN3C_LAYER_ATTENTION 0
+#define QWEN3C_LAYER_LINEAR    1
+int qwen3c_model_layer_type(const qwen3c_model *model, int layer);
 
 /* GGUF metadata of a loaded model, as text (the chat template; typed values, string arrays and
  * files that do not load: the qwen3c_gguf_* reader API below, also via qwen3c_model_gguf).
@@ -275,6 +297,9 @@ typedef struct qwen3c_context_params {
     int activations; /* matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights (QWEN3C_ACTIVATIONS_*;
                         other weight types always use float32 activations) */
     int kv_type;    /* element type of the KV cache: QWEN3C_KV_F32 (default) or QWEN3C_KV_F16 */
+    int n_checkpoints; /* slots for qwen3c_context_checkpoint (models with recurrent layers);
+                          0 = default (4). Each slot, allocated when first used, holds a copy of
+                          the recurrent state (Qwen3.5-0.8B: 19 MB) */
 } qwen3c_context_params;
 
 qwen3c_context_params qwen3c_context_default_params(void);
@@ -287,12 +312,15 @@ int  qwen3c_context_n_ctx(const qwen3c_context *ctx);
 int  qwen3c_context_n_threads(const qwen3c_context *ctx);
 
 /* Run the transformer on tokens[0..n_tokens) placed at positions pos..pos+n_tokens-1: writes
- * their keys/values into the KV cache and attends to every earlier position.
+ * their keys/values into the KV cache and attends to every earlier position. Positions from pos
+ * on are replaced, so a caller may rewind and continue differently -- but a model with
+ * recurrent layers can restart only where the context holds a state (see "Recurrent state"
+ * below: qwen3c_context_rewind_point).
  * logits: caller-owned; (vocab_size) floats for the last token, or (n_tokens, vocab_size)
  * when all_logits != 0. logits may be NULL to skip the LM head (prefill only).
  * Errors (before any compute, KV cache untouched): QWEN3C_ERR_CONTEXT when
- * pos + n_tokens > n_ctx; QWEN3C_ERR_INVALID_ARG for pos < 0, n_tokens < 1 or a token id
- * outside [0, vocab_size). */
+ * pos + n_tokens > n_ctx; QWEN3C_ERR_INVALID_ARG for pos < 0, n_tokens < 1, a token id
+ * outside [0, vocab_size), or (recurrent models) a pos the state cannot restart at. */
 int qwen3c_forward(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
                    float *logits, int all_logits, char *err, size_t err_size);
 
@@ -301,6 +329,38 @@ int qwen3c_forward(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int
  * output of decoder layer l, [n_layers + 1] = after the final norm. */
 int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
                          float *logits, int all_logits, float *hidden, char *err, size_t err_size);
+
+/* ---------------------------------------------------------------------------------------
+ * Recurrent state: where a context can continue (Qwen3.5)
+ *
+ * A Gated DeltaNet layer keeps, instead of a KV cache, a conv state (its last
+ * linear_conv_kernel - 1 inputs) and a recurrent state S (linear_n_v_heads matrices of
+ * linear_k_head_dim x linear_v_head_dim) that summarize every token seen so far -- transformers'
+ * DynamicCache (LinearAttentionLayer: conv_states, recurrent_states). A KV cache can be cut back
+ * to any position; S cannot: it is a sum over all past tokens. So the context tracks n_past,
+ * the number of leading positions whose state it holds (pos + n_tokens after a forward), and
+ * qwen3c_forward at position pos on a model with linear layers
+ *   - continues           when pos == n_past;
+ *   - starts over         when pos == 0 (the states are zeroed);
+ *   - restores            when a checkpoint taken at position pos exists (it was taken on the
+ *                         same leading tokens: the caller's contract, as for the KV cache);
+ *   - fails (INVALID_ARG, nothing changed) otherwise: a state that includes tokens at or after
+ *                         pos is never reused.
+ * A forward at pos discards the checkpoints past pos (they include replaced tokens).
+ * Models without linear layers restart anywhere (the KV cache of positions >= pos is
+ * overwritten); for them checkpoints are no-ops.
+ * ------------------------------------------------------------------------------------- */
+/* The number of leading positions the context holds (0 for a new context). Where a forward
+ * can start: qwen3c_context_rewind_point (below, with the batched forward). */
+int qwen3c_context_n_past(const qwen3c_context *ctx);
+/* Save the recurrent and conv states as they are now (at position n_past) into a checkpoint
+ * slot: one already at that position is overwritten, else a free slot is used, else the
+ * oldest is replaced. QWEN3C_ERR_NOMEM when the slot cannot be allocated (no state changed).
+ * A no-op for models without linear layers. */
+int qwen3c_context_checkpoint(qwen3c_context *ctx, char *err, size_t err_size);
+/* The positions of the live checkpoints, ascending, into pos_out (room for cap); returns how
+ * many there are (may exceed cap). */
+int qwen3c_context_checkpoints(const qwen3c_context *ctx, int *pos_out, int cap);
 
 /* ---------------------------------------------------------------------------------------
  * Inspection: attention probabilities and the LM head on any hidden state (for learners'
@@ -314,7 +374,8 @@ int qwen3c_forward_trace(qwen3c_context *ctx, const int32_t *tokens, int n_token
  * positions s > pos + t are 0. Query head h reads key/value head h / (n_heads / n_kv_heads).
  * Keys before pos come from the KV cache. The capture happens only in this call; every other
  * forward skips it (one pointer test per row of scores). Errors as qwen3c_forward, and
- * QWEN3C_ERR_INVALID_ARG for attn == NULL. */
+ * QWEN3C_ERR_INVALID_ARG for attn == NULL, QWEN3C_ERR_UNSUPPORTED for a model with linear
+ * layers (Qwen3.5: a Gated DeltaNet layer has no attention probabilities). */
 int qwen3c_forward_attention(qwen3c_context *ctx, const int32_t *tokens, int n_tokens, int pos,
                              float *logits, int all_logits, float *hidden, float *attn, char *err,
                              size_t err_size);
@@ -518,13 +579,17 @@ const char *qwen3c_model_cpu_tier(const qwen3c_model *model);
  * reuse: a new prompt shares pos tokens with what the cache holds). A KV cache keeps every
  * prefix valid and returns pos; a state that cannot be cut back (a recurrent layer) returns
  * an earlier position it can resume from, 0 meaning "run everything again". pos is clamped
- * to [0, n_ctx]. */
+ * to [0, n_ctx]. For Qwen3.5 ("Recurrent state" above): n_past when pos >= n_past, else the
+ * latest checkpoint at or before pos, else 0; re-running the tokens from there rebuilds the
+ * state at pos. */
 int qwen3c_context_rewind_point(const qwen3c_context *ctx, int pos);
 
 /* Copy the keys and values of positions [0, n_tokens) of src into dst (a prompt prefix
  * prefilled once, reused by another conversation): dst then continues at position n_tokens
  * exactly as src would. Both contexts must belong to the same model and have the same
- * kv_type, with n_tokens <= both n_ctx; QWEN3C_ERR_INVALID_ARG otherwise (dst unchanged). */
+ * kv_type, with n_tokens <= both n_ctx; QWEN3C_ERR_INVALID_ARG otherwise (dst unchanged).
+ * Qwen3.5: the recurrent state is copied too, so src must hold it at n_tokens -- its n_past
+ * or one of its checkpoints -- else INVALID_ARG; dst's own checkpoints are dropped. */
 int qwen3c_context_copy_prefix(qwen3c_context *dst, const qwen3c_context *src, int n_tokens,
                                char *err, size_t err_size);
 
@@ -578,6 +643,16 @@ int qwen3c_forward_batch(qwen3c_batch *batch, const qwen3c_batch_seq *seqs, int 
 int qwen3c_sampler_sample_masked(qwen3c_sampler *sampler, const float *logits, int n_vocab,
                                  const uint32_t *allowed, int32_t *token_out, char *err,
                                  size_t err_size);
+
+/* The gated delta rule of one value head of Qwen3.5's Gated DeltaNet (transformers:
+ * torch_recurrent_gated_delta_rule / torch_chunk_gated_delta_rule), exposed for tests. state:
+ * (hk, hv), updated in place; q, k: (n, hk), already l2-normalized (q also scaled by
+ * 1/sqrt(hk)); v, out: (n, hv); g (log decays, <= 0) and beta: (n). chunked: 0 = one token at
+ * a time (what the forward pass runs), 1 = transformers' chunked prefill algorithm.
+ * QWEN3C_ERR_INVALID_ARG for NULL buffers or sizes < 1; QWEN3C_ERR_NOMEM. */
+int qwen3c_gated_delta_rule(float *state, int hk, int hv, const float *q, const float *k,
+                            const float *v, const float *g, const float *beta, int n, float *out,
+                            int chunked, char *err, size_t err_size);
 
 /* CDEF END */
 

@@ -8,13 +8,14 @@
  *        raw text (HF's AddedVocabulary). A CONTROL match with special == 0 is skipped and stays
  *        plain text (HF's `encode_special_tokens = True`). The stretches in between are
  *     -> pre-tokenized: split into pieces by the regex tokenizer.ggml.pre names, hand-written
- *        below (qwen2, or smollm = single digits then GPT-2's regex), using the generated
- *        Unicode classes of unicode_data.h;
+ *        below (qwen2; qwen35 = qwen2's with combining marks joined to letters; smollm = single
+ *        digits then GPT-2's regex; gpt-2), using the generated Unicode classes of
+ *        unicode_data.h;
  *     -> BPE: each piece starts as one symbol per byte and the adjacent pair with the lowest
  *        merge rank (leftmost on ties) is merged until none is left -- a heap, so a 10 MB piece
  *        costs O(n log n) rather than O(n^2).
  *
- * Normalization (NFC for qwen2) is NOT done here: the caller applies it, see
+ * Normalization (NFC for qwen2 and qwen35) is NOT done here: the caller applies it, see
  * qwen3c_tokenizer_normalizer() and python/qwen3c/tokenizer.py.
  *
  * Vocabulary strings are stored in the GGUF in the byte-level alphabet (GPT-2's
@@ -31,7 +32,7 @@
 /* ---------------------------------------------------------------------------------------
  * Data structures
  * ------------------------------------------------------------------------------------- */
-enum { PRE_QWEN2 = 1, PRE_SMOLLM = 2, PRE_GPT2 = 3 };
+enum { PRE_QWEN2 = 1, PRE_SMOLLM = 2, PRE_GPT2 = 3, PRE_QWEN35 = 4 };
 
 typedef struct {
     uint64_t key;     /* (left id << 32) | right id; 0 with rank < 0 = empty slot */
@@ -285,11 +286,14 @@ int tokenizer_build(const gguf_file *gf, Tokenizer **out, char *err, size_t err_
     if (st) return st;
     int pre, norm;
     if (gguf_str_eq(pre_name, "qwen2")) { pre = PRE_QWEN2; norm = QWEN3C_NORM_NFC; }
+    /* Qwen3.5: transformers' Qwen3_5Tokenizer declares NFC, as Qwen2's tokenizer.json does
+     * (llama.cpp normalizes nothing; its test vectors of decomposed text differ there) */
+    else if (gguf_str_eq(pre_name, "qwen35")) { pre = PRE_QWEN35; norm = QWEN3C_NORM_NFC; }
     else if (gguf_str_eq(pre_name, "smollm")) { pre = PRE_SMOLLM; norm = QWEN3C_NORM_NONE; }
     else if (gguf_str_eq(pre_name, "gpt-2")) { pre = PRE_GPT2; norm = QWEN3C_NORM_NONE; }
     else
         return qwen3c_fail(err, err_size, QWEN3C_ERR_UNSUPPORTED,
-                           "tokenizer.ggml.pre '%.*s' is not supported (supported: qwen2, smollm, gpt-2)",
+                           "tokenizer.ggml.pre '%.*s' is not supported (supported: qwen2, qwen35, smollm, gpt-2)",
                            (int)(pre_name.len > 64 ? 64 : pre_name.len), pre_name.ptr);
 
     gguf_str *toks = NULL, *merges = NULL;
@@ -632,6 +636,16 @@ static inline size_t run_end(const uint8_t *s, size_t n, size_t i, int want) {
     return i;
 }
 
+/* end of the run of characters whose class has none of the bits of `stop` */
+static inline size_t run_end_without(const uint8_t *s, size_t n, size_t i, int stop) {
+    while (i < n) {
+        size_t l;
+        if (uclass(utf8_decode(s, i, &l)) & stop) break;
+        i += l;
+    }
+    return i;
+}
+
 /* \s+(?!\S) | \s+ at i (s[i] is whitespace); with_newline also tries \s*[\r\n]+ first. */
 static size_t match_space(const uint8_t *s, size_t n, size_t i, int with_newline) {
     size_t e = i, last_start = i, nl_end = 0;
@@ -655,9 +669,12 @@ static inline uint32_t fold_ascii(uint32_t c) {
     return c;
 }
 
-/* (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|
- * \s*[\r\n]+|\s+(?!\S)|\s+ */
-static size_t match_qwen2(const uint8_t *s, size_t n, size_t i) {
+/* qwen2:  (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+ *         \s*[\r\n]+|\s+(?!\S)|\s+                                  with letters = UCLASS_L
+ * qwen35: (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|
+ *         \s*[\r\n]+|\s+(?!\S)|\s+                       with letters = UCLASS_L | UCLASS_M
+ * (combining marks stay with the letters they modify, also when the text is not NFC) */
+static size_t match_qwen2(const uint8_t *s, size_t n, size_t i, int letters) {
     size_t l0, l1 = 0;
     uint32_t c0 = utf8_decode(s, i, &l0), c1 = 0;
     size_t i1 = i + l0;
@@ -672,15 +689,18 @@ static size_t match_qwen2(const uint8_t *s, size_t n, size_t i) {
             if ((f1 != 'l' && f2 == 'e') || (f1 == 'l' && f2 == 'l')) return i1 + l1 + l2;
         }
     }
-    if (!IS_L(k0) && !IS_N(k0) && c0 != '\r' && c0 != '\n' && i1 < n && IS_L(k1))
-        return run_end(s, n, i1, UCLASS_L);
-    if (IS_L(k0)) return run_end(s, n, i1, UCLASS_L);
+    /* [^\r\n\p{L}\p{N}]? then letters+ */
+    if (!IS_L(k0) && !IS_N(k0) && c0 != '\r' && c0 != '\n' && i1 < n && (k1 & letters))
+        return run_end(s, n, i1, letters);
+    if (k0 & letters) return run_end(s, n, i1, letters);
     if (IS_N(k0)) return i1;
+    /*  ?[^\s letters \p{N}]+[\r\n]* */
+    const int not_other = letters | UCLASS_N | UCLASS_WS;
     size_t j = SIZE_MAX;
-    if (c0 == ' ' && i1 < n && IS_OTHER(k1)) j = i1;
-    else if (IS_OTHER(k0)) j = i;
+    if (c0 == ' ' && i1 < n && !(k1 & not_other)) j = i1;
+    else if (!(k0 & not_other)) j = i;
     if (j != SIZE_MAX) {
-        j = run_end(s, n, j, 0);
+        j = run_end_without(s, n, j, not_other);
         while (j < n && (s[j] == '\r' || s[j] == '\n')) j++;
         return j;
     }
@@ -724,11 +744,12 @@ static void encode_gpt2_range(Encoder *e, size_t a, size_t b) {
 /* One stretch of plain text (between added tokens). */
 static void encode_stretch(Encoder *e, size_t a, size_t b) {
     const Tokenizer *t = e->t;
-    if (t->pre == PRE_QWEN2) {
+    if (t->pre == PRE_QWEN2 || t->pre == PRE_QWEN35) {
         const uint8_t *s = e->text + a;
+        const int letters = t->pre == PRE_QWEN35 ? UCLASS_L | UCLASS_M : UCLASS_L;
         size_t n = b - a, i = 0;
         while (i < n && !e->oom) {
-            size_t j = match_qwen2(s, n, i);
+            size_t j = match_qwen2(s, n, i, letters);
             bpe_piece(e, a + i, j - i);
             i = j;
         }

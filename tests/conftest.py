@@ -148,6 +148,69 @@ def tiny_chat_gguf(make_tiny_model, qwen_tokenizer_dir) -> Path:
     return make_tiny_model(tokenizer=True)[1]
 
 
+# ---- tiny random Qwen3.5 models (tests/qwen35_models.py) --------------------------------------
+
+@pytest.fixture(scope="session")
+def llama_cpp_src():
+    """llama.cpp's converter, gguf-py and test vectors from the llama-cpp-python 0.3.36 sdist
+    (tools/fetch_llama_cpp_src.py; CI downloads it in tools/run_tests.sh)."""
+    import qwen35_models
+    src = qwen35_models.llama_cpp_src()
+    if src is None:
+        pytest.skip("llama.cpp's sources (llama-cpp-python 0.3.36 sdist) are not available")
+    return src
+
+
+@pytest.fixture(scope="session")
+def make_tiny_qwen35(tmp_path_factory, qwen_tokenizer_dir_optional):
+    """make(out_type="f32", seed=0, layout="causal", tokenizer=None, converter="qwen3c",
+    **config) -> (hf_dir, gguf_path): a random Qwen3.5 model saved with transformers and
+    converted by qwen3c.convert (converter="llama.cpp": by llama.cpp's convert_hf_to_gguf.py,
+    which needs the real Qwen3 tokenizer files and so a 151936-token vocabulary).
+    tokenizer: None, "qwen35" (Qwen3_5Tokenizer over the Qwen3 vocabulary, with the Qwen3.5
+    chat template) or "qwen3" (the Qwen3 tokenizer files as they are). Cached per session."""
+    import qwen35_models
+    from qwen3c.convert import convert
+
+    cache = {}
+    root = tmp_path_factory.mktemp("tiny_qwen35")
+
+    def make(out_type="f32", seed=0, layout="causal", tokenizer=None, converter="qwen3c",
+             **config):
+        if converter == "llama.cpp" and tokenizer is None:
+            tokenizer = "qwen3"
+        if tokenizer and config.get("vocab_size") is None:
+            config["vocab_size"] = QWEN3_VOCAB
+        key = json.dumps([out_type, seed, layout, tokenizer, converter, sorted(config.items())],
+                         default=str)
+        if key in cache:
+            return cache[key]
+        hf_key = json.dumps([seed, layout, tokenizer, sorted(config.items())], default=str)
+        hf_dir = root / f"hf_{hashlib.sha1(hf_key.encode()).hexdigest()[:12]}"
+        if tokenizer and qwen_tokenizer_dir_optional is None:
+            pytest.skip("the real Qwen3 tokenizer files are not installed")
+        if not (hf_dir / "config.json").is_file():
+            qwen35_models.build_hf_qwen35(hf_dir, seed=seed, layout=layout, **config)
+            if tokenizer == "qwen35":
+                qwen35_models.qwen35_tokenizer(hf_dir, qwen_tokenizer_dir_optional)
+            elif tokenizer == "qwen3":
+                for name in TOKENIZER_FILES:
+                    if (qwen_tokenizer_dir_optional / name).is_file():
+                        shutil.copy(qwen_tokenizer_dir_optional / name, hf_dir / name)
+        out = root / f"{hf_dir.name}_{converter}_{out_type}.gguf"
+        if converter == "llama.cpp":
+            src = qwen35_models.llama_cpp_src()
+            if src is None:
+                pytest.skip("llama.cpp's sources (llama-cpp-python 0.3.36 sdist) are not available")
+            qwen35_models.llama_cpp_convert(src, hf_dir, out, out_type)
+        else:
+            convert(hf_dir, out, out_type)
+        cache[key] = (hf_dir, out)
+        return cache[key]
+
+    return make
+
+
 # ---- the model context document (info / audit) ----------------------------------------------
 
 @pytest.fixture(scope="session")

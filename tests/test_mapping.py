@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 from transformers.models.qwen3 import modeling_qwen3  # noqa: E402
+from transformers.models.qwen3_5 import modeling_qwen3_5  # noqa: E402
 
 
 # ---- C side ----------------------------------------------------------------------------------
@@ -147,6 +148,8 @@ _COVERED_STRUCTS = {
     "TransformerWeights": {"owned"},
     "RunState": {"memory", "xq"},  # bookkeeping / quantized-activation scratch: no transformers twin
     "Config": set(),
+    # the one block both states live in, the checkpoint slots
+    "RecurrentState": {"state", "state_floats", "n_slots", "slot_pos", "slot_age", "slot_mem", "age"},
 }
 
 
@@ -171,8 +174,27 @@ def hf_model():
     return transformers.Qwen3ForCausalLM(cfg).eval()
 
 
+@pytest.fixture(scope="module")
+def hf_model35():
+    """A Qwen3_5ForCausalLM with both kinds of layer (linear_attn at 0, self_attn at 1)."""
+    cfg = transformers.Qwen3_5TextConfig(
+        vocab_size=32, hidden_size=16, intermediate_size=24, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=8, max_position_embeddings=64,
+        linear_num_key_heads=1, linear_num_value_heads=2, linear_key_head_dim=8,
+        linear_value_head_dim=8, layer_types=["linear_attention", "full_attention"])
+    return transformers.Qwen3_5ForCausalLM(cfg).eval()
+
+
 def _walk(obj, parts, what):
-    for part in parts:
+    for i, part in enumerate(parts):
+        if part == "N" and isinstance(obj, torch.nn.ModuleList):
+            # any layer of the kind the rest of the path names
+            for layer in obj:
+                try:
+                    return _walk(layer, parts[i + 1:], what)
+                except AttributeError:
+                    continue
+            raise AttributeError(f"{what}: no layer has {'.'.join(parts[i + 1:])!r}")
         if part == "N":
             part = "0"
         if part.isdigit() and not hasattr(obj, part):
@@ -186,13 +208,17 @@ def _walk(obj, parts, what):
     return obj
 
 
-def resolve(ref: str, model):
+def resolve(ref: str, model, model35=None):
     space, path = ref.split(":", 1)
     parts = path.split(".")
     if space == "instance":
         return _walk(model, parts, ref)
     if space == "modeling":
         return _walk(modeling_qwen3, parts, ref)
+    if space == "instance35":
+        return _walk(model35, parts, ref)
+    if space == "modeling35":
+        return _walk(modeling_qwen3_5, parts, ref)
     if space == "transformers":
         # an attribute of the package, or of one of its submodules (cli.transformers.main)
         for i in range(len(parts), -1, -1):
@@ -209,14 +235,14 @@ def resolve(ref: str, model):
 
 
 @pytest.mark.parametrize("row", mapping.ROWS, ids=_ids(mapping.ROWS))
-def test_transformers_name_resolves(row, hf_model):
+def test_transformers_name_resolves(row, hf_model, hf_model35):
     assert row.hf, "every row names its transformers counterpart"
-    objs = [resolve(ref, hf_model) for ref in row.hf]
+    objs = [resolve(ref, hf_model, hf_model35) for ref in row.hf]
     if row.hf_local:
         src = inspect.getsource(inspect.unwrap(objs[0]))
         assert re.search(r"\b" + re.escape(row.hf_local) + r"\b", src), \
             f"{row.hf_local!r} does not appear in the source of {row.hf[0]}"
-    if row.section == "weights" and row.hf[0].endswith(".weight"):
+    if row.section in ("weights", "qwen35") and row.hf[0].endswith((".weight", "dt_bias", "A_log")):
         assert isinstance(objs[0], torch.nn.Parameter)
 
 
@@ -241,13 +267,18 @@ def test_gguf_names_are_the_gguf_package_names():
 
     known = {TENSOR_NAMES[t].replace("{bid}", "N") + ".weight"
              for t in MODEL_TENSORS[MODEL_ARCH.QWEN3]}
+    known35 = {TENSOR_NAMES[t].replace("{bid}", "N") + suffix
+               for t in MODEL_TENSORS[MODEL_ARCH.QWEN35] for suffix in (".weight", ".bias", "")}
     for row in mapping.ROWS:
-        if row.gguf and row.gguf.endswith(".weight"):
+        if row.section == "qwen35" and row.gguf and row.gguf.startswith("blk."):
+            assert row.gguf in known35, f"{row.gguf} is not a qwen35 tensor name in gguf-py"
+        elif row.gguf and row.gguf.endswith(".weight"):
             assert row.gguf in known, f"{row.gguf} is not a qwen3 tensor name in gguf-py"
     keys = {v for cls in (gguf.Keys.General, gguf.Keys.LLM, gguf.Keys.Attention, gguf.Keys.Rope)
             for k, v in vars(cls).items() if k.isupper() and isinstance(v, str)}
+    keys |= {v for k, v in vars(gguf.Keys.SSM).items() if k.isupper() and isinstance(v, str)}
     for row in mapping.ROWS:
-        if row.section == "hyperparameters" and row.gguf and not row.gguf.endswith(".weight") \
+        if row.section in ("hyperparameters", "qwen35") and row.gguf and row.gguf.startswith("{arch}") \
                 and row.gguf != "{arch}.*":
             assert row.gguf in keys, f"{row.gguf} is not a GGUF metadata key in gguf-py"
 

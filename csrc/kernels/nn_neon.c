@@ -10,7 +10,7 @@
 
 #include "neon_common.h"
 
-/* e^x on 4 lanes: nn_scalar.c's expf_simd (relative error < 2e-7); NaN maps to e^-87 as there */
+/* e^x on 4 lanes: internal.h's expf_simd (relative error < 2e-7); NaN maps to e^-87 as there */
 static inline float32x4_t exp4(float32x4_t x) {
     x = vminnmq_f32(vmaxnmq_f32(x, vdupq_n_f32(-87.0f)), vdupq_n_f32(88.0f)); /* maxNum: NaN -> -87 */
     const float32x4_t n = vrndnq_f32(vmulq_n_f32(x, 1.44269504088896341f));

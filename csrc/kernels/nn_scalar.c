@@ -1,32 +1,13 @@
 /*
  * nn_scalar.c -- the element-wise ops that call exp: softmax (attention) and SwiGLU (the MLP).
  * Plain C written so that the compiler vectorizes it (`omp simd` loops around an exp that is
- * plain arithmetic); it has no hand-written tier: every tier compiles this file with its own
- * flags (SSE4.2: 4 lanes; AVX2: 8; AVX-512: 16), which is what makes it fast (kernels.h).
+ * plain arithmetic: internal.h's expf_simd); it has no hand-written x86 tier: every x86 tier
+ * compiles this file with its own flags (SSE4.2: 4 lanes; AVX2: 8; AVX-512: 16), which is what
+ * makes it fast (kernels.h).
  */
 #include <math.h>
 
 #include "kernels.h"
-
-/* e^x for x in [-87, 88], written so the compiler vectorizes it inside `omp simd` loops:
- * e^x = 2^n * e^r with n = round(x / ln 2), |r| <= ln(2)/2, and e^r by its Taylor series to
- * degree 6 (relative error < 2e-7, about one float ulp). */
-#pragma omp declare simd notinbranch
-static inline float expf_simd(float x) {
-    x = x > -87.0f ? x : -87.0f; /* also maps NaN to -87: keeps the shift below defined */
-    x = x < 88.0f ? x : 88.0f;
-    const float n = rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693145751953125f; /* ln 2 split in two for an exact reduction */
-    r = r - n * 1.428606765330187e-06f;
-    float e = 1.0f / 720.0f;
-    e = e * r + 1.0f / 120.0f;
-    e = e * r + 1.0f / 24.0f;
-    e = e * r + 1.0f / 6.0f;
-    e = e * r + 0.5f;
-    e = e * r + 1.0f;
-    e = e * r + 1.0f;
-    return e * bits_to_f32((uint32_t)((int32_t)n + 127) << 23); /* 2^n */
-}
 
 /* softmax over x[0..n), in place (float32, as the eager attention in transformers). */
 static void softmax(float *x, int n) {

@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="a .gguf file, a HuggingFace repo id (owner/repo or "
                    "owner/repo:file.gguf); default Qwen/Qwen3-0.6B-GGUF (Q8_0)")
     p.add_argument("--system", help="system prompt")
-    p.add_argument("--thinking", type=_on_off, default=True, metavar="on|off",
-                   help="let the model think before answering (default on)")
+    p.add_argument("--thinking", type=_on_off, default=None, metavar="on|off",
+                   help="let the model think before answering (default: as the model's chat "
+                        "template says -- Qwen3: on, Qwen3.5-0.8B / -2B: off)")
     p.add_argument("--multi-turn", type=_on_off, default=True, metavar="on|off",
                    help="keep the conversation (default on); off: each question is fresh")
     p.add_argument("--prompt", help="answer this once and exit (answer on stdout, thinking "

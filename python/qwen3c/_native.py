@@ -70,7 +70,10 @@ def _int32_array(tokens) -> np.ndarray:
 # ---- core: model / context / forward --------------------------------------------------------
 CONFIG_FIELDS = ("arch", "n_layers", "dim", "hidden_dim", "n_heads", "n_kv_heads", "head_dim",
                  "vocab_size", "n_ctx_train", "rope_theta", "norm_eps", "tied_embeddings",
-                 "qk_norm", "rope_interleaved", "n_params")
+                 "qk_norm", "rope_interleaved", "n_params",
+                 # qwen35 (0 otherwise)
+                 "n_linear_layers", "linear_conv_kernel", "linear_n_k_heads", "linear_n_v_heads",
+                 "linear_k_head_dim", "linear_v_head_dim", "rope_dim", "attn_output_gate")
 
 
 def model_load(path: str, pack_weights: bool = True):
@@ -113,6 +116,12 @@ def model_config(ptr) -> dict:
         v = getattr(c, name)
         d[name] = ffi.string(v).decode() if name == "arch" else v
     return d
+
+
+def model_layer_types(ptr, n_layers: int) -> tuple:
+    """Per layer "full_attention" or "linear_attention" (transformers' config.layer_types)."""
+    names = {lib.QWEN3C_LAYER_ATTENTION: "full_attention", lib.QWEN3C_LAYER_LINEAR: "linear_attention"}
+    return tuple(names[lib.qwen3c_model_layer_type(ptr, i)] for i in range(n_layers))
 
 
 def _sized_string(call, initial=256) -> bytes | None:
@@ -171,7 +180,7 @@ KV_TYPES = {"f32": lib.QWEN3C_KV_F32, "f16": lib.QWEN3C_KV_F16}
 
 
 def context_create(model_ptr, n_ctx: int, n_threads: int, n_batch: int = 0,
-                   activations: str = "q24", kv_cache: str = "f32"):
+                   activations: str = "q24", kv_cache: str = "f32", n_checkpoints: int = 0):
     err = _Err()
     params = ffi.new("qwen3c_context_params *", lib.qwen3c_context_default_params())
     params.n_ctx = n_ctx
@@ -179,6 +188,7 @@ def context_create(model_ptr, n_ctx: int, n_threads: int, n_batch: int = 0,
     params.n_batch = n_batch
     params.activations = ACTIVATIONS[activations]
     params.kv_type = KV_TYPES[kv_cache]
+    params.n_checkpoints = n_checkpoints
     out = ffi.new("qwen3c_context **")
     _check(lib.qwen3c_context_create(model_ptr, params, out, err.buf, ERR_SIZE), err)
     return out[0]
@@ -190,6 +200,24 @@ def context_free(ctx_ptr) -> None:
 
 def context_info(ctx_ptr) -> tuple:
     return lib.qwen3c_context_n_ctx(ctx_ptr), lib.qwen3c_context_n_threads(ctx_ptr)
+
+
+# ---- core: where a context can continue (recurrent state, qwen35) ---------------------------
+
+def context_n_past(ctx_ptr) -> int:
+    return int(lib.qwen3c_context_n_past(ctx_ptr))
+
+
+def context_checkpoint(ctx_ptr) -> None:
+    err = _Err()
+    _check(lib.qwen3c_context_checkpoint(ctx_ptr, err.buf, ERR_SIZE), err)
+
+
+def context_checkpoints(ctx_ptr) -> list:
+    n = lib.qwen3c_context_checkpoints(ctx_ptr, ffi.NULL, 0)
+    buf = ffi.new("int[]", max(n, 1))
+    n = lib.qwen3c_context_checkpoints(ctx_ptr, buf, n)
+    return [int(buf[i]) for i in range(n)]
 
 
 def _forward_args(tokens, pos, n_ctx: int) -> tuple:
@@ -231,6 +259,20 @@ def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx:
 def model_cpu_tier(ptr) -> str:
     """The kernel tier the model computes with ("avx512", "avx2", "sse", "neon", "scalar", ...)."""
     return ffi.string(lib.qwen3c_model_cpu_tier(ptr)).decode()
+
+
+def gated_delta_rule(state, q, k, v, g, beta, chunked: bool):
+    """qwen3c_gated_delta_rule on float32 numpy arrays: returns (new state, out)."""
+    state = np.array(state, dtype=np.float32, order="C")
+    q, k, v, g, beta = (np.ascontiguousarray(a, dtype=np.float32) for a in (q, k, v, g, beta))
+    n, hk = q.shape
+    hv = v.shape[1]
+    out = np.empty((n, hv), np.float32)
+    err = _Err()
+    f = lambda a: ffi.cast("float *", ffi.from_buffer(a))  # noqa: E731
+    _check(lib.qwen3c_gated_delta_rule(f(state), hk, hv, f(q), f(k), f(v), f(g), f(beta), n, f(out),
+                                       1 if chunked else 0, err.buf, ERR_SIZE), err)
+    return state, out
 
 
 # ---- inspection: attention probabilities, the LM head on hidden states (viz) -----------------

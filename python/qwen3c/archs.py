@@ -26,6 +26,9 @@ class Arch:
 ARCHITECTURES: Tuple[Arch, ...] = (
     Arch(gguf="qwen3", hf=("Qwen3ForCausalLM",), model_type="qwen3", convert=True),
     Arch(gguf="llama", hf=("LlamaForCausalLM",), model_type="llama", convert=False),
+    # Qwen3.5's dense text model; the ConditionalGeneration layout's vision tower is skipped
+    Arch(gguf="qwen35", hf=("Qwen3_5ForCausalLM", "Qwen3_5ForConditionalGeneration"),
+         model_type="qwen3_5", convert=True),
 )
 
 

@@ -17,6 +17,8 @@ Thinking (Qwen3): with thinking=True the model opens its answer with <think>...<
 pieces inside are kind "thinking". thinking=False renders the empty think block the template
 uses to switch thinking off. Inside a thinking conversation the soft switches of the model
 card work: end a message with /no_think (or /think) and the model follows the latest one.
+thinking=None (the default) leaves it to the template (Qwen3: on; Qwen3.5-0.8B / -2B: off).
+Qwen3.5's template opens the <think> block itself, so the model's text starts inside it.
 """
 from __future__ import annotations
 
@@ -60,8 +62,9 @@ class ThinkSplitter:
     """Labels streamed text: a leading <think>...</think> block is "thinking", the rest
     "answer". The tags are dropped, and so are the newlines that pad the block."""
 
-    def __init__(self):
-        self.state = "start"   # start -> thinking -> after -> answer
+    def __init__(self, in_think: bool = False):
+        # in_think: the prompt already opened the block (Qwen3.5's template does)
+        self.state = "thinking" if in_think else "start"   # start -> thinking -> after -> answer
         self.buf = ""
         self.fresh = True      # nothing of the thinking shown yet (skip its leading newlines)
         self.out = []
@@ -116,6 +119,20 @@ class ThinkSplitter:
         return self.out
 
 
+def prompt_thinking(model, tokens, enable_thinking=None) -> tuple:
+    """(thinking, in_think) for a rendered chat prompt: whether the reply will think
+    (enable_thinking, or when None the template's default, read off the prompt: a closed, empty
+    think block after the last <|im_start|> means off) and whether the prompt already opened
+    the think block (Qwen3.5's template does, so the reply starts inside it)."""
+    sp = model.special_tokens
+    tail = tokens
+    if sp.im_start is not None and sp.im_start in tokens:
+        tail = tokens[len(tokens) - 1 - tokens[::-1].index(sp.im_start):]
+    closed = sp.think_end is not None and sp.think_end in tail
+    in_think = sp.think is not None and sp.think in tail and not closed
+    return (enable_thinking if enable_thinking is not None else not closed), in_think
+
+
 def _soft_switch(messages, default: bool) -> bool:
     """The thinking mode the model will follow: the latest /think or /no_think in the user
     and system messages, else `default`."""
@@ -133,7 +150,8 @@ class Chat:
     """A conversation with `model`: a qwen3c.Model (the chat makes its own session on it, with
     the model's n_ctx and KV cache settings) or a qwen3c.Session (the chat uses that one).
 
-    system: an optional system prompt. thinking: Qwen3's enable_thinking. multi_turn: keep the
+    system: an optional system prompt. thinking: the template's enable_thinking (None: the
+    template's default -- whether a turn thinks is then read off its prompt). multi_turn: keep the
     conversation (False: every message starts a fresh one). max_tokens: cap per answer (None:
     until the end-of-turn token or a full context). sampler: a qwen3c.Sampler; otherwise one
     is made from the sampling keywords (temperature, top_k, top_p, min_p, presence_penalty,
@@ -142,12 +160,12 @@ class Chat:
     on_token: f(token_id, logits) called for every sampled token (see --show-probs).
     """
 
-    def __init__(self, model, system=None, thinking=True, multi_turn=True, *, max_tokens=None,
+    def __init__(self, model, system=None, thinking=None, multi_turn=True, *, max_tokens=None,
                  sampler=None, on_token=None, **sampling):
         if system is not None and not isinstance(system, str):
             raise TypeError("system must be a str or None")
-        if not isinstance(thinking, bool) or not isinstance(multi_turn, bool):
-            raise TypeError("thinking and multi_turn must be True or False")
+        if (thinking is not None and not isinstance(thinking, bool)) or not isinstance(multi_turn, bool):
+            raise TypeError("thinking must be True, False or None; multi_turn True or False")
         if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int)
                                        or max_tokens < 1):
             raise ValueError("max_tokens must be None or an int >= 1")
@@ -170,7 +188,7 @@ class Chat:
         if sampling.get("seed") is None:
             self._sampling["seed"] = int.from_bytes(os.urandom(8), "little")
         # validate the sampling settings now rather than on the first message
-        self._sampler_for(thinking)
+        self._sampler_for(thinking is not False)
         self.history: list = []
         self.last: Generation | None = None   # the last turn's Generation (stats, finish_reason)
 
@@ -213,16 +231,17 @@ class Chat:
             raise ContextOverflowError(
                 f"the conversation needs {len(tokens)} tokens but the context holds {n_ctx} "
                 "(start a new conversation, or use a larger --ctx)", len(tokens), n_ctx)
-        thinking = self.thinking and _soft_switch(msgs, True)
+        mode, in_think = prompt_thinking(self.model, tokens, self.thinking)
+        thinking = mode and _soft_switch(msgs, True)
         budget = n_ctx - len(tokens)
         max_tokens = min(self.max_tokens or budget, budget)
         gen = Generation(self.session, tokens, max_tokens=max_tokens,
                          sampler=self._sampler_for(thinking), on_token=self.on_token)
-        return self._turn(text, gen)
+        return self._turn(text, gen, in_think)
 
-    def _turn(self, text, gen: Generation):
+    def _turn(self, text, gen: Generation, in_think: bool = False):
         self.last = gen
-        splitter = ThinkSplitter()
+        splitter = ThinkSplitter(in_think)
         try:
             for raw in gen:
                 yield from splitter.feed(raw)
@@ -231,7 +250,7 @@ class Chat:
             # the turn enters the history even when cut short (Ctrl-C, max_tokens, close)
             if not self.multi_turn:
                 self.history = []
-            _, answer = split_thinking(gen.text)
+            _, answer = split_thinking(gen.text if not in_think else THINK_OPEN + gen.text)
             self.history += [{"role": "user", "content": text},
                              {"role": "assistant", "content": answer}]
 
@@ -244,7 +263,7 @@ class Chat:
 
 # ---- interactive terminal chat ----------------------------------------------------------------
 
-def chat(model=None, system=None, thinking=True, multi_turn=True, **sampling) -> None:
+def chat(model=None, system=None, thinking=None, multi_turn=True, **sampling) -> None:
     """An interactive chat in the terminal. model: a GGUF path, a HuggingFace repo id, or
     None for Qwen/Qwen3-0.6B-GGUF (Q8_0, fetched once with huggingface_hub). n_ctx (default
     4096), n_threads and kv_cache ("f32" or "f16") go to qwen3c.Model; max_tokens and the

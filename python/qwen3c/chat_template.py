@@ -5,7 +5,12 @@ from files downloaded off the internet, so they are rendered in jinja2's
 ImmutableSandboxedEnvironment, configured like transformers' `apply_chat_template`
 (trim_blocks, lstrip_blocks, loopcontrols, a non-escaping `tojson`, `raise_exception`,
 `strftime_now`, a dunder-proof `namespace`): a template can format text, never run code.
-Files without a template get the official Qwen3 one (QWEN3_CHAT_TEMPLATE below).
+Files without a template get the official Qwen3 one (QWEN3_CHAT_TEMPLATE below), or for a
+Qwen3.5 ("qwen35") file the Qwen3.5 one (chat_template_qwen35.py).
+
+enable_thinking=None (the default) leaves the variable undefined, as transformers does when
+it is not passed: the template's own default applies (Qwen3 and Qwen3.5-4B+: thinking;
+Qwen3.5-0.8B / -2B: no thinking). True / False set it.
 
     apply_chat_template(model, messages)  -> str, byte-identical to transformers
     encode_chat(model, messages)          -> token ids: the template's own text with special
@@ -26,6 +31,7 @@ import jinja2.ext
 import jinja2.sandbox
 import jinja2.utils
 
+from .chat_template_qwen35 import QWEN35_CHAT_TEMPLATE, QWEN35_SMALL_CHAT_TEMPLATE
 from .errors import ModelFormatError
 
 # Message fields a conversation may carry a turn's reasoning under; like transformers, the
@@ -154,18 +160,27 @@ def _special_token_strings(model) -> dict:
 
 
 def template_source(model) -> str:
-    """The model's own chat template, or the built-in Qwen3 one when it carries none."""
+    """The model's own chat template, or a built-in one when it carries none: Qwen3.5's for a
+    qwen35 file (the small models' variant, thinking off by default, below 3B parameters),
+    else Qwen3's."""
     src = getattr(model, "chat_template", None) if model is not None else None
-    return src if src else QWEN3_CHAT_TEMPLATE
+    if src:
+        return src
+    config = getattr(model, "config", None)
+    if getattr(config, "arch", None) == "qwen35":
+        return QWEN35_SMALL_CHAT_TEMPLATE if config.n_params < 3e9 else QWEN35_CHAT_TEMPLATE
+    return QWEN3_CHAT_TEMPLATE
 
 
-def render(source: str, messages, *, add_generation_prompt=True, enable_thinking=True,
+def render(source: str, messages, *, add_generation_prompt=True, enable_thinking=None,
            **kwargs) -> str:
-    """Render an already-checked conversation with the template `source`."""
+    """Render an already-checked conversation with the template `source` (enable_thinking None:
+    undefined in the template)."""
     template = compile_template(source)
+    if enable_thinking is not None:
+        kwargs["enable_thinking"] = enable_thinking
     try:
         return template.render(messages=messages, add_generation_prompt=add_generation_prompt,
-                               enable_thinking=enable_thinking,
                                **{"tools": None, "documents": None, **kwargs})
     except jinja2.exceptions.SecurityError as e:
         raise ModelFormatError(f"the chat template tried an unsafe operation: {e}") from None
@@ -176,19 +191,20 @@ def render(source: str, messages, *, add_generation_prompt=True, enable_thinking
 
 
 def _check_flags(enable_thinking, add_generation_prompt):
-    if not isinstance(enable_thinking, bool):
-        raise TypeError("enable_thinking must be True or False")
+    if enable_thinking is not None and not isinstance(enable_thinking, bool):
+        raise TypeError("enable_thinking must be True, False or None (the template's default)")
     if not isinstance(add_generation_prompt, bool):
         raise TypeError("add_generation_prompt must be True or False")
 
 
-def apply_chat_template(model, messages, enable_thinking=True, add_generation_prompt=True,
+def apply_chat_template(model, messages, enable_thinking=None, add_generation_prompt=True,
                         **kwargs) -> str:
     """The prompt text for `messages` -- byte-identical to transformers'
     `tokenizer.apply_chat_template(messages, tokenize=False, ...)` with the same template.
 
     model: a qwen3c.Model (its GGUF template and special tokens are used) or None for the
-    built-in Qwen3 template. Extra keyword arguments are passed to the template.
+    built-in Qwen3 template. enable_thinking: True / False, or None for the template's default
+    (the variable stays undefined). Extra keyword arguments are passed to the template.
     """
     _check_flags(enable_thinking, add_generation_prompt)
     msgs = check_messages(messages)
@@ -301,7 +317,7 @@ def encode_segments(model, segments) -> list:
     return ids
 
 
-def encode_chat(model, messages, enable_thinking=True, add_generation_prompt=True,
+def encode_chat(model, messages, enable_thinking=None, add_generation_prompt=True,
                 **kwargs) -> list:
     """The token ids of the rendered conversation, with special tokens recognized in the
     template's scaffolding only: a user typing "<|im_end|>" gets plain-text tokens."""

@@ -1,4 +1,4 @@
-"""Convert a HuggingFace Qwen3 checkpoint (config.json + *.safetensors) into a GGUF file.
+"""Convert a HuggingFace Qwen3 or Qwen3.5 checkpoint (config.json + *.safetensors) into a GGUF file.
 
     python -m qwen3c convert HF_DIR out.gguf --type f32|f16|bf16|q8_0
 
@@ -20,6 +20,9 @@ The data layout needs no change: a PyTorch Linear weight is (out_features, in_fe
 row-major, which is exactly a GGUF 2-D tensor with ne[0] = in_features. Unlike the llama
 architecture, qwen3 needs no Q/K row permutation (GGUF qwen3 keeps HF's rotate-half RoPE).
 
+Qwen3.5 checkpoints (model_type "qwen3_5" / "qwen3_5_text") become architecture "qwen35" files
+the way llama.cpp's converter writes them; qwen3c/convert_qwen35.py has their tensor table.
+
 The file is written in two passes so that memory holds one tensor at a time: first the
 tensor infos (names, shapes, types, sizes) are computed from the safetensors headers alone,
 then each tensor is read (in chunks of rows), converted and appended.
@@ -28,14 +31,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 
+from . import convert_qwen35
 from .audit import check_convert_input
 from .errors import ModelFormatError, UnsupportedModelError
 from .safetensors_io import Checkpoint
+
+log = logging.getLogger(__name__)
 
 OUT_TYPES = ("f32", "f16", "bf16", "q8_0")
 
@@ -57,6 +66,18 @@ _LAYER_MAP = {  # HF suffix under model.layers.N. -> GGUF name under blk.N.
 _CHUNK_ROWS = 4096
 
 
+@dataclass(frozen=True)
+class TensorPlan:
+    """One GGUF tensor and where it comes from."""
+
+    gguf: str                              # GGUF tensor name
+    hf: str                                # checkpoint tensor name
+    shape: tuple                           # shape in the GGUF file (numpy order)
+    hf_shape: Optional[tuple] = None       # the checkpoint's shape, when it differs
+    transform: Optional[Callable] = None   # float32 array (hf_shape) -> float32 array (shape)
+    f32: bool = False                      # stored as F32 whatever the output type
+
+
 # ---- config.json -> hyperparameters ---------------------------------------------------------
 
 def _read_config(hf_dir: Path) -> dict:
@@ -70,10 +91,12 @@ def _read_config(hf_dir: Path) -> dict:
     if not isinstance(cfg, dict):
         raise ModelFormatError(f"{path}: not a JSON object")
     model_type = cfg.get("model_type")
-    if model_type != "qwen3":
+    convert_qwen35.check_model_type(model_type, path)
+    if model_type != "qwen3" and model_type not in convert_qwen35.MODEL_TYPES:
         archs = cfg.get("architectures")
         raise UnsupportedModelError(f"{path}: model_type {model_type!r} (architectures {archs}) is "
-                                    f"not supported; only 'qwen3' checkpoints can be converted")
+                                    f"not supported; only 'qwen3' and Qwen3.5 ('qwen3_5', "
+                                    f"'qwen3_5_text') checkpoints can be converted")
     return cfg
 
 
@@ -131,7 +154,7 @@ def _hparams(cfg: dict, path: Path) -> dict:
 # ---- tensor plan ----------------------------------------------------------------------------
 
 def _expected_tensors(hp: dict) -> list:
-    """[(gguf name, hf name, expected numpy shape)] in file order."""
+    """[TensorPlan] of a Qwen3 checkpoint, in file order."""
     D, H, HD = hp["dim"], hp["hidden_dim"], hp["head_dim"]
     NH, NKV, V = hp["n_heads"], hp["n_kv_heads"], hp["vocab_size"]
     shapes = {
@@ -140,20 +163,22 @@ def _expected_tensors(hp: dict) -> list:
         "attn_q_norm.weight": (HD,), "attn_k_norm.weight": (HD,), "ffn_norm.weight": (D,),
         "ffn_gate.weight": (H, D), "ffn_up.weight": (H, D), "ffn_down.weight": (D, H),
     }
-    plan = [("token_embd.weight", "model.embed_tokens.weight", (V, D))]
+    plan = [TensorPlan("token_embd.weight", "model.embed_tokens.weight", (V, D))]
     for i in range(hp["n_layers"]):
         for hf_suffix, gg_suffix in _LAYER_MAP.items():
-            plan.append((f"blk.{i}.{gg_suffix}", f"model.layers.{i}.{hf_suffix}", shapes[gg_suffix]))
-    plan.append(("output_norm.weight", "model.norm.weight", (D,)))
+            plan.append(TensorPlan(f"blk.{i}.{gg_suffix}", f"model.layers.{i}.{hf_suffix}",
+                                   shapes[gg_suffix]))
+    plan.append(TensorPlan("output_norm.weight", "model.norm.weight", (D,)))
     if not hp["tied"]:
-        plan.append(("output.weight", "lm_head.weight", (V, D)))
+        plan.append(TensorPlan("output.weight", "lm_head.weight", (V, D)))
     return plan
 
 
-def _ggml_type(out_type: str, shape: tuple):
-    """The stored type of one tensor. 1-D tensors (norm weights) stay F32, as llama.cpp does."""
+def _ggml_type(out_type: str, shape: tuple, f32: bool = False):
+    """The stored type of one tensor. 1-D tensors (norm weights) stay F32, as llama.cpp does (and
+    tensors it always keeps in F32, f32=True: Qwen3.5's conv1d kernels)."""
     from gguf import GGMLQuantizationType as T
-    if len(shape) == 1 or out_type == "f32":
+    if len(shape) == 1 or out_type == "f32" or f32:
         return T.F32
     if out_type == "f16":
         return T.F16
@@ -176,10 +201,16 @@ def _encode_rows(x: np.ndarray, qtype) -> np.ndarray:
     return quants.quantize(x, qtype)  # BF16, Q8_0: gguf's reference (round-to-nearest) code
 
 
-def _encode_tensor(ckpt, hf_name: str, shape: tuple, qtype) -> np.ndarray:
+def _encode_tensor(ckpt, t: TensorPlan, qtype) -> np.ndarray:
     """Read one tensor and encode it, _CHUNK_ROWS rows at a time: the only full-size array is
-    the encoded result (the float32 copy of a bf16 embedding would be 0.6 GB for Qwen3-0.6B)."""
+    the encoded result (the float32 copy of a bf16 embedding would be 0.6 GB for Qwen3-0.6B).
+    A tensor with a transform is read whole (they are the small per-layer ones)."""
     from gguf import quants
+    hf_name, shape = t.hf, t.shape
+    if t.transform is not None:
+        x = np.asarray(t.transform(ckpt.get(hf_name)), dtype=np.float32)
+        assert x.shape == tuple(shape), (t.gguf, x.shape, shape)
+        return _encode_rows(x, qtype)
     if len(shape) == 1:
         return _encode_rows(ckpt.get(hf_name), qtype)
     out = np.empty(quants.quant_shape_to_byte_shape(shape, qtype), dtype=np.uint8)
@@ -196,14 +227,30 @@ def _file_type(out_type: str) -> int:
 
 # ---- convert --------------------------------------------------------------------------------
 
-def convert(hf_dir, out_path, out_type: str = "f32") -> Path:
-    """Convert the HuggingFace Qwen3 model in `hf_dir` to a GGUF file at `out_path`.
+def _model_plan(cfg: dict, hf_dir: Path) -> tuple:
+    """(GGUF architecture, hyperparameters, [TensorPlan], skipped prefixes {prefix: why}) of a
+    checkpoint's config.json."""
+    path = hf_dir / "config.json"
+    if cfg.get("model_type") in convert_qwen35.MODEL_TYPES:
+        tc, prefix = convert_qwen35.text_config(cfg, path)
+        hp = convert_qwen35.hparams(cfg, tc, path, _hparams)
+        return convert_qwen35.ARCH, hp, convert_qwen35.plan(hp, prefix, TensorPlan), \
+            convert_qwen35.SKIPPED
+    hp = _hparams(cfg, path)
+    return "qwen3", hp, _expected_tensors(hp), {}
+
+
+def convert(hf_dir, out_path, out_type: str = "f32", notes: Optional[list] = None) -> Path:
+    """Convert the HuggingFace Qwen3 or Qwen3.5 model in `hf_dir` to a GGUF file at `out_path`.
 
     out_type: "f32", "f16", "bf16" or "q8_0" for the 2-D weights (norm weights stay F32).
-    Tokenizer metadata is included when `hf_dir` holds tokenizer.json.
+    Tokenizer metadata is included when `hf_dir` holds tokenizer.json. A Qwen3.5 checkpoint
+    (Qwen3_5ForCausalLM, or the text model of Qwen3_5ForConditionalGeneration) becomes a
+    "qwen35" file; its vision tower and MTP head are skipped, which is said in `notes` (a list
+    the notes are appended to, if given) and logged.
     Raises FileNotFoundError (no directory / config.json / safetensors),
     UnsafeModelError (the weights exist only as pickle files: never unpickled),
-    UnsupportedModelError (not a qwen3 model, unsupported features or dtypes) and
+    UnsupportedModelError (not a qwen3 / qwen3.5 model, unsupported features or dtypes) and
     ModelFormatError (bad config, a safetensors header that the format forbids, missing
     tensors, shapes that disagree with the config). Warns (audit.RemoteCodeWarning) when the
     directory declares custom code, which the conversion never runs.
@@ -221,28 +268,36 @@ def convert(hf_dir, out_path, out_type: str = "f32") -> Path:
     # would perform), custom code is a warning; nothing is imported or unpickled
     check_convert_input(hf_dir)
     cfg = _read_config(hf_dir)
-    hp = _hparams(cfg, hf_dir / "config.json")
+    arch, hp, plan, skipped = _model_plan(cfg, hf_dir)
     ckpt = Checkpoint(hf_dir)
 
     # validate every tensor against the config before writing anything
-    plan = _expected_tensors(hp)
-    for gg_name, hf_name, shape in plan:
-        if hf_name not in ckpt:
-            raise ModelFormatError(f"{hf_dir}: tensor {hf_name!r} (for {gg_name}) is missing "
+    for t in plan:
+        if t.hf not in ckpt:
+            ckpt.close()
+            raise ModelFormatError(f"{hf_dir}: tensor {t.hf!r} (for {t.gguf}) is missing "
                                    f"from the safetensors files")
-        if tuple(ckpt.shape(hf_name)) != shape:
-            raise ModelFormatError(f"{hf_dir}: tensor {hf_name!r} has shape "
-                                   f"{list(ckpt.shape(hf_name))}, the config implies {list(shape)}")
-    known = {hf for _, hf, _ in plan} | {"lm_head.weight"}  # a tied lm_head copy may be saved
-    unknown = [n for n in ckpt.names() if n not in known and not n.endswith("rotary_emb.inv_freq")]
+        if tuple(ckpt.shape(t.hf)) != tuple(t.hf_shape or t.shape):
+            ckpt.close()
+            raise ModelFormatError(f"{hf_dir}: tensor {t.hf!r} has shape {list(ckpt.shape(t.hf))}, "
+                                   f"the config implies {list(t.hf_shape or t.shape)}")
+    known = {t.hf for t in plan} | {"lm_head.weight"}  # a tied lm_head copy may be saved
+    names = [n for n in ckpt.names() if n not in known and not n.endswith("rotary_emb.inv_freq")]
+    unknown = [n for n in names if not any(n.startswith(p) for p in skipped)]
     if unknown:
+        ckpt.close()
         raise UnsupportedModelError(f"{hf_dir}: unexpected tensors {unknown[:5]}"
-                                    f"{' ...' if len(unknown) > 5 else ''}; not a plain Qwen3 model")
+                                    f"{' ...' if len(unknown) > 5 else ''}; not a plain "
+                                    f"{'Qwen3.5' if arch == 'qwen35' else 'Qwen3'} model")
+    for prefix, count in convert_qwen35.skipped_note(names).items():
+        note = f"skipped {count} tensors of {skipped[prefix]} ({prefix}*)"
+        log.info(note)
+        if notes is not None:
+            notes.append(note)
 
     tmp_path = out_path.with_name(out_path.name + ".tmp")
-    writer = gguf.GGUFWriter(tmp_path, "qwen3")
+    writer = gguf.GGUFWriter(tmp_path, arch)
     try:
-        arch = "qwen3"
         writer.add_string("general.name", str(cfg.get("_name_or_path") or hf_dir.name))
         writer.add_uint32("general.file_type", int(_file_type(out_type)))
         writer.add_uint32("general.quantization_version", gguf.GGML_QUANT_VERSION)
@@ -256,23 +311,25 @@ def convert(hf_dir, out_path, out_type: str = "f32") -> Path:
         writer.add_uint32(f"{arch}.attention.value_length", hp["head_dim"])
         writer.add_float32(f"{arch}.rope.freq_base", hp["rope_theta"])
         writer.add_float32(f"{arch}.attention.layer_norm_rms_epsilon", hp["norm_eps"])
+        if arch == convert_qwen35.ARCH:
+            convert_qwen35.write_hparams(writer, hp)
         if (hf_dir / "tokenizer.json").is_file():
             _add_tokenizer(writer, hf_dir, hp["vocab_size"])
 
         # pass 1: tensor infos from the shapes alone
         types = []
-        for gg_name, _, shape in plan:
-            qtype = _ggml_type(out_type, shape)
+        for t in plan:
+            qtype = _ggml_type(out_type, t.shape, t.f32)
             types.append(qtype)
-            byte_shape = gguf.quants.quant_shape_to_byte_shape(shape, qtype)
-            writer.add_tensor_info(gg_name, byte_shape, np.dtype(np.uint8),
+            byte_shape = gguf.quants.quant_shape_to_byte_shape(t.shape, qtype)
+            writer.add_tensor_info(t.gguf, byte_shape, np.dtype(np.uint8),
                                    int(np.prod(byte_shape)), raw_dtype=qtype)
         writer.write_header_to_file()
         writer.write_kv_data_to_file()
         writer.write_ti_data_to_file()
         # pass 2: the data, one tensor in memory at a time
-        for (gg_name, hf_name, shape), qtype in zip(plan, types):
-            writer.write_tensor_data(_encode_tensor(ckpt, hf_name, shape, qtype))
+        for t, qtype in zip(plan, types):
+            writer.write_tensor_data(_encode_tensor(ckpt, t, qtype))
         writer.close()
         tmp_path.replace(out_path)
     except BaseException:
@@ -304,8 +361,10 @@ def _add_tokenizer(writer, hf_dir: Path, vocab_size: int):
 def build_parser(parser=None) -> argparse.ArgumentParser:
     p = parser or argparse.ArgumentParser(
         prog="qwen3c convert",
-        description="Convert a HuggingFace Qwen3 directory (config.json + *.safetensors + "
-                    "tokenizer files) into a GGUF file.")
+        description="Convert a HuggingFace Qwen3 or Qwen3.5 directory (config.json + "
+                    "*.safetensors + tokenizer files) into a GGUF file. Qwen3.5 checkpoints "
+                    "(also the ForConditionalGeneration layout) become llama.cpp's 'qwen35' "
+                    "architecture; their vision tower and MTP head are skipped.")
     p.add_argument("hf_dir", help="HuggingFace model directory")
     p.add_argument("out", help="output .gguf path")
     p.add_argument("--type", dest="out_type", default="f32", choices=OUT_TYPES,
@@ -316,17 +375,20 @@ def build_parser(parser=None) -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     import warnings
     args = build_parser().parse_args(argv)
+    notes = []
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                out = convert(args.hf_dir, args.out, args.out_type)
+                out = convert(args.hf_dir, args.out, args.out_type, notes=notes)
             finally:
                 for w in caught:
                     print(f"qwen3c convert: warning: {w.message}", file=sys.stderr)
     except (FileNotFoundError, ModelFormatError, UnsupportedModelError, ValueError) as e:
         print(f"qwen3c convert: error: {e}", file=sys.stderr)
         return 1
+    for note in notes:
+        print(f"qwen3c convert: note: {note}", file=sys.stderr)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {args.out_type})")
     return 0
 

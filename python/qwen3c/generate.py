@@ -15,6 +15,13 @@ the generation notices it from the session's record and re-runs what differs ins
 continuing on someone else's cache. Prefill runs in chunks of `chunk_size` tokens: a Ctrl-C
 (KeyboardInterrupt) lands between two chunks within about a second, and the session's record
 only ever claims positions whose forward pass completed, so the model stays usable.
+
+Qwen3.5's Gated DeltaNet layers keep a recurrent state, which cannot be cut back to the common
+prefix the way a KV cache can: the session's reusable_prefix resumes at a checkpoint at or
+before it (Session.rewind_point), or 0. So prefill saves checkpoints where the next prompt is
+likely to part from this one: before the last <|im_start|> (a chat template re-renders the last
+assistant turn differently, e.g. without its thinking) and before the last prompt token (the
+same prompt again).
 """
 from __future__ import annotations
 
@@ -43,6 +50,18 @@ def cached_tokens(target) -> list:
 def forget_cache(target) -> None:
     """Forget what the KV cache holds (the next prompt is prefilled from position 0)."""
     session_of(target).reset()
+
+
+def checkpoint_marks(session, prompt: list, start: int) -> set:
+    """Positions in (start, len(prompt)) to checkpoint a recurrent state at while prefilling: the
+    last <|im_start|> (the next turn re-renders what follows it) and len(prompt) - 1."""
+    if not session.config.is_recurrent:
+        return set()
+    marks = {len(prompt) - 1}
+    im_start = session.special_tokens.im_start
+    if im_start is not None and im_start in prompt:
+        marks.add(len(prompt) - 1 - prompt[::-1].index(im_start))
+    return {m for m in marks if start < m < len(prompt)}
 
 
 # ---- argument checks -------------------------------------------------------------------------
@@ -187,6 +206,7 @@ class Generation:
         self.n_prefilled = 0
         self.n_forwarded = 0      # tokens this generation ran (prefill, re-runs, decode)
         self._version = None      # the session's version after our last forward
+        self._marks = set()       # prompt positions to checkpoint a recurrent state at
         self.t_prefill = 0.0
         self.t_decode = 0.0
         self.time_to_first_token = None
@@ -226,10 +246,13 @@ class Generation:
                 pos = min(pos, s.reusable_prefix(want))
             logits = None
             while pos < len(want):
-                chunk = want[pos:pos + self.chunk_size]
+                end = min([pos + self.chunk_size] + [m for m in self._marks if m > pos])
+                chunk = want[pos:end]
                 logits = s.forward(chunk, pos=pos)
                 pos += len(chunk)
                 self.n_forwarded += len(chunk)
+                if pos in self._marks:
+                    s.checkpoint()
             self._version = s.version
         return logits
 
@@ -244,7 +267,9 @@ class Generation:
             self._version = s.version
             self.n_cached = pos
             want = list(prompt)   # what the cache must hold: the prompt, then each fed token
+            self._marks = checkpoint_marks(s, prompt, pos)
             logits = self._run_tokens(want, pos)
+            self._marks = set()
             self.n_prefilled = self.n_forwarded
         t1 = time.perf_counter()
         self.t_prefill = t1 - t0

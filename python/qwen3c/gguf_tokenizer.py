@@ -6,7 +6,8 @@ reads `tokenizer.json` (vocabulary, merges, added tokens, pre-tokenizer) and
 `tokenizer_config.json` (eos/pad/bos tokens, add_bos_token, chat_template) and writes:
 
     tokenizer.ggml.model        "gpt2" (byte-level BPE)
-    tokenizer.ggml.pre          "qwen2" | "smollm" | "gpt-2", recognized from the pre-tokenizer
+    tokenizer.ggml.pre          "qwen2" | "qwen35" | "smollm" | "gpt-2", recognized from the
+                                pre-tokenizer
     tokenizer.ggml.tokens       every token by id, in the byte-level spelling; ids without a
                                 token (the tail up to vocab_size) are "[PAD{id}]"
     tokenizer.ggml.token_type   NORMAL, CONTROL (added + special), USER_DEFINED (added, not
@@ -28,6 +29,9 @@ __all__ = ["add_tokenizer_metadata", "detect_pre_tokenizer"]
 
 QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+# Qwen3.5 (transformers' Qwen3_5Tokenizer): combining marks (\p{M}) count with the letters
+QWEN35_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}"
+                r"| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
 def detect_pre_tokenizer(pre: dict | None) -> str:
@@ -40,6 +44,8 @@ def detect_pre_tokenizer(pre: dict | None) -> str:
         regex = steps[0].get("pattern", {}).get("Regex")
         if regex == QWEN2_SPLIT and not steps[1].get("use_regex", True):
             return "qwen2"
+        if regex == QWEN35_SPLIT and not steps[1].get("use_regex", True):
+            return "qwen35"
     if kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits") \
             and steps[1].get("use_regex", True):
         return "smollm"

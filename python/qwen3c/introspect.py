@@ -53,7 +53,7 @@ def token_text(model, token_id: int) -> Optional[str]:
     return raw.decode("utf-8", "backslashreplace")
 
 
-def prompt_tokens(model, tokens_or_text, raw: bool = False, enable_thinking: bool = True) -> list:
+def prompt_tokens(model, tokens_or_text, raw: bool = False, enable_thinking=None) -> list:
     """Token ids for top_k / next: ids pass through; text is wrapped in the chat template as one
     user message (raw=False) or encoded as-is for plain continuation (raw=True)."""
     if isinstance(tokens_or_text, str):
@@ -97,7 +97,7 @@ def top_k_from_logits(logits, k: int = 10):
     return [(int(i), float(p[i])) for i in idx]
 
 
-def top_k(model, tokens_or_text, k: int = 10, raw: bool = False, enable_thinking: bool = True):
+def top_k(model, tokens_or_text, k: int = 10, raw: bool = False, enable_thinking=None):
     """The k most likely next tokens after a prompt: [(token_id, token_text, prob), ...].
 
     tokens_or_text: token ids, or text -- wrapped in the model's chat template as a user turn
@@ -184,7 +184,13 @@ def load_hf_model(hf_dir):
     else:
         if not (p / "config.json").is_file():
             raise ValueError(f"--hf: {p} has no config.json (expected a HuggingFace model directory)")
-        m = transformers.AutoModelForCausalLM.from_pretrained(str(p), **kw)
+        model_type = json.loads((p / "config.json").read_text(encoding="utf-8")).get("model_type")
+        if model_type == "qwen3_5":
+            # Qwen3.5's official layout: AutoModelForCausalLM would build a Qwen3_5ForCausalLM
+            # and miss the lm_head tied by the outer config
+            m = transformers.Qwen3_5ForConditionalGeneration.from_pretrained(str(p), **kw)
+        else:
+            m = transformers.AutoModelForCausalLM.from_pretrained(str(p), **kw)
     return m.float().eval()
 
 
@@ -197,6 +203,7 @@ def hf_trace(torch_model, tokens):
     final-normed state in recent transformers (so the last layer's raw output is missing)."""
     torch, _ = _need_torch()
     base = getattr(torch_model, "model", torch_model)
+    base = getattr(base, "language_model", base)  # Qwen3.5's ForConditionalGeneration layout
     modules = [base.embed_tokens, *base.layers, base.norm]
     captured = [None] * len(modules)
 
@@ -234,6 +241,7 @@ def layer_diff(model, hf_dir_or_torch_model, tokens) -> DiffReport:
     else:
         ref_model = hf_dir_or_torch_model
     cfg = ref_model.config
+    cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg  # Qwen3.5's layout
     c = model.config
     if (cfg.num_hidden_layers, cfg.hidden_size, cfg.vocab_size) != (c.n_layers, c.dim, c.vocab_size):
         raise ValueError(
@@ -401,7 +409,7 @@ def _next(argv):
     with _open_model(args.model, n_threads=args.threads, activations=args.activations,
                      kv_cache=args.kv_cache) as m:
         src = _parse_tokens(args.tokens) if args.tokens else args.prompt
-        ids = prompt_tokens(m, src, raw=args.raw, enable_thinking=not args.no_think)
+        ids = prompt_tokens(m, src, raw=args.raw, enable_thinking=False if args.no_think else None)
         res = top_k(m, ids, k=args.k)
         V = m.config.vocab_size
     if args.json:

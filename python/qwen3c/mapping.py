@@ -12,6 +12,9 @@ Every concept of a Qwen3 forward pass appears once in `ROWS`, with
     ``instance:model.layers.N.self_attn.q_proj.weight``;
   - ``modeling:PATH``     an attribute of ``transformers.models.qwen3.modeling_qwen3``, e.g.
     ``modeling:Qwen3RMSNorm.forward``;
+  - ``instance35:PATH`` / ``modeling35:PATH``  the same on a ``Qwen3_5ForCausalLM`` and in
+    ``transformers.models.qwen3_5.modeling_qwen3_5`` (the "qwen35" section), where ``N`` is any
+    layer of the kind the path names (a linear_attn or a self_attn layer);
   - ``transformers:PATH`` an attribute (or submodule) of the top-level ``transformers`` package;
 
 * ``hf_local`` -- for activations, which are local variables in transformers: the identifier as it
@@ -57,11 +60,15 @@ SECTIONS = (
     ("activations", "Activation buffers: `RunState` <-> local variables of the PyTorch forward"),
     ("compute", "Computation: one forward pass, step by step"),
     ("around", "Around the model: tokens in, tokens out"),
+    ("qwen35", "Qwen3.5 (`qwen35` files): `Qwen3_5TextConfig`, the Gated DeltaNet and gated "
+               "attention layers, the recurrent state"),
 )
 
 _H = "csrc/qwen3c.h"
 _I = "csrc/internal.h"
 _F = "csrc/forward.c"
+_Q = "csrc/forward_qwen35.c"
+_D = "csrc/kernels/deltanet_scalar.c"  # per CPU tier: the same file compiled with its flags
 
 
 def _cfg(concept, field, hf_attr, gguf, note=""):
@@ -77,6 +84,21 @@ def _w(concept, struct, field, hf_path, gguf, note=""):
 def _act(concept, field, hf_ref, local, note=""):
     return Row("activations", concept, f"RunState.{field}", "field", _I, (hf_ref,), None, local,
                note)
+
+
+def _cfg35(concept, field, hf_attr, gguf, note=""):
+    return Row("qwen35", concept, f"Config.{field}", "field", _H,
+               (f"instance35:config.{hf_attr}",), gguf, None, note)
+
+
+def _w35(concept, field, hf_path, gguf, note=""):
+    return Row("qwen35", concept, f"LayerWeights.{field}", "field", _I,
+               (f"instance35:{hf_path}",), gguf, None, note)
+
+
+def _act35(concept, field, local, note=""):
+    return Row("qwen35", concept, f"RunState.{field}", "field", _I,
+               ("modeling35:Qwen3_5GatedDeltaNet.forward",), None, local, note)
 
 
 ROWS: Tuple[Row, ...] = (
@@ -228,6 +250,12 @@ ROWS: Tuple[Row, ...] = (
     Row("compute", "SwiGLU MLP activation", "swiglu", "function", _F,
         ("modeling:Qwen3MLP.forward",), None, hf_local="act_fn",
         note="silu(gate) * up"),
+    Row("compute", "the MLP half of a decoder layer", "mlp_block", "function", _F,
+        ("modeling:Qwen3DecoderLayer.forward", "modeling:Qwen3MLP.forward"), None,
+        hf_local="post_attention_layernorm", note="norm, SwiGLU MLP, residual (Qwen3.5 too)"),
+    Row("compute", "final norm and LM head", "final_norm_logits", "function", _F,
+        ("modeling:Qwen3Model.forward", "modeling:Qwen3ForCausalLM.forward"), None,
+        hf_local="norm"),
 
     # ---- around ---------------------------------------------------------------------------
     Row("around", "tokenisation (byte-level BPE)", "qwen3c_tokenize", "function",
@@ -242,6 +270,104 @@ ROWS: Tuple[Row, ...] = (
     Row("around", "command line entry", "main", "python", "python/qwen3c/__main__.py",
         ("transformers:cli.transformers.main",), None,
         note="`python -m qwen3c` vs the `transformers` console script"),
+
+    # ---- Qwen3.5 --------------------------------------------------------------------------
+    _cfg35("Gated DeltaNet layers", "n_linear_layers", "layer_types",
+           "{arch}.full_attention_interval",
+           "how many layer_types are \"linear_attention\"; read from "
+           "{arch}.attention.recurrent_layers (one bool per block) when the file has it"),
+    Row("qwen35", "the token mixer of each layer", "qwen3c_model_layer_type", "function",
+        "csrc/model.c", ("instance35:config.layer_types",), "{arch}.full_attention_interval",
+        note="QWEN3C_LAYER_LINEAR or QWEN3C_LAYER_ATTENTION; Model.config.layer_types"),
+    _cfg35("causal conv1d kernel size", "linear_conv_kernel", "linear_conv_kernel_dim",
+           "{arch}.ssm.conv_kernel"),
+    _cfg35("linear attention key heads", "linear_n_k_heads", "linear_num_key_heads",
+           "{arch}.ssm.group_count"),
+    _cfg35("linear attention value heads", "linear_n_v_heads", "linear_num_value_heads",
+           "{arch}.ssm.time_step_rank", "value head j reads key head j % n_k in the file"),
+    _cfg35("linear attention key head size", "linear_k_head_dim", "linear_key_head_dim",
+           "{arch}.ssm.state_size", "rows of each head's state S"),
+    _cfg35("linear attention value head size", "linear_v_head_dim", "linear_value_head_dim",
+           "{arch}.ssm.inner_size", "inner_size / time_step_rank; columns of S"),
+    _cfg35("rotated dims per head", "rope_dim", "rope_parameters.partial_rotary_factor",
+           "{arch}.rope.dimension_count", "head_dim * partial_rotary_factor (64 of 256); text "
+           "positions make the interleaved MRoPE plain RoPE"),
+    Row("qwen35", "attention output gate present", "Config.attn_output_gate", "field", _H,
+        ("modeling35:Qwen3_5Attention.forward",), None, hf_local="gate",
+        note="q_proj yields query and gate per head"),
+    _w35("Gated DeltaNet layer", "is_linear", "model.layers.N.linear_attn",
+         "{arch}.full_attention_interval", "Qwen3_5GatedDeltaNet instead of self_attn"),
+    _w35("query, key, value projection", "in_qkv", "model.layers.N.linear_attn.in_proj_qkv.weight",
+         "blk.N.attn_qkv.weight", "value rows in the file's tiled head order"),
+    _w35("norm gate projection", "in_z", "model.layers.N.linear_attn.in_proj_z.weight",
+         "blk.N.attn_gate.weight"),
+    _w35("write strength projection", "in_b", "model.layers.N.linear_attn.in_proj_b.weight",
+         "blk.N.ssm_beta.weight", "beta = sigmoid(b)"),
+    _w35("decay projection", "in_a", "model.layers.N.linear_attn.in_proj_a.weight",
+         "blk.N.ssm_alpha.weight", "g = -exp(A_log) * softplus(a + dt_bias)"),
+    _w35("causal conv1d kernels", "conv1d", "model.layers.N.linear_attn.conv1d.weight",
+         "blk.N.ssm_conv1d.weight", "depthwise; (CD, 1, K) in torch, (K, CD) in C"),
+    _w35("decay bias", "dt_bias", "model.layers.N.linear_attn.dt_bias", "blk.N.ssm_dt.bias"),
+    _w35("decay rate", "ssm_a", "model.layers.N.linear_attn.A_log", "blk.N.ssm_a",
+         "the file stores -exp(A_log)"),
+    _w35("gated RMSNorm weight", "ssm_norm", "model.layers.N.linear_attn.norm.weight",
+         "blk.N.ssm_norm.weight", "multiplies by weight (not 1 + weight)"),
+    _w35("linear attention output projection", "out_proj",
+         "model.layers.N.linear_attn.out_proj.weight", "blk.N.ssm_out.weight"),
+    _w35("query and output gate projection", "wq", "model.layers.N.self_attn.q_proj.weight",
+         "blk.N.attn_q.weight", "(2*NH*HD, D): each head's query rows, then its gate rows"),
+    _w35("pre-MLP RMSNorm (qwen35 name)", "ffn_norm",
+         "model.layers.N.post_attention_layernorm.weight", "blk.N.post_attention_norm.weight",
+         "every Qwen3_5RMSNorm is stored as 1 + weight"),
+    Row("qwen35", "a context's recurrent state", "RecurrentState", "struct", _I,
+        ("transformers:cache_utils.LinearAttentionLayer", "transformers:DynamicCache"), None,
+        note="DynamicCache holds one LinearAttentionLayer per Gated DeltaNet layer"),
+    Row("qwen35", "conv states", "RecurrentState.conv", "field", _I,
+        ("transformers:cache_utils.LinearAttentionCacheLayerMixin.__init__",), None,
+        hf_local="conv_states", note="each linear layer's last K-1 conv inputs"),
+    Row("qwen35", "recurrent states", "RecurrentState.ssm", "field", _I,
+        ("transformers:cache_utils.LinearAttentionCacheLayerMixin.__init__",), None,
+        hf_local="recurrent_states", note="S: (NV, HK, HV) per linear layer"),
+    _act35("projected query, key, value (conv input)", "qkv", "mixed_qkv"),
+    _act35("after conv1d + SiLU", "conv_out", "query", "query, key, value; then q, k l2-normed"),
+    _act35("norm gate", "z", "z"),
+    _act35("write strength", "beta", "beta"),
+    _act35("log decay", "g", "g"),
+    _act35("linear attention output", "core", "core_attn_out", "then norm(core_attn_out, z)"),
+    Row("qwen35", "query and gate (attention layer)", "RunState.qg", "field", _I,
+        ("modeling35:Qwen3_5Attention.forward",), None, hf_local="query_states",
+        note="q_proj output before the split"),
+    Row("qwen35", "attention output gate", "RunState.gate", "field", _I,
+        ("modeling35:Qwen3_5Attention.forward",), None, hf_local="gate"),
+    Row("qwen35", "the hybrid forward pass", "forward_qwen35", "function", _Q,
+        ("modeling35:Qwen3_5TextModel.forward", "modeling35:Qwen3_5DecoderLayer.forward"), None),
+    Row("qwen35", "Gated DeltaNet layer", "gated_deltanet", "function", _Q,
+        ("modeling35:Qwen3_5GatedDeltaNet.forward",), None),
+    Row("qwen35", "gated attention layer", "gated_attention", "function", _Q,
+        ("modeling35:Qwen3_5Attention.forward",), None,
+        note="q/k norm, partial RoPE, attention, * sigmoid(gate)"),
+    Row("qwen35", "partial rotary embedding", "rope_partial", "function", _Q,
+        ("modeling35:apply_rotary_pos_emb", "modeling35:Qwen3_5TextRotaryEmbedding.forward"), None,
+        note="the first rope_dim dims rotate, pairs (i, i + rope_dim/2)"),
+    Row("qwen35", "causal conv1d with its state", "causal_conv1d_silu", "function", _D,
+        ("modeling35:causal_conv1d_fn", "modeling35:causal_conv1d_update"), None,
+        note="then SiLU"),
+    Row("qwen35", "q / k normalization", "l2norm_scaled", "function", _D,
+        ("modeling35:l2norm",), None, note="query also * 1/sqrt(head_k_dim)"),
+    Row("qwen35", "gated delta rule, token by token", "gated_delta_rule_recurrent", "function", _D,
+        ("modeling35:torch_recurrent_gated_delta_rule",), None, note="decode"),
+    Row("qwen35", "gated delta rule, chunked", "gated_delta_rule_chunked", "function", _D,
+        ("modeling35:torch_chunk_gated_delta_rule",), None, note="prefill: 64-token chunks"),
+    Row("qwen35", "gated RMSNorm", "rmsnorm_gated", "function", _D,
+        ("modeling35:Qwen3_5RMSNormGated.forward",), None),
+    Row("qwen35", "checkpoint the state", "qwen3c_context_checkpoint", "function", _Q,
+        ("transformers:DynamicCache.activate_past_recording",), None,
+        note="a copy of every linear layer's state at n_past"),
+    Row("qwen35", "rewind the state", "qwen35_state_seek", "function", _Q,
+        ("transformers:DynamicCache.crop",), None,
+        note="before a forward: keep, zero, or restore a checkpoint"),
+    Row("qwen35", "where a context can restart", "qwen3c_context_rewind_point", "function", _F,
+        ("transformers:DynamicCache.get_seq_length",), None),
 )
 
 

@@ -28,9 +28,10 @@ from .session import Session
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The hyperparameters read from the GGUF (transformers' Qwen3Config) + the context size."""
+    """The hyperparameters read from the GGUF (transformers' Qwen3Config, Qwen3_5TextConfig for
+    "qwen35") + the context size."""
 
-    arch: str            # "qwen3" or "llama"
+    arch: str            # "qwen3", "llama" or "qwen35"
     n_layers: int        # num_hidden_layers
     dim: int             # hidden_size
     hidden_dim: int      # intermediate_size
@@ -45,6 +46,21 @@ class ModelConfig:
     tied_embeddings: bool  # tie_word_embeddings
     n_params: int        # number of weight elements in the file
     n_threads: int       # threads the (default) session computes with
+    # Qwen3.5 ("qwen35"): the hybrid Gated DeltaNet model; for other files every layer is
+    # "full_attention" and the linear_* fields are 0
+    layer_types: tuple = ()     # layer_types: "linear_attention" / "full_attention" per layer
+    n_linear_layers: int = 0    # how many layers are Gated DeltaNet (linear attention)
+    linear_conv_kernel: int = 0  # linear_conv_kernel_dim
+    linear_n_k_heads: int = 0    # linear_num_key_heads
+    linear_n_v_heads: int = 0    # linear_num_value_heads
+    linear_k_head_dim: int = 0   # linear_key_head_dim
+    linear_v_head_dim: int = 0   # linear_value_head_dim
+    rope_dim: int = 0            # rotated dims per head (head_dim * partial_rotary_factor)
+
+    @property
+    def is_recurrent(self) -> bool:
+        """True when some layers keep a recurrent state (which cannot be rewound freely)."""
+        return self.n_linear_layers > 0
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -86,16 +102,19 @@ class Model:
             (opt-in) rounded to IEEE float16 (relative error <= 4.9e-4 per value): half the
             cache memory, and half the bytes attention reads per generated token at long
             context. docs/precision.md has the effect on the logits.
+        n_checkpoints: slots per session for checkpoints of the recurrent state (Qwen3.5;
+            0 = default 4), see Session.checkpoint().
     """
 
     def __init__(self, path, n_ctx: int = 2048, n_threads: int = 0, n_batch: int = 0,
-                 activations: str = "q24", kv_cache: str = "f32"):
+                 activations: str = "q24", kv_cache: str = "f32", n_checkpoints: int = 0):
         path = os.fspath(path)
         if not isinstance(path, str):
             path = os.fsdecode(path)
         n_ctx = _check_int("n_ctx", n_ctx, 0)
         n_threads = _check_int("n_threads", n_threads, 0)
         n_batch = _check_int("n_batch", n_batch, 0)
+        n_checkpoints = _check_int("n_checkpoints", n_checkpoints, 0)
         if not isinstance(activations, str) or activations not in _native.ACTIVATIONS:
             raise ValueError(f"activations must be one of {sorted(_native.ACTIVATIONS)}, "
                              f"got {activations!r}")
@@ -112,7 +131,8 @@ class Model:
         self.activations = activations
         #: the default sessions' KV cache element type ("f32" or "f16")
         self.kv_cache = kv_cache
-        self._session_defaults = dict(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch)
+        self._session_defaults = dict(n_ctx=n_ctx, n_threads=n_threads, n_batch=n_batch,
+                                      n_checkpoints=n_checkpoints)
         # q24 (the default) copies the weights into huge pages at load, repacked for its kernels
         # (Q8_0 / Q4_0 / Q4_1) or as they are (F32 / F16 / BF16); the other paths read the file
         self._model = _native.model_load(path, pack_weights=activations == "q24")
@@ -124,7 +144,12 @@ class Model:
             vocab_size=c["vocab_size"], n_ctx=0, rope_theta=float(c["rope_theta"]),
             norm_eps=float(c["norm_eps"]), n_ctx_train=c["n_ctx_train"],
             tied_embeddings=bool(c["tied_embeddings"]), n_params=int(c["n_params"]),
-            n_threads=0)
+            n_threads=0,
+            layer_types=_native.model_layer_types(self._model, c["n_layers"]),
+            n_linear_layers=c["n_linear_layers"], linear_conv_kernel=c["linear_conv_kernel"],
+            linear_n_k_heads=c["linear_n_k_heads"], linear_n_v_heads=c["linear_n_v_heads"],
+            linear_k_head_dim=c["linear_k_head_dim"], linear_v_head_dim=c["linear_v_head_dim"],
+            rope_dim=c["rope_dim"])
         try:
             #: the session Model.forward / generate / top_k run on
             self.default_session = self.session()
@@ -182,7 +207,8 @@ class Model:
 
     # ---- sessions ----------------------------------------------------------------------
     def session(self, n_ctx: int | None = None, kv_cache: str | None = None,
-                n_threads: int | None = None, n_batch: int | None = None) -> Session:
+                n_threads: int | None = None, n_batch: int | None = None,
+                n_checkpoints: int | None = None) -> Session:
         """A new, independent KV cache on this model's weights (qwen3c.Session).
 
         Arguments left None take the values given to Model(...). It holds a reference to the
@@ -191,12 +217,14 @@ class Model:
         n_ctx = d["n_ctx"] if n_ctx is None else _check_int("n_ctx", n_ctx, 0)
         n_threads = d["n_threads"] if n_threads is None else _check_int("n_threads", n_threads, 0)
         n_batch = d["n_batch"] if n_batch is None else _check_int("n_batch", n_batch, 0)
+        n_checkpoints = d["n_checkpoints"] if n_checkpoints is None else \
+            _check_int("n_checkpoints", n_checkpoints, 0)
         kv_cache = self.kv_cache if kv_cache is None else kv_cache
         if not isinstance(kv_cache, str) or kv_cache not in _native.KV_TYPES:
             raise ValueError(f"kv_cache must be one of {sorted(_native.KV_TYPES)}, "
                              f"got {kv_cache!r}")
         with self._lock:
-            s = Session(self, n_ctx, n_threads, n_batch, kv_cache)
+            s = Session(self, n_ctx, n_threads, n_batch, kv_cache, n_checkpoints)
             self._sessions.add(s)
             return s
 
@@ -211,10 +239,31 @@ class Model:
 
         Writes the KV cache at positions pos .. pos+len(tokens)-1 and attends to every earlier
         position. Returns (vocab_size,) logits of the last token, or (len(tokens), vocab_size)
-        with all_logits=True. Raises ContextOverflowError / ValueError before any compute.
+        with all_logits=True. Raises ContextOverflowError / ValueError before any compute --
+        also (Qwen3.5) for a pos the recurrent state cannot restart at (see rewind_point).
         """
         self._ptr()
         return self.default_session.forward(tokens, pos, all_logits)
+
+    # ---- where the default session can continue (Qwen3.5's recurrent state) ------------
+    @property
+    def n_past(self) -> int:
+        """Leading positions the default session holds (see Session.n_past)."""
+        return self.default_session.n_past
+
+    def rewind_point(self, pos: int) -> int:
+        """Where the default session can continue when only its first pos positions are kept
+        (see Session.rewind_point)."""
+        return self.default_session.rewind_point(pos)
+
+    def checkpoint(self) -> None:
+        """Checkpoint the default session's recurrent state (see Session.checkpoint)."""
+        self.default_session.checkpoint()
+
+    @property
+    def checkpoints(self) -> list:
+        """Positions of the default session's checkpoints, ascending."""
+        return self.default_session.checkpoints
 
     def forward_trace(self, tokens: Sequence[int], pos: int = 0):
         """Like forward(all_logits=True), and also return the residual stream of every layer:
@@ -355,9 +404,10 @@ class Model:
         from .generate import generate
         return generate(self, prompt_or_tokens, max_tokens=max_tokens, sampler=sampler, stop=stop, **kw)
 
-    def apply_chat_template(self, messages, enable_thinking: bool = True,
+    def apply_chat_template(self, messages, enable_thinking=None,
                             add_generation_prompt: bool = True, **kw) -> str:
-        """Render messages as the model's chat template does (see qwen3c.chat_template)."""
+        """Render messages as the model's chat template does (see qwen3c.chat_template);
+        enable_thinking None: the template's default."""
         from .chat_template import apply_chat_template
         return apply_chat_template(self, messages, enable_thinking=enable_thinking,
                                    add_generation_prompt=add_generation_prompt, **kw)

@@ -30,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from . import _native
-from .errors import ContextOverflowError, Qwen3cError
+from .errors import ContextOverflowError, InvalidArgumentError, Qwen3cError
 
 
 def common_prefix(a, b) -> int:
@@ -51,11 +51,12 @@ class Session:
     lock (held while computing; hold it to run several steps without interleaving).
     """
 
-    def __init__(self, model, n_ctx: int, n_threads: int, n_batch: int, kv_cache: str):
+    def __init__(self, model, n_ctx: int, n_threads: int, n_batch: int, kv_cache: str,
+                 n_checkpoints: int = 0):
         self.model = model
         self.lock = threading.RLock()
         self._ctx = _native.context_create(model._ptr(), n_ctx, n_threads, n_batch,
-                                           model.activations, kv_cache)
+                                           model.activations, kv_cache, n_checkpoints)
         self._finalizer = weakref.finalize(self, _native.context_free, self._ctx)
         self._closed_why = None
         real_ctx, real_threads = _native.context_info(self._ctx)
@@ -113,8 +114,31 @@ class Session:
         """Where this cache can continue from if only its first `pos` positions are kept.
 
         A KV cache keeps every prefix (returns pos); a recurrent state that cannot be cut
-        back answers an earlier position (a checkpoint, or 0: run everything again)."""
-        return _native.context_rewind_point(self._ctx_ptr(), pos)
+        back (Qwen3.5's Gated DeltaNet layers) answers n_past when pos >= n_past, else the
+        latest checkpoint at or before pos, or 0: run everything again."""
+        if isinstance(pos, bool) or not isinstance(pos, (int, np.integer)):
+            raise TypeError(f"pos must be an int, not {type(pos).__name__}")
+        return _native.context_rewind_point(self._ctx_ptr(), int(pos))
+
+    @property
+    def n_past(self) -> int:
+        """How many leading positions the C context holds (pos + len(tokens) of the last
+        forward); a recurrent state continues only from here, 0 or a checkpoint."""
+        with self.lock:
+            return _native.context_n_past(self._ctx_ptr())
+
+    def checkpoint(self) -> None:
+        """Save the recurrent state as it is now (at position n_past), so that a later forward
+        at that position resumes there instead of from 0 (Qwen3.5; a no-op otherwise). The
+        n_checkpoints slots are reused oldest first; a forward at pos drops those past pos."""
+        with self.lock:
+            _native.context_checkpoint(self._ctx_ptr())
+
+    @property
+    def checkpoints(self) -> list:
+        """Positions of the saved checkpoints, ascending."""
+        with self.lock:
+            return _native.context_checkpoints(self._ctx_ptr())
 
     def reusable_prefix(self, tokens: Sequence[int]) -> int:
         """How many leading `tokens` need not be run again: the longest common prefix with
@@ -165,6 +189,12 @@ class Session:
         if lo < 0 or hi >= vocab:
             bad = lo if lo < 0 else hi
             raise ValueError(f"token id {bad} is outside the vocabulary [0, {vocab})")
+        if self.config.is_recurrent:
+            at = _native.context_rewind_point(self._ctx_ptr(), pos)
+            if at != pos:  # Qwen3.5: never continue a state that holds tokens at or past pos
+                raise InvalidArgumentError(
+                    f"cannot run at position {pos}: the recurrent state holds {self.n_past} tokens "
+                    f"and there is no checkpoint at {pos} (continue from rewind_point = {at})")
         return toks, pos
 
     def _record(self, toks, pos: int) -> None:
@@ -257,7 +287,7 @@ class Session:
     def stream_decoder(self):
         return self.model.stream_decoder()
 
-    def apply_chat_template(self, messages, enable_thinking: bool = True,
+    def apply_chat_template(self, messages, enable_thinking=None,
                             add_generation_prompt: bool = True, **kw) -> str:
         return self.model.apply_chat_template(messages, enable_thinking=enable_thinking,
                                               add_generation_prompt=add_generation_prompt, **kw)

@@ -17,6 +17,9 @@
  *   attention  scores and softmax(scores) @ v for 1-8 query rows, float32 and float16 caches,
  *              head_dim 64 / 128 (and 80: the scalar fallback), within float32 rounding
  *   nn         softmax, SwiGLU within float32 rounding (and exp's 2e-7)
+ *   deltanet   Qwen3.5's causal conv1d (+ its state), l2norm, gated RMSNorm and the gated delta
+ *              rule (recurrent: a full and a partial 32-column block; chunked: across a chunk
+ *              boundary), outputs and states within float32 rounding of scalar's
  *   halves     float -> half of quant.c (hardware on x86 F16C / arm64): every half round-trips,
  *              ties between halves go to even, overflow to inf
  *
@@ -449,6 +452,99 @@ static void test_nn(const Kernels *k) {
     k->nn->softmax(x, 4);
 }
 
+/* ---- deltanet ---------------------------------------------------------------------------- */
+/* Count the elements of got that differ from want by more than tol * (max |want| + 1e-30). */
+static int count_far(const char *what, const char *tier, const float *got, const float *want, size_t n, double tol) {
+    double mag = 1e-30; /* (not fmax: gcc 12 for aarch64 crashes vectorizing that reduction) */
+    for (size_t i = 0; i < n; i++) mag = fabs((double)want[i]) > mag ? fabs((double)want[i]) : mag;
+    int bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs((double)got[i] - want[i]) <= tol * mag) && bad++ < 3)
+            fprintf(stderr, "  %s %s [%zu]: %.9g, scalar %.9g\n", what, tier, i, got[i], want[i]);
+    return bad;
+}
+
+static void unit_rows(float *x, int rows, int n, float scale) { /* l2-normed rows, times scale */
+    for (int r = 0; r < rows; r++) {
+        double ss = 0;
+        for (int i = 0; i < n; i++) ss += (double)x[r * n + i] * x[r * n + i];
+        for (int i = 0; i < n; i++) x[r * n + i] = (float)(x[r * n + i] / sqrt(ss) * scale);
+    }
+}
+
+static void test_deltanet(const Kernels *k) {
+    const DeltaNetKernels *ks = SCALAR->deltanet, *kt = k->deltanet;
+    /* causal conv1d + SiLU: 300 channels (no multiple of a vector), K 4, 5 tokens, all channels
+     * and a [17, 250) share (as one thread's) */
+    enum { CD = 300, K = 4, NT = 5 };
+    static float x[NT * CD], w[K * CD], st0[(K - 1) * CD], st_s[(K - 1) * CD], st_t[(K - 1) * CD];
+    static float out_s[NT * CD], out_t[NT * CD];
+    random_floats(x, NT * CD, 2.0f);
+    random_floats(w, K * CD, 0.5f);
+    random_floats(st0, (K - 1) * CD, 2.0f);
+    const int ranges[2][2] = {{0, CD}, {17, 250}};
+    for (int r = 0; r < 2; r++) {
+        memcpy(st_s, st0, sizeof st0);
+        memcpy(st_t, st0, sizeof st0);
+        memset(out_s, 0, sizeof out_s);
+        memset(out_t, 0, sizeof out_t);
+        ks->causal_conv1d_silu(out_s, x, st_s, w, NT, K, CD, ranges[r][0], ranges[r][1]);
+        kt->causal_conv1d_silu(out_t, x, st_t, w, NT, K, CD, ranges[r][0], ranges[r][1]);
+        CHECK(count_far("conv1d", k->tier, out_t, out_s, NT * CD, 1e-6) == 0);
+        CHECK(memcmp(st_s, st_t, sizeof st_s) == 0); /* the state is moved, not computed */
+    }
+    /* l2norm and the gated RMSNorm over one head (128, and 37: a remainder) */
+    for (int n = 37; n <= 128; n += 91) {
+        float a[128], b[128], gate[128], weight[128];
+        random_floats(a, n, 3.0f);
+        random_floats(gate, n, 6.0f);
+        random_floats(weight, n, 1.0f);
+        memcpy(b, a, sizeof(float) * (size_t)n);
+        ks->l2norm_scaled(a, n, 0.125f);
+        kt->l2norm_scaled(b, n, 0.125f);
+        CHECK(count_far("l2norm", k->tier, b, a, (size_t)n, 1e-6) == 0);
+        random_floats(a, n, 3.0f);
+        memcpy(b, a, sizeof(float) * (size_t)n);
+        ks->rmsnorm_gated(a, gate, weight, n, 1e-6f);
+        kt->rmsnorm_gated(b, gate, weight, n, 1e-6f);
+        CHECK(count_far("rmsnorm_gated", k->tier, b, a, (size_t)n, 1e-6) == 0);
+    }
+    /* the gated delta rule: HK 64, HV 48 (a full 32-column block and a partial one), 70 tokens
+     * (the chunked form: a whole chunk of 64 and a partial one); both forms, state and output */
+    enum { HK = 64, HV = 48, N = 70 };
+    float *q = malloc(sizeof(float) * N * HK), *kk = malloc(sizeof(float) * N * HK);
+    float *v = malloc(sizeof(float) * N * HV), *g = malloc(sizeof(float) * N), *beta = malloc(sizeof(float) * N);
+    float *S0 = malloc(sizeof(float) * HK * HV), *Ss = malloc(sizeof(float) * HK * HV), *St = malloc(sizeof(float) * HK * HV);
+    float *os = malloc(sizeof(float) * N * HV), *ot = malloc(sizeof(float) * N * HV);
+    float *scratch = malloc(sizeof(float) * delta_chunk_scratch(HK, HV));
+    CHECK(q && kk && v && g && beta && S0 && Ss && St && os && ot && scratch);
+    random_floats(q, N * HK, 1.0f);
+    random_floats(kk, N * HK, 1.0f);
+    unit_rows(q, N, HK, 0.125f);
+    unit_rows(kk, N, HK, 1.0f);
+    random_floats(v, N * HV, 1.0f);
+    random_floats(S0, HK * HV, 0.5f);
+    for (int t = 0; t < N; t++) {
+        g[t] = -0.5f * (uniform() + 1.0f);           /* log decay in (-1, 0] */
+        beta[t] = 0.05f + 0.45f * (uniform() + 1.0f); /* in (0.05, 0.95) */
+    }
+    for (int chunked = 0; chunked < 2; chunked++) {
+        memcpy(Ss, S0, sizeof(float) * HK * HV);
+        memcpy(St, S0, sizeof(float) * HK * HV);
+        if (chunked) {
+            ks->gated_delta_rule_chunked(Ss, os, HV, q, kk, HK, v, HV, g, beta, 1, N, HK, HV, scratch);
+            kt->gated_delta_rule_chunked(St, ot, HV, q, kk, HK, v, HV, g, beta, 1, N, HK, HV, scratch);
+        } else {
+            ks->gated_delta_rule_recurrent(Ss, os, HV, q, kk, HK, v, HV, g, beta, 1, N, HK, HV);
+            kt->gated_delta_rule_recurrent(St, ot, HV, q, kk, HK, v, HV, g, beta, 1, N, HK, HV);
+        }
+        const char *what = chunked ? "delta rule chunked" : "delta rule recurrent";
+        CHECK(count_far(what, k->tier, ot, os, (size_t)N * HV, 1e-5) == 0);
+        CHECK(count_far(what, k->tier, St, Ss, (size_t)HK * HV, 1e-5) == 0);
+    }
+    free(q), free(kk), free(v), free(g), free(beta), free(S0), free(Ss), free(St), free(os), free(ot), free(scratch);
+}
+
 /* ---- fma_exact (internal.h): the fused multiply-add of the scalar q24 steps ------------- */
 static void test_fma_exact(void) {
     int bad = 0;
@@ -518,6 +614,7 @@ int main(void) {
         test_actquant(k, k->int8, SCALAR->int8, "int8");
         test_attention(k);
         test_nn(k);
+        test_deltanet(k);
         printf("tier %s: %s (q24 %s)\n", k->tier, failures == before ? "same as scalar" : "DIFFERS",
                k->q24->fast ? "fast" : "test entry only");
     }

@@ -29,6 +29,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from ..chat import prompt_thinking
 from ..chat_template import encode_chat
 from ..errors import ContextOverflowError, Qwen3cError
 from ..sampler import Sampler
@@ -211,7 +212,7 @@ class Server:
         return JSONResponse(self._model_object())
 
     # ---- running jobs -------------------------------------------------------------------------
-    def _constraint_for(self, tools, tool_choice, schema, parallel, thinking):
+    def _constraint_for(self, tools, tool_choice, schema, parallel, thinking, in_think=False):
         """A factory of per-choice Constraints, or None (compiled once, checked here)."""
         if tool_choice == "required" or tool_choice not in ("auto", "none"):
             chosen = tools if tool_choice == "required" else \
@@ -221,12 +222,12 @@ class Server:
             grammar = json_grammar(schema)
         else:
             return None
-        think = self.think_ids if thinking else (None, None)
-        first = Constraint(self.model, grammar, *think)
+        think = self.think_ids if thinking or in_think else (None, None)
+        first = Constraint(self.model, grammar, *think, in_think=in_think)
         made = [first]
 
         def make():
-            return made.pop() if made else Constraint(self.model, grammar, *think)
+            return made.pop() if made else Constraint(self.model, grammar, *think, in_think=in_think)
         return make
 
     async def _submit(self, request, prompt, n, body, *, stop, max_tok, logprobs, constraint,
@@ -318,8 +319,8 @@ class Server:
             raise P.APIError(400, "response_format cannot be combined with a required tool call",
                              "response_format", "invalid_value")
         kw = dict(P.get_object(body, "chat_template_kwargs", {}))
-        thinking = kw.pop("enable_thinking", True)
-        if not isinstance(thinking, bool):
+        thinking = kw.pop("enable_thinking", None)     # None: the template's default
+        if thinking is not None and not isinstance(thinking, bool):
             raise P.APIError(422, "chat_template_kwargs.enable_thinking must be a boolean",
                              "chat_template_kwargs", "invalid_type")
         for k in ("messages", "tools", "add_generation_prompt", "documents"):
@@ -342,6 +343,7 @@ class Server:
         except (ValueError, TypeError, Qwen3cError) as e:
             raise P.APIError(400, f"the messages cannot be rendered: {e}"[:1000], "messages",
                              "invalid_messages") from None
+        thinking, in_think = prompt_thinking(self.model, prompt, thinking)
         if mt is not None and len(prompt) + mt > self.n_ctx:
             raise P.overflow(len(prompt), self.n_ctx, mt)
         if len(prompt) >= self.n_ctx:
@@ -349,7 +351,7 @@ class Server:
         max_tok = mt if mt is not None else self.n_ctx - len(prompt)
         try:
             constraint = await run_in_threadpool(self._constraint_for, tools, tool_choice, schema,
-                                                 parallel, thinking)
+                                                 parallel, thinking, in_think)
         except GrammarError as e:
             raise P.APIError(400, str(e)[:1000], "response_format" if schema else "tools",
                              "invalid_schema") from None
@@ -357,7 +359,7 @@ class Server:
                                      logprobs=(top_lp or 0) if want_lp else None,
                                      constraint=constraint, ignore_eos=ignore_eos)
         choices = [_Choice(i, j, OutputParser(thinking=self.think_ids[0] is not None,
-                                              tools=use_tools is not None))
+                                              tools=use_tools is not None, in_think=in_think))
                    for i, j in enumerate(jobs)]
         rid, created = "chatcmpl-" + secrets.token_hex(12), P.now()
         if stream:

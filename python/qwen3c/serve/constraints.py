@@ -119,9 +119,10 @@ def tool_call_grammar(tools: list, at_least_one: bool = True, only_one: bool = F
 class Constraint:
     """A grammar the output must follow from its start -- or, when the first token opens a
     think block (think_open), from the token after the block's close (think_close) and the
-    newlines after it. mask() and accept(token) are what the scheduler calls per token."""
+    newlines after it; in_think: the prompt opened the block (Qwen3.5), so the output starts
+    inside it. mask() and accept(token) are what the scheduler calls per token."""
 
-    def __init__(self, model, grammar: str, think_open=None, think_close=None):
+    def __init__(self, model, grammar: str, think_open=None, think_close=None, in_think=False):
         llg = _llguidance()
         tok = tokenizer_for(model)
         err = llg.LLMatcher.validate_grammar(grammar, tok)
@@ -132,7 +133,8 @@ class Constraint:
             raise GrammarError(f"the grammar cannot be used: {self.matcher.get_error()}")
         self.n_vocab = model.config.vocab_size
         self._words = np.full((self.n_vocab + 31) // 32, -1, dtype=np.int32)
-        self._free = None if think_open is None else "start"  # start -> thinking -> done
+        self._free = None if think_open is None else "thinking" if in_think else "start"
+        # start -> thinking -> after -> done
         self._think_open, self._think_close = think_open, think_close
         self._newlines = set()
         if think_close is not None:

@@ -18,6 +18,8 @@ Prefix reuse: a job goes to the free slot whose cache shares the longest prefix 
 prompt (a conversation's next turn lands where its previous turn ran), and when another slot
 holds a longer prefix (a shared system prompt), its keys and values are copied instead of
 being computed again (Session.copy_prefix_from). Either way only the rest is prefilled.
+Qwen3.5's recurrent state continues only from where a slot holds one (Session.rewind_point), so
+prefill chunks end at the checkpoint marks generate() uses, and a checkpoint is saved there.
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import ContextOverflowError, Qwen3cError
-from ..generate import TextAssembler
+from ..generate import TextAssembler, checkpoint_marks
 from ..session import common_prefix
 
 #: a shorter shared prefix than this is recomputed rather than copied from another slot
@@ -93,6 +95,7 @@ class Job:
     _session: object = None
     _pos: int = 0              # prompt tokens + fed tokens in the cache
     _next: Optional[int] = None  # the sampled token to feed next step
+    _marks: frozenset = frozenset()  # prompt positions to checkpoint a recurrent state at
     _text: object = None
 
 
@@ -213,7 +216,8 @@ class Scheduler:
                 budget -= 1
         for job in self.running:                  # prefill chunks with what is left
             if job._next is None and budget > 0:
-                n = min(budget, len(job.prompt) - job._pos)
+                ends = [m for m in job._marks if m > job._pos] + [len(job.prompt)]
+                n = min(budget, min(ends) - job._pos)
                 last = job._pos + n == len(job.prompt)
                 items.append((job._session, job.prompt[job._pos:job._pos + n], job._pos, last))
                 fed.append((job, n))
@@ -228,6 +232,8 @@ class Scheduler:
         self.n_steps += 1
         for (job, n), logits in zip(fed, out):
             job._pos += n
+            if job._pos in job._marks:
+                job._session.checkpoint()
             if logits is not None:
                 self._sample(job, logits)
         return True
@@ -252,10 +258,12 @@ class Scheduler:
                 lcp = {id(s): common_prefix(s._tokens, job.prompt) for s in self.slots}
                 slot = max(free, key=lambda s: lcp[id(s)])
                 donor = max(self.slots, key=lambda s: lcp[id(s)])
-                if lcp[id(donor)] >= lcp[id(slot)] + MIN_COPY and donor.kv_cache == slot.kv_cache:
-                    slot.copy_prefix_from(donor, min(lcp[id(donor)], len(job.prompt) - 1))
+                n_copy = donor.rewind_point(min(lcp[id(donor)], len(job.prompt) - 1))
+                if n_copy >= lcp[id(slot)] + MIN_COPY and donor.kv_cache == slot.kv_cache:
+                    slot.copy_prefix_from(donor, n_copy)
                 job._session = slot
                 job._pos = job.n_cached = slot.reusable_prefix(job.prompt)
+                job._marks = frozenset(checkpoint_marks(slot, job.prompt, job._pos))
                 job.sampler.reset()
                 self.running.append(job)
                 self.n_prompt_tokens += len(job.prompt)

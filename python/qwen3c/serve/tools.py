@@ -92,11 +92,12 @@ class ToolCallParser:
 class OutputParser:
     """Generated text -> ("reasoning" | "content" | "tool_call", value) deltas.
 
-    thinking: split off a leading <think> block as reasoning. tools: parse tool calls out of
-    the answer. Consecutive deltas of one kind are merged."""
+    thinking: split off a leading <think> block as reasoning (in_think: the prompt opened it,
+    as Qwen3.5's template does). tools: parse tool calls out of the answer. Consecutive deltas
+    of one kind are merged."""
 
-    def __init__(self, thinking: bool = True, tools: bool = False):
-        self.think = ThinkSplitter() if thinking else None
+    def __init__(self, thinking: bool = True, tools: bool = False, in_think: bool = False):
+        self.think = ThinkSplitter(in_think) if thinking else None
         self.tools = ToolCallParser() if tools else None
 
     def feed(self, text: str, final: bool = False) -> list:
