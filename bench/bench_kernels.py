@@ -1,12 +1,20 @@
-"""Micro-benchmark of the tensor-type kernels (csrc/quant.c): not a test.
+"""Micro-benchmark of the tensor-type kernels (csrc/kernels/): not a test.
 
     PYTHONPATH=python python bench/bench_kernels.py [--mb 100] [--types Q8_0,F32] [--threads 1,2]
-    PYTHONPATH=python python bench/bench_kernels.py --delta-rule
+                                                    [--path f32|q24] [--n-tok 64]
 
 decode:  matvec (1 token) over a ~100 MB weight matrix -> GB/s of weights streamed
 prefill: matmul of n_tok = 64 tokens against a Qwen3-0.6B-shaped 3072 x 1024 matrix -> GFLOP/s
---delta-rule: Qwen3.5's gated delta rule on one 128 x 128 head (csrc/deltanet.c), the recurrence
-         the forward pass runs vs transformers' chunked prefill algorithm -> us per token and head
+--path q24 runs the forward pass's default path for Q8_0 / Q4_0 / Q4_1 / Q4_K / Q5_K / Q6_K
+(qwen3c_matmul_q24: its time includes packing W, so compare it between builds or tiers, not
+with f32). The tier is the CPU's best, or QWEN3C_CPU=avx2|avx2-novnni|... Single-threaded runs
+use CPU time, which a shared machine disturbs much less than wall time.
+
+    PYTHONPATH=python python bench/bench_kernels.py --delta-rule
+
+--delta-rule: Qwen3.5's gated delta rule on one 128 x 128 head (csrc/kernels/deltanet_scalar.c as
+         the selected tier compiles it), the recurrence the forward pass runs vs transformers'
+         chunked prefill algorithm -> us per token and head
 """
 from __future__ import annotations
 
@@ -18,7 +26,7 @@ import numpy as np
 from qwen3c import _native
 
 SCALE_OFFSETS = {"Q8_0": (0,), "Q4_0": (0,), "Q4_1": (0, 2), "Q5_0": (0,), "Q5_1": (0, 2),
-                 "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
+                 "Q2_K": (80, 82), "Q3_K": (108,), "Q4_K": (0, 2), "Q5_K": (0, 2), "Q6_K": (208,)}
 
 
 def random_matrix(tname: str, rows: int, n: int, rng) -> np.ndarray:
@@ -73,10 +81,13 @@ def main():
     ap.add_argument("--types", default="Q8_0,F32,F16,BF16,Q4_0,Q4_1,Q5_0,Q4_K,Q5_K,Q6_K")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--n-tok", type=int, default=64)
+    ap.add_argument("--path", choices=("f32", "q24"), default="f32")
+    ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
     if args.delta_rule:
         delta_rule()
         return
+    matmul = _native.matmul if args.path == "f32" else _native.matmul_q24
     rng = np.random.default_rng(0)
     threads = [int(t) for t in args.threads.split(",")]
     n = 4096
@@ -91,8 +102,8 @@ def main():
         wp = random_matrix(tname, pd, pn, rng)
         xp = rng.standard_normal((args.n_tok, pn), dtype=np.float32)
         for nt in threads:
-            t = best_time(lambda: _native.matmul(tname, w, x, rows, n_threads=nt), 5, nt)
-            tp = best_time(lambda: _native.matmul(tname, wp, xp, pd, n_threads=nt), 5, nt)
+            t = best_time(lambda: matmul(tname, w, x, rows, n_threads=nt), args.reps, nt)
+            tp = best_time(lambda: matmul(tname, wp, xp, pd, n_threads=nt), args.reps, nt)
             gbs = w.nbytes / t / 1e9
             gflops = 2.0 * args.n_tok * pd * pn / tp / 1e9
             print(f"{tname:6} {nt:7d} {gbs:12.1f} {gflops:16.1f}")

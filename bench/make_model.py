@@ -1,7 +1,8 @@
 """Write a Qwen3-0.6B- or Qwen3.5-0.8B-shaped GGUF with random weights, for benchmarks and the
 big-model test.
 
-    python bench/make_model.py out.gguf [--arch qwen3|qwen35] [--type q8_0|q4_0|bf16|f32]
+    python bench/make_model.py out.gguf [--arch qwen3|qwen35]
+                               [--type q8_0|q4_0|bf16|f32|q4_k_m|q5_k_m|q6_k|q3_k_m|q2_k]
                                [--seed 0] [--tokenizer DIR]
 
 qwen3 (default) is Qwen3-0.6B's shape (28 layers, dim 1024, hidden 3072, 16 heads, 8 kv heads,
@@ -12,14 +13,24 @@ head_dim 256, 64 rotary dims, theta 1e7), dim 1024, hidden 3584, vocab 248320, t
 Weights are random but realistic in scale (~N(0, 0.02)-like, norms = 1) so activations stay
 finite through all the layers.
 
-Quantized files are generated directly as random valid blocks (random int8 / 4-bit quants and
+Q8_0 / Q4_0 files are generated directly as random valid blocks (random int8 / 4-bit quants and
 small f16 scales) instead of quantizing 600M floats, so a Q8_0 file takes a few seconds.
+
+The K-quant "file types" (q4_k_m, q5_k_m, q6_k, q3_k_m, q2_k) are made the way users get them:
+the F32 file is written first and then quantized by llama.cpp's own quantizer
+(`llama_cpp.llama_model_quantize`, llama-cpp-python), so the per-tensor mix of types is the real
+one (Q4_K_M: Q4_K matrices, Q6_K for the token embeddings / tied LM head and for attn_v and
+ffn_down in some layers). Without llama-cpp-python the script says so and writes random valid
+blocks instead: every matrix of the main type and the embeddings Q6_K, which is not llama.cpp's
+mix.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -162,6 +173,34 @@ def _random_q4_0(rng, rows, cols):
     return blk.reshape(rows, cols // 32 * 18)
 
 
+def _random_k(rng, rows, cols, kind):
+    """Random valid K-quant super-blocks (256 elements) with weights of about WEIGHT_STD."""
+    nb = rows * cols // 256
+    q = lambda n: np.frombuffer(rng.bytes(nb * n), np.uint8).reshape(nb, n)  # noqa: E731
+    if kind == "Q6_K":  # ql[128] qh[64] int8 scales[16] f16 d; value = d * sc * (q - 32)
+        blk = np.concatenate([q(192), rng.integers(8, 64, (nb, 16), dtype=np.int8).view(np.uint8),
+                              _scales(rng, nb, WEIGHT_STD / (18.5 * 36))], axis=1)
+    elif kind == "Q3_K":  # hmask[32] qs[64] 6-bit signed scales[12] f16 d; d * (sc - 32) * q3
+        blk = np.concatenate([q(96 + 12), _scales(rng, nb, WEIGHT_STD / (18.5 * 2.3))], axis=1)
+    elif kind == "Q2_K":  # 4-bit scale | 4-bit min [16], qs[64], f16 d, dmin; d sc q - dmin mn
+        sc = rng.integers(8, 16, (nb, 16)).astype(np.uint8)
+        d = _scales(rng, nb, WEIGHT_STD / (11.5 * 1.12))
+        dmin = (d.view(np.float16).astype(np.float32) * 1.5).astype(np.float16).view(np.uint8)
+        blk = np.concatenate([sc | (sc << 4), q(64), d, dmin], axis=1)
+    else:  # Q4_K / Q5_K: f16 d, dmin | 12 bytes of 6-bit scales and mins | (qh[32]) qs[128]
+        top = 15.0 if kind == "Q4_K" else 31.0
+        sc = rng.integers(32, 64, (nb, 8))  # 6-bit sub-block scales; the mins equal them, and
+        mn = sc                             # dmin = d * top / 2: sub-block means near 0
+        s12 = np.zeros((nb, 12), np.uint8)
+        s12[:, 0:4] = sc[:, 0:4] | ((sc[:, 4:8] >> 4) << 6)
+        s12[:, 4:8] = mn[:, 0:4] | ((mn[:, 4:8] >> 4) << 6)
+        s12[:, 8:12] = (sc[:, 4:8] & 15) | ((mn[:, 4:8] & 15) << 4)
+        d = _scales(rng, nb, WEIGHT_STD / (47.5 * top * 0.29))
+        dmin = (d.view(np.float16).astype(np.float32) * (top / 2)).astype(np.float16).view(np.uint8)
+        blk = np.concatenate([d, dmin, s12, q(160 if kind == "Q5_K" else 128)], axis=1)
+    return blk.reshape(rows, -1)
+
+
 def _random_f32(rng, rows, cols):
     return rng.standard_normal((rows, cols), dtype=np.float32) * np.float32(WEIGHT_STD)
 
@@ -187,12 +226,41 @@ def write_qwen3_hparams(w, *, n_layers, context_length, dim, hidden_dim, n_heads
     w.add_layer_norm_rms_eps(norm_eps)
 
 
+# file type -> (llama.cpp's LLAMA_FTYPE_MOSTLY_* name, the main matrix type of the random fallback)
+KQUANT_FILE_TYPES = {"q4_k_m": ("Q4_K_M", "Q4_K"), "q5_k_m": ("Q5_K_M", "Q5_K"),
+                     "q6_k": ("Q6_K", "Q6_K"), "q3_k_m": ("Q3_K_M", "Q3_K"), "q2_k": ("Q2_K", "Q2_K")}
+TYPES = ["q8_0", "q4_0", "bf16", "f32", *KQUANT_FILE_TYPES]
+
+
+def llama_cpp_quantizer():
+    """llama-cpp-python's module if it imports (its quantizer makes the real K-quant mixes), else
+    None."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    return llama_cpp
+
+
+def quantize_with_llama_cpp(llama_cpp, src, dst, ftype_name: str, n_threads: int = 0) -> None:
+    """llama.cpp's quantizer (llama_model_quantize, as its llama-quantize tool): src (F32) -> dst."""
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{ftype_name}")
+    params.nthread = n_threads or (os.cpu_count() or 1)
+    rc = llama_cpp.llama_model_quantize(os.fsencode(src), os.fsencode(dst), ctypes.byref(params))
+    if rc != 0:
+        raise RuntimeError(f"llama_model_quantize({src} -> {ftype_name}) failed with status {rc}")
+
+
 def make_model(path, qtype: str = "q8_0", seed: int = 0, tokenizer_dir=None, config=None,
-               verbose: bool = False, arch: str = "qwen3") -> int:
+               verbose: bool = False, random_kquants: bool = False, arch: str = "qwen3") -> int:
     """Write a random Qwen3-0.6B-shaped (arch "qwen3") or Qwen3.5-0.8B-shaped ("qwen35") GGUF to
     `path`; returns the file size in bytes.
 
-    qtype: q8_0, q4_0, bf16 or f32 (the type of every matrix; norms are F32, all ones).
+    qtype: q8_0, q4_0, bf16 or f32 (the type of every matrix; norms are F32, all ones), or a
+      K-quant file type (q4_k_m, q5_k_m, q6_k, q3_k_m, q2_k): an F32 file quantized by
+      llama.cpp's quantizer when llama-cpp-python is installed (or random_kquants is False and
+      it is not: a warning, then random valid blocks, as with random_kquants=True).
     config: optional overrides of QWEN3_0_6B / QWEN35_0_8B (e.g. n_layers=2 for a quick file).
     tokenizer_dir: a HF tokenizer directory to embed (via qwen3c.gguf_tokenizer)."""
     import gguf  # the gguf package (writer); imported here to keep `--help` fast
@@ -201,18 +269,41 @@ def make_model(path, qtype: str = "q8_0", seed: int = 0, tokenizer_dir=None, con
         raise ValueError(f"unknown arch {arch!r}: expected one of {', '.join(ARCHS)}")
     cfg = dict(ARCHS[arch], **(config or {}))
     qtype = qtype.lower()
-    gen = {
-        "q8_0": (_random_q8_0, gguf.GGMLQuantizationType.Q8_0),
-        "q4_0": (_random_q4_0, gguf.GGMLQuantizationType.Q4_0),
-        "bf16": (_random_bf16, gguf.GGMLQuantizationType.BF16),
-        "f32": (_random_f32, None),
-    }
-    if qtype not in gen:
-        raise ValueError(f"unknown type {qtype!r}: expected one of {', '.join(gen)}")
-    make, raw_dtype = gen[qtype]
-    rng = np.random.default_rng(seed)
+    if qtype not in TYPES:
+        raise ValueError(f"unknown type {qtype!r}: expected one of {', '.join(TYPES)}")
     t0 = time.perf_counter()
+    if qtype in KQUANT_FILE_TYPES and not random_kquants:
+        llama_cpp = llama_cpp_quantizer()
+        if llama_cpp is not None:
+            ftype_name = KQUANT_FILE_TYPES[qtype][0]
+            fd, tmp = tempfile.mkstemp(suffix=".f32.gguf", dir=os.path.dirname(os.path.abspath(path)))
+            os.close(fd)
+            try:
+                make_model(tmp, "f32", seed, tokenizer_dir, config, arch=arch)
+                quantize_with_llama_cpp(llama_cpp, tmp, path, ftype_name)
+            finally:
+                os.unlink(tmp)
+            size = os.path.getsize(path)
+            if verbose:
+                print(f"wrote {path}: {qtype} (an F32 file quantized by llama.cpp's quantizer, "
+                      f"llama-cpp-python {getattr(llama_cpp, '__version__', '?')}), {size / 1e6:.0f} MB "
+                      f"in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            return size
+        print(f"make_model: llama-cpp-python is not installed, so {qtype} is NOT llama.cpp's "
+              f"per-tensor mix: writing random valid {KQUANT_FILE_TYPES[qtype][1]} blocks for every "
+              f"matrix (token_embd Q6_K) instead. `pip install llama-cpp-python` for the real mix.",
+              file=sys.stderr)
+    T = gguf.GGMLQuantizationType
+    simple = {"q8_0": (_random_q8_0, T.Q8_0), "q4_0": (_random_q4_0, T.Q4_0),
+              "bf16": (_random_bf16, T.BF16), "f32": (_random_f32, None)}
 
+    def matrix_type(name):  # (generator, raw ggml type or None for F32) of a matrix
+        if qtype in simple:
+            return simple[qtype]
+        kind = "Q6_K" if name == "token_embd.weight" else KQUANT_FILE_TYPES[qtype][1]
+        return (lambda rng, rows, cols: _random_k(rng, rows, cols, kind)), T[kind]
+
+    rng = np.random.default_rng(seed)
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name(f"qwen3c-random-{'0.8B' if arch == 'qwen35' else '0.6B'}-{qtype}")
     write_qwen3_hparams(w, n_layers=cfg["n_layers"], context_length=cfg["context_length"],
@@ -221,7 +312,8 @@ def make_model(path, qtype: str = "q8_0", seed: int = 0, tokenizer_dir=None, con
                         rope_theta=cfg["rope_theta"], norm_eps=cfg["norm_eps"])
     if arch == "qwen35":
         write_qwen35_hparams(w, cfg)
-    w.add_file_type({"q8_0": 7, "q4_0": 2, "bf16": 32, "f32": 0}[qtype])
+    w.add_file_type({"q8_0": 7, "q4_0": 2, "bf16": 32, "f32": 0, "q4_k_m": 15, "q5_k_m": 17,
+                     "q6_k": 18, "q3_k_m": 12, "q2_k": 10}[qtype])
     if tokenizer_dir is not None:
         from qwen3c.gguf_tokenizer import add_tokenizer_metadata  # another module's job
         add_tokenizer_metadata(w, tokenizer_dir, vocab_size=cfg["vocab_size"])
@@ -234,6 +326,7 @@ def make_model(path, qtype: str = "q8_0", seed: int = 0, tokenizer_dir=None, con
             w.add_tensor_info(name, shape, np.dtype(np.float32), 4 * int(np.prod(shape)))
         else:
             rows, cols = shape
+            raw_dtype = matrix_type(name)[1]
             if raw_dtype is None:
                 w.add_tensor_info(name, shape, np.dtype(np.float32), 4 * rows * cols)
             else:
@@ -246,7 +339,7 @@ def make_model(path, qtype: str = "q8_0", seed: int = 0, tokenizer_dir=None, con
     w.write_ti_data_to_file()
     for name, shape in shapes:
         f32 = len(shape) == 1 or name.endswith("ssm_conv1d.weight")
-        a = _f32_tensor(rng, name, shape) if f32 else make(rng, *shape)
+        a = _f32_tensor(rng, name, shape) if f32 else matrix_type(name)[0](rng, *shape)
         w.write_tensor_data(a)
     w.close()
     size = os.path.getsize(path)
@@ -261,7 +354,11 @@ def main(argv=None):
     ap.add_argument("out", help="output .gguf path")
     ap.add_argument("--arch", default="qwen3", choices=list(ARCHS),
                     help="qwen3: Qwen3-0.6B's shape (default); qwen35: Qwen3.5-0.8B's")
-    ap.add_argument("--type", dest="qtype", default="q8_0", choices=["q8_0", "q4_0", "bf16", "f32"])
+    ap.add_argument("--type", dest="qtype", default="q8_0", choices=TYPES,
+                    help="matrix type; the K-quant file types are quantized by llama.cpp's "
+                         "quantizer (needs llama-cpp-python; else random valid blocks, with a warning)")
+    ap.add_argument("--random-kquants", action="store_true",
+                    help="K-quant types: random valid blocks even when llama-cpp-python is installed")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--tokenizer", metavar="DIR", default=None,
                     help="embed the tokenizer of this HF directory (tokenizer.json ...)")
@@ -269,7 +366,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     config = {"n_layers": args.layers} if args.layers else None
     make_model(args.out, args.qtype, args.seed, args.tokenizer, config=config, verbose=True,
-               arch=args.arch)
+               random_kquants=args.random_kquants, arch=args.arch)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,15 @@
  * which sequence a token belongs to; one context's forward is a batch of one sequence.
  *
  * Shapes: see the legend at the top of internal.h (L, D, H, NH, NKV, HD, V, C, B).
+ * The SIMD kernels (matmuls, attention scores and sums, softmax, SwiGLU) are per CPU tier in
+ * kernels/ (kernels/kernels.h); a pass carries the model's tier table (Pass.k).
  */
 #include <math.h>
-#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "kernels/kernels.h"
 
 #define DEFAULT_BATCH 256
 #define DEFAULT_CTX_CAP 4096
@@ -56,10 +57,10 @@ static void matmul_units(const Pass *ps, const MatmulJob *jobs, const int64_t *f
         const QTensor *w = jobs[j].w;
         const int64_t r0 = (u - first[j]) * MATMUL_UNIT;
         const int64_t r1 = (end - first[j]) * MATMUL_UNIT < w->rows ? (end - first[j]) * MATMUL_UNIT : w->rows;
-        if (path == QWEN3C_ACTIVATIONS_Q24) matmul_rows_q24(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
-        else if (path == QWEN3C_ACTIVATIONS_Q16) matmul_rows_q16(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
-        else if (path == QWEN3C_ACTIVATIONS_Q8) matmul_rows_int8(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
-        else matmul_rows(jobs[j].out, w->rows, x, n, w, r0, r1);
+        if (path == QWEN3C_ACTIVATIONS_Q24) q24_any_rows(ps->k, w->type)(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
+        else if (path == QWEN3C_ACTIVATIONS_Q16) ps->k->q16->rows(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
+        else if (path == QWEN3C_ACTIVATIONS_Q8) ps->k->int8->rows(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
+        else ps->k->matmul->rows(jobs[j].out, w->rows, x, n, w, r0, r1);
         u = end;
     }
 }
@@ -79,15 +80,15 @@ void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, 
     first[n_jobs] = total;
     /* quantized paths: round x once to 16- or 8-bit blocks for integer dot products */
     const int64_t cols = jobs[0].w->cols;
-    if (path == QWEN3C_ACTIVATIONS_Q16) quantize_activations_q16(x, n, cols, ps->s->xq);
-    if (path == QWEN3C_ACTIVATIONS_Q8) quantize_activations(x, n, cols, ps->s->xq);
+    if (path == QWEN3C_ACTIVATIONS_Q16) ps->k->q16->quantize(x, n, cols, ps->s->xq);
+    if (path == QWEN3C_ACTIVATIONS_Q8) ps->k->int8->quantize(x, n, cols, ps->s->xq);
     const int nt = total < ps->n_threads ? (int)total : ps->n_threads;
 #pragma omp parallel num_threads(nt)
     {
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        const int tid = thread_id(), nth = thread_count();
         if (path == QWEN3C_ACTIVATIONS_Q24) { /* q24: each thread rounds a share of the blocks */
             const int64_t nblk = n * (cols / 32);
-            quantize_activations_q24(x, nblk * tid / nth, nblk * (tid + 1) / nth, ps->s->xq);
+            ps->k->q24->quantize(x, nblk * tid / nth, nblk * (tid + 1) / nth, ps->s->xq);
 #pragma omp barrier
         }
         if (n < 8) { /* decode: one contiguous share per thread, read as one sequential stream */
@@ -124,13 +125,14 @@ static void rope(float *vec, int n_heads, int head_dim, const float *cos_p, cons
     }
 }
 
-/* act_fn(gate) * up with act_fn = SiLU: hb = silu(hb) * hb2 over n elements. */
-void swiglu(float *hb, const float *hb2, int64_t n, int n_threads) {
+/* act_fn(gate) * up with act_fn = SiLU: hb = silu(hb) * hb2 over n elements (the tier's kernel,
+ * large arrays split over the threads). */
+static void swiglu(const Kernels *k, float *hb, const float *hb2, int64_t n, int n_threads) {
     const int nt = n >= 65536 ? n_threads : 1;
-#pragma omp parallel for simd num_threads(nt) schedule(static)
-    for (int64_t i = 0; i < n; i++) {
-        const float g = hb[i];
-        hb[i] = g / (1.0f + expf_simd(-g)) * hb2[i];
+#pragma omp parallel num_threads(nt)
+    {
+        const int64_t a = n * thread_id() / thread_count(), b = n * (thread_id() + 1) / thread_count();
+        k->nn->swiglu(hb + a, hb2 + a, b - a);
     }
 }
 
@@ -140,135 +142,6 @@ void embed(float *x, const QTensor *emb, const int32_t *tokens, int n) {
         dequantize_row(emb->type, (const uint8_t *)emb->data + (size_t)tokens[t] * emb->row_bytes,
                        x + (size_t)t * emb->cols, emb->cols);
 }
-
-/* softmax over x[0..size), in place (float32, as the eager attention in transformers). */
-static void softmax(float *x, int size) {
-    float max_val = x[0];
-#pragma omp simd reduction(max : max_val)
-    for (int i = 1; i < size; i++) max_val = x[i] > max_val ? x[i] : max_val;
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < size; i++) {
-        x[i] = expf_simd(x[i] - max_val);
-        sum += x[i];
-    }
-    const float inv = 1.0f / sum;
-#pragma omp simd
-    for (int i = 0; i < size; i++) x[i] *= inv;
-}
-
-#define ATT_ROWS 8  /* query rows (token, head) that share one kv head, processed together */
-#define ATT_ROWS_MAX ATT_ROWS
-
-#define KV_TILE 16  /* positions per key tile */
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-/* 16 cache entries from p as floats: float32, or IEEE halves (F16 = 1) widened exactly */
-static inline __attribute__((always_inline)) __m512 load16(const void *p, const int F16) {
-    return F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p)) : _mm512_loadu_ps((const float *)p);
-}
-
-/* scaled scores of NR query rows against NT (1 or 2) adjacent key tiles (HD x 16 each):
- * out[r * out_stride + 0..16*NT) = (q_r . k) * scale */
-static inline __attribute__((always_inline)) void
-score_tile_nr(const int NR, const int NT, const int F16, const float *const *qr, const void *tile, int HD,
-              float scale, float *out, size_t out_stride) {
-    const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float), tile_bytes = (size_t)HD * KV_TILE * esz;
-    __m512 acc[ATT_ROWS_MAX][2];
-    for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
-    for (int i = 0; i < HD; i++) {
-        __m512 k[2];
-        for (int t = 0; t < NT; t++) k[t] = load16((const char *)tile + t * tile_bytes + (size_t)i * KV_TILE * esz, F16);
-        for (int r = 0; r < NR; r++) {
-            __m512 q = _mm512_set1_ps(qr[r][i]);
-            if (NT == 2) __asm__("" : "+v"(q)); /* one broadcast for both tiles */
-            for (int t = 0; t < NT; t++) acc[r][t] = _mm512_fmadd_ps(q, k[t], acc[r][t]);
-        }
-    }
-    for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++)
-            _mm512_storeu_ps(out + r * out_stride + 16 * t, _mm512_mul_ps(acc[r][t], _mm512_set1_ps(scale)));
-}
-
-#define SCORE_NR(NT, F16)                                                                          \
-    switch (nr) {                                                                                  \
-    case 1: score_tile_nr(1, NT, F16, qr, tile, HD, scale, out, out_stride); return;               \
-    case 2: score_tile_nr(2, NT, F16, qr, tile, HD, scale, out, out_stride); return;               \
-    case 3: score_tile_nr(3, NT, F16, qr, tile, HD, scale, out, out_stride); return;               \
-    case 4: score_tile_nr(4, NT, F16, qr, tile, HD, scale, out, out_stride); return;               \
-    case 5: score_tile_nr(5, NT, F16, qr, tile, HD, scale, out, out_stride); return;               \
-    case 6: score_tile_nr(6, NT, F16, qr, tile, HD, scale, out, out_stride); return;               \
-    case 7: score_tile_nr(7, NT, F16, qr, tile, HD, scale, out, out_stride); return;               \
-    default: score_tile_nr(8, NT, F16, qr, tile, HD, scale, out, out_stride); return;              \
-    }
-
-/* nr <= 8 rows against nt <= 2 tiles of float32 keys, or (score_tile_f16) of IEEE halves */
-static void score_tile(int nr, int nt, const float *const *qr, const float *tile, int HD, float scale,
-                       float *out, size_t out_stride) {
-    if (nt == 2) SCORE_NR(2, 0)
-    SCORE_NR(1, 0)
-}
-static void score_tile_f16(int nr, int nt, const float *const *qr, const uint16_t *tile, int HD, float scale,
-                           float *out, size_t out_stride) {
-    if (nt == 2) SCORE_NR(2, 1)
-    SCORE_NR(1, 1)
-}
-#undef SCORE_NR
-
-/* For NR query rows r at once: o[r][0..16*NV) = sum_s a[r][s] * v[s][0..16*NV), s < L, rows of
- * v at stride HD; each value vector is loaded once for all NR rows, the NR x NV (<= 16) sums
- * stay in registers and are added in order of s (a[r][s] is 0 past row r's causal length) */
-static inline __attribute__((always_inline)) void
-weighted_sum_nr_nv(const int NR, const int NV, const int F16, float *const *o, const float *const *a,
-                   const void *v, int L, int HD) {
-    const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
-    __m512 acc[4][8];
-    for (int r = 0; r < NR; r++)
-        for (int u = 0; u < NV; u++) acc[r][u] = _mm512_setzero_ps();
-    for (int s = 0; s < L; s++) {
-        const char *vs = (const char *)v + (size_t)s * HD * esz;
-        __m512 vv[8];
-        for (int u = 0; u < NV; u++) {
-            vv[u] = load16(vs + 16 * u * esz, F16);
-            __asm__("" : "+v"(vv[u])); /* keep it in a register: gcc would reload it for every row */
-        }
-        for (int r = 0; r < NR; r++) {
-            const __m512 w = _mm512_set1_ps(a[r][s]);
-            for (int u = 0; u < NV; u++) acc[r][u] = _mm512_fmadd_ps(w, vv[u], acc[r][u]);
-        }
-    }
-    for (int r = 0; r < NR; r++)
-        for (int u = 0; u < NV; u++) _mm512_storeu_ps(o[r] + 16 * u, acc[r][u]);
-}
-
-#define WSUM_CASE(NR, NV, F16) case NV: weighted_sum_nr_nv(NR, NV, F16, o, a, v, L, HD); return;
-#define WSUM(F16)                                                                                  \
-    switch (nr) {                                                                                  \
-    case 1: switch (nv) { WSUM_CASE(1, 1, F16) WSUM_CASE(1, 2, F16) WSUM_CASE(1, 3, F16)            \
-                          WSUM_CASE(1, 4, F16) WSUM_CASE(1, 5, F16) WSUM_CASE(1, 6, F16)            \
-                          WSUM_CASE(1, 7, F16) default: weighted_sum_nr_nv(1, 8, F16, o, a, v, L, HD); return; } \
-    case 2: switch (nv) { WSUM_CASE(2, 1, F16) WSUM_CASE(2, 2, F16) WSUM_CASE(2, 3, F16)            \
-                          WSUM_CASE(2, 4, F16) WSUM_CASE(2, 5, F16) WSUM_CASE(2, 6, F16)            \
-                          WSUM_CASE(2, 7, F16) default: weighted_sum_nr_nv(2, 8, F16, o, a, v, L, HD); return; } \
-    case 3: switch (nv) { WSUM_CASE(3, 1, F16) WSUM_CASE(3, 2, F16) WSUM_CASE(3, 3, F16)            \
-                          default: weighted_sum_nr_nv(3, 4, F16, o, a, v, L, HD); return; }         \
-    default: switch (nv) { WSUM_CASE(4, 1, F16) WSUM_CASE(4, 2, F16) WSUM_CASE(4, 3, F16)           \
-                          default: weighted_sum_nr_nv(4, 4, F16, o, a, v, L, HD); return; }         \
-    }
-
-/* nr <= 4 rows, nv vectors of 16 dims (nv <= 8 for nr <= 2, else <= 4); v float32 or halves */
-static void weighted_sum(int nr, int nv, float *const *o, const float *const *a, const float *v, int L, int HD) {
-    WSUM(0)
-}
-static void weighted_sum_f16(int nr, int nv, float *const *o, const float *const *a, const uint16_t *v, int L,
-                             int HD) {
-    WSUM(1)
-}
-#undef WSUM
-#undef WSUM_CASE
-#endif
 
 /* Causal grouped-query attention of layer l for a batch: each sequence's n tokens at positions
  * pos..pos+n-1 attend to its own context's cache. q: (B, NH*HD), rows t0..t0+n-1 for a
@@ -281,8 +154,8 @@ static void weighted_sum_f16(int nr, int nv, float *const *o, const float *const
  * them; these jobs, over all sequences, are shared out between the threads.
  * att_scratch: (n_threads, ATT_ROWS, att_C) with att_C >= every sequence's cache length.
  * l indexes the caches' layers: qwen35 caches its attention layers only. */
-void attention(float *out, const float *q, Seq *seqs, int n_seqs, int l, const Config *p,
-               float *att_scratch, int att_C, int n_threads) {
+void attention(const Kernels *k, float *out, const float *q, Seq *seqs, int n_seqs, int l,
+               const Config *p, float *att_scratch, int att_C, int n_threads) {
     const int NH = p->n_heads, NKV = p->n_kv_heads, HD = p->head_dim, group = NH / NKV;
     const float scale = 1.0f / sqrtf((float)HD);
     int jobs = 0;
@@ -310,7 +183,7 @@ void attention(float *out, const float *q, Seq *seqs, int n_seqs, int l, const C
         const int nr = rows_per_kv - r0 < ATT_ROWS ? rows_per_kv - r0 : ATT_ROWS;
         const char *kth = kt + (size_t)kvh * HD * C * esz; /* C is padded to whole tiles */
         const char *vh = vc + (size_t)kvh * C * HD * esz;
-        float *att = att_scratch + (size_t)omp_get_thread_num() * ATT_ROWS * att_C;
+        float *att = att_scratch + (size_t)thread_id() * ATT_ROWS * att_C;
         const float *qr[ATT_ROWS];
         int len[ATT_ROWS]; /* causal mask: row r attends to positions 0..pos+t */
         float *orow[ATT_ROWS];
@@ -322,44 +195,11 @@ void attention(float *out, const float *q, Seq *seqs, int n_seqs, int l, const C
             len[r] = pos + t + 1;
             if (len[r] > n_max) n_max = len[r];
         }
-        /* scores = q . k / sqrt(head_dim), a tile of 16 positions (or two) at a time (lanes of
-         * the last tile past n_max hold scores of stale keys; nothing reads them) */
-#if defined(__AVX512F__)
-        const int simd = HD % 16 == 0;
-#else
-        const int simd = 0;
-#endif
-        for (int s0 = 0; s0 < n_max; s0 += KV_TILE) {
-            const char *tile = kth + (size_t)s0 * HD * esz;
-            if (simd) { /* two tiles at a time while there are, straight into att (rows of C floats) */
-#if defined(__AVX512F__)
-                const int tiles = n_max - s0 > KV_TILE ? 2 : 1;
-                if (f16) score_tile_f16(nr, tiles, qr, (const uint16_t *)tile, HD, scale, att + s0, (size_t)C);
-                else score_tile(nr, tiles, qr, (const float *)tile, HD, scale, att + s0, (size_t)C);
-                s0 += (tiles - 1) * KV_TILE;
-#endif
-            } else {
-                float acc[ATT_ROWS][KV_TILE] = {{0}};
-                float kf[KV_TILE]; /* a row of f16 keys, widened */
-                for (int i = 0; i < HD; i++) {
-                    const char *row = tile + (size_t)i * KV_TILE * esz;
-                    const float *k = kf;
-                    if (f16) dequantize_row(QWEN3C_TYPE_F16, row, kf, KV_TILE);
-                    else k = (const float *)row;
-                    for (int r = 0; r < nr; r++) {
-                        const float qi = qr[r][i];
-#pragma omp simd
-                        for (int j = 0; j < KV_TILE; j++) acc[r][j] += qi * k[j];
-                    }
-                }
-                const int nj = n_max - s0 < KV_TILE ? n_max - s0 : KV_TILE;
-                for (int r = 0; r < nr; r++)
-                    for (int j = 0; j < nj; j++) att[(size_t)r * C + s0 + j] = acc[r][j] * scale;
-            }
-        }
+        /* scores = q . k / sqrt(head_dim), straight into att (rows of C floats) */
+        k->attention->scores(nr, qr, kth, f16, HD, n_max, scale, att, (size_t)C);
         for (int r = 0; r < nr; r++) {
             float *a = att + (size_t)r * C;
-            softmax(a, len[r]);
+            k->nn->softmax(a, len[r]);
             if (sq->cap) { /* attn_weights[l, h, t, 0..pos+t] (the masked rest stays 0) */
                 const AttnCapture *cap = sq->cap;
                 const int t = (r0 + r) / group, h = kvh * group + (r0 + r) % group;
@@ -369,41 +209,7 @@ void attention(float *out, const float *q, Seq *seqs, int n_seqs, int l, const C
             for (int s = len[r]; s < n_max; s++) a[s] = 0.0f; /* the causal mask, for the shared sums */
         }
         /* out = softmax(scores) @ v */
-#if defined(__AVX512F__)
-        if (simd) { /* up to 4 rows x 64 dims (2 rows x 128) at a time, each value read once for all rows */
-            for (int rb = 0; rb < nr; rb += 4) {
-                const int nrb = nr - rb < 4 ? nr - rb : 4, dims = nrb <= 2 ? 128 : 64;
-                for (int i0 = 0; i0 < HD; i0 += dims) {
-                    const int nv = (HD - i0 < dims ? HD - i0 : dims) / 16;
-                    float *o[4];
-                    const float *a[4];
-                    for (int r = 0; r < nrb; r++) o[r] = orow[rb + r] + i0, a[r] = att + (size_t)(rb + r) * C;
-                    if (f16) weighted_sum_f16(nrb, nv, o, a, (const uint16_t *)vh + i0, n_max, HD);
-                    else weighted_sum(nrb, nv, o, a, (const float *)vh + i0, n_max, HD);
-                }
-            }
-            continue;
-        }
-#endif
-        for (int r = 0; r < nr; r++) {
-            float *a = att + (size_t)r * C;
-            const int L = len[r];
-            float *o = orow[r];
-            for (int i0 = 0; i0 < HD; i0 += 64) {
-                const int nw = HD - i0 < 64 ? HD - i0 : 64;
-                float acc[64] = {0}, vf[64]; /* vf: a row of f16 values, widened */
-                for (int s = 0; s < L; s++) {
-                    const char *row = vh + ((size_t)s * HD + i0) * esz;
-                    const float *v = vf;
-                    if (f16) dequantize_row(QWEN3C_TYPE_F16, row, vf, nw);
-                    else v = (const float *)row;
-                    const float w = a[s];
-#pragma omp simd
-                    for (int j = 0; j < nw; j++) acc[j] += w * v[j];
-                }
-                memcpy(o + i0, acc, (size_t)nw * sizeof(float));
-            }
-        }
+        k->attention->weighted_sum(nr, orow, att, (size_t)C, vh, f16, len, HD);
     }
 }
 
@@ -492,7 +298,7 @@ static void forward(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs
         }
 
         /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query, per sequence */
-        attention(s->att_out, s->q, seqs, n_seqs, l, p, s->att, ps->att_C, nt);
+        attention(ps->k, s->att_out, s->q, seqs, n_seqs, l, p, s->att, ps->att_C, nt);
 
         /* hidden_states = residual + o_proj(attn_output) */
         matmul(ps, s->xb2, s->att_out, n, &lw->wo);
@@ -521,7 +327,7 @@ void mlp_block(const Pass *ps, const Transformer *tf, const LayerWeights *lw, in
     /* mlp: down_proj(act_fn(gate_proj(x)) * up_proj(x)) */
     const MatmulJob gate_up[2] = {{s->hb, &lw->w1}, {s->hb2, &lw->w3}};
     matmuls(ps, gate_up, 2, s->xb, n);
-    swiglu(s->hb, s->hb2, (int64_t)n * p->hidden_dim, ps->n_threads);
+    swiglu(ps->k, s->hb, s->hb2, (int64_t)n * p->hidden_dim, ps->n_threads);
     matmul(ps, s->xb2, s->hb, n, &lw->w2);
 
     /* hidden_states = residual + mlp output */
@@ -581,9 +387,10 @@ static int64_t xq_floats(const qwen3c_model *model, int act, int B) {
     const int64_t VD = (int64_t)p->linear_n_v_heads * p->linear_v_head_dim;
     int64_t widest = H > QD ? (H > D ? H : D) : (QD > D ? QD : D);
     if (VD > widest) widest = VD;
-    const size_t xq_bytes = act == QWEN3C_ACTIVATIONS_Q16 ? q16_act_size(B, widest)
-                          : act == QWEN3C_ACTIVATIONS_Q8  ? int8_act_size(B, widest)
-                          : act == QWEN3C_ACTIVATIONS_Q24 && model->packed ? q24_act_size(B, widest) : 0;
+    const Kernels *k = model->kernels;
+    const size_t xq_bytes = act == QWEN3C_ACTIVATIONS_Q16 ? k->q16->act_size(B, widest)
+                          : act == QWEN3C_ACTIVATIONS_Q8  ? k->int8->act_size(B, widest)
+                          : act == QWEN3C_ACTIVATIONS_Q24 && model->packed ? k->q24->act_size(B, widest) : 0;
     return ((int64_t)xq_bytes + 63) / 64 * 16;
 }
 
@@ -655,7 +462,8 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     int n_threads = prm.n_threads;
     if (n_threads < 0 || n_threads > 1024)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "n_threads %d is out of range (0..1024)", n_threads);
-    if (n_threads == 0) n_threads = omp_get_num_procs();
+    if (n_threads == 0) n_threads = cpu_count();
+    n_threads = thread_limit(n_threads); /* 1 in a build without OpenMP */
     int n_batch = prm.n_batch;
     if (n_batch < 0 || n_batch > 65536)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG, "n_batch %d is out of range", n_batch);
@@ -777,7 +585,7 @@ static int forward_calls(qwen3c_context *ctx, const int32_t *tokens, int n_token
         float *lg = NULL;
         if (logits && all_logits) lg = logits + (size_t)c0 * V;
         else if (logits && last) lg = logits;
-        const Pass ps = {&ctx->state, ctx->n_threads, ctx->activations, ctx->n_ctx_pad};
+        const Pass ps = {&ctx->state, ctx->n_threads, ctx->activations, ctx->n_ctx_pad, ctx->transformer->kernels};
         cap.q0 = c0;
         Seq seq = {ctx, 0, n, pos + c0, lg, 0, attn ? &cap : NULL};
         (ctx->rs ? forward_qwen35 : forward)(&ps, ctx->transformer, &seq, 1, tokens + c0, n, all_logits,
@@ -826,7 +634,7 @@ int qwen3c_lm_head(qwen3c_context *ctx, const float *hidden, int n, float *logit
         /* hidden_states = norm(hidden_states); logits = lm_head(hidden_states) */
         for (int t = 0; t < m; t++)
             rmsnorm(xb + (size_t)t * D, hidden + (size_t)(c0 + t) * D, w->rms_final, D, p->norm_eps);
-        const Pass ps = {&ctx->state, ctx->n_threads, ctx->activations, ctx->n_ctx_pad};
+        const Pass ps = {&ctx->state, ctx->n_threads, ctx->activations, ctx->n_ctx_pad, ctx->transformer->kernels};
         matmul(&ps, logits + (size_t)c0 * V, xb, m, &w->wcls);
     }
     return QWEN3C_OK;
@@ -925,7 +733,7 @@ int qwen3c_batch_create(const qwen3c_model *model, const qwen3c_batch_params *pa
     b->transformer = model;
     b->n_tokens = B;
     b->n_seqs = S;
-    b->n_threads = prm.n_threads ? prm.n_threads : omp_get_num_procs();
+    b->n_threads = thread_limit(prm.n_threads ? prm.n_threads : cpu_count());
     b->activations = prm.activations;
     b->logits = logits;
     b->seqs = seqs;
@@ -980,7 +788,7 @@ int qwen3c_forward_batch(qwen3c_batch *b, const qwen3c_batch_seq *seqs, int n_se
     }
     for (int i = 0; i < n_seqs; i++)
         if (seqs[i].ctx->rs) qwen35_state_seek(seqs[i].ctx, seqs[i].pos); /* each recurrent state at its pos */
-    const Pass ps = {&b->state, b->n_threads, b->activations, b->att_C};
+    const Pass ps = {&b->state, b->n_threads, b->activations, b->att_C, b->transformer->kernels};
     (b->transformer->config.attn_output_gate ? forward_qwen35 : forward)(&ps, b->transformer, b->seqs, n_seqs, tokens,
                                                                       (int)n, 0, NULL, 0, b->logits);
     for (int i = 0; i < n_seqs; i++) seqs[i].ctx->n_past = seqs[i].pos + seqs[i].n_tokens;

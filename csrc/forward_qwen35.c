@@ -6,7 +6,7 @@
  * with Qwen3_5DecoderLayer.forward in its layer loop, gated_deltanet() is
  * Qwen3_5GatedDeltaNet.forward and gated_attention() is Qwen3_5Attention.forward. The pieces a
  * Qwen3 layer has too -- RMSNorm, the matmuls, the MLP, attention over the KV cache, the LM head
- * -- are forward.c's; the Gated DeltaNet kernels are deltanet.c's.
+ * -- are forward.c's; the Gated DeltaNet kernels are the tier's (kernels/deltanet_scalar.c).
  *
  * Three of every four layers (full_attention_interval = 4) are Gated DeltaNet: linear attention
  * whose memory is a fixed-size state per layer -- the last K-1 inputs of its causal conv1d and
@@ -21,11 +21,11 @@
  * Shapes: see the legend at the top of internal.h (D, NH, NKV, HD, NK, NV, HK, HV, KD, VD, CD, K).
  */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+#include "kernels/kernels.h"
 
 #define DEFAULT_CHECKPOINTS 4
 
@@ -63,6 +63,7 @@ static void gated_deltanet(const Pass *ps, const Config *p, Seq *seqs, int n_seq
     const int HK = p->linear_k_head_dim, HV = p->linear_v_head_dim;
     const int KD = NK * HK, VD = NV * HV, CD = 2 * KD + VD, nt = ps->n_threads;
     const int par = n >= 8 ? nt : 1;
+    const DeltaNetKernels *dn = ps->k->deltanet; /* the CPU tier's Gated DeltaNet kernels */
 #define CONV_STATE(i) (seqs[i].ctx->rs->conv + (size_t)il * (K - 1) * CD) /* (K-1, CD) */
 #define SSM_STATE(i) (seqs[i].ctx->rs->ssm + (size_t)il * NV * HK * HV)   /* (NV, HK, HV) */
 
@@ -74,10 +75,10 @@ static void gated_deltanet(const Pass *ps, const Config *p, Seq *seqs, int n_seq
      * (causal_conv1d_forward); the threads split the channels */
 #pragma omp parallel num_threads((int64_t)n * CD >= 65536 ? nt : 1)
     {
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+        const int tid = thread_id(), nth = thread_count();
         const int c0 = (int)((int64_t)CD * tid / nth), c1 = (int)((int64_t)CD * (tid + 1) / nth);
         for (int i = 0; i < n_seqs; i++)
-            causal_conv1d_silu(s->conv_out + (size_t)seqs[i].t0 * CD, s->qkv + (size_t)seqs[i].t0 * CD,
+            dn->causal_conv1d_silu(s->conv_out + (size_t)seqs[i].t0 * CD, s->qkv + (size_t)seqs[i].t0 * CD,
                                CONV_STATE(i), lw->conv1d, seqs[i].n, K, CD, c0, c1);
     }
 
@@ -86,8 +87,8 @@ static void gated_deltanet(const Pass *ps, const Config *p, Seq *seqs, int n_seq
         float *qkv = s->conv_out + (size_t)t * CD; /* query (KD) | key (KD) | value (VD) */
         /* query, key = l2norm(query) / sqrt(head_k_dim), l2norm(key) (use_qk_l2norm_in_kernel) */
         for (int h = 0; h < NK; h++) {
-            l2norm_scaled(qkv + (size_t)h * HK, HK, 1.0f / sqrtf((float)HK));
-            l2norm_scaled(qkv + KD + (size_t)h * HK, HK, 1.0f);
+            dn->l2norm_scaled(qkv + (size_t)h * HK, HK, 1.0f / sqrtf((float)HK));
+            dn->l2norm_scaled(qkv + KD + (size_t)h * HK, HK, 1.0f);
         }
         /* beta = b.sigmoid(); g = -A_log.exp() * softplus(a + dt_bias) */
         float *b = s->beta + (size_t)t * NV, *g = s->g + (size_t)t * NV;
@@ -101,7 +102,7 @@ static void gated_deltanet(const Pass *ps, const Config *p, Seq *seqs, int n_seq
      * head h reads key head h % NK (the file's tiled order). transformers runs a batch with
      * the chunked form (torch_chunk_gated_delta_rule, which turns the recurrence into matrix
      * products for a GPU); on a CPU the one-pass recurrence does the same arithmetic 4x faster
-     * (bench_kernels.py --delta-rule), so it runs prefill too. Both are in deltanet.c. */
+     * (bench_kernels.py --delta-rule), so it runs prefill too. Both are in kernels/deltanet_scalar.c. */
     const int jobs = n_seqs * NV;
 #pragma omp parallel for num_threads(jobs < nt ? jobs : nt) schedule(static)
     for (int j = 0; j < jobs; j++) {
@@ -110,7 +111,7 @@ static void gated_deltanet(const Pass *ps, const Config *p, Seq *seqs, int n_seq
         const float *q = s->conv_out + t0 * CD + (size_t)(h % NK) * HK, *k = q + KD;
         const float *v = s->conv_out + t0 * CD + 2 * KD + (size_t)h * HV;
         float *o = s->core + t0 * VD + (size_t)h * HV;
-        gated_delta_rule_recurrent(SSM_STATE(i) + (size_t)h * HK * HV, o, VD, q, k, CD, v, CD,
+        dn->gated_delta_rule_recurrent(SSM_STATE(i) + (size_t)h * HK * HV, o, VD, q, k, CD, v, CD,
                                    s->g + t0 * NV + h, s->beta + t0 * NV + h, NV, seqs[i].n, HK, HV);
     }
 #undef CONV_STATE
@@ -121,7 +122,7 @@ static void gated_deltanet(const Pass *ps, const Config *p, Seq *seqs, int n_seq
     for (int t = 0; t < n; t++)
         for (int h = 0; h < NV; h++) {
             const size_t at = (size_t)t * VD + (size_t)h * HV;
-            rmsnorm_gated(s->core + at, s->z + at, lw->ssm_norm, HV, p->norm_eps);
+            dn->rmsnorm_gated(s->core + at, s->z + at, lw->ssm_norm, HV, p->norm_eps);
         }
 
     /* output = out_proj(core_attn_out) */
@@ -168,7 +169,7 @@ static void gated_attention(const Pass *ps, const Config *p, Seq *seqs, int n_se
     }
 
     /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query, per sequence */
-    attention(s->att_out, s->q, seqs, n_seqs, ia, p, s->att, ps->att_C, nt);
+    attention(ps->k, s->att_out, s->q, seqs, n_seqs, ia, p, s->att, ps->att_C, nt);
 
     /* attn_output = attn_output * sigmoid(gate) */
     const int64_t total = (int64_t)n * QD;
@@ -353,4 +354,27 @@ int qwen3c_context_checkpoints(const qwen3c_context *ctx, int *pos_out, int cap)
         last = next;
     }
     return n;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The gated delta rule's public entry point for tests (the selected tier's kernels)
+ * ------------------------------------------------------------------------------------- */
+int qwen3c_gated_delta_rule(float *state, int hk, int hv, const float *q, const float *k,
+                            const float *v, const float *g, const float *beta, int n, float *out,
+                            int chunked, char *err, size_t err_size) {
+    if (!state || !q || !k || !v || !g || !beta || !out || hk < 1 || hv < 1 || n < 1 || hk > 4096 || hv > 4096)
+        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
+                           "gated_delta_rule: NULL buffer or a size out of range (hk %d, hv %d, n %d)", hk, hv, n);
+    const Kernels *kt = NULL;
+    const int rc = kernels_select(&kt, err, err_size); /* the CPU tier (QWEN3C_CPU) */
+    if (rc != QWEN3C_OK) return rc;
+    if (!chunked) {
+        kt->deltanet->gated_delta_rule_recurrent(state, out, hv, q, k, hk, v, hv, g, beta, 1, n, hk, hv);
+        return QWEN3C_OK;
+    }
+    float *scratch = malloc(delta_chunk_scratch(hk, hv) * sizeof(float));
+    if (!scratch) return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory");
+    kt->deltanet->gated_delta_rule_chunked(state, out, hv, q, k, hk, v, hv, g, beta, 1, n, hk, hv, scratch);
+    free(scratch);
+    return QWEN3C_OK;
 }

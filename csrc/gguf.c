@@ -14,18 +14,13 @@
  *   value         by type: u8 i8 u16 i16 u32 i32 f32 bool(u8) string u64 i64 f64, or an
  *                 array: u32 element_type | u64 count | count values
  *
- * The whole file is mmapped read-only and every read goes through a cursor that checks the
- * remaining length first, so no field can make us read past the end of the mapping. Counts
- * and sizes are multiplied with overflow checks before they are used.
+ * The whole file is mapped read-only (os_posix.c / os_windows.c) and every read goes through a
+ * cursor that checks the remaining length first, so no field can make us read past the end of
+ * the mapping. Counts and sizes are multiplied with overflow checks before they are used.
  */
-#include <errno.h>
 #include <stdio.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "internal.h"
 
@@ -68,8 +63,21 @@ const char *gguf_type_name(uint32_t type) {
 /* ---------------------------------------------------------------------------------------
  * Overflow-checked arithmetic
  * ------------------------------------------------------------------------------------- */
+#if defined(__GNUC__) || defined(__clang__)
 static bool mul_u64(uint64_t a, uint64_t b, uint64_t *out) { return !__builtin_mul_overflow(a, b, out); }
 static bool add_u64(uint64_t a, uint64_t b, uint64_t *out) { return !__builtin_add_overflow(a, b, out); }
+#else /* plain C: the same answers */
+static bool mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    if (a != 0 && b > UINT64_MAX / a) return false;
+    *out = a * b;
+    return true;
+}
+static bool add_u64(uint64_t a, uint64_t b, uint64_t *out) {
+    if (b > UINT64_MAX - a) return false;
+    *out = a + b;
+    return true;
+}
+#endif
 
 /* ---------------------------------------------------------------------------------------
  * A bounds-checked cursor over the file image
@@ -423,40 +431,18 @@ int gguf_parse(const uint8_t *buf, size_t size, gguf_file *gf, char *err, size_t
 
 int gguf_open(const char *path, gguf_file *gf, char *err, size_t err_size) {
     memset(gf, 0, sizeof(*gf));
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int e = errno;
-        close(fd);
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_IO, "cannot stat '%s': %s", path, strerror(e));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_IO, "'%s' is not a regular file", path);
-    }
-    if (st.st_size < 24) {
-        close(fd);
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_FORMAT,
-                           "not a GGUF file: '%s' is %lld bytes, too short for a GGUF header",
-                           path, (long long)st.st_size);
-    }
-    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    int e = errno;
-    close(fd);
-    if (map == MAP_FAILED)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_IO, "cannot mmap '%s': %s", path, strerror(e));
-    int rc = gguf_parse(map, (size_t)st.st_size, gf, err, err_size);
+    const uint8_t *map;
+    size_t size;
+    int rc = os_map_file(path, 24, &map, &size, err, err_size); /* 24: the header's bytes */
+    if (rc) return rc;
+    rc = gguf_parse(map, size, gf, err, err_size);
     if (rc) {
-        munmap(map, (size_t)st.st_size);
+        os_unmap_file(map, size);
         return rc;
     }
-#ifdef MADV_HUGEPAGE
     /* decode streams every weight once per token: where the kernel keeps this file's page cache
      * in 2 MB folios, map them as huge pages (fewer TLB misses); a hint, harmless if refused */
-    (void)madvise(map, (size_t)st.st_size, MADV_HUGEPAGE);
-#endif
+    os_advise_huge((void *)map, size);
     gf->mapped = 1;
     return QWEN3C_OK;
 }
@@ -465,7 +451,7 @@ void gguf_close(gguf_file *gf) {
     if (!gf) return;
     free(gf->kv);
     free(gf->tensors);
-    if (gf->mapped && gf->base) munmap((void *)gf->base, gf->size);
+    if (gf->mapped && gf->base) os_unmap_file(gf->base, gf->size);
     memset(gf, 0, sizeof(*gf));
 }
 

@@ -5,7 +5,7 @@
  *   L = n_layers, D = dim (hidden_size), H = hidden_dim (intermediate_size),
  *   NH = n_heads, NKV = n_kv_heads, HD = head_dim, V = vocab_size,
  *   C = n_ctx (KV cache length), B = tokens in the current batch.
- * Qwen3.5's Gated DeltaNet layers (forward_qwen35.c, deltanet.c):
+ * Qwen3.5's Gated DeltaNet layers (forward_qwen35.c, kernels/deltanet_scalar.c):
  *   LL = linear layers, NK / NV = linear key / value heads, HK / HV = their head dims,
  *   KD = NK*HK, VD = NV*HV, CD = 2*KD + VD (conv channels: q, k, v), K = conv kernel size.
  * GGUF stores a 2-D weight with ne[0] = input (contiguous) and ne[1] = output, i.e. the same
@@ -20,7 +20,11 @@
 #include <stdint.h>
 #include <string.h>
 #if defined(__F16C__)
-#include <immintrin.h> /* _cvtsh_ss */
+#include <immintrin.h> /* _cvtsh_ss: only in kernel files compiled for a tier with F16C (or a
+                          -march=native build); the baseline of the default build has none */
+#endif
+#ifdef _OPENMP
+#include <omp.h>
 #endif
 
 #include "qwen3c.h"
@@ -35,10 +39,64 @@ static inline uint16_t read_u16(const uint8_t *p) {
     return v;
 }
 
+/* A little-endian uint32 at any alignment. */
+static inline uint32_t read_u32le(const uint8_t *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static inline float bits_to_f32(uint32_t u) {
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* bfloat16 -> float (exact: the upper half of the float's bits). */
+static inline float bf16_to_fp32(uint16_t h) { return bits_to_f32((uint32_t)h << 16); }
+
+/* The 6-bit scale and min of sub-block j (0..7) of a Q4_K / Q5_K super-block. */
+static inline void k_scale_min(int j, const uint8_t *s, int *sc, int *mn) {
+    if (j < 4) {
+        *sc = s[j] & 63;
+        *mn = s[j + 4] & 63;
+    } else {
+        *sc = (s[j + 4] & 0x0f) | ((s[j - 4] >> 6) << 4);
+        *mn = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+    }
+}
+
+/* a * b + c rounded once: a fused multiply-add, which the q24 kernels' float steps are defined
+ * by. Where the compile target has FMA (x86 tiers with -mfma, arm64) the instruction. Otherwise
+ * from doubles, not libm's fmaf (mingw-w64's, at least under wine, rounds twice): a * b is exact
+ * in double; TwoSum gives p + c = s + err exactly; if err != 0, s moves to its neighbour with
+ * an odd last bit on err's side (round to odd), and an odd-rounded double rounds to the
+ * correctly rounded float (double has more than float's 24 + 2 bits). */
+static inline float fma_exact(float a, float b, float c) {
+#if defined(__FMA__) || defined(__aarch64__) || defined(_M_ARM64)
+    return __builtin_fmaf(a, b, c);
+#else
+    const double p = (double)a * (double)b, s = p + (double)c;
+    if (s - s != 0.0) return (float)s; /* inf or NaN */
+    const double bb = s - p, err = (p - (s - bb)) + ((double)c - bb);
+    uint64_t u;
+    memcpy(&u, &s, 8);
+    if (err == 0.0 || (u & 1u)) return (float)s;
+    u = (err > 0.0) == (s > 0.0) ? u + 1 : u - 1; /* one ulp away from / towards zero */
+    double odd;
+    memcpy(&odd, &u, 8);
+    return (float)odd;
+#endif
+}
+
 /* IEEE half -> float (exact, including subnormals, inf and NaN). */
 static inline float fp16_to_fp32(uint16_t h) {
 #if defined(__F16C__)
     return _cvtsh_ss(h);
+#elif defined(__aarch64__) && (defined(__GNUC__) || defined(__clang__))
+    __fp16 f; /* arm64: IEEE halves are a native type (fcvt) */
+    memcpy(&f, &h, 2);
+    return (float)f;
 #else
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
     uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu, bits;
@@ -79,14 +137,88 @@ static inline float expf_simd(float x) {
     e = e * r + 0.5f;
     e = e * r + 1.0f;
     e = e * r + 1.0f;
-    union { uint32_t i; float f; } scale = {.i = (uint32_t)((int32_t)n + 127) << 23};
-    return e * scale.f;
+    /* 2^n from its bits (not through a union: clang 14 rejects an anonymous one here) */
+    return e * bits_to_f32((uint32_t)((int32_t)n + 127) << 23);
 }
+
+/* ---------------------------------------------------------------------------------------
+ * Threads: OpenMP when the build has it, one thread otherwise. Parallel regions are plain
+ * `#pragma omp` (ignored without OpenMP); every omp_* call is one of these guarded helpers.
+ * ------------------------------------------------------------------------------------- */
+/* This thread's number in the current parallel region (0 outside one). */
+static inline int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Threads of the current parallel region (1 outside one). */
+static inline int thread_count(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
+/* Processors available: the default number of threads (1 without OpenMP). */
+static inline int cpu_count(void) {
+#ifdef _OPENMP
+    return omp_get_num_procs();
+#else
+    return 1;
+#endif
+}
+
+/* n threads asked for -> the number a parallel region gets (1 without OpenMP). */
+static inline int thread_limit(int n) {
+#ifdef _OPENMP
+    return n;
+#else
+    (void)n;
+    return 1;
+#endif
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Operating system (os_posix.c / os_windows.c): file mapping, page hints, aligned memory
+ * ------------------------------------------------------------------------------------- */
+/* Map a whole regular file read-only: *base, *size. IO (cannot open / map, not a regular
+ * file) or FORMAT (shorter than min_size bytes), with a message naming the path. */
+int  os_map_file(const char *path, size_t min_size, const uint8_t **base, size_t *size,
+                 char *err, size_t err_size);
+void os_unmap_file(const uint8_t *base, size_t size);
+/* Hints, harmless where refused or unknown: back [p, p + n) with huge pages (os_advise_huge);
+ * drop the pages of a read-only file mapping from this process (they fault back in from the
+ * file when read again: os_release_mapped). */
+void os_advise_huge(void *p, size_t n);
+void os_release_mapped(const void *p, size_t n);
+/* Aligned allocation (alignment a power of two, >= sizeof(void *)); free with os_aligned_free.
+ * NULL when out of memory. */
+void *os_aligned_alloc(size_t alignment, size_t size);
+void  os_aligned_free(void *p);
+
+/* ---------------------------------------------------------------------------------------
+ * CPU tiers (cpu.c): which kernel table (kernels/kernels.h) this process runs
+ * ------------------------------------------------------------------------------------- */
+typedef struct Kernels Kernels;
+/* The kernels of the tier QWEN3C_CPU names, or of the best tier this CPU runs when it is
+ * unset. QWEN3C_ERR_CPU when QWEN3C_CPU names an unknown tier, one this build lacks or one
+ * this CPU cannot run (the message says which, and what it can run). Reads the CPU each time
+ * (cpuid: a few hundred cycles), keeps no state. */
+int kernels_select(const Kernels **out, char *err, size_t err_size);
+/* The i-th tier of this build, best first (the scalar tier last; NULL past it), and whether
+ * this CPU runs it (*runnable, when not NULL): the kernel tests compare every tier with scalar. */
+const Kernels *kernels_tier(size_t i, int *runnable);
 
 /* ---------------------------------------------------------------------------------------
  * Errors: every fallible function returns a QWEN3C_* status and fills (err, err_size).
  * ------------------------------------------------------------------------------------- */
-#if defined(__GNUC__)
+#if defined(__MINGW32__) && !defined(__clang__)
+__attribute__((format(gnu_printf, 4, 5))) /* mingw's C99 printf (__USE_MINGW_ANSI_STDIO) */
+#elif defined(__GNUC__)
 __attribute__((format(printf, 4, 5)))
 #endif
 int qwen3c_fail(char *err, size_t err_size, int status, const char *fmt, ...);
@@ -189,19 +321,21 @@ void float_to_half_row(const float *x, uint16_t *y, int64_t n);
 /* Dequantize n elements (whole blocks) of `type`. */
 void dequantize_row(int type, const void *src, float *dst, int64_t n);
 
-/* out[t * out_stride + r] = dot(W[r, :], x[t, :]) for t in [0, n_tok), r in [r0, r1).
- * x is (n_tok, w->cols) floats, row stride w->cols. This is one thread's share of a matmul;
- * it streams each weight row once for all n_tok tokens. */
-void matmul_rows(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,
-                 int64_t r0, int64_t r1);
-
-/* A quantized-activation path (int8, q16) and quant_path_matmul, the checked runner behind its
- * public entry point (qwen3c_matmul_int8 / _q16; in quant.c). */
+/* The matmul kernels (one thread's share of a matmul: out[t * out_stride + r] for t < n_tok,
+ * r in [r0, r1)) are per CPU tier, behind the table kernels/kernels.h defines: call them as
+ * k->matmul->rows(...), k->q24->rows(...), ... with k = the model's table (model->kernels,
+ * chosen at load; a context's is ctx->transformer->kernels). The forward pass's helpers
+ * (forward.c: Pass.k, matmul, matmuls, attention, swiglu) do. */
+/* A quantized-activation path (q24, q16, int8) as its public entry point runs it
+ * (qwen3c_matmul_q24 / _q16 / _int8, through quant_path_matmul in quant.c), built from the
+ * kernel table of the selected tier (kernels/kernels.h). */
 typedef struct {
     const char *what, *path;                          /* "matmul_int8", "int8" (for errors) */
     bool   (*supported)(int type);
     size_t (*act_size)(int n_tok, int64_t cols);
-    void   (*quantize)(const float *x, int n_tok, int64_t cols, void *xq);
+    /* one of the two: whole token rows (q16, int8) or a range of blocks (q24) */
+    void   (*quantize_rows)(const float *x, int n_tok, int64_t cols, void *xq);
+    void   (*quantize_blocks)(const float *x, int64_t i0, int64_t i1, void *xq);
     void   (*rows)(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
                    int64_t r0, int64_t r1);
     /* NULL, or the packed copy of W the rows() kernel reads (q24) */
@@ -212,62 +346,31 @@ int quant_path_matmul(const QuantPath *qp, int type, const void *w, size_t w_siz
                       int64_t n_tok, int64_t n, int64_t d, float *out, int n_threads, char *err,
                       size_t err_size);
 
-/* The opt-in int8 path (quant_int8.c): activations quantized once per matmul to 8-bit blocks
- * of 32 (float scale d = max|x| / 127, q = rint(x / d)), integer dot products against the
- * weights (AVX-512 VNNI; plain C otherwise). Less exact than matmul_rows: never the default. */
-/* true for Q8_0, Q4_0, Q4_1 (in every build). */
-bool   int8_path_supported(int type);
-/* Bytes of the quantized activations of n_tok rows of cols (a multiple of 32) floats. */
-size_t int8_act_size(int n_tok, int64_t cols);
-/* Quantize x (n_tok, cols) into xq (int8_act_size bytes, at least 4-byte aligned; 64 is best).
- * Once per matmul, before the threads run matmul_rows_int8 on it. */
-void   quantize_activations(const float *x, int n_tok, int64_t cols, void *xq);
-/* Same contract as matmul_rows, with the activations pre-quantized by quantize_activations
- * (same n_tok, cols = w->cols). w->type must satisfy int8_path_supported. */
-void   matmul_rows_int8(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
-                        int64_t r0, int64_t r1);
-
-/* The opt-in q16 path (quant_q16.c) for Q8_0 / Q4_0 / Q4_1 weights: activations
- * quantized once per matmul to 16-bit blocks of 32 (float scale d = max|x| / 32767,
- * q = rint(x / d), plus the float sum of x per block for Q4_1's min term), exact integer dot
- * products against the weights (AVX-512 VNNI vpdpwssd; plain C otherwise). ~2e-5 relative on
- * Gaussian activations, ~1e-3 with a real model's outlier activations: not the default. */
-/* true for Q8_0, Q4_0, Q4_1 (in every build). */
-bool   q16_path_supported(int type);
-/* Bytes of the quantized activations of n_tok rows of cols (a multiple of 32) floats. */
-size_t q16_act_size(int n_tok, int64_t cols);
-/* Quantize x (n_tok, cols) into xq (q16_act_size bytes, at least 4-byte aligned; 64 is best).
- * Once per matmul, before the threads run matmul_rows_q16 on it. */
-void   quantize_activations_q16(const float *x, int n_tok, int64_t cols, void *xq);
-/* Same contract as matmul_rows, with the activations pre-quantized by quantize_activations_q16
- * (same n_tok, cols = w->cols). w->type must satisfy q16_path_supported. */
-void   matmul_rows_q16(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
-                       int64_t r0, int64_t r1);
-
-/* The default q24 path (quant_q24.c) for Q8_0 / Q4_0 / Q4_1 weights: activations quantized
- * once per matmul to 24-bit fixed point per block of 32 (scale max|x| / 8355711, as three
- * signed-byte digits), weights packed once per model into 16-row groups, exact integer dot
- * products (AVX-512 VNNI vpdpbusd; plain C otherwise). Within float32 rounding of matmul_rows. */
-/* true for Q8_0, Q4_0, Q4_1 (in every build). */
+/* The quantized-activation paths for Q8_0 / Q4_0 / Q4_1 weights (quant_q24.c, quant_q16.c,
+ * quant_int8.c describe their formats; the kernels are kernels/q24_*.c, q16_*.c, int8_*.c):
+ *   q24 (default): 24-bit fixed-point activation blocks x weights packed once per model into
+ *                  16-row groups, exact integer sums: within float32 rounding of the f32 path
+ *   q16 (opt-in):  16-bit activation blocks, exact integer sums (~1e-3 with outliers)
+ *   int8 (opt-in): 8-bit activation blocks, as llama.cpp (~1e-2)
+ * Each is true for Q8_0, Q4_0, Q4_1 (on every tier). */
 bool   q24_path_supported(int type);
-/* true when built with the AVX-512 VNNI kernels (the forward pass uses q24 only then; the
- * plain C kernels are for tests of the portable build). */
-bool   q24_path_fast(void);
-/* Bytes of the packed copy of a (rows, cols) matrix of `type`; 0 when unsupported. */
+bool   q16_path_supported(int type);
+bool   int8_path_supported(int type);
+/* q24's packed layout (16-row groups, quant_q24.c): the bytes of the packed copy of a
+ * (rows, cols) matrix of `type` (0 when unsupported), and the packing itself into dst (64-byte
+ * aligned is best) with n_threads OpenMP threads (<= 0: the default). The q24 kernel tables
+ * of every tier use these (Q24Kernels.packed_size / pack). */
 size_t q24_packed_size(int type, int64_t rows, int64_t cols);
-/* Write the packed copy of w (q24_packed_size bytes, 64-byte aligned is best) into dst, with
- * n_threads OpenMP threads (<= 0: the default number). */
 void   q24_pack(const QTensor *w, void *dst, int n_threads);
-/* Bytes of the quantized activations of n_tok rows of cols (a multiple of 32) floats. */
-size_t q24_act_size(int n_tok, int64_t cols);
-/* Quantize blocks [i0, i1) of x (n_tok, cols) into xq (q24_act_size(n_tok, cols) bytes,
- * 4-byte aligned). Block i is x[32 i .. 32 i + 32) (token i / (cols/32)): threads can split
- * the n_tok * cols / 32 blocks of a matmul's input between them, even for one token. */
-void   quantize_activations_q24(const float *x, int64_t i0, int64_t i1, void *xq);
-/* Same contract as matmul_rows, activations from quantize_activations_q24, weights from
- * w->packed (not NULL); r0 must be a multiple of 16. */
-void   matmul_rows_q24(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
-                       int64_t r0, int64_t r1);
+/* The same layout with the Q8_0 quants as stored (signed bytes, for arm64's sdot), and the
+ * 2-row x 8-column tiles of arm64's smmla (quant_q24.c: q24_pack_mmla). */
+void   q24_pack_signed(const QTensor *w, void *dst, int n_threads);
+void   q24_pack_mmla(const QTensor *w, void *dst, int n_threads);
+/* The same for the K-quants (quant_q24k.c): q24's activation blocks x Q4_K / Q5_K / Q6_K
+ * super-blocks packed into 16-row groups (Q24KKernels.packed_size / pack of every tier). */
+bool   q24k_path_supported(int type);
+size_t q24k_packed_size(int type, int64_t rows, int64_t cols);
+void   q24k_pack(const QTensor *w, void *dst, int n_threads);
 
 /* ---------------------------------------------------------------------------------------
  * Tokenizer (tokenizer.c)
@@ -328,6 +431,8 @@ typedef struct qwen3c_model {
     Tokenizer         *tokenizer;  /* NULL when the GGUF has no tokenizer */
     void              *packed;     /* one allocation holding every QTensor.packed, or NULL */
     size_t             packed_bytes;
+    const Kernels     *kernels;    /* the CPU tier's kernels, chosen at load (cpu.c); the packed
+                                      layout is theirs, so every context of the model uses them */
 } Transformer;
 
 /* qwen3c_model_load_with on an in-memory GGUF image instead of a file (the fuzz targets in
@@ -349,7 +454,7 @@ typedef struct {
     float *xb2;          /* (B, D)      o_proj / down_proj output */
     float *hb;           /* (B, H)      act_fn(gate_proj(x)) * up_proj(x) */
     float *hb2;          /* (B, H)      up_proj(x) */
-    float *att;          /* (n_threads, 8, C) attention scores scratch, 8 query rows per thread */
+    float *att;          /* (n_threads, ATT_ROWS, C) attention scores scratch, 8 query rows per thread */
     float *rope_cos;     /* (C, HD/2)   cos(pos * inv_freq), precomputed */
     float *rope_sin;     /* (C, HD/2) */
     void  *key_cache;    /* (LA, NKV, C/16, HD, 16) past_key_values keys of the LA attention layers
@@ -387,7 +492,7 @@ typedef struct {
 } RecurrentState;
 
 typedef struct qwen3c_context {
-    const Transformer *transformer;
+    const Transformer *transformer;  /* its kernels (transformer->kernels) are the context's */
     RunState           state;
     int                n_ctx;
     int                n_ctx_pad;   /* n_ctx rounded up to a whole key tile (16): the KV cache length */
@@ -409,6 +514,7 @@ typedef struct {
     int n_threads;
     int activations;  /* QWEN3C_ACTIVATIONS_* */
     int att_C;        /* row stride of s->att: the longest context of the batch (padded) */
+    const Kernels *k; /* the CPU tier's kernels: the model's (cpu.c) */
 } Pass;
 
 /* Where attention() copies a sequence's softmax probabilities when asked
@@ -438,13 +544,12 @@ void rmsnorm(float *o, const float *x, const float *weight, int size, float eps)
 typedef struct { float *out; const QTensor *w; } MatmulJob;
 void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, int n);
 void matmul(const Pass *ps, float *out, const float *x, int n, const QTensor *w);
-/* hb = silu(hb) * hb2 over n elements */
-void swiglu(float *hb, const float *hb2, int64_t n, int n_threads);
 /* x[t] = embed_tokens.weight[tokens[t]] */
 void embed(float *x, const QTensor *emb, const int32_t *tokens, int n);
-/* causal grouped-query attention of every sequence's queries over its own cache, cache layer l */
-void attention(float *out, const float *q, Seq *seqs, int n_seqs, int l, const Config *p,
-               float *att_scratch, int att_C, int n_threads);
+/* causal grouped-query attention of every sequence's queries over its own cache, cache layer l,
+ * with the tier's kernels k (the pass's: ps->k) */
+void attention(const Kernels *k, float *out, const float *q, Seq *seqs, int n_seqs, int l,
+               const Config *p, float *att_scratch, int att_C, int n_threads);
 /* The sequence token t (a row of the batch) belongs to */
 const Seq *seq_of_token(const Seq *seqs, int t);
 /* past_key_values.update of one token at position `at` of ctx's cache layer cl */
@@ -458,35 +563,9 @@ void final_norm_logits(const Pass *ps, const Transformer *tf, Seq *seqs, int n_s
                        float *hidden, float *logits_scratch);
 
 /* ---------------------------------------------------------------------------------------
- * Qwen3.5: the Gated DeltaNet kernels (deltanet.c) and the forward pass (forward_qwen35.c)
+ * Qwen3.5: the forward pass (forward_qwen35.c); its Gated DeltaNet kernels are a kernel family
+ * (kernels/kernels.h: DeltaNetKernels, kernels/deltanet_scalar.c)
  * ------------------------------------------------------------------------------------- */
-/* causal_conv1d_fn / causal_conv1d_update + SiLU over channels [c0, c1) of n tokens:
- * out[t][c] = silu(sum_j w[j][c] * window[t + j][c]) with window = the K-1 rows of `state`
- * followed by x's n rows (x, out: row stride CD; w: (K, CD)); then state = the window's last
- * K-1 rows. */
-void causal_conv1d_silu(float *out, const float *x, float *state, const float *w, int n, int K,
-                        int CD, int c0, int c1);
-/* l2norm(x) over n elements (eps 1e-6), times scale: FLA's use_qk_l2norm_in_kernel */
-void l2norm_scaled(float *x, int n, float scale);
-/* torch_recurrent_gated_delta_rule for one value head over n tokens, state S (HK, HV):
- *   S = S * exp(g_t);  S += k_t (beta_t (v_t - S^T k_t))^T;  o_t = S^T q_t
- * q, k: rows at stride qk_stride (l2-normed, q scaled); v rows at v_stride; o rows at o_stride;
- * g (log decay) and beta at stride gb_stride. */
-void gated_delta_rule_recurrent(float *S, float *o, int o_stride, const float *q, const float *k,
-                                int qk_stride, const float *v, int v_stride, const float *g,
-                                const float *beta, int gb_stride, int n, int HK, int HV);
-/* torch_chunk_gated_delta_rule for one value head: the same result (up to rounding), computed
- * DELTA_CHUNK tokens at a time as matrix products -- transformers' prefill algorithm. The same
- * arithmetic as the recurrence plus a triangular solve per chunk, so on a CPU it is the slower
- * of the two; qwen3c_gated_delta_rule runs it for tests. scratch: delta_chunk_scratch floats. */
-#define DELTA_CHUNK 64
-size_t delta_chunk_scratch(int HK, int HV);
-void gated_delta_rule_chunked(float *S, float *o, int o_stride, const float *q, const float *k,
-                              int qk_stride, const float *v, int v_stride, const float *g,
-                              const float *beta, int gb_stride, int n, int HK, int HV, float *scratch);
-/* Qwen3_5RMSNormGated over one head of n elements: x = weight * rmsnorm(x) * silu(gate) */
-void rmsnorm_gated(float *x, const float *gate, const float *weight, int n, float eps);
-
 /* forward_qwen35.c */
 int  qwen35_state_create(qwen3c_context *ctx, int n_checkpoints, char *err, size_t err_size);
 void qwen35_state_free(RecurrentState *rs);

@@ -6,9 +6,10 @@
  * weight by its GGUF tensor name, checks its shape against the config, and points a QTensor
  * at its bytes inside the mmapped file. Matrices are never dequantized: the matmul kernels read
  * them in their stored type. Only the small norm vectors are converted to F32. By default
- * (pack_weights) the matrices are also copied once into huge pages: the Q8_0 / Q4_0 / Q4_1 ones,
- * byte for byte, into the 16-row interleaved order the q24 kernels stream (on CPUs with the
- * AVX-512 VNNI kernels), the F32 / F16 / BF16 ones as they are.
+ * (pack_weights) the matrices are also copied once into huge pages: the Q8_0 / Q4_0 / Q4_1 and
+ * Q4_K / Q5_K / Q6_K ones into the 16-row interleaved order the q24 / q24k kernels stream (on
+ * the tiers whose q24 kernels have integer dot products: avx512, avx2, neon, neon-i8mm; each
+ * tier packs its own layout), the F32 / F16 / BF16 ones as they are.
  *
  * Qwen3.5 (qwen35) files, as llama.cpp's converter writes them, differ from qwen3 in three ways
  * that matter here: most layers are Gated DeltaNet (attn_qkv, attn_gate, ssm_* tensors; which
@@ -21,10 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
-#include "internal.h"
+#include "kernels/kernels.h"
 
 /* ---------------------------------------------------------------------------------------
  * Supported architectures. Everything that differs between them lives in this table.
@@ -437,15 +436,8 @@ static int load_weights(Transformer *m, const ArchInfo *arch, char *err, size_t 
  * copy, so keeping both would double the resident size. Reading them again (an embedding row,
  * an F32-path context) faults them back in from the file. */
 static void release_pages(const gguf_file *gf, const QTensor *t) {
-#ifdef MADV_DONTNEED
     if (!gf->mapped) return; /* a caller's buffer: never discard it */
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t a = ((uintptr_t)t->data + page - 1) / page * page;
-    const uintptr_t e = ((uintptr_t)t->data + (uintptr_t)(t->row_bytes * (size_t)t->rows)) / page * page;
-    if (e > a) (void)madvise((void *)a, e - a, MADV_DONTNEED);
-#else
-    (void)gf, (void)t;
-#endif
+    os_release_mapped(t->data, t->row_bytes * (size_t)t->rows);
 }
 
 static int is_float_type(int type) {
@@ -453,9 +445,9 @@ static int is_float_type(int type) {
 }
 
 /* Bytes a matrix takes in the packed allocation (64-byte aligned); 0: it stays in the file. */
-static size_t packed_bytes(const QTensor *t) {
+static size_t packed_bytes(const Kernels *k, const QTensor *t) {
     const size_t b = is_float_type(t->type) ? t->row_bytes * (size_t)t->rows
-                   : q24_path_fast()        ? q24_packed_size(t->type, t->rows, t->cols) : 0;
+                   : k->q24->fast           ? q24_any_packed_size(k, t->type, t->rows, t->cols) : 0;
     return (b + 63) / 64 * 64;
 }
 
@@ -471,7 +463,8 @@ static void copy_matrix(const QTensor *t, void *dst) {
 }
 
 /* Copy the weight matrices (the lm_head too) into one allocation held in huge pages, which
- * decode streams once per token: Q8_0 / Q4_0 / Q4_1 rearranged for the q24 kernels
+ * decode streams once per token: Q8_0 / Q4_0 / Q4_1 / Q4_K / Q5_K / Q6_K rearranged for the
+ * q24 / q24k kernels
  * (t->packed), F32 / F16 / BF16 as they are (t->data then points at the copy: the file's page
  * cache mostly sits in 4 KB pages, and their TLB misses cost float decode ~8% of its speed).
  * With tied embeddings the lookup keeps reading token_embd's rows in place. */
@@ -503,7 +496,7 @@ static int pack_weights(Transformer *m, char *err, size_t err_size) {
             const int n_mats = matrices_of(w, l, L, mats);
             for (int i = 0; i < n_mats; i++) {
                 QTensor *t = mats[i];
-                const size_t bytes = packed_bytes(t);
+                const size_t bytes = packed_bytes(m->kernels, t);
                 if (bytes == 0) continue;
                 if (pass == 0) {
                     total += bytes;
@@ -514,7 +507,7 @@ static int pack_weights(Transformer *m, char *err, size_t err_size) {
                     release_pages(&m->file, t);
                     t->data = dst;
                 } else {
-                    q24_pack(t, dst, 0);
+                    q24_any_pack(m->kernels, t, dst, 0);
                     t->packed = dst;
                     release_pages(&m->file, t);
                 }
@@ -526,12 +519,11 @@ static int pack_weights(Transformer *m, char *err, size_t err_size) {
             /* 2 MB aligned, so that the kernel can back it with huge pages (fewer TLB misses
              * while decode streams every byte of it) */
             const size_t align = (size_t)2 << 20;
-            if (posix_memalign(&m->packed, align, (total + align - 1) / align * align))
+            m->packed = os_aligned_alloc(align, (total + align - 1) / align * align);
+            if (!m->packed)
                 return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM,
                                    "out of memory for the packed weights (%.1f MB)", (double)total / 1e6);
-#ifdef MADV_HUGEPAGE
-            (void)madvise(m->packed, (total + align - 1) / align * align, MADV_HUGEPAGE);
-#endif
+            os_advise_huge(m->packed, (total + align - 1) / align * align);
             m->packed_bytes = total;
         }
     }
@@ -567,7 +559,8 @@ static int load_params(const qwen3c_model_params *params, qwen3c_model_params *p
 static int model_build(Transformer *m, const qwen3c_model_params *prm, qwen3c_model **out,
                        char *err, size_t err_size) {
     const ArchInfo *arch = NULL;
-    int rc = read_config(&m->file, &m->config, &arch, err, err_size);
+    int rc = kernels_select(&m->kernels, err, err_size); /* the CPU tier (QWEN3C_CPU) */
+    if (!rc) rc = read_config(&m->file, &m->config, &arch, err, err_size);
     if (!rc) rc = load_weights(m, arch, err, err_size);
     if (!rc) {
         rc = tokenizer_build(&m->file, &m->tokenizer, err, err_size);
@@ -622,7 +615,7 @@ void qwen3c_model_free(qwen3c_model *m) {
     tokenizer_free(m->tokenizer);
     free(m->weights.layers);
     free(m->weights.owned);
-    free(m->packed);
+    os_aligned_free(m->packed);
     gguf_close(&m->file);
     free(m);
 }

@@ -7,7 +7,7 @@
  * does 64 multiply-adds per instruction, so decode runs at memory speed and prefill does 64/3
  * multiply-adds per instruction, against 16 for a float32 FMA.
  *
- * Activation quantization (once per matmul, quantize_activations_q24): each block of 32
+ * Activation quantization (once per matmul, Q24Kernels.quantize): each block of 32
  * values x[0..32) of a token row gets
  *     d  = max|x| / 8355711          (float32; 8355711 = 0x7F7F7F; d = 0 when max|x| is 0 or
  *                                     d < FLT_MIN; d = NaN when the block holds a NaN or inf,
@@ -25,72 +25,52 @@
  * Same bytes per row as the file. Each 64-byte chunk holds 4 consecutive columns of all 16
  * rows, so one vpdpbusd against 4 broadcast activation bytes advances 16 rows (one int32 lane
  * each) by 4 columns, and a block ends with 16 finished row dot products: no horizontal sums.
+ * q24_pack_signed is the same layout with the Q8_0 bytes as stored (w, signed): arm64's sdot
+ * multiplies signed by signed bytes, and a 16-byte quarter of a chunk (4 rows x 4 columns) is
+ * one sdot against an activation register's 4-byte lane (kernels/q24_neon.c). q24_pack_mmla
+ * keeps the scales and puts the quants (as stored) in 2-row x 8-column tiles, one smmla operand
+ * each (arm64 i8mm): Q8_0 tile (o < 4, P < 8) = w[2P][8o..8o+8) w[2P+1][8o..8o+8) at byte 16 (8 o
+ * + P) of the quants; Q4_0 / Q4_1 tile (o < 2, P) the same of the stored bytes qs, whose low
+ * nibbles are columns 8o.. and high nibbles 16 + 8o...
  *
  * The weight byte u is unsigned (Q8_0: w + 128; Q4: the nibble q), so with off = 128 / 8 / 0
  *     sum(w * v) = 65536 (sum(u h) - off sh) + (256 sum(u m) + sum(u l) - off sml)
  * where each int32 term is exact (|sum(u m)| <= 32 * 255 * 128 < 2^21); the two parts are
  * converted to float and joined with one FMA, and the block adds dw * d * that (+ m * sx for
- * Q4_1). The portable C below does the same integer sums and the same float steps in the same
- * order, so both builds agree bit for bit (but for Q4_1, whose sx is summed in another order).
+ * Q4_1). Every tier's kernels (kernels/q24_*.c) do the same integer sums and the same float
+ * steps in the same order, so all tiers agree bit for bit (but for Q4_1, whose sx is summed in
+ * another order). Only tiers with integer dot-product instructions (avx512: VNNI) are fast
+ * enough for the forward pass to use q24 (Q24Kernels.fast); elsewhere it runs as f32.
+ *
+ * This file: the packing (shared by the tiers) and the public entry qwen3c_matmul_q24.
  */
-#include <float.h>
-#include <math.h>
-#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && \
-    defined(__AVX512VNNI__) && defined(__F16C__)
-#define Q24_VNNI 1
-#include <immintrin.h>
-#else
-#define Q24_VNNI 0
-#endif
-
-#include "internal.h"
-
-#define QK 32           /* elements per block */
-#define GR 16           /* weight rows per packed group (one per int32 lane) */
-#define VMAX 8355711    /* 0x7F7F7F: the largest |v| with three signed-byte digits */
-#define TILE_T 4        /* tokens per prefill micro-kernel: 12 int32 accumulators */
-
-/* One quantized activation block (112 bytes). */
-typedef struct {
-    float   d;          /* x ~= d * v */
-    float   sx;         /* float32 sum of the original x */
-    int32_t sh;         /* sum(h) */
-    int32_t sml;        /* 256 sum(m) + sum(l) */
-    int8_t  h[QK], m[QK], l[QK];
-} BlockQ24;
+#include "kernels/q24.h"
 
 /* ---------------------------------------------------------------------------------------
  * Packed weights
  * ------------------------------------------------------------------------------------- */
-static int record_bytes(int type) {
-    switch (type) {
-    case QWEN3C_TYPE_Q8_0: return 32 + 8 * 64;
-    case QWEN3C_TYPE_Q4_0: return 32 + 4 * 64;
-    case QWEN3C_TYPE_Q4_1: return 64 + 4 * 64;
-    default: return 0;
-    }
-}
-
-bool q24_path_supported(int type) { return record_bytes(type) != 0; }
-bool q24_path_fast(void) { return Q24_VNNI; }
+bool q24_path_supported(int type) { return q24_record_bytes(type) != 0; }
 
 size_t q24_packed_size(int type, int64_t rows, int64_t cols) {
-    const int rb = record_bytes(type);
+    const int rb = q24_record_bytes(type);
     if (rb == 0 || rows <= 0 || cols <= 0 || cols % QK) return 0;
     return (size_t)((rows + GR - 1) / GR) * (size_t)(cols / QK) * (size_t)rb;
 }
 
-void q24_pack(const QTensor *w, void *dst, int n_threads) {
-    const int type = w->type, rb = record_bytes(type);
+/* The packing: scales as above, then the quants in 4-column quads (x86, arm64 sdot) with the
+ * Q8_0 ones flipped by q8_flip (0x80808080: w + 128; 0: as stored, signed), or (octets) in
+ * 2-row x 8-column tiles for arm64's smmla: tile (o, P) at byte 16 (8 o + P) of the quants holds
+ * bytes 8o..8o+8 of the stored quants of rows 2P and 2P + 1. */
+static void pack_groups(const QTensor *w, void *dst, int n_threads, uint32_t q8_flip, int octets) {
+    const int type = w->type, rb = q24_record_bytes(type);
     const int64_t nb = w->cols / QK, ng = (w->rows + GR - 1) / GR;
     const size_t src_block = type == QWEN3C_TYPE_Q8_0 ? 34 : type == QWEN3C_TYPE_Q4_0 ? 18 : 20;
     const int hdr = type == QWEN3C_TYPE_Q4_1 ? 4 : 2; /* bytes of d (and m) before the quants */
-    if (n_threads <= 0) n_threads = omp_get_max_threads();
+    n_threads = thread_limit(n_threads > 0 ? n_threads : cpu_count());
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (int64_t g = 0; g < ng; g++) {
         for (int64_t b = 0; b < nb; b++) {
@@ -104,8 +84,13 @@ void q24_pack(const QTensor *w, void *dst, int n_threads) {
                 memcpy(rec + 2 * r, blk, 2);                 /* d */
                 if (q41) memcpy(rec + 32 + 2 * r, blk + 2, 2); /* m */
                 const uint8_t *qs = blk + hdr;
+                if (octets) {
+                    for (int o = 0; o < (type == QWEN3C_TYPE_Q8_0 ? 4 : 2); o++)
+                        memcpy(quants + 16 * (8 * o + r / 2) + 8 * (r % 2), qs + 8 * o, 8);
+                    continue;
+                }
                 const int words = type == QWEN3C_TYPE_Q8_0 ? 8 : 4; /* 4-byte column quads */
-                const uint32_t flip = type == QWEN3C_TYPE_Q8_0 ? 0x80808080u : 0; /* int8 -> w + 128 */
+                const uint32_t flip = type == QWEN3C_TYPE_Q8_0 ? q8_flip : 0; /* int8 -> w + 128 */
                 for (int c = 0; c < words; c++) {
                     uint32_t quad;
                     memcpy(&quad, qs + 4 * c, 4);
@@ -117,278 +102,24 @@ void q24_pack(const QTensor *w, void *dst, int n_threads) {
     }
 }
 
-/* ---------------------------------------------------------------------------------------
- * Activation quantization
- * ------------------------------------------------------------------------------------- */
-size_t q24_act_size(int n_tok, int64_t cols) { return (size_t)n_tok * (size_t)(cols / QK) * sizeof(BlockQ24); }
-
-/* The block scale: d and 1/d from max|x| (bad = the block holds a NaN or an infinity). */
-static inline float act_scale(float amax, int bad, float *id) {
-    float d = amax / (float)VMAX;
-    if (bad) { *id = 0.0f; return NAN; }
-    if (!(d >= FLT_MIN)) { *id = 0.0f; return 0.0f; }
-    *id = 1.0f / d;
-    return d;
-}
-
-#if !Q24_VNNI
-static void quantize_block(const float *x, BlockQ24 *o) {
-    float amax = 0.0f, sx = 0.0f;
-    int bad = 0;
-    for (int i = 0; i < QK; i++) {
-        if (!isfinite(x[i])) bad = 1;
-        else amax = fmaxf(amax, fabsf(x[i]));
-        sx += x[i];
-    }
-    float id;
-    o->d = act_scale(amax, bad, &id);
-    o->sx = sx;
-    int32_t sh = 0, sm = 0, sl = 0;
-    for (int i = 0; i < QK; i++) {
-        int32_t v = bad ? 0 : (int32_t)rintf(x[i] * id);
-        v = v > VMAX ? VMAX : v < -VMAX ? -VMAX : v;
-        const int32_t l = (int8_t)(v & 0xff), v1 = (v - l) / 256;
-        const int32_t m = (int8_t)(v1 & 0xff), h = (v1 - m) / 256;
-        o->h[i] = (int8_t)h, o->m[i] = (int8_t)m, o->l[i] = (int8_t)l;
-        sh += h, sm += m, sl += l;
-    }
-    o->sh = sh;
-    o->sml = 256 * sm + sl;
-}
-
-void quantize_activations_q24(const float *x, int64_t i0, int64_t i1, void *xq) {
-    BlockQ24 *o = (BlockQ24 *)xq;
-    for (int64_t i = i0; i < i1; i++) quantize_block(x + i * QK, o + i); /* rows are whole blocks */
-}
-#else
-/* r[m] = OP over the 16 lanes of v[m], for m < 16 (OP 0: float add, 1: float max, 2: int32 add),
- * with 15 OPs and 30 shuffles for the 16 vectors: a transposing reduction. v is overwritten. */
-static inline __attribute__((always_inline)) __m512 reduce16(const int OP, __m512 *v) {
-#define RED(a, b) (OP == 0 ? _mm512_add_ps(a, b) : OP == 1 ? _mm512_max_ps(a, b) \
-                   : _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b))))
-    for (int k = 0; k < 8; k++) /* 256-bit halves: [a0+a2, a1+a3, b0+b2, b1+b3] in 128-bit chunks */
-        v[k] = RED(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x44), _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xEE));
-    for (int k = 0; k < 4; k++) /* chunk j of v[k]: 4 partials of input 4k + j */
-        v[k] = RED(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x88), _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xDD));
-    for (int k = 0; k < 2; k++) { /* chunk j of v[k]: 2 partials each of inputs 8k + j, 8k + 4 + j */
-        const __m512d a = _mm512_castps_pd(v[2 * k]), b = _mm512_castps_pd(v[2 * k + 1]);
-        v[k] = RED(_mm512_castpd_ps(_mm512_unpacklo_pd(a, b)), _mm512_castpd_ps(_mm512_unpackhi_pd(a, b)));
-    }
-    /* lane 4j + i: input 4i + j */
-    const __m512 z = RED(_mm512_shuffle_ps(v[0], v[1], 0x88), _mm512_shuffle_ps(v[0], v[1], 0xDD));
-#undef RED
-    return _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), z);
-}
-
-/* Blocks x[0..nb) (nb <= 16) into o[0..nb): the same numbers as the plain C quantize_block
- * (but for sx, summed in another order), the horizontal sums done for 16 blocks at once. */
-static void quantize_16_blocks(const float *x, BlockQ24 *o, int nb) {
-    __m512 vmax[16], vsum[16], vh[16], vv[16];
-    __mmask16 bad = 0;
-    for (int b = 0; b < 16; b++) {
-        if (b >= nb) { vmax[b] = vsum[b] = _mm512_setzero_ps(); continue; }
-        const __m512 x0 = _mm512_loadu_ps(x + b * QK), x1 = _mm512_loadu_ps(x + b * QK + 16);
-        if (_mm512_fpclass_ps_mask(x0, 0x99) | _mm512_fpclass_ps_mask(x1, 0x99)) bad |= (__mmask16)(1u << b); /* NaN, inf */
-        vmax[b] = _mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1));
-        vsum[b] = _mm512_add_ps(x0, x1);
-    }
-    const __m512 amax = reduce16(1, vmax), sx = reduce16(0, vsum);
-    /* act_scale for 16 blocks: d = max|x| / VMAX, 0 (and 1/d = 0) below FLT_MIN, NaN if bad */
-    __m512 d = _mm512_div_ps(amax, _mm512_set1_ps((float)VMAX));
-    const __mmask16 ok = _mm512_cmp_ps_mask(d, _mm512_set1_ps(FLT_MIN), _CMP_GE_OQ) & (__mmask16)~bad;
-    const __m512 id = _mm512_maskz_div_ps(ok, _mm512_set1_ps(1.0f), d);
-    d = _mm512_mask_mov_ps(_mm512_maskz_mov_ps(ok, d), bad, _mm512_set1_ps(NAN));
-    float ds[16], ids[16], sxs[16];
-    _mm512_storeu_ps(ds, d), _mm512_storeu_ps(ids, id), _mm512_storeu_ps(sxs, sx);
-    const __m512i lo = _mm512_set1_epi32(-VMAX), hi = _mm512_set1_epi32(VMAX), bias = _mm512_set1_epi32(0x808080);
-    for (int b = 0; b < 16; b++) {
-        vh[b] = vv[b] = _mm512_setzero_ps();
-        if (b >= nb) continue;
-        BlockQ24 *ob = o + b;
-        ob->d = ds[b], ob->sx = sxs[b];
-        if (bad >> b & 1) { memset(ob->h, 0, 3 * QK); continue; } /* d is NaN: zero digits, as the plain C */
-        __m512i sh = _mm512_setzero_si512(), sv = sh;
-        for (int half = 0; half < 2; half++) {
-            const __m512 xs = _mm512_mul_ps(_mm512_loadu_ps(x + b * QK + 16 * half), _mm512_set1_ps(ids[b]));
-            __m512i v = _mm512_cvtps_epi32(xs); /* round to nearest even */
-            v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
-            /* v = 65536 h + 256 m + l with signed digits: they are the bytes of (v + bias) ^ bias */
-            const __m512i w = _mm512_xor_si512(_mm512_add_epi32(v, bias), bias);
-            _mm_storeu_si128((__m128i *)(ob->l + 16 * half), _mm512_cvtepi32_epi8(w));
-            _mm_storeu_si128((__m128i *)(ob->m + 16 * half), _mm512_cvtepi32_epi8(_mm512_srli_epi32(w, 8)));
-            _mm_storeu_si128((__m128i *)(ob->h + 16 * half), _mm512_cvtepi32_epi8(_mm512_srli_epi32(w, 16)));
-            sh = _mm512_add_epi32(sh, _mm512_srai_epi32(_mm512_slli_epi32(w, 8), 24));
-            sv = _mm512_add_epi32(sv, v);
-        }
-        vh[b] = _mm512_castsi512_ps(sh), vv[b] = _mm512_castsi512_ps(sv);
-    }
-    /* sh = sum(h); sml = 256 sum(m) + sum(l) = sum(v) - 65536 sh (all exact in int32) */
-    const __m512i shs = _mm512_castps_si512(reduce16(2, vh)), svs = _mm512_castps_si512(reduce16(2, vv));
-    int32_t sh16[16], sml16[16];
-    _mm512_storeu_si512(sh16, shs);
-    _mm512_storeu_si512(sml16, _mm512_sub_epi32(svs, _mm512_slli_epi32(shs, 16)));
-    for (int b = 0; b < nb; b++) o[b].sh = sh16[b], o[b].sml = sml16[b];
-}
-
-void quantize_activations_q24(const float *x, int64_t i0, int64_t i1, void *xq) {
-    BlockQ24 *o = (BlockQ24 *)xq;
-    for (int64_t i = i0; i < i1; i += 16) /* rows are whole blocks */
-        quantize_16_blocks(x + i * QK, o + i, i1 - i < 16 ? (int)(i1 - i) : 16);
-}
-#endif
-
-/* ---------------------------------------------------------------------------------------
- * Kernels
- * ------------------------------------------------------------------------------------- */
-#if Q24_VNNI
-/* One group of 16 rows x NT tokens (NT <= TILE_T) over all nb blocks: out[t][r] for t < NT.
- * TYPE is a compile-time constant in every caller (always_inline), so is NT. */
-static inline __attribute__((always_inline)) void
-group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t nb, const BlockQ24 *x,
-           int64_t x_stride, float *out, int64_t out_stride, __mmask16 rows_mask) {
-    const int q41 = TYPE == QWEN3C_TYPE_Q4_1, rb = record_bytes(TYPE);
-    const int off_shift = TYPE == QWEN3C_TYPE_Q8_0 ? 7 : 3; /* u = w + 128 / q4 = w + 8 */
-    const __m512i nib = _mm512_set1_epi8(0x0f);
-    __m512 tot[TILE_T];
-    for (int t = 0; t < NT; t++) tot[t] = _mm512_setzero_ps();
-    for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *p = g + (size_t)b * (size_t)rb;
-        const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
-        const uint8_t *qp = p + (q41 ? 64 : 32);
-        __m512i ah[TILE_T], am[TILE_T], al[TILE_T];
-        for (int t = 0; t < NT; t++) ah[t] = am[t] = al[t] = _mm512_setzero_si512();
-        /* fully unrolled: otherwise gcc keeps the 12 accumulators in a loop-carried shuffle of
-         * register copies (~5% of prefill) */
-#pragma GCC unroll 8
-        for (int c = 0; c < 8; c++) {
-            __m512i u;
-            if (TYPE == QWEN3C_TYPE_Q8_0) {
-                u = _mm512_loadu_si512(qp + 64 * c);
-            } else {
-                const __m512i raw = _mm512_loadu_si512(qp + 64 * (c & 3));
-                u = c < 4 ? _mm512_and_si512(raw, nib) : _mm512_and_si512(_mm512_srli_epi16(raw, 4), nib);
-            }
-            for (int t = 0; t < NT; t++) {
-                const BlockQ24 *xb = x + t * x_stride + b;
-                int32_t hq, mq, lq;
-                memcpy(&hq, xb->h + 4 * c, 4), memcpy(&mq, xb->m + 4 * c, 4), memcpy(&lq, xb->l + 4 * c, 4);
-                ah[t] = _mm512_dpbusd_epi32(ah[t], u, _mm512_set1_epi32(hq));
-                am[t] = _mm512_dpbusd_epi32(am[t], u, _mm512_set1_epi32(mq));
-                al[t] = _mm512_dpbusd_epi32(al[t], u, _mm512_set1_epi32(lq));
-            }
-        }
-        const __m512 dm = q41 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(p + 32))) : dw;
-        for (int t = 0; t < NT; t++) {
-            const BlockQ24 *xb = x + t * x_stride + b;
-            __m512i ih = ah[t], iml = _mm512_add_epi32(_mm512_slli_epi32(am[t], 8), al[t]);
-            if (!q41) {
-                ih = _mm512_sub_epi32(ih, _mm512_set1_epi32(xb->sh * (1 << off_shift)));
-                iml = _mm512_sub_epi32(iml, _mm512_set1_epi32(xb->sml * (1 << off_shift)));
-            }
-            const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ih), _mm512_set1_ps(65536.0f), _mm512_cvtepi32_ps(iml));
-            tot[t] = _mm512_fmadd_ps(f, _mm512_mul_ps(dw, _mm512_set1_ps(xb->d)), tot[t]);
-            if (q41) tot[t] = _mm512_fmadd_ps(dm, _mm512_set1_ps(xb->sx), tot[t]);
-        }
-    }
-    for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(out + t * out_stride, rows_mask, tot[t]);
-}
-
-static inline __attribute__((always_inline)) void
-group_all_tokens(const int TYPE, const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok,
-                 float *out, int64_t out_stride, __mmask16 mask) {
-    int t = 0;
-    for (; t + TILE_T <= n_tok; t += TILE_T)
-        group_tile(TYPE, TILE_T, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, mask);
-    switch (n_tok - t) {
-    case 3: group_tile(TYPE, 3, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, mask); break;
-    case 2: group_tile(TYPE, 2, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, mask); break;
-    case 1: group_tile(TYPE, 1, g, nb, x + t * nb, nb, out + t * out_stride, out_stride, mask); break;
-    default: break;
-    }
-}
-
-static void group_q8_0(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, __mmask16 mask) {
-    group_all_tokens(QWEN3C_TYPE_Q8_0, g, nb, x, n_tok, out, out_stride, mask);
-}
-static void group_q4_0(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, __mmask16 mask) {
-    group_all_tokens(QWEN3C_TYPE_Q4_0, g, nb, x, n_tok, out, out_stride, mask);
-}
-static void group_q4_1(const uint8_t *g, int64_t nb, const BlockQ24 *x, int n_tok, float *out,
-                       int64_t out_stride, __mmask16 mask) {
-    group_all_tokens(QWEN3C_TYPE_Q4_1, g, nb, x, n_tok, out, out_stride, mask);
-}
-
-void matmul_rows_q24(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
-                     int64_t r0, int64_t r1) {
-    const int64_t nb = w->cols / QK;
-    const size_t group_bytes = (size_t)nb * (size_t)record_bytes(w->type);
-    for (int64_t r = r0; r < r1; r += GR) {
-        const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * group_bytes;
-        const int valid = r1 - r < GR ? (int)(r1 - r) : GR;
-        const __mmask16 mask = (__mmask16)((1u << valid) - 1u);
-        switch (w->type) {
-        case QWEN3C_TYPE_Q8_0: group_q8_0(g, nb, xq, n_tok, out + r, out_stride, mask); break;
-        case QWEN3C_TYPE_Q4_0: group_q4_0(g, nb, xq, n_tok, out + r, out_stride, mask); break;
-        default: group_q4_1(g, nb, xq, n_tok, out + r, out_stride, mask); break;
-        }
-    }
-}
-
-#else /* portable C: the same integer sums and float steps */
-
-void matmul_rows_q24(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
-                     int64_t r0, int64_t r1) {
-    const int type = w->type, rb = record_bytes(type), q41 = type == QWEN3C_TYPE_Q4_1;
-    const int32_t off = type == QWEN3C_TYPE_Q8_0 ? 128 : type == QWEN3C_TYPE_Q4_0 ? 8 : 0;
-    const int64_t nb = w->cols / QK;
-    const BlockQ24 *x = (const BlockQ24 *)xq;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * (size_t)nb * (size_t)rb;
-        const int lane = (int)(r % GR);
-        for (int t = 0; t < n_tok; t++) {
-            float tot = 0.0f;
-            for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *p = g + (size_t)b * (size_t)rb, *qp = p + (q41 ? 64 : 32);
-                const BlockQ24 *xb = x + t * nb + b;
-                int32_t ih = 0, iml = 0;
-                for (int k = 0; k < QK; k++) {
-                    int32_t u;
-                    if (type == QWEN3C_TYPE_Q8_0) u = qp[64 * (k / 4) + 4 * lane + k % 4];
-                    else {
-                        const uint8_t byte = qp[64 * ((k % 16) / 4) + 4 * lane + k % 4];
-                        u = k < 16 ? (byte & 0x0f) : (byte >> 4);
-                    }
-                    const int32_t wv = u - off;
-                    ih += wv * xb->h[k];
-                    iml += wv * (256 * xb->m[k] + xb->l[k]);
-                }
-                uint16_t dbits, mbits;
-                memcpy(&dbits, p + 2 * lane, 2);
-                const float f = fmaf((float)ih, 65536.0f, (float)iml);
-                tot = fmaf(f, fp16_to_fp32(dbits) * xb->d, tot);
-                if (q41) {
-                    memcpy(&mbits, p + 32 + 2 * lane, 2);
-                    tot = fmaf(fp16_to_fp32(mbits), xb->sx, tot);
-                }
-            }
-            out[t * out_stride + r] = tot;
-        }
-    }
-}
-#endif
+void q24_pack(const QTensor *w, void *dst, int n_threads) { pack_groups(w, dst, n_threads, 0x80808080u, 0); }
+void q24_pack_signed(const QTensor *w, void *dst, int n_threads) { pack_groups(w, dst, n_threads, 0, 0); }
+void q24_pack_mmla(const QTensor *w, void *dst, int n_threads) { pack_groups(w, dst, n_threads, 0, 1); }
 
 /* ---------------------------------------------------------------------------------------
  * Public entry (tests, tools): packs W, then runs the same kernels as the forward pass
+ * (the q24 family for Q8_0 / Q4_0 / Q4_1, q24k for Q4_K / Q5_K / Q6_K)
  * ------------------------------------------------------------------------------------- */
-static void quantize_all(const float *x, int n_tok, int64_t cols, void *xq) {
-    quantize_activations_q24(x, 0, n_tok * (cols / QK), xq);
-}
+static bool q24_any_supported(int type) { return q24_path_supported(type) || q24k_path_supported(type); }
 
 int qwen3c_matmul_q24(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
                       int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size) {
-    static const QuantPath path = {"matmul_q24", "q24", q24_path_supported, q24_act_size,
-                                   quantize_all, matmul_rows_q24, q24_packed_size, q24_pack};
+    const Kernels *k;
+    int rc = kernels_select(&k, err, err_size);
+    if (rc != QWEN3C_OK) return rc;
+    const int kq = q24k_path_supported(type);
+    const QuantPath path = {"matmul_q24", "q24", q24_any_supported, k->q24->act_size, NULL,
+                            k->q24->quantize, kq ? k->q24k->rows : k->q24->rows,
+                            kq ? k->q24k->packed_size : k->q24->packed_size, kq ? k->q24k->pack : k->q24->pack};
     return quant_path_matmul(&path, type, w, w_size, x, n_tok, n, d, out, n_threads, err, err_size);
 }

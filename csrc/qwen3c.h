@@ -43,6 +43,8 @@ extern "C" {
 #define QWEN3C_ERR_INVALID_ARG   5  /* bad argument: token id, position, size, UTF-8, ... */
 #define QWEN3C_ERR_NOMEM         6  /* allocation failed */
 #define QWEN3C_ERR_BUFFER        7  /* caller's output buffer too small (the needed size is returned) */
+#define QWEN3C_ERR_CPU           8  /* QWEN3C_CPU names a kernel tier that is unknown, not in this
+                                       build, or not supported by this CPU */
 
 /* Human-readable name of a status code ("ok", "io error", ...). Never NULL. */
 const char *qwen3c_status_str(int status);
@@ -105,15 +107,17 @@ typedef struct qwen3c_config {
 } qwen3c_config;
 
 /* Load a GGUF file: parse and validate it, mmap the tensor data, build the weights and the
- * tokenizer. Returns QWEN3C_OK and sets *out, or an error status (FORMAT, UNSUPPORTED, IO,
- * NOMEM) with a message naming the problem. */
+ * tokenizer, pick the CPU's kernel tier (qwen3c_cpu_info_get). Returns QWEN3C_OK and sets
+ * *out, or an error status (FORMAT, UNSUPPORTED, IO, NOMEM, CPU) with a message naming the
+ * problem. */
 int qwen3c_model_load(const char *path, qwen3c_model **out, char *err, size_t err_size);
 
 typedef struct qwen3c_model_params {
     int pack_weights; /* 1 (default): copy the weight matrices once into huge-page memory,
                          which decode streams every token: the Q8_0 / Q4_0 / Q4_1 ones into the
                          16-row interleaved layout of the q24 kernels (the default activations;
-                         builds with AVX-512 VNNI kernels only), the F32 / F16 / BF16 ones as
+                         on the tiers with SIMD integer dot products only: avx512, avx2, neon,
+                         neon-i8mm), the F32 / F16 / BF16 ones as
                          they are (~8% faster float decode than from the page cache's 4 KB
                          pages). The file's own pages of those matrices are then released.
                          0: compute from the mapped file only (no copy, fastest load; what
@@ -265,7 +269,8 @@ typedef struct qwen3c_context qwen3c_context;
  *                  float32 ulp of the block's largest value) against the packed weights, exact
  *                  integer dot products: float32-level precision (SmolLM2 Q4_1: 3e-6 of the
  *                  float32 reference, as F32), memory-speed decode. Needs the model's packed
- *                  weights and an AVX-512 VNNI build; otherwise it runs as F32
+ *                  weights and a tier with SIMD integer dot products (avx512, avx2: vpdpbusd
+ *                  or vpmaddubsw; neon: sdot; neon-i8mm: smmla); otherwise it runs as F32
  *   F32:           float32 x against the stored weight blocks decoded in registers: the float
  *                  reference path (3e-6 on SmolLM2), compute-bound
  *   Q16 (opt-in):  x rounded to 16-bit blocks of 32 (scale max|x| / 32767), exact integer dot
@@ -286,7 +291,8 @@ typedef struct qwen3c_context qwen3c_context;
 
 typedef struct qwen3c_context_params {
     int n_ctx;      /* KV cache length in tokens; 0 = the model's context_length (capped to 4096) */
-    int n_threads;  /* OpenMP threads for this context; 0 = all cores */
+    int n_threads;  /* OpenMP threads for this context; 0 = all cores (always 1 in a build
+                       without OpenMP: qwen3c_cpu_info_get says which) */
     int n_batch;    /* max tokens per internal forward chunk; 0 = default (256) */
     int activations; /* matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights (QWEN3C_ACTIVATIONS_*;
                         other weight types always use float32 activations) */
@@ -515,8 +521,9 @@ int qwen3c_matmul_q16(int type, const void *w, size_t w_size, const float *x, in
 
 /* The q24 path, same arguments and shapes as qwen3c_matmul: W is packed into 16-row groups,
  * x quantized to 24-bit blocks of 32 (three signed-byte digits and one float scale each) and
- * multiplied with exact integer dot products (AVX-512 VNNI when built for it): within float32
- * rounding of qwen3c_matmul. Q8_0, Q4_0, Q4_1 only: QWEN3C_ERR_UNSUPPORTED for any other type;
+ * multiplied with exact integer dot products (AVX-512 VNNI, arm64 sdot / smmla, or plain C):
+ * within float32 rounding of qwen3c_matmul, and the same bits on every tier (but for Q4_1,
+ * whose sum of x a tier may add in another order). Q8_0, Q4_0, Q4_1 only: QWEN3C_ERR_UNSUPPORTED for any other type;
  * QWEN3C_ERR_NOMEM; INVALID_ARG as qwen3c_matmul. */
 int qwen3c_matmul_q24(int type, const void *w, size_t w_size, const float *x, int64_t n_tok,
                       int64_t n, int64_t d, float *out, int n_threads, char *err, size_t err_size);
@@ -526,6 +533,35 @@ int qwen3c_matmul_q24(int type, const void *w, size_t w_size, const float *x, in
  * quiet NaN (sign and the top 9 payload bits kept). QWEN3C_ERR_INVALID_ARG for NULL buffers
  * or n < 0. (qwen3c_dequantize with QWEN3C_TYPE_F16 is the way back.) */
 int qwen3c_float_to_half(const float *src, int64_t n, uint16_t *dst, char *err, size_t err_size);
+
+/* ---------------------------------------------------------------------------------------
+ * CPU kernels and threads (cpu.c)
+ *
+ * One build holds the kernels of several CPU tiers (x86-64: avx512, avx2, avx2-novnni, sse,
+ * scalar; arm64: neon-i8mm, neon, neon-nodot, scalar) and picks the best one the CPU runs when a
+ * model is loaded. The environment variable QWEN3C_CPU=<tier> forces a tier; a tier that is
+ * unknown, not in this build or not supported by this CPU is refused with QWEN3C_ERR_CPU. avx2
+ * uses AVX-VNNI where the CPU has it; avx2-novnni is the avx2 tier without it (to test that
+ * variant).
+ * ------------------------------------------------------------------------------------- */
+typedef struct qwen3c_cpu_info {
+    char features[256];  /* the CPU features qwen3c looks for that this CPU has, space-separated
+                            ("sse4_2 popcnt avx avx2 fma f16c avx512f ...") */
+    char tiers[64];      /* the kernel tiers in this build, best first ("avx512 avx2 avx2-novnni sse scalar") */
+    char best[16];       /* the best tier this CPU runs */
+    char tier[16];       /* the tier a model loaded now uses (QWEN3C_CPU or best); "" if refused */
+    char requested[16];  /* QWEN3C_CPU as set ("" when unset; truncated) */
+    int  openmp;         /* 1: built with OpenMP; 0: every context runs one thread */
+    int  n_procs;        /* processors OpenMP sees (the default thread count); 1 without OpenMP */
+    char compiler[32];   /* the compiler that built the library ("gcc 12.2.0", "clang 14.0.6") */
+} qwen3c_cpu_info;
+
+/* Fill *out. Returns QWEN3C_OK, or QWEN3C_ERR_CPU with the reason in err when QWEN3C_CPU is
+ * refused (out is filled all the same, with tier ""). */
+int qwen3c_cpu_info_get(qwen3c_cpu_info *out, char *err, size_t err_size);
+
+/* The kernel tier a model computes with ("avx512", ...), chosen when it was loaded. */
+const char *qwen3c_model_cpu_tier(const qwen3c_model *model);
 
 /* ---------------------------------------------------------------------------------------
  * Several conversations on one model: sessions, batched forward passes (serve)

@@ -19,6 +19,7 @@ const char *qwen3c_status_str(int status) {
     case QWEN3C_ERR_INVALID_ARG: return "invalid argument";
     case QWEN3C_ERR_NOMEM:       return "out of memory";
     case QWEN3C_ERR_BUFFER:      return "buffer too small";
+    case QWEN3C_ERR_CPU:         return "cpu tier not available";
     default:                     return "unknown status";
     }
 }

@@ -28,27 +28,62 @@ out=${FUZZ_OUT:-$root/build/fuzz}   # FUZZ_OUT: another directory for a separate
 mkdir -p "$out/corpus/$target" "$out/seeds/$target" "$out/artifacts"
 
 # 1. the target: the whole C core plus the harness, instrumented. -O1 -g as libFuzzer
-#    recommends; -march=native like the default build, so the AVX-512 kernels the packing
-#    step uses are the ones that run. No -fopenmp: the core runs serially, one core per
-#    fuzzer (fuzz/omp_serial.c answers its omp_* calls). The core's objects are shared by
+#    recommends. The core is built as CMake builds it (see CMakeLists.txt): csrc/*.c and the
+#    scalar kernels at the baseline, and the kernel tier this CPU runs best (avx512, else avx2)
+#    from csrc/kernels/<family>_<tier>.c with its own flags (-DKERNEL_TIER), so that the weight
+#    packing the fuzzed loads do is the one that runs here. No -fopenmp: the core runs serially,
+#    one core per fuzzer (fuzz/omp_serial.c answers its omp_* calls). The objects are shared by
 #    both targets and rebuilt only when a source or header changed.
-cflags=(-O1 -g -march=native -Wno-unknown-pragmas -fno-omit-frame-pointer
-        -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
-        -I"$root/csrc" -I"$root/tests/c")
-mkdir -p "$out/obj"
-newest_h=$(ls -t "$root"/csrc/*.h | head -n1)
-stale=()
-for src in "$root"/csrc/*.c "$root/fuzz/omp_serial.c" "${harness[@]}"; do
-  obj=$out/obj/$(basename "$src" .c).o
-  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$newest_h" -nt "$obj" ]; then stale+=("$src"); fi
-done
-if [ ${#stale[@]} -gt 0 ]; then
-  printf '%s\n' "${stale[@]}" | xargs -P "$(nproc)" -I{} sh -c \
-    'src=$1; shift; obj=$0/$(basename "$src" .c).o; "$@" -c "$src" -o "$obj.tmp" && mv -f "$obj.tmp" "$obj"' \
-    "$out/obj" {} "$CC" "${cflags[@]}"
+families=(matmul q24 q24k q16 int8 attention nn deltanet)   # CMakeLists.txt: QWEN3C_KERNEL_FAMILIES
+tier=""; tier_flags=()
+if grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null; then
+  tier=avx512; tier_flags=(-mavx512f -mavx512bw -mavx512dq -mavx512vl -mavx512vnni -mavx2 -mfma -mf16c)
+elif grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
+  tier=avx2; tier_flags=(-mavx2 -mfma -mf16c)
 fi
-objs=("$out/obj/omp_serial.o")
-for src in "$root"/csrc/*.c; do objs+=("$out/obj/$(basename "$src" .c).o"); done
+base=(-O1 -g -Wno-unknown-pragmas -fno-omit-frame-pointer
+      -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=undefined
+      -I"$root/csrc" -I"$root/tests/c")
+core_flags=("${base[@]}")
+[ -n "$tier" ] && core_flags+=("-DQWEN3C_TIER_${tier^^}")
+mkdir -p "$out/obj"
+if [ "$(cat "$out/obj/build" 2>/dev/null)" != "$CC $tier" ]; then  # another compiler or tier
+  rm -f "$out"/obj/*.o; echo "$CC $tier" > "$out/obj/build"
+fi
+newest_h=$(ls -t "$root"/csrc/*.h "$root"/csrc/kernels/*.h | head -n1)
+# one line per object: object name, source, the flags set to use (core / tier)
+units=()
+for src in "$root"/csrc/*.c; do
+  case "$src" in */os_windows.c) continue;; esac
+  units+=("$(basename "$src" .c) $src core")
+done
+for fam in "${families[@]}"; do
+  units+=("${fam}_scalar $root/csrc/kernels/${fam}_scalar.c core")
+  if [ -n "$tier" ]; then
+    src=$root/csrc/kernels/${fam}_$tier.c
+    [ -f "$src" ] || src=$root/csrc/kernels/${fam}_scalar.c
+    units+=("${fam}_tier_$tier $src tier")
+  fi
+done
+units+=("omp_serial $root/fuzz/omp_serial.c core")
+for src in "${harness[@]}"; do units+=("$(basename "$src" .c) $src core"); done
+objs=()
+for unit in "${units[@]}"; do
+  read -r name src kind <<< "$unit"
+  obj=$out/obj/$name.o
+  case "$name" in fuzz_*|test_*) ;; *) objs+=("$obj");; esac
+  if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ "$newest_h" -nt "$obj" ]; then
+    if [ "$kind" = tier ]; then
+      "$CC" "${base[@]}" "${tier_flags[@]}" -DKERNEL_TIER="$tier" -c "$src" -o "$obj.tmp" &
+    else
+      "$CC" "${core_flags[@]}" -c "$src" -o "$obj.tmp" &
+    fi
+    pending+=("$obj")
+  fi
+  if [ "$(jobs -rp | wc -l)" -ge "$(nproc)" ]; then wait -n; fi   # a failed compile stops here
+done
+for pid in $(jobs -p); do wait "$pid"; done                         # ... or here
+for obj in "${pending[@]:-}"; do [ -z "$obj" ] || mv -f "$obj.tmp" "$obj"; done
 if [ "$target" = ctests ]; then
   for src in "${harness[@]}"; do
     name=$(basename "$src" .c)

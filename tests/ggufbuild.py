@@ -32,8 +32,9 @@ _SCALAR_FMT = {UINT8: "<B", INT8: "<b", UINT16: "<H", INT16: "<h", UINT32: "<I",
                FLOAT32: "<f", BOOL: "<?", UINT64: "<Q", INT64: "<q", FLOAT64: "<d"}
 
 # ggml tensor types used here: (id, elements per block, bytes per block)
-F32, F16, Q4_0, Q8_0, Q2_K, BF16 = 0, 1, 2, 8, 10, 30
-TYPE_BLOCK = {F32: (1, 4), F16: (1, 2), Q4_0: (32, 18), Q8_0: (32, 34), Q2_K: (256, 84), BF16: (1, 2)}
+F32, F16, Q4_0, Q8_0, Q2_K, IQ4_NL, BF16 = 0, 1, 2, 8, 10, 20, 30
+TYPE_BLOCK = {F32: (1, 4), F16: (1, 2), Q4_0: (32, 18), Q8_0: (32, 34), Q2_K: (256, 84), IQ4_NL: (32, 18),
+              BF16: (1, 2)}
 
 GGUF_MAGIC = b"GGUF"
 
@@ -278,6 +279,15 @@ def q8_0_bytes(n_elements: int, seed: int = 0) -> bytes:
     blk = np.empty((nb, 34), np.uint8)
     blk[:, :2] = np.full(nb, 1e-3, np.float16).view(np.uint8).reshape(nb, 2)
     blk[:, 2:] = rng.integers(-127, 128, (nb, 32), dtype=np.int8).view(np.uint8)
+    return blk.tobytes()
+
+
+def iq4_nl_bytes(n_elements: int, seed: int = 0) -> bytes:
+    """Random IQ4_NL blocks (32 elements, 18 bytes: f16 d, 16 bytes of 4-bit codebook indices)."""
+    rng = np.random.default_rng(seed)
+    nb = n_elements // 32
+    blk = rng.integers(0, 256, (nb, 18), dtype=np.uint8)
+    blk[:, :2] = np.full(nb, 1e-3, np.float16).view(np.uint8).reshape(nb, 2)
     return blk.tobytes()
 
 

@@ -25,7 +25,7 @@ SHAPES = {
     # 8 query heads on 2 kv heads (a group of 4: score blocks span tokens), 3 layers
     "group4": dict(num_hidden_layers=3, num_attention_heads=8, num_key_value_heads=2, head_dim=16,
                    seed=2),
-    # head_dim 24 is no multiple of 16: the portable (non-SIMD) score and sum loops
+    # head_dim 24 is no multiple of 16: the scalar (plain C) score and sum loops
     "hd24": dict(num_attention_heads=4, num_key_value_heads=2, head_dim=24, seed=3),
 }
 N = 40

@@ -392,18 +392,18 @@ def test_every_test_gguf_validates(tmp_path, schema, make_tiny_model, tiny_chat_
              tiny_chat_gguf]
     gb.tiny_qwen3().write(tmp_path / "ggufbuild.gguf")
     gb.tiny_qwen3(arch="gpt2").write(tmp_path / "gpt2.gguf")
-    b = gb.tiny_qwen3(hidden_dim=256)
+    b = gb.tiny_qwen3()  # a tensor type qwen3c does not compute with (Q2_K it now does)
     t = b.tensor("blk.0.ffn_down.weight")
-    t.ttype, t.data = gb.Q2_K, gb.q2_k_bytes(256 * 32)
-    b.write(tmp_path / "q2_k.gguf")
-    paths += [tmp_path / "ggufbuild.gguf", tmp_path / "gpt2.gguf", tmp_path / "q2_k.gguf"]
+    t.ttype, t.data = gb.IQ4_NL, gb.iq4_nl_bytes(64 * 32)
+    b.write(tmp_path / "iq4_nl.gguf")
+    paths += [tmp_path / "ggufbuild.gguf", tmp_path / "gpt2.gguf", tmp_path / "iq4_nl.gguf"]
     if _smollm2() is not None:
         paths.append(_smollm2())
     for p in paths:
         for doc in (model_info(p), audit(p)):
             validate(doc, schema)
             assert doc["kind"] == "gguf" and doc["safe_to_load"] == (
-                p.name not in ("gpt2.gguf", "q2_k.gguf")), p
+                p.name not in ("gpt2.gguf", "iq4_nl.gguf")), p
     chat = model_info(tiny_chat_gguf)
     assert chat["tokenizer"]["vocab_size"] == 151936
     assert chat["special_tokens"]["im_end"] == {"id": 151645, "text": "<|im_end|>"}

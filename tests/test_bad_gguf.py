@@ -524,12 +524,22 @@ def test_other_architecture_is_unsupported(tmp_path):
 
 
 @sanitize
-def test_unsupported_tensor_type_q2_k(tmp_path):
+def test_unsupported_tensor_type_iq4_nl(tmp_path):
+    b = gb.tiny_qwen3()
+    t = b.tensor("blk.0.ffn_down.weight")
+    t.ttype, t.data = gb.IQ4_NL, gb.iq4_nl_bytes(64 * 32)
+    expect(qwen3c.UnsupportedModelError, build(tmp_path, b), r"IQ4_NL", r"blk\.0\.ffn_down\.weight")
+
+
+@sanitize
+def test_q2_k_tensor_is_supported(tmp_path):
+    # Q2_K (and Q3_K) compute through the exact float path: the file loads and runs.
     # hidden 256 so that ffn_down (ne = [256, 32]) is a whole number of Q2_K super-blocks
     b = gb.tiny_qwen3(hidden_dim=256)
     t = b.tensor("blk.0.ffn_down.weight")
     t.ttype, t.data = gb.Q2_K, gb.q2_k_bytes(256 * 32)
-    expect(qwen3c.UnsupportedModelError, build(tmp_path, b), r"Q2_K", r"blk\.0\.ffn_down\.weight")
+    with qwen3c.Model(str(build(tmp_path, b)), n_ctx=16) as m:
+        assert np.isfinite(m.forward([1, 2, 3])).all()
 
 
 @sanitize

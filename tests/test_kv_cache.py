@@ -8,8 +8,9 @@ The f16 engine must compute "the float32 model with K and V rounded to float16":
 with transformers running exactly that (its eager attention on key and value states rounded to
 float16), and with the f32 cache, where the f16 rounding shows (measured numbers printed with
 -s, quoted in docs/precision.md). The conversion itself (qwen3c_float_to_half) is checked
-against numpy. The portable build reruns this file (tools/run_tests.sh), so its scalar
-conversions are exercised too; the tests marked `sanitize` run again under ASan + UBSan.
+against numpy. tools/run_tests.sh reruns this file under the lower CPU tiers (QWEN3C_CPU), so
+its scalar conversions are exercised too; the tests marked `sanitize` run again under ASan +
+UBSan.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ N_TOKENS = 40
 sanitize = pytest.mark.sanitize  # rerun under ASan + UBSan by tools/run_tests.sh
 
 # tiny Qwen3 shapes: the default (GQA, head_dim 32: the AVX-512 kernels) and head_dim 24 (not a
-# multiple of 16: the portable attention loops, also in an AVX-512 build)
+# multiple of 16: the scalar attention loops, also on the avx512 tier)
 SHAPES = {"hd32": {}, "hd24": dict(head_dim=24, seed=5)}
 
 
@@ -157,7 +158,7 @@ def test_f16_token_by_token_equals_batched(tiny):
 
 def test_f16_prefill_and_decode_round_identically(make_tiny_model):
     """Where prefill and decode compute bit-identical keys and values (Q8_0 weights: the exact
-    integer q24 kernels, or the portable build's scalar ones), f16 keeps them identical."""
+    integer q24 kernels, or the scalar tier's f32 ones), f16 keeps them identical."""
     path = make_tiny_model(out_type="q8_0", seed=3)[1]
     toks = tokens_for(256)
     b32, s32 = _batched_and_steps(path, "f32", toks, activations="q24")

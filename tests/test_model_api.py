@@ -131,7 +131,7 @@ CALLS = {"forward": ([1],), "forward_trace": ([1],), "encode": ("hi",), "decode"
          "lm_head": (np.zeros(64, dtype=np.float32),), "rewind_point": (0,), "checkpoint": ()}
 PROPERTIES = {"config", "activations", "kv_cache", "packed_bytes", "n_tokens_forwarded",
               "metadata", "tensors", "chat_template", "tokenizer", "special_tokens",
-              "default_session", "n_past", "checkpoints"}
+              "default_session", "n_past", "checkpoints", "cpu_tier"}
 
 
 def test_everything_but_path_raises_after_close(tiny_chat_gguf):

@@ -7,6 +7,9 @@ qwen3c.Model and by PyTorch (float32, eager attention), and their logits compare
   F16/BF16/Q8_0  PyTorch runs the SAME rounded weights (dequantized back out of the GGUF with
                  gguf.quants), so only the arithmetic is compared: <= 3e-3 (F16/BF16),
                  <= 1e-2 (Q8_0) relative, the bounds llama.cpp meets on such files
+  K-quant files  (Q4_K / Q5_K / Q6_K through the default q24 path, Q2_K / Q3_K through the
+                 float path; written by tests/kquants.py) the same: PyTorch on the file's own
+                 dequantized weights, <= the Q8_0 bound, with the tied LM head a Q6_K table
   token by token == one batched call; a prefill then a continuation == one pass
 
 A small numpy forward pass (`numpy_forward`) that reads the GGUF directly is a second,
@@ -259,6 +262,59 @@ def test_quantized_logits_match_rounded_transformers(make_tiny_model, shape, out
           f"err {err:.2e} (bound {QUANT_BOUNDS[out_type]:.0e}); vs the unrounded model "
           f"{vs_f32:.2e}; argmax agreement {agree:.3f}")
     assert err <= QUANT_BOUNDS[out_type]
+
+
+# ---- K-quants: the same comparison on files made of K-quant super-blocks ----------------------
+
+# dims that are whole 256-element super-blocks (hidden 256, ffn 512, 4 heads x 64, vocab 512),
+# tied embeddings: the LM head is the token table, as in Qwen3-0.6B
+KQ_SHAPE = dict(hidden_size=256, intermediate_size=512, num_attention_heads=4, num_key_value_heads=2,
+                head_dim=64, vocab_size=512, seed=5)
+KQ_MIXES = {
+    # llama.cpp's Q4_K_M: Q4_K, with Q6_K for attn_v / ffn_down (some layers) and the embeddings
+    "q4_k_m": lambda n: "Q6_K" if ("attn_v" in n or "ffn_down" in n or n == "token_embd.weight") else "Q4_K",
+    "q5_k": lambda n: "Q6_K" if n == "token_embd.weight" else "Q5_K",
+    "q6_k": lambda n: "Q6_K",
+    # Q2_K / Q3_K run through the exact float path (dequantize + float32 dot products)
+    "q3_k_q2_k": lambda n: "Q6_K" if n == "token_embd.weight" else ("Q3_K" if "attn" in n else "Q2_K"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _kquant_file(f32_path, mix):
+    from kquants import requantize_gguf
+    out = str(f32_path).replace("_f32.gguf", f"_{mix}.gguf")
+    types = requantize_gguf(f32_path, out, KQ_MIXES[mix])
+    assert types["token_embd.weight"] == "Q6_K" and "output.weight" not in types
+    return out
+
+
+@pytest.mark.parametrize("mix", list(KQ_MIXES))
+def test_kquant_logits_match_rounded_transformers(make_tiny_model, mix):
+    overrides = dict(KQ_SHAPE)
+    hf_dir, f32_path = make_tiny_model("f32", seed=overrides.pop("seed"), **overrides)
+    path = _kquant_file(str(f32_path), mix)
+    tokens = tokens_for(KQ_SHAPE["vocab_size"], seed=6)
+    ref = torch_logits(torch_model_with_gguf_weights(hf_dir, path), tokens)
+    got = run_qwen3c(path, tokens)                        # default: q24 / q24k where supported
+    exact = run_qwen3c(path, tokens, activations="f32")   # the float reference path
+    err, err_f32 = rel_err(got, ref), rel_err(exact, ref)
+    vs_f32 = rel_err(got, hf_logits(hf_dir, tokens))      # for information: the cost of rounding
+    agree = float((got.argmax(-1) == ref.argmax(-1)).mean())
+    print(f"{mix.upper()} qwen3c vs transformers on the same weights: rel max err {err:.2e} "
+          f"(float path {err_f32:.2e}, bound {QUANT_BOUNDS['q8_0']:.0e}); vs the unrounded model "
+          f"{vs_f32:.2e}; argmax agreement {agree:.3f}")
+    assert err <= QUANT_BOUNDS["q8_0"] and err_f32 <= QUANT_BOUNDS["q8_0"]
+    # the default path is float32-level: as close as the float path, and both far inside the bound
+    assert err <= 1e-4 and err_f32 <= 1e-4
+    # every Q4_K / Q5_K / Q6_K matrix is packed for the q24 kernels (on the tiers that run them),
+    # the tied Q6_K LM head too; Q2_K / Q3_K ones stay in the file (float path)
+    kbytes = sum(int(t.n_bytes) for t in gguf.GGUFReader(path).tensors
+                 if t.tensor_type.name in ("Q4_K", "Q5_K", "Q6_K"))
+    with qwen3c.Model(path, n_ctx=16) as m:
+        packed = m.packed_bytes
+    if qwen3c.cpu_info()["tier"] not in ("sse", "scalar"):
+        assert kbytes <= packed <= kbytes * 1.03 + 64 * 32
 
 
 # ---- KV cache: incremental == batched -------------------------------------------------------

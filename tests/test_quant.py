@@ -27,6 +27,8 @@ TYPES = {
     "Q4_1": (32, 20, (0, 2)),
     "Q5_0": (32, 22, (0,)),
     "Q5_1": (32, 24, (0, 2)),
+    "Q2_K": (256, 84, (80, 82)),
+    "Q3_K": (256, 110, (108,)),
     "Q4_K": (256, 144, (0, 2)),
     "Q5_K": (256, 176, (0, 2)),
     "Q6_K": (256, 210, (208,)),
@@ -244,7 +246,9 @@ def extreme_q8_weights(n, d):
 
 # ---- bad input ----------------------------------------------------------------------------------
 
-QUANT_PATH_UNSUPPORTED = ["F32", "F16", "BF16", "Q5_0", "Q5_1", "Q4_K", "Q6_K"]
+QUANT_PATH_UNSUPPORTED = ["F32", "F16", "BF16", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q6_K"]
+# q24 also computes with Q4_K / Q5_K / Q6_K (the q24k kernels)
+Q24_UNSUPPORTED = ["F32", "F16", "BF16", "Q5_0", "Q5_1", "Q2_K", "Q3_K"]
 
 
 def check_unsupported_type(fn, tname, path):
@@ -291,7 +295,7 @@ def test_bad_sizes_raise():
         _native.dequantize("Q9_9", bytes(8), 2)
 
 
-@pytest.mark.parametrize("type_id", [9, 10, 11, 15, 16, 99, -1])
+@pytest.mark.parametrize("type_id", [9, 15, 16, 20, 23, 99, -1])  # Q8_1, Q8_K, IQ2_XXS, IQ4_NL, IQ4_XS
 def test_unsupported_types_raise(type_id):
     from qwen3c.errors import UnsupportedModelError
     with pytest.raises(UnsupportedModelError, match="not supported"):

@@ -9,7 +9,7 @@ tot = fma(f, dw * dx, tot) (+ fma(m_w, sum x, tot) for Q4_1). Checked:
       a signed byte) and exact integer block sums, combined in float64: equal up to float32
       rounding (<= 2e-6 of sum |dw dx| |w| |v| + |m| |x|; measured <= 1.1e-7); and against a
       float32 emulation of the header's exact steps (correctly rounded FMAs): bit for bit (Q4_1
-      when sum x is exact in any order), which the AVX-512 VNNI and the portable build must
+      when sum x is exact in any order), which every CPU tier (QWEN3C_CPU: avx512 VNNI ... scalar) must
       both meet;
   (2) n_tok 1..9, 17, 64 (decode, the 4-token prefill tile and its remainders 1-3) on row
       counts that are and are not multiples of the 16-row groups: every token of a batch equals
@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 from qwen3c import _native
-from test_quant import (QUANT_PATH_UNSUPPORTED, check_matmul_size_errors, check_relative_error,
+from test_quant import (Q24_UNSUPPORTED, check_matmul_size_errors, check_relative_error,
                         check_unsupported_type, extreme_nibble_weights,
                         extreme_q8_weights, random_weights)
 from test_quant_int8 import weight_parts
@@ -216,7 +216,7 @@ def test_matches_reference_arithmetic(tname):
 @pytest.mark.parametrize("tname", Q24)
 def test_bit_exact_float32_emulation(tname):
     """Every float step as the header says (float(iml) rounded, fma, dw * dx in float32, fma):
-    the output is the emulation's bit for bit, on whichever build (VNNI or portable) is loaded."""
+    the output is the emulation's bit for bit, on whichever CPU tier runs (QWEN3C_CPU)."""
     rng = np.random.default_rng(250 + Q24.index(tname))
     for d, n, n_tok in [(1, 32, 1), (17, 512, 5), (50, 32 * 37, 3), (16, 3072, 2)]:
         raw = random_weights(tname, d, n, rng)
@@ -443,6 +443,6 @@ def test_bad_sizes_raise():
     check_matmul_size_errors(_native.matmul_q24)
 
 
-@pytest.mark.parametrize("tname", QUANT_PATH_UNSUPPORTED)
+@pytest.mark.parametrize("tname", Q24_UNSUPPORTED)
 def test_unsupported_types_raise(tname):
     check_unsupported_type(_native.matmul_q24, tname, "q24")

@@ -203,10 +203,12 @@ def test_float_path_precision(model, prompt_ids, reference):
     np.testing.assert_array_equal(ours.argmax(-1), ref.argmax(-1))
 
 
-@pytest.mark.parametrize("activations, bound, min_agree", [("q16", 5e-3, 1.0), ("q8", 6e-2, 0.9)])
+@pytest.mark.parametrize("activations, bound, min_agree", [("q16", 5e-3, 1.0), ("q8", 1e-1, 0.9)])
 def test_opt_in_paths_precision(model, prompt_ids, reference, activations, bound, min_agree):
     """The opt-in quantized-activation paths on the same prompt: docs/precision.md quotes these
-    numbers (q16 measured 1.3e-3 / 100 %, q8 3.7e-2 / 93.8 %, as llama.cpp)."""
+    numbers (q16 measured 4e-4 .. 1.3e-3 / 100 %, q8 3.7e-2 .. 7.9e-2 / >= 93.8 %, as llama.cpp).
+    8-bit activations turn float32 rounding differences (FMA or not, summation order: they vary
+    with the CPU tier, QWEN3C_CPU) into whole quantization steps, hence q8's range."""
     ref, _ = reference
     with qwen3c.Model(model.path, n_ctx=256, activations=activations) as m:
         ours = m.forward(prompt_ids, pos=0, all_logits=True).astype(np.float64)

@@ -10,10 +10,11 @@ this package is a thin layer over it (see docs/c_vs_transformers.md for the map)
 from .errors import (ChatTemplateError, ContextOverflowError, InvalidArgumentError,
                      ModelFileNotFoundError, ModelFormatError, ModelIOError,
                      ModelNotAvailableError, OutOfMemoryError, Qwen3cError, UnsafeModelError,
-                     UnsupportedModelError)
+                     UnsupportedCPUError, UnsupportedModelError)
 from .model import Model, ModelConfig
 from .sampler import Sampler
 from .chat import Chat, chat  # binds qwen3c.chat to the function, not the submodule
+from .system import cpu_info
 
 
 def _version() -> str:
@@ -41,6 +42,6 @@ __version__ = _version()
 __all__ = ["Model", "ModelConfig", "Qwen3cError", "ModelFormatError", "UnsupportedModelError",
            "ContextOverflowError", "ModelNotAvailableError", "InvalidArgumentError", "ModelIOError",
            "OutOfMemoryError", "UnsafeModelError", "ChatTemplateError", "ModelFileNotFoundError",
-           "Sampler", "Chat", "chat"]
+           "UnsupportedCPUError", "Sampler", "Chat", "chat", "cpu_info"]
 
 

@@ -276,10 +276,12 @@ def _chat_main(argv) -> int:
     with Model(path, n_ctx=args.ctx, n_threads=args.threads, activations=args.activations,
                kv_cache=args.kv_cache) as model:
         if args.verbose:
+            from .system import threads_text
             c = model.config
             sys.stderr.write(f"[{path}: {c.arch}, {c.n_layers} layers, dim {c.dim}, "
                              f"vocab {c.vocab_size}, n_ctx {c.n_ctx} ({model.kv_cache} KV cache), "
-                             f"{c.n_threads} threads, loaded in {time.perf_counter() - t0:.2f} s]\n")
+                             f"{threads_text(c.n_threads)}, {model.cpu_tier} kernels, "
+                             f"loaded in {time.perf_counter() - t0:.2f} s]\n")
         thinking = args.thinking
         if thinking and thinking_switch(model) is False:
             sys.stderr.write(f"[{NO_THINKING_MODE}: --thinking on changes nothing]\n")

@@ -12,7 +12,7 @@ import numpy as np
 from ._qwen3c import ffi, lib
 from .errors import (ContextOverflowError, InvalidArgumentError, ModelFileNotFoundError,
                      ModelFormatError, ModelIOError, OutOfMemoryError, Qwen3cError,
-                     UnsupportedModelError)
+                     UnsupportedCPUError, UnsupportedModelError)
 from .util import plural
 
 ERR_SIZE = 1024
@@ -44,6 +44,8 @@ def _raise(status: int, err: _Err, **extra):
         raise ModelIOError(msg)
     if status == lib.QWEN3C_ERR_NOMEM:
         raise OutOfMemoryError(msg)
+    if status == lib.QWEN3C_ERR_CPU:
+        raise UnsupportedCPUError(msg)
     raise Qwen3cError(f"{msg} (status {status})")
 
 
@@ -256,6 +258,11 @@ def forward(ctx_ptr, tokens, pos: int, vocab_size: int, all_logits: bool, n_ctx:
     return (logits, hidden) if trace else logits
 
 
+def model_cpu_tier(ptr) -> str:
+    """The kernel tier the model computes with ("avx512", "avx2", "sse", "neon", "scalar", ...)."""
+    return ffi.string(lib.qwen3c_model_cpu_tier(ptr)).decode()
+
+
 def gated_delta_rule(state, q, k, v, g, beta, chunked: bool):
     """qwen3c_gated_delta_rule on float32 numpy arrays: returns (new state, out)."""
     state = np.array(state, dtype=np.float32, order="C")
@@ -315,6 +322,27 @@ def lm_head(ctx_ptr, hidden, dim: int, vocab_size: int) -> np.ndarray:
 
 def type_name(t: int) -> str:
     return ffi.string(lib.qwen3c_type_name(t)).decode()
+
+
+# ---- CPU tiers and threads (csrc/cpu.c) -----------------------------------------------------
+
+def cpu_info() -> dict:
+    """What this machine and build run (qwen3c_cpu_info_get): the CPU features qwen3c looks for,
+    the kernel tiers built in, the best tier, the tier a model loaded now gets (None, with the
+    reason in "error", when QWEN3C_CPU is refused), OpenMP and the processor count."""
+    info = ffi.new("qwen3c_cpu_info *")
+    err = _Err()
+    rc = lib.qwen3c_cpu_info_get(info, err.buf, ERR_SIZE)
+
+    def text(name):
+        return ffi.string(getattr(info, name)).decode("utf-8", "replace")
+
+    return {"features": text("features").split(), "tiers": text("tiers").split(),
+            "best": text("best"), "tier": text("tier") or None,
+            "requested": text("requested") or None,
+            "error": err.text() if rc != lib.QWEN3C_OK else None,
+            "openmp": bool(info.openmp), "n_procs": int(info.n_procs),
+            "compiler": text("compiler")}
 
 
 # ---- tokenizer -----------------------------------------------------------------------------
@@ -543,7 +571,7 @@ def sampler_sample(handle, logits: np.ndarray) -> int:
 # ---- kernels (tests) -----------------------------------------------------------------------
 
 TYPE_IDS = {"F32": 0, "F16": 1, "Q4_0": 2, "Q4_1": 3, "Q5_0": 6, "Q5_1": 7, "Q8_0": 8,
-            "Q4_K": 12, "Q5_K": 13, "Q6_K": 14, "BF16": 30}
+            "Q2_K": 10, "Q3_K": 11, "Q4_K": 12, "Q5_K": 13, "Q6_K": 14, "BF16": 30}
 
 
 def _type_id(t) -> int:
@@ -669,13 +697,15 @@ def matmul_q16(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
 # ---- q24 kernels (tests) ----
 
 Q24_TYPES = ("Q8_0", "Q4_0", "Q4_1")
+Q24K_TYPES = ("Q4_K", "Q5_K", "Q6_K")  # the same path, q24k kernels
 
 
 def matmul_q24(t, w_data, x, d: int, n_threads: int = 1) -> np.ndarray:
     """Like `matmul`, through the q24 path (W packed into 16-row groups, x quantized to 24-bit
     blocks of 32): the default arithmetic of the forward pass for these types.
 
-    x (n_tok, n) or (n,) float32; W of type t (Q8_0 / Q4_0 / Q4_1) has shape (d, n).
+    x (n_tok, n) or (n,) float32; W of type t (Q8_0 / Q4_0 / Q4_1 / Q4_K / Q5_K / Q6_K) has
+    shape (d, n).
     Returns float32 (n_tok, d), or (d,) for a 1-D x."""
     return _matmul_via(lib.qwen3c_matmul_q24, t, w_data, x, d, n_threads)
 

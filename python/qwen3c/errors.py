@@ -38,6 +38,11 @@ class UnsupportedModelError(Qwen3cError):
     """A valid file that uses an architecture, tensor type or tokenizer qwen3c does not run."""
 
 
+class UnsupportedCPUError(Qwen3cError, RuntimeError):
+    """QWEN3C_CPU names a kernel tier that is unknown, not in this build, or that this CPU
+    cannot run (the message lists the tiers it can)."""
+
+
 class ContextOverflowError(Qwen3cError):
     """The tokens do not fit in the context window (n_ctx).
 

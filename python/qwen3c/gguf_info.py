@@ -361,19 +361,27 @@ def run_cli(fn, argv, prog: str) -> int:
 
 
 def _info(argv):
+    from .system import cpu_info, describe
     ap = argparse.ArgumentParser(
         prog="qwen3c info",
         description="Describe a GGUF file: validated by qwen3c's own reader and loaded once "
-                    "(nothing is run). Exit status 1 for a malformed or unreadable file.")
-    ap.add_argument("path", help="GGUF file")
+                    "(nothing is run), and this machine: the CPU kernel tier, features, "
+                    "threads. Without a file: this machine only. Exit status 1 for a malformed "
+                    "or unreadable file.")
+    ap.add_argument("path", nargs="?", help="GGUF file")
     ap.add_argument("--json", action="store_true",
-                    help="print the model context document (docs/model_context_schema.json)")
+                    help="print the model context document (docs/model_context_schema.json); "
+                         "without a file: qwen3c.cpu_info()")
     args = ap.parse_args(argv)
+    if args.path is None:
+        print(json.dumps(cpu_info(), indent=1) if args.json else describe())
+        return 0
     info = model_info(args.path)
     if args.json:
         print(json.dumps(info, ensure_ascii=False, indent=1))
     else:
         print(format_info(info))
+        print(describe())
     return 0
 
 

@@ -68,7 +68,7 @@ _H = "csrc/qwen3c.h"
 _I = "csrc/internal.h"
 _F = "csrc/forward.c"
 _Q = "csrc/forward_qwen35.c"
-_D = "csrc/deltanet.c"
+_D = "csrc/kernels/deltanet_scalar.c"  # per CPU tier: the same file compiled with its flags
 
 
 def _cfg(concept, field, hf_attr, gguf, note=""):
@@ -244,8 +244,9 @@ ROWS: Tuple[Row, ...] = (
         note="pairs i with i + head_dim/2"),
     Row("compute", "attention (causal, grouped-query)", "attention", "function", _F,
         ("modeling:eager_attention_forward", "modeling:repeat_kv"), None),
-    Row("compute", "softmax", "softmax", "function", _F,
-        ("modeling:nn.functional.softmax",), None),
+    Row("compute", "softmax", "softmax", "function", "csrc/kernels/nn_scalar.c",
+        ("modeling:nn.functional.softmax",), None,
+        note="per CPU tier: kernels/nn_<tier>.c; this is the plain C one"),
     Row("compute", "SwiGLU MLP activation", "swiglu", "function", _F,
         ("modeling:Qwen3MLP.forward",), None, hf_local="act_fn",
         note="silu(gate) * up"),

@@ -92,10 +92,12 @@ class Model:
             types always use float32):
             "q24" (default): x rounded to 24-bit fixed point per block of 32 values (a step of
             about the float32 ulp of the block's largest value), exact integer dot products
-            against a packed copy of the weights (AVX-512 VNNI): float32-level precision
-            (SmolLM2 Q4_1: 3e-6 of the float32 reference) at memory speed. Without an AVX-512
-            VNNI build it runs as "f32". The weights are copied once at load into huge pages
-            (F32 / F16 / BF16 matrices too, as they are: faster decode for float files);
+            against a packed copy of the weights (x86 vpdpbusd or vpmaddubsw; arm64 sdot /
+            smmla): float32-level precision (SmolLM2 Q4_1: 3e-6 of the float32 reference) at
+            memory speed. On the kernel tiers without SIMD integer dot products ("sse",
+            "neon-nodot", "scalar") it runs as "f32". The weights are copied once at load into
+            huge pages (F32 / F16 / BF16 matrices too, as they are: faster decode for float
+            files);
             "f32": float32 x against the stored weight blocks, exact up to float32 rounding
             (3e-6 on SmolLM2), compute-bound; nothing is copied: the weights stay mmapped
             (as with "q16" / "q8");
@@ -161,6 +163,7 @@ class Model:
             raise
         self._config = self._default_session.config
         self._packed_bytes = _native.model_packed_bytes(self._model)
+        self._cpu_tier = _native.model_cpu_tier(self._model)
         self._tokenizer = None
         self._metadata = None
 
@@ -175,8 +178,12 @@ class Model:
     kv_cache = _loaded("_kv_cache", 'The default sessions\' KV cache element type ("f32" or '
                                     '"f16").')
     packed_bytes = _loaded("_packed_bytes", "Bytes of weights copied at load into huge pages "
-                           "(q24 only; Q8_0 / Q4_0 / Q4_1 matrices only with AVX-512 VNNI "
-                           "kernels); 0: the weights are read from the mapped file.")
+                           "(q24 only; Q8_0 / Q4_0 / Q4_1 / K-quant matrices only on the avx512, "
+                           "avx2, neon and neon-i8mm tiers); 0: the weights are read from the "
+                           "mapped file.")
+    cpu_tier = _loaded("_cpu_tier", 'The CPU kernel tier this model computes with ("avx512", '
+                       '"avx2", "sse", "neon-i8mm", "neon", "neon-nodot", "scalar"): the best '
+                       "this CPU runs, or QWEN3C_CPU's (qwen3c.cpu_info() has the details).")
 
     # ---- lifetime ----------------------------------------------------------------------
     def close(self) -> None:

@@ -8,9 +8,32 @@
  * metadata part) from a temporary file. Each load must return a status (never crash, never
  * read out of bounds) and, when it fails, leave a non-empty error message; nothing may leak.
  */
+#ifdef _WIN32
+#define WIN32_LEAN_AND_MEAN
+#include <windows.h>
+#else
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 200809L /* mkstemp */
+#endif
 #include <unistd.h>
+#endif
 
 #include "testutil.h"
+
+/* A new empty temporary file's name in path (MAX_PATH = 260 bytes at least); 0 on success. */
+static int make_temp_file(char *path, size_t size) {
+#ifdef _WIN32
+    char dir[MAX_PATH];
+    if (size < MAX_PATH || !GetTempPathA(sizeof dir, dir)) return -1;
+    return GetTempFileNameA(dir, "q3c", 0, path) ? 0 : -1;
+#else
+    snprintf(path, size, "/tmp/qwen3c_test_gguf_XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0) return -1;
+    close(fd);
+    return 0;
+#endif
+}
 
 /* tiny dims: dim 32, hidden 64, 2 heads, 1 kv head, head_dim 16, vocab 64, 1 layer */
 enum { DIM = 32, HID = 64, NH = 2, NKV = 1, HD = 16, VOCAB = 64, ALIGN = 32 };
@@ -37,29 +60,11 @@ static const TensorSpec TENSORS[] = {
 /* Returns the image; *meta_end = where the tensor data section starts. */
 static Buf make_model_image(size_t *meta_end) {
     Buf b = {0};
-    put(&b, "GGUF", 4);
-    put_u32(&b, 3);
-    put_u64(&b, N_TENSORS);
-    put_u64(&b, 11);
-    kv_str(&b, "general.architecture", "qwen3");
-    kv_u32(&b, "qwen3.block_count", 1);
-    kv_u32(&b, "qwen3.context_length", 128);
-    kv_u32(&b, "qwen3.embedding_length", DIM);
-    kv_u32(&b, "qwen3.feed_forward_length", HID);
-    kv_u32(&b, "qwen3.attention.head_count", NH);
-    kv_u32(&b, "qwen3.attention.head_count_kv", NKV);
-    kv_u32(&b, "qwen3.attention.key_length", HD);
-    kv_f32(&b, "qwen3.rope.freq_base", 1e6f);
-    kv_f32(&b, "qwen3.attention.layer_norm_rms_epsilon", 1e-6f);
-    kv_u32(&b, "general.alignment", ALIGN);
+    qwen3_header(&b, N_TENSORS, 1, 128, DIM, HID, NH, NKV, HD, ALIGN);
     uint64_t offset = 0;
     for (size_t i = 0; i < N_TENSORS; i++) {
         const TensorSpec *t = &TENSORS[i];
-        put_str(&b, t->name, strlen(t->name));
-        put_u32(&b, (uint32_t)t->n_dims);
-        for (int d = 0; d < t->n_dims; d++) put_u64(&b, t->ne[d]);
-        put_u32(&b, QWEN3C_TYPE_F32);
-        put_u64(&b, offset);
+        tensor_info(&b, t->name, t->n_dims, t->ne[0], t->ne[1], QWEN3C_TYPE_F32, offset);
         uint64_t bytes = t->ne[0] * (t->n_dims > 1 ? t->ne[1] : 1) * 4;
         offset += (bytes + ALIGN - 1) / ALIGN * ALIGN;
     }
@@ -153,10 +158,8 @@ static int load_image(const uint8_t *p, size_t n, const char *path, char *err, s
 }
 
 int main(void) {
-    char path[] = "/tmp/qwen3c_test_gguf_XXXXXX";
-    int fd = mkstemp(path);
-    if (fd < 0) { perror("mkstemp"); return 1; }
-    close(fd);
+    char path[512];
+    if (make_temp_file(path, sizeof path) != 0) { perror("temporary file"); return 1; }
     char err[512];
     size_t meta_end;
     Buf img = make_model_image(&meta_end);
@@ -258,7 +261,7 @@ int main(void) {
 
     free(copy);
     free(img.p);
-    unlink(path);
+    remove(path);
     printf("test_gguf: %d corrupted images, %d rejected, %d checks failed\n", n_cases, n_failed, failures);
     return failures ? 1 : 0;
 }

@@ -40,7 +40,7 @@ static Buf make_image(const char *pre) {
     put_u64(&b, 6);  /* kv */
     kv_str(&b, "tokenizer.ggml.model", "gpt2");
     kv_str(&b, "tokenizer.ggml.pre", pre);
-    const char *extra[] = {"ab", "abc", "\xc4\xa0" "a", "<|ctl|>", "<u>"};
+    const char *extra[] = {"ab", "abc", ("\xc4\xa0" "a"), "<|ctl|>", "<u>"};
     put_str(&b, "tokenizer.ggml.tokens", strlen("tokenizer.ggml.tokens"));
     put_u32(&b, GGUF_TYPE_ARRAY); put_u32(&b, GGUF_TYPE_STRING); put_u64(&b, 261);
     for (int c = 0; c < 256; c++) { char s[2]; size_t n = byte_spelling(c, s); put_str(&b, s, n); }

@@ -1,5 +1,5 @@
 /*
- * deltanet.c -- the kernels of Qwen3.5's Gated DeltaNet layer (transformers: Qwen3_5GatedDeltaNet
+ * deltanet_scalar.c -- the kernels of Qwen3.5's Gated DeltaNet layer (transformers: Qwen3_5GatedDeltaNet
  * and the torch fallbacks it calls in modeling_qwen3_5.py):
  *
  *   causal_conv1d_silu          causal_conv1d_fn / causal_conv1d_update, then SiLU
@@ -17,14 +17,16 @@
  * Columns of S never interact, so the kernels work on column blocks that stay in L1.
  *
  * Plain C with `omp simd` on the loops over channels / value dimensions, one function per
- * kernel, so that per-CPU-tier versions can replace them one to one.
+ * kernel (the DeltaNetKernels table, kernels.h), so that per-CPU-tier versions can replace them
+ * one to one. None is hand-written yet: every tier compiles this file with its own flags
+ * (SSE4.2: 4 lanes; AVX2: 8; AVX-512: 16; NEON), which is what makes it fast.
  * Shapes: see the legend at the top of internal.h (HK, HV, CD, K).
  */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "internal.h"
+#include "kernels.h"
 
 #define DN_COLS 32 /* columns of S (value dims) per block: HK x 32 floats = 16 KB, L1-sized */
 
@@ -33,8 +35,8 @@ static inline float silu(float x) { return x / (1.0f + expf_simd(-x)); }
 /* ---------------------------------------------------------------------------------------
  * The short causal convolution over time, per channel (depthwise), with its rolling state
  * ------------------------------------------------------------------------------------- */
-void causal_conv1d_silu(float *out, const float *x, float *state, const float *w, int n, int K,
-                        int CD, int c0, int c1) {
+static void causal_conv1d_silu(float *out, const float *x, float *state, const float *w, int n, int K,
+                               int CD, int c0, int c1) {
     enum { CB = 256 }; /* channels per block */
     for (int cb = c0; cb < c1; cb += CB) {
         const int nc = c1 - cb < CB ? c1 - cb : CB;
@@ -64,7 +66,7 @@ void causal_conv1d_silu(float *out, const float *x, float *state, const float *w
 /* ---------------------------------------------------------------------------------------
  * Norms
  * ------------------------------------------------------------------------------------- */
-void l2norm_scaled(float *x, int n, float scale) {
+static void l2norm_scaled(float *x, int n, float scale) {
     float ss = 0.0f;
 #pragma omp simd reduction(+ : ss)
     for (int i = 0; i < n; i++) ss += x[i] * x[i];
@@ -73,7 +75,7 @@ void l2norm_scaled(float *x, int n, float scale) {
     for (int i = 0; i < n; i++) x[i] = x[i] * inv * scale;
 }
 
-void rmsnorm_gated(float *x, const float *gate, const float *weight, int n, float eps) {
+static void rmsnorm_gated(float *x, const float *gate, const float *weight, int n, float eps) {
     float ss = 0.0f;
 #pragma omp simd reduction(+ : ss)
     for (int i = 0; i < n; i++) ss += x[i] * x[i];
@@ -150,9 +152,9 @@ delta_rule_cols(const int NJ, float *S, int HV, int HK, float *o, int o_stride, 
     }
 }
 
-void gated_delta_rule_recurrent(float *S, float *o, int o_stride, const float *q, const float *k,
-                                int qk_stride, const float *v, int v_stride, const float *g,
-                                const float *beta, int gb_stride, int n, int HK, int HV) {
+static void gated_delta_rule_recurrent(float *S, float *o, int o_stride, const float *q, const float *k,
+                                       int qk_stride, const float *v, int v_stride, const float *g,
+                                       const float *beta, int gb_stride, int n, int HK, int HV) {
     for (int j0 = 0; j0 < HV; j0 += DN_COLS) { /* a block of columns of S, all tokens */
         const int nj = HV - j0 < DN_COLS ? HV - j0 : DN_COLS;
         if (nj == DN_COLS) /* the compiler keeps the vectors of a full block in registers */
@@ -177,14 +179,6 @@ void gated_delta_rule_recurrent(float *S, float *o, int o_stride, const float *q
  *   o_i   = exp(cum_i) q_i^T S + sum_{j<=i} (q_i . k_j) exp(cum_i - cum_j) v_new_j
  *   S     = exp(cum_last) S + sum_i exp(cum_last - cum_i) k_i v_new_i^T
  * ------------------------------------------------------------------------------------- */
-size_t delta_chunk_scratch(int HK, int HV) {
-    const size_t C = DELTA_CHUNK;
-    return C * C                 /* A: the UT system's lower triangle, then the decayed q . k */
-           + C * (size_t)HV      /* U: new_values, then v_new */
-           + 3 * C * (size_t)HK  /* W: k_cumdecay; the decayed queries and keys */
-           + 2 * C;              /* cum_decay and exp(cum_decay) */
-}
-
 static inline float dot(const float *a, const float *b, int n) {
     float s = 0.0f;
 #pragma omp simd reduction(+ : s)
@@ -253,9 +247,9 @@ chunk_cols(const int NJ, float *S, int HV, int HK, float *U, float *o, int o_str
     }
 }
 
-void gated_delta_rule_chunked(float *S, float *o, int o_stride, const float *q, const float *k,
-                              int qk_stride, const float *v, int v_stride, const float *g,
-                              const float *beta, int gb_stride, int n, int HK, int HV, float *scratch) {
+static void gated_delta_rule_chunked(float *S, float *o, int o_stride, const float *q, const float *k,
+                                     int qk_stride, const float *v, int v_stride, const float *g,
+                                     const float *beta, int gb_stride, int n, int HK, int HV, float *scratch) {
     const int C = DELTA_CHUNK;
     float *A = scratch, *U = A + (size_t)C * C, *W = U + (size_t)C * HV, *qd = W + (size_t)C * HK;
     float *kd = qd + (size_t)C * HK, *cum = kd + (size_t)C * HK, *ecum = cum + C;
@@ -318,22 +312,5 @@ void gated_delta_rule_chunked(float *S, float *o, int o_stride, const float *q, 
     }
 }
 
-/* ---------------------------------------------------------------------------------------
- * Public entry point for tests
- * ------------------------------------------------------------------------------------- */
-int qwen3c_gated_delta_rule(float *state, int hk, int hv, const float *q, const float *k,
-                            const float *v, const float *g, const float *beta, int n, float *out,
-                            int chunked, char *err, size_t err_size) {
-    if (!state || !q || !k || !v || !g || !beta || !out || hk < 1 || hv < 1 || n < 1 || hk > 4096 || hv > 4096)
-        return qwen3c_fail(err, err_size, QWEN3C_ERR_INVALID_ARG,
-                           "gated_delta_rule: NULL buffer or a size out of range (hk %d, hv %d, n %d)", hk, hv, n);
-    if (!chunked) {
-        gated_delta_rule_recurrent(state, out, hv, q, k, hk, v, hv, g, beta, 1, n, hk, hv);
-        return QWEN3C_OK;
-    }
-    float *scratch = malloc(delta_chunk_scratch(hk, hv) * sizeof(float));
-    if (!scratch) return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory");
-    gated_delta_rule_chunked(state, out, hv, q, k, hk, v, hv, g, beta, 1, n, hk, hv, scratch);
-    free(scratch);
-    return QWEN3C_OK;
-}
+const DeltaNetKernels TIER_TABLE(deltanet_kernels) = {causal_conv1d_silu, l2norm_scaled, gated_delta_rule_recurrent,
+                                                      gated_delta_rule_chunked, rmsnorm_gated};

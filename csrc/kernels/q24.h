@@ -1,0 +1,83 @@
+/*
+ * q24.h -- what the q24 kernel files share: the activation block and the packed record sizes
+ * (quant_q24.c documents the formats).
+ */
+#ifndef QWEN3C_Q24_H
+#define QWEN3C_Q24_H
+
+#include <float.h>
+#include <math.h>
+
+#include "kernels.h"
+
+#define QK 32           /* elements per block */
+#define GR 16           /* weight rows per packed group (one per int32 lane) */
+#define VMAX 8355711    /* 0x7F7F7F: the largest |v| with three signed-byte digits */
+
+/* One quantized activation block (128 bytes). */
+typedef struct {
+    float   d;          /* x ~= d * v */
+    float   sx;         /* float32 sum of the original x, in the halving order of q24_sum32 */
+    int32_t sh;         /* sum(h) */
+    int32_t sml;        /* 256 sum(m) + sum(l) */
+    int32_t q6k[4];     /* Q6_K's offset terms for its 16-element sub-blocks (quant_q24k.c):
+                           32 sum(h), 32 (256 sum(m) + sum(l)) over elements 0..15, then 16..31 */
+    int8_t  h[QK], m[QK], l[QK];
+} BlockQ24;
+
+/* Set o->q6k from the block's sums (o->sh, o->sml) and those of its first 16 elements. */
+static inline void q24_set_halves(BlockQ24 *o, int32_t sh0, int32_t sml0) {
+    o->q6k[0] = 32 * sh0, o->q6k[1] = 32 * sml0;
+    o->q6k[2] = 32 * (o->sh - sh0), o->q6k[3] = 32 * (o->sml - sml0);
+}
+
+/* The float32 sum of 32 values in the order every tier's quantize uses (a SIMD reduction's):
+ * a[i] += a[i + w] for w = 16, 8, 4, 2, 1, then a[0]. */
+static inline float q24_sum32(const float *x) {
+    float a[QK];
+    for (int i = 0; i < QK; i++) a[i] = x[i];
+    for (int w = QK / 2; w >= 1; w /= 2)
+        for (int i = 0; i < w; i++) a[i] += a[i + w];
+    return a[0];
+}
+
+/* Bytes of one packed record (16 rows x one block of 32 columns); 0 for other types. */
+static inline int q24_record_bytes(int type) {
+    switch (type) {
+    case QWEN3C_TYPE_Q8_0: return 32 + 8 * 64;
+    case QWEN3C_TYPE_Q4_0: return 32 + 4 * 64;
+    case QWEN3C_TYPE_Q4_1: return 64 + 4 * 64;
+    default: return 0;
+    }
+}
+
+static inline size_t q24_act_bytes(int n_tok, int64_t cols) {
+    return (size_t)n_tok * (size_t)(cols / QK) * sizeof(BlockQ24);
+}
+
+/* The block scale: d and 1/d from max|x| (bad = the block holds a NaN or an infinity). */
+static inline float q24_act_scale(float amax, int bad, float *id) {
+    float d = amax / (float)VMAX;
+    if (bad) { *id = 0.0f; return NAN; }
+    if (!(d >= FLT_MIN)) { *id = 0.0f; return 0.0f; }
+    *id = 1.0f / d;
+    return d;
+}
+
+#if defined(__AVX512F__) && defined(__AVX512VNNI__)
+#include <immintrin.h>
+/* acc += vpdpbusd(u, the 4 signed bytes at p broadcast): one instruction with an embedded
+ * broadcast of the memory operand (gcc otherwise issues a separate vpbroadcastd for each). */
+static inline __attribute__((always_inline)) __m512i dpbusd_bcast(__m512i acc, __m512i u, const int8_t *p) {
+#if defined(__GNUC__)
+    __asm__("vpdpbusd %2%{1to16%}, %1, %0" : "+v"(acc) : "v"(u), "m"(*(const int32_t *)(const void *)p));
+    return acc;
+#else
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_dpbusd_epi32(acc, u, _mm512_set1_epi32(v));
+#endif
+}
+#endif
+
+#endif /* QWEN3C_Q24_H */

@@ -1,0 +1,216 @@
+/*
+ * q24_avx2.c -- the q24 kernels for AVX2 CPUs (quant_q24.c has the format): the activation
+ * quantization, 8 lanes at a time, and Q8_0 / Q4_0 / Q4_1 x 24-bit activation blocks. A 64-byte
+ * chunk of a packed group (4 columns x 16 rows) is two ymm halves, rows 0-7 and 8-15; the byte
+ * dot products are avx2_common.h's DOTS (vpdpbusd with AVX-VNNI, else vpmaddubsw + vpmaddwd;
+ * Q8_0's bytes, up to 255, are then split into nibbles so that no int16 step can saturate).
+ * One half of a group at a time for up to TILE_T tokens (as q24k_avx2.c). The same numbers as
+ * q24_scalar.c.
+ */
+#include "avx2_common.h"
+#include "q24.h"
+
+#define TILE_T 4 /* tokens per batch tile: 12 accumulators + a chunk + a broadcast (16 ymm) */
+
+/* ---------------------------------------------------------------------------------------
+ * Activation quantization (the same numbers as q24_scalar.c's quantize_block)
+ * ------------------------------------------------------------------------------------- */
+static inline int32_t hsum_epi32(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+    return _mm_cvtsi128_si32(_mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1)));
+}
+
+static void quantize_block(const float *x, BlockQ24 *o) {
+    __m256 xv[4];
+    for (int k = 0; k < 4; k++) xv[k] = _mm256_loadu_ps(x + 8 * k);
+    /* NaN / inf: all exponent bits set; max |x| over the finite values */
+    const __m256 expo = _mm256_castsi256_ps(_mm256_set1_epi32(0x7f800000)), abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+    __m256 bad = _mm256_setzero_ps(), amax = _mm256_setzero_ps();
+    for (int k = 0; k < 4; k++) {
+        const __m256 e = _mm256_cmp_ps(_mm256_and_ps(xv[k], expo), expo, _CMP_EQ_OQ);
+        bad = _mm256_or_ps(bad, e);
+        amax = _mm256_max_ps(amax, _mm256_andnot_ps(e, _mm256_and_ps(xv[k], abs)));
+    }
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    /* sum x in q24_sum32's order: lanes i + 16, then i + 8, i + 4, i + 2, i + 1 */
+    const __m256 s16 = _mm256_add_ps(_mm256_add_ps(xv[0], xv[2]), _mm256_add_ps(xv[1], xv[3]));
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(s16), _mm256_extractf128_ps(s16, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    o->sx = _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
+    float id;
+    const int is_bad = _mm256_movemask_ps(bad) != 0;
+    o->d = q24_act_scale(_mm_cvtss_f32(m4), is_bad, &id);
+    if (is_bad) { /* d is NaN: zero digits, as the plain C */
+        memset(o->h, 0, 3 * QK);
+        o->sh = o->sml = 0;
+        q24_set_halves(o, 0, 0);
+        return;
+    }
+    const __m256i lo = _mm256_set1_epi32(-VMAX), hi = _mm256_set1_epi32(VMAX), bias = _mm256_set1_epi32(0x808080);
+    /* per 128-bit lane: bytes 0 (l), 1 (m), 2 (h) of each int32, grouped; then dwords reordered */
+    const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, -1, -1, -1, -1,
+                                          0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, -1, -1, -1, -1);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    __m256i sh = _mm256_setzero_si256(), sv = sh;
+    int32_t sh0 = 0, sml0 = 0;
+    for (int k = 0; k < 4; k++) {
+        __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(xv[k], _mm256_set1_ps(id))); /* nearest even */
+        v = _mm256_min_epi32(_mm256_max_epi32(v, lo), hi);
+        /* v = 65536 h + 256 m + l with signed digits: they are the bytes of (v + bias) ^ bias */
+        const __m256i w = _mm256_xor_si256(_mm256_add_epi32(v, bias), bias);
+        const __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(w, pick), order);
+        const __m128i lm = _mm256_castsi256_si128(b);
+        _mm_storel_epi64((__m128i *)(o->l + 8 * k), lm);
+        _mm_storel_epi64((__m128i *)(o->m + 8 * k), _mm_unpackhi_epi64(lm, lm));
+        _mm_storel_epi64((__m128i *)(o->h + 8 * k), _mm256_extracti128_si256(b, 1));
+        sh = _mm256_add_epi32(sh, _mm256_srai_epi32(_mm256_slli_epi32(w, 8), 24));
+        sv = _mm256_add_epi32(sv, v);
+        if (k == 1) sh0 = hsum_epi32(sh), sml0 = hsum_epi32(sv) - 65536 * sh0;
+    }
+    /* sh = sum(h); sml = 256 sum(m) + sum(l) = sum(v) - 65536 sh (all exact in int32) */
+    o->sh = hsum_epi32(sh);
+    o->sml = hsum_epi32(sv) - 65536 * o->sh;
+    q24_set_halves(o, sh0, sml0);
+}
+
+static void quantize(const float *x, int64_t i0, int64_t i1, void *xq) {
+    BlockQ24 *o = (BlockQ24 *)xq;
+    for (int64_t i = i0; i < i1; i++) quantize_block(x + i * QK, o + i); /* rows are whole blocks */
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Kernels
+ * ------------------------------------------------------------------------------------- */
+/* Q8_0's weight bytes u = w + 128 (0..255) against digits: DOTS, without AVX-VNNI as
+ * 16 * (high nibbles) + (low nibbles), each within DOTS' bounds. */
+#if defined(__AVXVNNI__)
+#define DOTS_Q8(acc, u0, s0, u1, s1) DOTS(acc, u0, s0, u1, s1)
+#else
+#define DOTS_Q8(acc, u0, s0, u1, s1)                                                                \
+    do {                                                                                            \
+        const __m256i m15_ = _mm256_set1_epi8(0x0f);                                                \
+        __m256i lo_ = _mm256_setzero_si256(), hi_ = lo_;                                            \
+        DOTS(lo_, _mm256_and_si256(u0, m15_), s0, _mm256_and_si256(u1, m15_), s1);                  \
+        DOTS(hi_, _mm256_and_si256(_mm256_srli_epi16(u0, 4), m15_), s0,                             \
+             _mm256_and_si256(_mm256_srli_epi16(u1, 4), m15_), s1);                                 \
+        (acc) = _mm256_add_epi32((acc), _mm256_add_epi32(lo_, _mm256_slli_epi32(hi_, 4)));          \
+    } while (0)
+#endif
+
+/* The weight integers of chunk c (0..7), half hf, of a block record's quants qp. */
+static inline __attribute__((always_inline)) __m256i chunk_u(const int TYPE, const uint8_t *qp, int c, int hf) {
+    if (TYPE == QWEN3C_TYPE_Q8_0) return _mm256_loadu_si256((const __m256i *)(qp + 64 * c + 32 * hf));
+    const __m256i raw = _mm256_loadu_si256((const __m256i *)(qp + 64 * (c & 3) + 32 * hf));
+    return _mm256_and_si256(c < 4 ? raw : _mm256_srli_epi16(raw, 4), _mm256_set1_epi8(0x0f));
+}
+
+/* Rows 8 hf .. 8 hf + 7 of one group x NT tokens over all nb blocks (see q24k_avx2.c's
+ * half_tile). */
+static inline __attribute__((always_inline)) void
+half_tile(const int TYPE, const int NT, int hf, const uint8_t *g, int64_t nb, const BlockQ24 *x,
+          int64_t x_stride, float *out, int64_t out_stride, int valid) {
+    const int q41 = TYPE == QWEN3C_TYPE_Q4_1, rb = q24_record_bytes(TYPE), row0 = 8 * hf;
+    const int off_shift = TYPE == QWEN3C_TYPE_Q8_0 ? 7 : 3; /* u = w + 128 / q4 = w + 8 */
+    _Alignas(32) float tot[TILE_T][8];
+    for (int t = 0; t < NT; t++) _mm256_store_ps(tot[t], _mm256_setzero_ps());
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = g + (size_t)b * (size_t)rb, *qp = p + (q41 ? 64 : 32);
+        const BlockQ24 *xb = x + b;
+        __m256i ah[TILE_T], am[TILE_T], al[TILE_T];
+        for (int t = 0; t < NT; t++) ah[t] = am[t] = al[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int c = 0; c < 8; c += DOT_STEP) {
+            const __m256i u0 = chunk_u(TYPE, qp, c, hf);
+            const __m256i u1 = DOT_STEP == 2 ? chunk_u(TYPE, qp, c + 1, hf) : u0;
+            (void)u1;
+            for (int t = 0; t < NT; t++) {
+                const BlockQ24 *xt = xb + t * x_stride;
+                if (TYPE == QWEN3C_TYPE_Q8_0) {
+                    DOTS_Q8(ah[t], u0, bcast4(xt->h + 4 * c), u1, bcast4(xt->h + 4 * c + 4));
+                    DOTS_Q8(am[t], u0, bcast4(xt->m + 4 * c), u1, bcast4(xt->m + 4 * c + 4));
+                    DOTS_Q8(al[t], u0, bcast4(xt->l + 4 * c), u1, bcast4(xt->l + 4 * c + 4));
+                } else {
+                    DOTS(ah[t], u0, bcast4(xt->h + 4 * c), u1, bcast4(xt->h + 4 * c + 4));
+                    DOTS(am[t], u0, bcast4(xt->m + 4 * c), u1, bcast4(xt->m + 4 * c + 4));
+                    DOTS(al[t], u0, bcast4(xt->l + 4 * c), u1, bcast4(xt->l + 4 * c + 4));
+                }
+            }
+        }
+        const __m256 dw = f16x8_ps(p + 2 * row0);
+        for (int t = 0; t < NT; t++) {
+            const BlockQ24 *xt = xb + t * x_stride;
+            __m256i ih = ah[t], iml = _mm256_add_epi32(_mm256_slli_epi32(am[t], 8), al[t]);
+            if (!q41) {
+                ih = _mm256_sub_epi32(ih, _mm256_set1_epi32(xt->sh * (1 << off_shift)));
+                iml = _mm256_sub_epi32(iml, _mm256_set1_epi32(xt->sml * (1 << off_shift)));
+            }
+            const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ih), _mm256_set1_ps(65536.0f), _mm256_cvtepi32_ps(iml));
+            __m256 v = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_set1_ps(xt->d)), _mm256_load_ps(tot[t]));
+            if (q41) v = _mm256_fmadd_ps(f16x8_ps(p + 32 + 2 * row0), _mm256_set1_ps(xt->sx), v);
+            _mm256_store_ps(tot[t], v);
+        }
+    }
+    if (valid >= row0 + 8) {
+        for (int t = 0; t < NT; t++) _mm256_storeu_ps(out + t * out_stride + row0, _mm256_load_ps(tot[t]));
+    } else if (valid > row0) {
+        const __m256i m = first_lanes(valid - row0);
+        for (int t = 0; t < NT; t++) _mm256_maskstore_ps(out + t * out_stride + row0, m, _mm256_load_ps(tot[t]));
+    }
+}
+
+/* Rows [r0, r1) (whole groups from r0) x the tokens [t0, t0 + NT): for each group, each of
+ * its 8-row halves that holds a valid row. */
+static inline __attribute__((always_inline)) void
+rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1, const BlockQ24 *x,
+          int64_t nb, float *out, int64_t out_stride) {
+    const size_t group_bytes = (size_t)nb * (size_t)q24_record_bytes(w->type);
+    for (int64_t r = r0; r < r1; r += GR) {
+        const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * group_bytes;
+        const int valid = r1 - r < GR ? (int)(r1 - r) : GR;
+        half_tile(TYPE, NT, 0, g, nb, x, nb, out + r, out_stride, valid);
+        if (valid > 8) half_tile(TYPE, NT, 1, g, nb, x, nb, out + r, out_stride, valid);
+    }
+}
+
+/* Tiles of TILE_T tokens, each over all the rows: the tile's activations stay in L1 / L2 while
+ * the rows' weights (a thread's piece of a matrix, ~100-200 KB) stay in L2. */
+static inline __attribute__((always_inline)) void
+rows_type(const int TYPE, float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w,
+          int64_t r0, int64_t r1) {
+    const int64_t nb = w->cols / QK; /* activation blocks per token */
+    int t = 0;
+    for (; t + TILE_T <= n_tok; t += TILE_T)
+        rows_tile(TYPE, TILE_T, w, r0, r1, x + t * nb, nb, out + t * out_stride, out_stride);
+    const BlockQ24 *xl = x + t * nb;
+    float *ol = out + t * out_stride;
+    switch (n_tok - t) {
+    case 3: rows_tile(TYPE, 3, w, r0, r1, xl, nb, ol, out_stride); break;
+    case 2: rows_tile(TYPE, 2, w, r0, r1, xl, nb, ol, out_stride); break;
+    case 1: rows_tile(TYPE, 1, w, r0, r1, xl, nb, ol, out_stride); break;
+    default: break;
+    }
+}
+
+static void rows_q8_0(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
+    rows_type(QWEN3C_TYPE_Q8_0, out, out_stride, x, n_tok, w, r0, r1);
+}
+static void rows_q4_0(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
+    rows_type(QWEN3C_TYPE_Q4_0, out, out_stride, x, n_tok, w, r0, r1);
+}
+static void rows_q4_1(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
+    rows_type(QWEN3C_TYPE_Q4_1, out, out_stride, x, n_tok, w, r0, r1);
+}
+
+static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
+                 int64_t r0, int64_t r1) {
+    switch (w->type) {
+    case QWEN3C_TYPE_Q8_0: rows_q8_0(out, out_stride, xq, n_tok, w, r0, r1); break;
+    case QWEN3C_TYPE_Q4_0: rows_q4_0(out, out_stride, xq, n_tok, w, r0, r1); break;
+    default: rows_q4_1(out, out_stride, xq, n_tok, w, r0, r1); break;
+    }
+}
+
+const Q24Kernels TIER_TABLE(q24_kernels) = {true, q24_packed_size, q24_pack, q24_act_bytes, quantize, rows};
