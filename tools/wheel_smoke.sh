@@ -36,7 +36,9 @@ for cc in ("gcc", "cc", "clang", "g++", "c++", "x86_64-linux-gnu-gcc"):
 import qwen3c
 assert qwen3c.__file__.startswith(sys.argv[1]), qwen3c.__file__
 info = qwen3c.cpu_info()
-assert info["tiers"] == ["avx512", "avx2", "sse", "scalar"], info["tiers"]
+# every x86-64 tier is in the wheel (avx2-novnni too on a CPU with AVX-VNNI: the avx2 kernels
+# run without it); this test runs on an AVX-512 CPU, so all of them run here
+assert {"avx512", "avx2", "sse", "scalar"} <= set(info["tiers"]), info["tiers"]
 assert info["openmp"], "the wheel lost its OpenMP runtime"
 maps = open("/proc/self/maps").read()
 gomp = sorted({l.split()[-1] for l in maps.splitlines() if "libgomp" in l})
