@@ -12,48 +12,44 @@
 #define QK_K 256
 #define TILE_T 8 /* tokens per batch tile: 24 int32 accumulators (of 32 zmm registers) */
 
-/* How block b (0..7) of a super-block unpacks its weight integers u (runtime shift counts:
- * vpsrlw / vpsllw by a register cost as much as by an immediate). */
-typedef struct {
-    const uint8_t *lo;   /* its 8 chunks of nibbles (64 bytes apart) */
-    const uint8_t *hi;   /* Q5_K / Q6_K: its 8 chunks of high bits */
-    __m128i lo_shift;    /* 0 or 4: the nibble */
-    __m128i hi_left, hi_right; /* Q6_K: bits 2k, 2k + 1 to bits 4, 5 (16-bit lane shifts move
-                                  no bit of interest across a byte: the shift is <= 4) */
-    __m512i hi_bit;      /* Q5_K: bit b */
-} BlockUnpack;
+/* The weight integers of chunk c (16 rows x 4 columns) of block b (0..7) of a super-block,
+ * times SC = chunk_scale(TYPE, b) (1, 4 or 16: what saves a shift; u SC <= 252). b is a
+ * compile-time constant in every caller (always_inline), so are the shift counts:
+ *   Q4_K  even b: q = lo & 15;  odd b: 16 q = lo & 0xf0
+ *   Q5_K  (lo >> 4 (b odd)) & 15, + 16 where bit b of the high plane is set
+ *   Q6_K  k = b % 4: nibble plane k % 2, its nibble k / 2; high bits 2k, 2k + 1 to bits 4, 5
+ *         (k = 3: 4 q = ((lo >> 2) & 0x3c) | (h & 0xc0))
+ * (16-bit lane shifts move no bit of interest across a byte: each is <= 4). */
+#define BLOCK_STEP(TYPE) ((TYPE) == QWEN3C_TYPE_Q6_K ? 4 : 2) /* b = b0 + bb: b0 a multiple of it */
 
-static inline __attribute__((always_inline)) BlockUnpack block_unpack(const int TYPE, const uint8_t *rec, int b) {
-    BlockUnpack p;
-    if (TYPE == QWEN3C_TYPE_Q6_K) {
-        const uint8_t *half = rec + 288 + 1536 * (b / 4);
-        const int k = b % 4;
-        p.lo = half + 512 * (k % 2);
-        p.lo_shift = _mm_cvtsi32_si128(4 * (k / 2));
-        p.hi = half + 1024;
-        p.hi_left = _mm_cvtsi32_si128(k < 2 ? 4 - 2 * k : 0);
-        p.hi_right = _mm_cvtsi32_si128(k < 2 ? 0 : 2 * k - 4);
-        p.hi_bit = _mm512_setzero_si512();
-    } else {
-        p.lo = rec + 320 + 512 * (b / 2);
-        p.lo_shift = _mm_cvtsi32_si128(4 * (b % 2));
-        p.hi = rec + 2368;
-        p.hi_left = p.hi_right = _mm_setzero_si128();
-        p.hi_bit = _mm512_set1_epi8((char)(1 << b));
-    }
-    return p;
+static inline __attribute__((always_inline)) int chunk_scale(const int TYPE, const int bb) {
+    if (TYPE == QWEN3C_TYPE_Q4_K) return bb % 2 ? 16 : 1;
+    if (TYPE == QWEN3C_TYPE_Q6_K) return bb % 4 == 3 ? 4 : 1;
+    return 1;
 }
 
-/* The weight integers u (0..63) of chunk c: 16 rows x 4 columns. */
-static inline __attribute__((always_inline)) __m512i chunk_u(const int TYPE, const BlockUnpack *p, int c) {
+/* b = b0 + bb: b0 (a multiple of BLOCK_STEP) at run time, bb a compile-time constant */
+static inline __attribute__((always_inline)) __m512i chunk_u(const int TYPE, const uint8_t *rec, int b0, const int bb, int c) {
     const __m512i nib = _mm512_set1_epi8(0x0f);
-    const __m512i lo = _mm512_and_si512(_mm512_srl_epi16(_mm512_loadu_si512(p->lo + 64 * c), p->lo_shift), nib);
-    if (TYPE == QWEN3C_TYPE_Q4_K) return lo;
-    const __m512i h = _mm512_loadu_si512(p->hi + 64 * c);
-    if (TYPE == QWEN3C_TYPE_Q5_K) /* + 16 where bit b is set */
-        return _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(h, p->hi_bit), lo, _mm512_set1_epi8(16));
-    const __m512i hs = _mm512_srl_epi16(_mm512_sll_epi16(h, p->hi_left), p->hi_right);
-    return _mm512_ternarylogic_epi32(lo, hs, _mm512_set1_epi8(0x30), 0xF8); /* lo | (hs & 0x30) */
+    if (TYPE == QWEN3C_TYPE_Q6_K) {
+        const uint8_t *half = rec + 288 + 1536 * (b0 / 4);
+        const int k = bb % 4;
+        const __m512i lo = _mm512_loadu_si512(half + 512 * (k % 2) + 64 * c);
+        const __m512i h = _mm512_loadu_si512(half + 1024 + 64 * c);
+        switch (k) {
+        case 0: return _mm512_ternarylogic_epi32(_mm512_and_si512(lo, nib), _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x30), 0xF8);
+        case 1: return _mm512_ternarylogic_epi32(_mm512_and_si512(lo, nib), _mm512_slli_epi16(h, 2), _mm512_set1_epi8(0x30), 0xF8);
+        case 2: return _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(lo, 4), nib), h, _mm512_set1_epi8(0x30), 0xF8);
+        default: return _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(lo, 2), _mm512_set1_epi8(0x3c)), h,
+                                                  _mm512_set1_epi8((char)0xc0), 0xF8);
+        }
+    }
+    const __m512i raw = _mm512_loadu_si512(rec + 320 + 512 * (b0 / 2) + 64 * c);
+    if (TYPE == QWEN3C_TYPE_Q4_K) return _mm512_and_si512(raw, bb % 2 ? _mm512_set1_epi8((char)0xf0) : nib);
+    const __m512i lo = _mm512_and_si512(bb % 2 ? _mm512_srli_epi16(raw, 4) : raw, nib);
+    const __m512i h = _mm512_loadu_si512(rec + 2368 + 64 * c); /* + 16 where bit b is set */
+    return _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(h, _mm512_set1_epi8((char)(1 << (b0 + bb)))), lo,
+                                _mm512_set1_epi8(16));
 }
 
 /* 16 bytes at p as 16 floats (unsigned or signed bytes) */
@@ -78,11 +74,20 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t ns, const Blo
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)rec));
         const __m512 dmin = q6 ? d : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rec + 32)));
 #pragma GCC unroll 1
-        for (int b = 0; b < QK_K / QK; b++) {
+        for (int b0 = 0; b0 < QK_K / QK; b0 += BLOCK_STEP(TYPE)) {
+        /* unrolled (2 or 4 iterations): bb, so the shift counts, compile-time constants */
+        for (int bb = 0; bb < BLOCK_STEP(TYPE); bb++) {
+            const int b = b0 + bb, SC = chunk_scale(TYPE, bb);
+            /* a compiler barrier: each block loads its chunks itself (gcc otherwise loads the
+             * pair's lines once for both blocks of a Q4_K / Q5_K pair and holds them: decode,
+             * streaming from memory, ran ~15% slower) */
+            __asm__ volatile("" ::: "memory");
             const BlockQ24 *xb = x + s * (QK_K / QK) + b;
+            /* one token of Q4_K / Q5_K: chunks 0..3 and 4..7 in two sets of accumulators (two
+             * dependency chains of 4 vpdpbusd each, not one of 8), added before the epilogue */
+            const int split = NT == 1 && !q6;
             __m512i ah[TILE_T], am[TILE_T], al[TILE_T];
-            for (int t = 0; t < NT; t++) ah[t] = am[t] = al[t] = _mm512_setzero_si512();
-            const BlockUnpack up = block_unpack(TYPE, rec, b);
+            for (int t = 0; t < (split ? 2 : NT); t++) ah[t] = am[t] = al[t] = _mm512_setzero_si512();
             /* chunks 0..3 (Q6_K: then the first sub-block's terms), chunks 4..7 */
             /* fully unrolled: otherwise gcc keeps the accumulators in a loop-carried shuffle of
              * register copies (2 moves per vpdpbusd) */
@@ -91,40 +96,51 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t ns, const Blo
 #pragma GCC unroll 4
                 for (int c4 = 0; c4 < 4; c4++) {
                     const int c = 4 * part + c4;
-                    const __m512i u = chunk_u(TYPE, &up, c);
+                    const __m512i u = chunk_u(TYPE, rec, b0, bb, c);
                     for (int t = 0; t < NT; t++) {
                         const BlockQ24 *xt = xb + t * x_stride;
-                        ah[t] = dpbusd_bcast(ah[t], u, xt->h + 4 * c);
-                        am[t] = dpbusd_bcast(am[t], u, xt->m + 4 * c);
-                        al[t] = dpbusd_bcast(al[t], u, xt->l + 4 * c);
+                        const int a = split ? part : t;
+                        ah[a] = dpbusd_bcast(ah[a], u, xt->h + 4 * c);
+                        am[a] = dpbusd_bcast(am[a], u, xt->m + 4 * c);
+                        al[a] = dpbusd_bcast(al[a], u, xt->l + 4 * c);
                     }
                 }
                 if (!q6 && part == 0) continue;
+                /* the sums are SC times theirs, and so is f (exactly: integers, then a power of
+                 * two scaling rounding): f (1 / SC) is the same f */
                 if (q6) { /* sub-block 2b + part: ih - 32 sh_part, iml - 32 sml_part */
                     const __m512 ds = _mm512_mul_ps(d, s8x16_ps(rec + 32 + 16 * (2 * b + part)));
                     for (int t = 0; t < NT; t++) {
                         const BlockQ24 *xt = xb + t * x_stride;
-                        const __m512i ih = _mm512_sub_epi32(ah[t], _mm512_set1_epi32(xt->q6k[2 * part]));
+                        const __m512i ih = _mm512_sub_epi32(ah[t], _mm512_set1_epi32(SC * xt->q6k[2 * part]));
                         const __m512i iml = _mm512_sub_epi32(_mm512_add_epi32(_mm512_slli_epi32(am[t], 8), al[t]),
-                                                             _mm512_set1_epi32(xt->q6k[2 * part + 1]));
-                        const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ih), _mm512_set1_ps(65536.0f),
-                                                         _mm512_cvtepi32_ps(iml));
+                                                             _mm512_set1_epi32(SC * xt->q6k[2 * part + 1]));
+                        __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ih), _mm512_set1_ps(65536.0f),
+                                                   _mm512_cvtepi32_ps(iml));
+                        if (SC > 1) f = _mm512_mul_ps(f, _mm512_set1_ps(1.0f / (float)SC));
                         tot[t] = _mm512_fmadd_ps(f, _mm512_mul_ps(ds, _mm512_set1_ps(xt->d)), tot[t]);
                         ah[t] = am[t] = al[t] = _mm512_setzero_si512();
                     }
                     continue;
+                }
+                if (split) { /* exact: int32 sums */
+                    ah[0] = _mm512_add_epi32(ah[0], ah[1]);
+                    am[0] = _mm512_add_epi32(am[0], am[1]);
+                    al[0] = _mm512_add_epi32(al[0], al[1]);
                 }
                 const __m512 ds = _mm512_mul_ps(d, u8x16_ps(rec + 64 + 16 * b));
                 const __m512 dm = _mm512_mul_ps(dmin, u8x16_ps(rec + 192 + 16 * b));
                 for (int t = 0; t < NT; t++) {
                     const BlockQ24 *xt = xb + t * x_stride;
                     const __m512i iml = _mm512_add_epi32(_mm512_slli_epi32(am[t], 8), al[t]);
-                    const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ah[t]), _mm512_set1_ps(65536.0f),
-                                                     _mm512_cvtepi32_ps(iml));
+                    __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ah[t]), _mm512_set1_ps(65536.0f),
+                                               _mm512_cvtepi32_ps(iml));
+                    if (SC > 1) f = _mm512_mul_ps(f, _mm512_set1_ps(1.0f / (float)SC));
                     tot[t] = _mm512_fmadd_ps(f, _mm512_mul_ps(ds, _mm512_set1_ps(xt->d)), tot[t]);
                     tot[t] = _mm512_fnmadd_ps(dm, _mm512_set1_ps(xt->sx), tot[t]);
                 }
             }
+        }
         }
     }
     for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(out + t * out_stride, rows_mask, tot[t]);
