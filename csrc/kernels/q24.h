@@ -64,6 +64,22 @@ static inline float q24_act_scale(float amax, int bad, float *id) {
     return d;
 }
 
+/* The token tiling of the SIMD q24 / q24k files: tiles of tile_t tokens, then (when tile_t > 4)
+ * one of 4, then one of 3, 2 or 1 -- every tile size a compile-time constant, so that the file's
+ * always-inline kernel keeps its accumulators in registers. TILE(NT, t) runs tokens [t, t + NT). */
+#define Q24_TOKEN_TILES(n_tok, tile_t, TILE)                                                   \
+    do {                                                                                     \
+        int t_ = 0;                                                                          \
+        for (; t_ + (tile_t) <= (n_tok); t_ += (tile_t)) TILE(tile_t, t_);                   \
+        if ((tile_t) > 4 && (n_tok) - t_ >= 4) { TILE(4, t_); t_ += 4; }                     \
+        switch ((n_tok) - t_) {                                                              \
+        case 3: TILE(3, t_); break;                                                          \
+        case 2: TILE(2, t_); break;                                                          \
+        case 1: TILE(1, t_); break;                                                          \
+        default: break;                                                                      \
+        }                                                                                    \
+    } while (0)
+
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 /* acc += vpdpbusd(u, the 4 signed bytes at p broadcast): one instruction with an embedded

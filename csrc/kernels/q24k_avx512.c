@@ -165,21 +165,9 @@ static inline __attribute__((always_inline)) void
 rows_type(const int TYPE, float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w,
           int64_t r0, int64_t r1) {
     const int64_t nb = w->cols / QK; /* activation blocks per token */
-    int t = 0;
-    for (; t + TILE_T <= n_tok; t += TILE_T)
-        rows_tile(TYPE, TILE_T, w, r0, r1, x + t * nb, nb, out + t * out_stride, out_stride);
-    if (n_tok - t >= 4) {
-        rows_tile(TYPE, 4, w, r0, r1, x + t * nb, nb, out + t * out_stride, out_stride);
-        t += 4;
-    }
-    const BlockQ24 *xl = x + t * nb;
-    float *ol = out + t * out_stride;
-    switch (n_tok - t) {
-    case 3: rows_tile(TYPE, 3, w, r0, r1, xl, nb, ol, out_stride); break;
-    case 2: rows_tile(TYPE, 2, w, r0, r1, xl, nb, ol, out_stride); break;
-    case 1: rows_tile(TYPE, 1, w, r0, r1, xl, nb, ol, out_stride); break;
-    default: break;
-    }
+#define TILE(NT, t) rows_tile(TYPE, NT, w, r0, r1, x + (t) * nb, nb, out + (t) * out_stride, out_stride)
+    Q24_TOKEN_TILES(n_tok, TILE_T, TILE);
+#undef TILE
 }
 
 static void rows_q4_k(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
