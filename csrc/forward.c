@@ -40,7 +40,8 @@ void rmsnorm(float *o, const float *x, const float *weight, int size, float eps)
 
 /* out (n, w->rows) = x (n, w->cols) @ W^T: nn.Linear without bias, W in its stored type.
  * Several matmuls that read the same x (q/k/v, gate/up) share one parallel region. Their rows,
- * in units of 16, are split for decode into one contiguous range per thread: each thread
+ * in units of 16, are split for decode into one contiguous range per thread, of equal weight
+ * bytes (unit_at), and x is rounded to q24 blocks before the threads start: each thread
  * streams long runs of consecutive weight rows, which the hardware prefetchers keep at full
  * memory speed (small interleaved chunks cost a fifth of the decode speed). A batch, which is
  * compute-bound, is split into 8 contiguous pieces per thread taken in turn. Each weight row is
