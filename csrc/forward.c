@@ -40,7 +40,8 @@ void rmsnorm(float *o, const float *x, const float *weight, int size, float eps)
 
 /* out (n, w->rows) = x (n, w->cols) @ W^T: nn.Linear without bias, W in its stored type.
  * Several matmuls that read the same x (q/k/v, gate/up) share one parallel region. Their rows,
- * in units of 16, are split for decode into one contiguous range per thread: each thread
+ * in units of 16, are split for decode into one contiguous range per thread, of equal weight
+ * bytes (unit_at), and x is rounded to q24 blocks before the threads start: each thread
  * streams long runs of consecutive weight rows, which the hardware prefetchers keep at full
  * memory speed (small interleaved chunks cost a fifth of the decode speed). A batch, which is
  * compute-bound, is split into 8 contiguous pieces per thread taken in turn. Each weight row is
@@ -65,6 +66,25 @@ static void matmul_units(const Pass *ps, const MatmulJob *jobs, const int64_t *f
     }
 }
 
+/* The unit where share k of nth starts when the jobs' weight bytes are split evenly (decode
+ * reads every byte once, so bytes are its time): the jobs of one call can differ in type, e.g.
+ * a Q4_K_M file's Q6_K attn_v rows hold 1.5x the bytes of its Q4_K attn_q / attn_k rows. */
+static int64_t unit_at(const MatmulJob *jobs, int n_jobs, const int64_t *first, int k, int nth) {
+    double total = 0.0;
+    for (int j = 0; j < n_jobs; j++) total += (double)(first[j + 1] - first[j]) * (double)jobs[j].w->row_bytes;
+    double want = total * k / nth;
+    if (k >= nth) return first[n_jobs];
+    for (int j = 0; j < n_jobs; j++) {
+        const double bytes = (double)(first[j + 1] - first[j]) * (double)jobs[j].w->row_bytes;
+        if (want < bytes || j == n_jobs - 1) {
+            const int64_t u = first[j] + (int64_t)(want / (double)jobs[j].w->row_bytes + 0.5);
+            return u < first[j + 1] ? u : first[j + 1];
+        }
+        want -= bytes;
+    }
+    return first[n_jobs];
+}
+
 void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, int n) {
     int64_t first[5], total = 0;  /* first unit of each job; first[n_jobs] = total */
     int path = ps->activations;
@@ -83,16 +103,21 @@ void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, 
     if (path == QWEN3C_ACTIVATIONS_Q16) ps->k->q16->quantize(x, n, cols, ps->s->xq);
     if (path == QWEN3C_ACTIVATIONS_Q8) ps->k->int8->quantize(x, n, cols, ps->s->xq);
     const int nt = total < ps->n_threads ? (int)total : ps->n_threads;
+    /* q24 for a few tokens: rounded here, before the threads start (a few microseconds, less
+     * than the barrier that a shared rounding needs) */
+    const int q24_first = path == QWEN3C_ACTIVATIONS_Q24 && n < 8;
+    if (q24_first) ps->k->q24->quantize(x, 0, n * (cols / 32), ps->s->xq);
 #pragma omp parallel num_threads(nt)
     {
         const int tid = thread_id(), nth = thread_count();
-        if (path == QWEN3C_ACTIVATIONS_Q24) { /* q24: each thread rounds a share of the blocks */
+        if (path == QWEN3C_ACTIVATIONS_Q24 && !q24_first) { /* q24: each thread rounds a share of the blocks */
             const int64_t nblk = n * (cols / 32);
             ps->k->q24->quantize(x, nblk * tid / nth, nblk * (tid + 1) / nth, ps->s->xq);
 #pragma omp barrier
         }
         if (n < 8) { /* decode: one contiguous share per thread, read as one sequential stream */
-            matmul_units(ps, jobs, first, path, x, n, total * tid / nth, total * (tid + 1) / nth);
+            matmul_units(ps, jobs, first, path, x, n, unit_at(jobs, n_jobs, first, tid, nth),
+                         unit_at(jobs, n_jobs, first, tid + 1, nth));
         } else {     /* a batch: 8 pieces per thread, taken in turn, so that no thread waits long
                       * for another one the machine has slowed down */
             const int pieces = 8 * nth;

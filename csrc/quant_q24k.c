@@ -48,7 +48,7 @@
  *                   tot = fma(f, (d sc_j) dx, tot);  tot = fma(-(dmin mn_j), sx, tot)
  *     Q6_K, per half s < 2 of the block (sub-block j = 2 b + s, 16 columns):
  *                   ih = sum(u h) - 32 sh_s, iml = 256 sum(u m) + sum(u l) - 32 sml_s
- *                   (sh_s, sml_s: sh, sml over the half's 16 elements; BlockQ24.q6k has the
+ *                   (sh_s, sml_s: sh, sml over the half's 16 elements; BlockQ24.q6k has the negated
  *                   products with 32)
  *                   f = fma(float(ih), 65536, float(iml));  tot = fma(f, (d sc_j) dx, tot)
  * where d sc_j, dmin mn_j are exact float32 products (11-bit x 6/8-bit integers) and (d sc_j) dx

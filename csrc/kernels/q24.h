@@ -21,14 +21,15 @@ typedef struct {
     int32_t sh;         /* sum(h) */
     int32_t sml;        /* 256 sum(m) + sum(l) */
     int32_t q6k[4];     /* Q6_K's offset terms for its 16-element sub-blocks (quant_q24k.c):
-                           32 sum(h), 32 (256 sum(m) + sum(l)) over elements 0..15, then 16..31 */
+                           -32 sum(h), -32 (256 sum(m) + sum(l)) over elements 0..15, then 16..31
+                           (negative: a kernel starts its integer sums from them) */
     int8_t  h[QK], m[QK], l[QK];
 } BlockQ24;
 
 /* Set o->q6k from the block's sums (o->sh, o->sml) and those of its first 16 elements. */
 static inline void q24_set_halves(BlockQ24 *o, int32_t sh0, int32_t sml0) {
-    o->q6k[0] = 32 * sh0, o->q6k[1] = 32 * sml0;
-    o->q6k[2] = 32 * (o->sh - sh0), o->q6k[3] = 32 * (o->sml - sml0);
+    o->q6k[0] = -32 * sh0, o->q6k[1] = -32 * sml0;
+    o->q6k[2] = -32 * (o->sh - sh0), o->q6k[3] = -32 * (o->sml - sml0);
 }
 
 /* The float32 sum of 32 values in the order every tier's quantize uses (a SIMD reduction's):

@@ -49,6 +49,13 @@ block(const int TYPE, const int NT, const uint8_t *rec, const int b, int hf, con
     for (int t = 0; t < NT; t++) ah[t] = am[t] = al[t] = _mm256_setzero_si256();
 #pragma GCC unroll 2
     for (int part = 0; part < 2; part++) { /* chunks 0..3, 4..7 (Q6_K: two sub-blocks) */
+        if (TYPE == QWEN3C_TYPE_Q6_K) /* the sums start from the offset terms -32 sh, -32 sml */
+            for (int t = 0; t < NT; t++) {
+                const BlockQ24 *xt = xb + t * x_stride;
+                ah[t] = _mm256_set1_epi32(xt->q6k[2 * part]);
+                am[t] = _mm256_setzero_si256();
+                al[t] = _mm256_set1_epi32(xt->q6k[2 * part + 1]);
+            }
 #pragma GCC unroll 4
         for (int c = 4 * part; c < 4 * part + 4; c += DOT_STEP) {
             const __m256i u0 = chunk_u(TYPE, rec, b, c, hf);
@@ -61,16 +68,13 @@ block(const int TYPE, const int NT, const uint8_t *rec, const int b, int hf, con
                 DOTS(al[t], u0, bcast4(xt->l + 4 * c), u1, bcast4(xt->l + 4 * c + 4));
             }
         }
-        if (TYPE == QWEN3C_TYPE_Q6_K) { /* sub-block 2b + part: ih - 32 sh_part, iml - 32 sml_part */
+        if (TYPE == QWEN3C_TYPE_Q6_K) { /* sub-block 2b + part */
             const __m256 ds = _mm256_mul_ps(d, s8x8_ps(rec + 32 + 16 * (2 * b + part) + row0));
             for (int t = 0; t < NT; t++) {
                 const BlockQ24 *xt = xb + t * x_stride;
-                const __m256i ih = _mm256_sub_epi32(ah[t], _mm256_set1_epi32(xt->q6k[2 * part]));
-                const __m256i iml = _mm256_sub_epi32(_mm256_add_epi32(_mm256_slli_epi32(am[t], 8), al[t]),
-                                                     _mm256_set1_epi32(xt->q6k[2 * part + 1]));
-                const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ih), _mm256_set1_ps(65536.0f), _mm256_cvtepi32_ps(iml));
+                const __m256i iml = _mm256_add_epi32(_mm256_slli_epi32(am[t], 8), al[t]);
+                const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ah[t]), _mm256_set1_ps(65536.0f), _mm256_cvtepi32_ps(iml));
                 _mm256_store_ps(tot[t], _mm256_fmadd_ps(f, _mm256_mul_ps(ds, _mm256_set1_ps(xt->d)), _mm256_load_ps(tot[t])));
-                ah[t] = am[t] = al[t] = _mm256_setzero_si256();
             }
         }
     }

@@ -12,44 +12,37 @@
 #define QK_K 256
 #define TILE_T 8 /* tokens per batch tile: 24 int32 accumulators (of 32 zmm registers) */
 
-/* The weight integers of chunk c (16 rows x 4 columns) of block b (0..7) of a super-block,
- * times SC = chunk_scale(TYPE, b) (1, 4 or 16: what saves a shift; u SC <= 252). b is a
- * compile-time constant in every caller (always_inline), so are the shift counts:
+/* Q4_K / Q5_K: the weight integers of chunk c (16 rows x 4 columns) of block b (0..7) of a
+ * super-block, times SC = chunk_scale(TYPE, b) (1 or 16: what saves a shift; u SC <= 240).
+ * b = b0 + bb: b0 (even) at run time, bb (0, 1) a compile-time constant in every caller
+ * (always_inline), so are the shift counts:
  *   Q4_K  even b: q = lo & 15;  odd b: 16 q = lo & 0xf0
- *   Q5_K  (lo >> 4 (b odd)) & 15, + 16 where bit b of the high plane is set
- *   Q6_K  k = b % 4: nibble plane k % 2, its nibble k / 2; high bits 2k, 2k + 1 to bits 4, 5
- *         (k = 3: 4 q = ((lo >> 2) & 0x3c) | (h & 0xc0))
- * (16-bit lane shifts move no bit of interest across a byte: each is <= 4). */
-#define BLOCK_STEP(TYPE) ((TYPE) == QWEN3C_TYPE_Q6_K ? 4 : 2) /* b = b0 + bb: b0 a multiple of it */
-
+ *   Q5_K  (lo >> 4 (b odd)) & 15, + 16 where bit b of the high plane is set */
 static inline __attribute__((always_inline)) int chunk_scale(const int TYPE, const int bb) {
-    if (TYPE == QWEN3C_TYPE_Q4_K) return bb % 2 ? 16 : 1;
-    if (TYPE == QWEN3C_TYPE_Q6_K) return bb % 4 == 3 ? 4 : 1;
-    return 1;
+    return TYPE == QWEN3C_TYPE_Q4_K && bb % 2 ? 16 : 1;
 }
 
-/* b = b0 + bb: b0 (a multiple of BLOCK_STEP) at run time, bb a compile-time constant */
 static inline __attribute__((always_inline)) __m512i chunk_u(const int TYPE, const uint8_t *rec, int b0, const int bb, int c) {
     const __m512i nib = _mm512_set1_epi8(0x0f);
-    if (TYPE == QWEN3C_TYPE_Q6_K) {
-        const uint8_t *half = rec + 288 + 1536 * (b0 / 4);
-        const int k = bb % 4;
-        const __m512i lo = _mm512_loadu_si512(half + 512 * (k % 2) + 64 * c);
-        const __m512i h = _mm512_loadu_si512(half + 1024 + 64 * c);
-        switch (k) {
-        case 0: return _mm512_ternarylogic_epi32(_mm512_and_si512(lo, nib), _mm512_slli_epi16(h, 4), _mm512_set1_epi8(0x30), 0xF8);
-        case 1: return _mm512_ternarylogic_epi32(_mm512_and_si512(lo, nib), _mm512_slli_epi16(h, 2), _mm512_set1_epi8(0x30), 0xF8);
-        case 2: return _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(lo, 4), nib), h, _mm512_set1_epi8(0x30), 0xF8);
-        default: return _mm512_ternarylogic_epi32(_mm512_and_si512(_mm512_srli_epi16(lo, 2), _mm512_set1_epi8(0x3c)), h,
-                                                  _mm512_set1_epi8((char)0xc0), 0xF8);
-        }
-    }
     const __m512i raw = _mm512_loadu_si512(rec + 320 + 512 * (b0 / 2) + 64 * c);
     if (TYPE == QWEN3C_TYPE_Q4_K) return _mm512_and_si512(raw, bb % 2 ? _mm512_set1_epi8((char)0xf0) : nib);
     const __m512i lo = _mm512_and_si512(bb % 2 ? _mm512_srli_epi16(raw, 4) : raw, nib);
     const __m512i h = _mm512_loadu_si512(rec + 2368 + 64 * c); /* + 16 where bit b is set */
     return _mm512_mask_add_epi8(lo, _mm512_test_epi8_mask(h, _mm512_set1_epi8((char)(1 << (b0 + bb)))), lo,
                                 _mm512_set1_epi8(16));
+}
+
+/* Q6_K: the weight integers u = q (0..63) of chunk c of block k (0..3, a compile-time constant)
+ * of a half record: the nibble of plane k % 2 (the low one for k < 2) or-ed with the high-plane
+ * bits 2k, 2k + 1 moved to bits 4, 5 (16-bit lane shifts of <= 4 move no bit of interest
+ * across a byte). */
+static inline __attribute__((always_inline)) __m512i q6k_u(const uint8_t *half, const int k, int c) {
+    const __m512i lo = _mm512_loadu_si512(half + 512 * (k % 2) + 64 * c);
+    const __m512i h = _mm512_loadu_si512(half + 1024 + 64 * c);
+    const __m512i l4 = _mm512_and_si512(k < 2 ? lo : _mm512_srli_epi16(lo, 4), _mm512_set1_epi8(0x0f));
+    const __m512i h2 = k == 0 ? _mm512_slli_epi16(h, 4) : k == 1 ? _mm512_slli_epi16(h, 2)
+                     : k == 2 ? h : _mm512_srli_epi16(h, 2);
+    return _mm512_ternarylogic_epi32(l4, h2, _mm512_set1_epi8(0x30), 0xF8); /* l4 | (h2 & 0x30) */
 }
 
 /* 16 bytes at p as 16 floats (unsigned or signed bytes) */
@@ -60,35 +53,33 @@ static inline __m512 s8x16_ps(const uint8_t *p) {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)));
 }
 
-/* One group of 16 rows x NT tokens (NT <= TILE_T) over all ns super-blocks: out[t][r] for
- * t < NT. TYPE and NT are compile-time constants in every caller (always_inline). */
+/* Q4_K / Q5_K: one group of 16 rows x NT tokens (NT <= TILE_T) over all ns super-blocks:
+ * out[t][r] for t < NT. TYPE and NT are compile-time constants in every caller (always_inline). */
 static inline __attribute__((always_inline)) void
 group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t ns, const BlockQ24 *x,
            int64_t x_stride, float *out, int64_t out_stride, __mmask16 rows_mask) {
-    const int q6 = TYPE == QWEN3C_TYPE_Q6_K;
-    const size_t rb = TYPE == QWEN3C_TYPE_Q4_K ? 2368 : TYPE == QWEN3C_TYPE_Q5_K ? 2880 : 3360;
+    const size_t rb = TYPE == QWEN3C_TYPE_Q4_K ? 2368 : 2880;
     __m512 tot[TILE_T];
     for (int t = 0; t < NT; t++) tot[t] = _mm512_setzero_ps();
     for (int64_t s = 0; s < ns; s++) {
         const uint8_t *rec = g + (size_t)s * rb;
         const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)rec));
-        const __m512 dmin = q6 ? d : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rec + 32)));
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rec + 32)));
 #pragma GCC unroll 1
-        for (int b0 = 0; b0 < QK_K / QK; b0 += BLOCK_STEP(TYPE)) {
-        /* unrolled (2 or 4 iterations): bb, so the shift counts, compile-time constants */
-        for (int bb = 0; bb < BLOCK_STEP(TYPE); bb++) {
+        for (int b0 = 0; b0 < QK_K / QK; b0 += 2) {
+        /* unrolled (2 iterations): bb, so the shift counts, compile-time constants */
+        for (int bb = 0; bb < 2; bb++) {
             const int b = b0 + bb, SC = chunk_scale(TYPE, bb);
             /* a compiler barrier: each block loads its chunks itself (gcc otherwise loads the
              * pair's lines once for both blocks of a Q4_K / Q5_K pair and holds them: decode,
              * streaming from memory, ran ~15% slower) */
             __asm__ volatile("" ::: "memory");
             const BlockQ24 *xb = x + s * (QK_K / QK) + b;
-            /* one token of Q4_K / Q5_K: chunks 0..3 and 4..7 in two sets of accumulators (two
-             * dependency chains of 4 vpdpbusd each, not one of 8), added before the epilogue */
-            const int split = NT == 1 && !q6;
+            /* one token: chunks 0..3 and 4..7 in two sets of accumulators (two dependency
+             * chains of 4 vpdpbusd each, not one of 8), added before the epilogue */
+            const int split = NT == 1;
             __m512i ah[TILE_T], am[TILE_T], al[TILE_T];
             for (int t = 0; t < (split ? 2 : NT); t++) ah[t] = am[t] = al[t] = _mm512_setzero_si512();
-            /* chunks 0..3 (Q6_K: then the first sub-block's terms), chunks 4..7 */
             /* fully unrolled: otherwise gcc keeps the accumulators in a loop-carried shuffle of
              * register copies (2 moves per vpdpbusd) */
 #pragma GCC unroll 2
@@ -105,24 +96,9 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t ns, const Blo
                         al[a] = dpbusd_bcast(al[a], u, xt->l + 4 * c);
                     }
                 }
-                if (!q6 && part == 0) continue;
+                if (part == 0) continue;
                 /* the sums are SC times theirs, and so is f (exactly: integers, then a power of
                  * two scaling rounding): f (1 / SC) is the same f */
-                if (q6) { /* sub-block 2b + part: ih - 32 sh_part, iml - 32 sml_part */
-                    const __m512 ds = _mm512_mul_ps(d, s8x16_ps(rec + 32 + 16 * (2 * b + part)));
-                    for (int t = 0; t < NT; t++) {
-                        const BlockQ24 *xt = xb + t * x_stride;
-                        const __m512i ih = _mm512_sub_epi32(ah[t], _mm512_set1_epi32(SC * xt->q6k[2 * part]));
-                        const __m512i iml = _mm512_sub_epi32(_mm512_add_epi32(_mm512_slli_epi32(am[t], 8), al[t]),
-                                                             _mm512_set1_epi32(SC * xt->q6k[2 * part + 1]));
-                        __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ih), _mm512_set1_ps(65536.0f),
-                                                   _mm512_cvtepi32_ps(iml));
-                        if (SC > 1) f = _mm512_mul_ps(f, _mm512_set1_ps(1.0f / (float)SC));
-                        tot[t] = _mm512_fmadd_ps(f, _mm512_mul_ps(ds, _mm512_set1_ps(xt->d)), tot[t]);
-                        ah[t] = am[t] = al[t] = _mm512_setzero_si512();
-                    }
-                    continue;
-                }
                 if (split) { /* exact: int32 sums */
                     ah[0] = _mm512_add_epi32(ah[0], ah[1]);
                     am[0] = _mm512_add_epi32(am[0], am[1]);
@@ -146,6 +122,59 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t ns, const Blo
     for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(out + t * out_stride, rows_mask, tot[t]);
 }
 
+/* Q6_K: one group of 16 rows x NT tokens over all ns super-blocks. Per sub-block (16 columns,
+ * 4 chunks) the integer sums start from the activation's offset terms (BlockQ24.q6k: -32 sh,
+ * -32 sml), so the epilogue is 7 instructions per token: iml = 256 am + al, f, (d sc_j) dx, tot. */
+static inline __attribute__((always_inline)) void
+q6k_group_tile(const int NT, const uint8_t *g, int64_t ns, const BlockQ24 *x, int64_t x_stride,
+               float *out, int64_t out_stride, __mmask16 rows_mask) {
+    __m512 tot[TILE_T];
+    for (int t = 0; t < NT; t++) tot[t] = _mm512_setzero_ps();
+    for (int64_t s = 0; s < ns; s++) {
+        const uint8_t *rec = g + (size_t)s * 3360;
+        const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)rec));
+#pragma GCC unroll 1
+        for (int hf = 0; hf < 2; hf++) {
+            const uint8_t *half = rec + 288 + 1536 * hf;
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) { /* unrolled: k, so the shift counts, compile-time constants */
+            const int b = 4 * hf + k;
+            const BlockQ24 *xb = x + s * (QK_K / QK) + b;
+#pragma GCC unroll 2
+            for (int part = 0; part < 2; part++) { /* sub-block 2 b + part: chunks 4 part .. 4 part + 3 */
+                __m512i ah[TILE_T], am[TILE_T], al[TILE_T];
+                for (int t = 0; t < NT; t++) {
+                    const BlockQ24 *xt = xb + t * x_stride;
+                    ah[t] = _mm512_set1_epi32(xt->q6k[2 * part]);
+                    am[t] = _mm512_setzero_si512();
+                    al[t] = _mm512_set1_epi32(xt->q6k[2 * part + 1]);
+                }
+#pragma GCC unroll 4
+                for (int c4 = 0; c4 < 4; c4++) {
+                    const int c = 4 * part + c4;
+                    const __m512i u = q6k_u(half, k, c);
+                    for (int t = 0; t < NT; t++) {
+                        const BlockQ24 *xt = xb + t * x_stride;
+                        ah[t] = dpbusd_bcast(ah[t], u, xt->h + 4 * c);
+                        am[t] = dpbusd_bcast(am[t], u, xt->m + 4 * c);
+                        al[t] = dpbusd_bcast(al[t], u, xt->l + 4 * c);
+                    }
+                }
+                const __m512 ds = _mm512_mul_ps(d, s8x16_ps(rec + 32 + 16 * (2 * b + part)));
+                for (int t = 0; t < NT; t++) {
+                    const BlockQ24 *xt = xb + t * x_stride;
+                    const __m512i iml = _mm512_add_epi32(_mm512_slli_epi32(am[t], 8), al[t]);
+                    const __m512 f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ah[t]), _mm512_set1_ps(65536.0f),
+                                                     _mm512_cvtepi32_ps(iml));
+                    tot[t] = _mm512_fmadd_ps(f, _mm512_mul_ps(ds, _mm512_set1_ps(xt->d)), tot[t]);
+                }
+            }
+        }
+        }
+    }
+    for (int t = 0; t < NT; t++) _mm512_mask_storeu_ps(out + t * out_stride, rows_mask, tot[t]);
+}
+
 /* Rows [r0, r1) (whole groups from r0) x the tokens [0, NT) of x. */
 static inline __attribute__((always_inline)) void
 rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1, const BlockQ24 *x,
@@ -155,7 +184,9 @@ rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1
     for (int64_t r = r0; r < r1; r += GR) {
         const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * group_bytes;
         const int valid = r1 - r < GR ? (int)(r1 - r) : GR;
-        group_tile(TYPE, NT, g, ns, x, nb, out + r, out_stride, (__mmask16)((1u << valid) - 1u));
+        const __mmask16 rows_mask = (__mmask16)((1u << valid) - 1u);
+        if (TYPE == QWEN3C_TYPE_Q6_K) q6k_group_tile(NT, g, ns, x, nb, out + r, out_stride, rows_mask);
+        else group_tile(TYPE, NT, g, ns, x, nb, out + r, out_stride, rows_mask);
     }
 }
 

@@ -111,13 +111,13 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t ns, const Blo
                     QUAD(0) QUAD(1) QUAD(2) QUAD(3)
 #undef QUAD
                     if (!q6) continue; /* Q4_K / Q5_K: one sub-block per block, below */
-                    /* Q6_K sub-block 2b + part (16 columns): ih - 32 sh_part, iml - 32 sml_part */
+                    /* Q6_K sub-block 2b + part (16 columns): ih - 32 sh_part, iml - 32 sml_part (q6k: the negatives) */
                     for (int rr = 0; rr < RR; rr++) {
                         const int R = R0 + rr;
                         const float32x4_t ds = vmulq_f32(neon_f16x4(rec + 8 * R), s8x4_f32(rec + 32 + 16 * (2 * b + part) + 4 * R));
                         for (int t = 0; t < NT; t++) {
-                            const int32x4_t ih = vsubq_s32(ah[t][rr], vdupq_n_s32(xb[t]->q6k[2 * part]));
-                            const int32x4_t iml = vsubq_s32(vmlaq_n_s32(al[t][rr], am[t][rr], 256),
+                            const int32x4_t ih = vaddq_s32(ah[t][rr], vdupq_n_s32(xb[t]->q6k[2 * part]));
+                            const int32x4_t iml = vaddq_s32(vmlaq_n_s32(al[t][rr], am[t][rr], 256),
                                                             vdupq_n_s32(xb[t]->q6k[2 * part + 1]));
                             const float32x4_t f = vfmaq_n_f32(vcvtq_f32_s32(iml), vcvtq_f32_s32(ih), 65536.0f);
                             tot[t][R] = vfmaq_f32(tot[t][R], f, vmulq_n_f32(ds, xb[t]->d));

@@ -56,7 +56,7 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
                         continue;
                     }
                     for (int h = 0; h < 2; h++) {
-                        const float f = fma_exact((float)(ih[h] - xb->q6k[2 * h]), 65536.0f, (float)(iml[h] - xb->q6k[2 * h + 1]));
+                        const float f = fma_exact((float)(ih[h] + xb->q6k[2 * h]), 65536.0f, (float)(iml[h] + xb->q6k[2 * h + 1]));
                         const float dsc = d * (float)(int8_t)rec[32 + 16 * (2 * b + h) + lane];
                         tot = fma_exact(f, dsc * xb->d, tot);
                     }
