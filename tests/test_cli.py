@@ -275,10 +275,14 @@ def test_interrupted_answer_exits_130(tiny_chat_gguf):
     """130: Ctrl-C (SIGINT) during a one-shot answer."""
     import signal
     e = dict(os.environ, PYTHONPATH=PKG_PARENT)
+    # SIGINT at its default in the child: a test run started in the background of a
+    # non-interactive shell (`bash .ci/run &`) inherits it ignored, and Python then never
+    # turns it into KeyboardInterrupt
     p = subprocess.Popen([sys.executable, "-m", "qwen3c", "--model", str(tiny_chat_gguf),
                           "--prompt", "Hi", "--thinking", "off", "--max-tokens", "3500",
                           "--temperature", "0", "--threads", "1", "--ctx", "4096"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert p.stdout.read(1)          # the answer is streaming
         p.send_signal(signal.SIGINT)
