@@ -60,4 +60,20 @@ static inline __m256i first_lanes(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+/* The q24 / q24k files' results: tot[t][8 h .. 8 h + 8) (t < nt, h < n_halves) are rows
+ * 8 (hf0 + h) .. + 7 of a 16-row group whose first `valid` rows exist, for token t at
+ * out + t out_stride. */
+static inline __attribute__((always_inline)) void
+store_halves(float *out, int64_t out_stride, float (*tot)[16], int nt, int n_halves, int hf0, int valid) {
+    for (int h = 0; h < n_halves; h++) {
+        const int row0 = 8 * (hf0 + h);
+        if (valid >= row0 + 8) {
+            for (int t = 0; t < nt; t++) _mm256_storeu_ps(out + t * out_stride + row0, _mm256_load_ps(tot[t] + 8 * h));
+        } else if (valid > row0) {
+            const __m256i m = first_lanes(valid - row0);
+            for (int t = 0; t < nt; t++) _mm256_maskstore_ps(out + t * out_stride + row0, m, _mm256_load_ps(tot[t] + 8 * h));
+        }
+    }
+}
+
 #endif /* QWEN3C_AVX2_COMMON_H */

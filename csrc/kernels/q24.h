@@ -66,16 +66,16 @@ static inline float q24_act_scale(float amax, int bad, float *id) {
 }
 
 /* The token tiling of the SIMD q24 / q24k files: tiles of tile_t tokens, then (when tile_t > 4)
- * one of 4, then one of 3, 2 or 1 -- every tile size a compile-time constant, so that the file's
+ * one of 4, then one of 3, 2 or 1 (fewer than tile_t) -- every tile size a compile-time constant, so that the file's
  * always-inline kernel keeps its accumulators in registers. TILE(NT, t) runs tokens [t, t + NT). */
 #define Q24_TOKEN_TILES(n_tok, tile_t, TILE)                                                   \
     do {                                                                                     \
         int t_ = 0;                                                                          \
         for (; t_ + (tile_t) <= (n_tok); t_ += (tile_t)) TILE(tile_t, t_);                   \
         if ((tile_t) > 4 && (n_tok) - t_ >= 4) { TILE(4, t_); t_ += 4; }                     \
-        switch ((n_tok) - t_) {                                                              \
-        case 3: TILE(3, t_); break;                                                          \
-        case 2: TILE(2, t_); break;                                                          \
+        switch ((n_tok) - t_) { /* (tile sizes above tile_t never occur, nor get compiled) */ \
+        case 3: if ((tile_t) > 3) TILE(3, t_); break;                                        \
+        case 2: if ((tile_t) > 2) TILE(2, t_); break;                                        \
         case 1: TILE(1, t_); break;                                                          \
         default: break;                                                                      \
         }                                                                                    \

@@ -4,8 +4,8 @@
  * chunk of a packed group (4 columns x 16 rows) is two ymm halves, rows 0-7 and 8-15; the byte
  * dot products are avx2_common.h's DOTS (vpdpbusd with AVX-VNNI, else vpmaddubsw + vpmaddwd;
  * Q8_0's bytes, up to 255, are then split into nibbles so that no int16 step can saturate).
- * One half of a group at a time for up to TILE_T tokens (as q24k_avx2.c). The same numbers as
- * q24_scalar.c.
+ * A batch: one half of a group at a time for up to TILE_T tokens; decode: both halves in one
+ * pass (as q24k_avx2.c). The same numbers as q24_scalar.c.
  */
 #include "avx2_common.h"
 #include "q24.h"
@@ -107,62 +107,70 @@ static inline __attribute__((always_inline)) __m256i chunk_u(const int TYPE, con
     return _mm256_and_si256(c < 4 ? raw : _mm256_srli_epi16(raw, 4), _mm256_set1_epi8(0x0f));
 }
 
-/* Rows 8 hf .. 8 hf + 7 of one group x NT tokens over all nb blocks (see q24k_avx2.c's
- * half_tile). */
+/* Rows 8 (hf0 + h) .. + 7, h < H, of one group x NT tokens over all nb blocks (see
+ * q24k_avx2.c's halves_tile: H = 2 for decode shares each activation broadcast between the
+ * group's two halves). */
 static inline __attribute__((always_inline)) void
-half_tile(const int TYPE, const int NT, int hf, const uint8_t *g, int64_t nb, const BlockQ24 *x,
-          int64_t x_stride, float *out, int64_t out_stride, int valid) {
-    const int q41 = TYPE == QWEN3C_TYPE_Q4_1, rb = q24_record_bytes(TYPE), row0 = 8 * hf;
+halves_tile(const int TYPE, const int NT, const int H, int hf0, const uint8_t *g, int64_t nb,
+            const BlockQ24 *x, int64_t x_stride, float *out, int64_t out_stride, int valid) {
+    const int q41 = TYPE == QWEN3C_TYPE_Q4_1, rb = q24_record_bytes(TYPE);
     const int off_shift = TYPE == QWEN3C_TYPE_Q8_0 ? 7 : 3; /* u = w + 128 / q4 = w + 8 */
-    _Alignas(32) float tot[TILE_T][8];
-    for (int t = 0; t < NT; t++) _mm256_store_ps(tot[t], _mm256_setzero_ps());
+    _Alignas(32) float tot[TILE_T][16];
+    for (int t = 0; t < NT; t++)
+        for (int h = 0; h < H; h++) _mm256_store_ps(tot[t] + 8 * h, _mm256_setzero_ps());
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = g + (size_t)b * (size_t)rb, *qp = p + (q41 ? 64 : 32);
         const BlockQ24 *xb = x + b;
-        __m256i ah[TILE_T], am[TILE_T], al[TILE_T];
-        for (int t = 0; t < NT; t++) ah[t] = am[t] = al[t] = _mm256_setzero_si256();
+        __m256i ah[4], am[4], al[4]; /* token t, half h at t H + h (NT H <= 4) */
+        for (int a = 0; a < NT * H; a++) ah[a] = am[a] = al[a] = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int c = 0; c < 8; c += DOT_STEP) {
-            const __m256i u0 = chunk_u(TYPE, qp, c, hf);
-            const __m256i u1 = DOT_STEP == 2 ? chunk_u(TYPE, qp, c + 1, hf) : u0;
+            __m256i u0[2], u1[2];
             (void)u1;
+            for (int h = 0; h < H; h++) {
+                u0[h] = chunk_u(TYPE, qp, c, hf0 + h);
+                u1[h] = DOT_STEP == 2 ? chunk_u(TYPE, qp, c + 1, hf0 + h) : u0[h];
+            }
             for (int t = 0; t < NT; t++) {
                 const BlockQ24 *xt = xb + t * x_stride;
-                if (TYPE == QWEN3C_TYPE_Q8_0) {
-                    DOTS_Q8(ah[t], u0, bcast4(xt->h + 4 * c), u1, bcast4(xt->h + 4 * c + 4));
-                    DOTS_Q8(am[t], u0, bcast4(xt->m + 4 * c), u1, bcast4(xt->m + 4 * c + 4));
-                    DOTS_Q8(al[t], u0, bcast4(xt->l + 4 * c), u1, bcast4(xt->l + 4 * c + 4));
-                } else {
-                    DOTS(ah[t], u0, bcast4(xt->h + 4 * c), u1, bcast4(xt->h + 4 * c + 4));
-                    DOTS(am[t], u0, bcast4(xt->m + 4 * c), u1, bcast4(xt->m + 4 * c + 4));
-                    DOTS(al[t], u0, bcast4(xt->l + 4 * c), u1, bcast4(xt->l + 4 * c + 4));
+#define DIGIT(acc, dg)                                                                          \
+                do {                                                                            \
+                    const __m256i s0 = bcast4(xt->dg + 4 * c), s1 = DOT_STEP == 2 ? bcast4(xt->dg + 4 * c + 4) : s0; \
+                    (void)s1;                                                                   \
+                    for (int h = 0; h < H; h++) {                                               \
+                        if (TYPE == QWEN3C_TYPE_Q8_0) DOTS_Q8(acc[t * H + h], u0[h], s0, u1[h], s1); \
+                        else DOTS(acc[t * H + h], u0[h], s0, u1[h], s1);                        \
+                    }                                                                           \
+                } while (0)
+                DIGIT(ah, h);
+                DIGIT(am, m);
+                DIGIT(al, l);
+#undef DIGIT
+            }
+        }
+        for (int h = 0; h < H; h++) {
+            const int row0 = 8 * (hf0 + h);
+            const __m256 dw = f16x8_ps(p + 2 * row0);
+            for (int t = 0; t < NT; t++) {
+                const BlockQ24 *xt = xb + t * x_stride;
+                const int a = t * H + h;
+                __m256i ih = ah[a], iml = _mm256_add_epi32(_mm256_slli_epi32(am[a], 8), al[a]);
+                if (!q41) {
+                    ih = _mm256_sub_epi32(ih, _mm256_set1_epi32(xt->sh * (1 << off_shift)));
+                    iml = _mm256_sub_epi32(iml, _mm256_set1_epi32(xt->sml * (1 << off_shift)));
                 }
+                const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ih), _mm256_set1_ps(65536.0f), _mm256_cvtepi32_ps(iml));
+                __m256 v = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_set1_ps(xt->d)), _mm256_load_ps(tot[t] + 8 * h));
+                if (q41) v = _mm256_fmadd_ps(f16x8_ps(p + 32 + 2 * row0), _mm256_set1_ps(xt->sx), v);
+                _mm256_store_ps(tot[t] + 8 * h, v);
             }
         }
-        const __m256 dw = f16x8_ps(p + 2 * row0);
-        for (int t = 0; t < NT; t++) {
-            const BlockQ24 *xt = xb + t * x_stride;
-            __m256i ih = ah[t], iml = _mm256_add_epi32(_mm256_slli_epi32(am[t], 8), al[t]);
-            if (!q41) {
-                ih = _mm256_sub_epi32(ih, _mm256_set1_epi32(xt->sh * (1 << off_shift)));
-                iml = _mm256_sub_epi32(iml, _mm256_set1_epi32(xt->sml * (1 << off_shift)));
-            }
-            const __m256 f = _mm256_fmadd_ps(_mm256_cvtepi32_ps(ih), _mm256_set1_ps(65536.0f), _mm256_cvtepi32_ps(iml));
-            __m256 v = _mm256_fmadd_ps(f, _mm256_mul_ps(dw, _mm256_set1_ps(xt->d)), _mm256_load_ps(tot[t]));
-            if (q41) v = _mm256_fmadd_ps(f16x8_ps(p + 32 + 2 * row0), _mm256_set1_ps(xt->sx), v);
-            _mm256_store_ps(tot[t], v);
-        }
     }
-    if (valid >= row0 + 8) {
-        for (int t = 0; t < NT; t++) _mm256_storeu_ps(out + t * out_stride + row0, _mm256_load_ps(tot[t]));
-    } else if (valid > row0) {
-        const __m256i m = first_lanes(valid - row0);
-        for (int t = 0; t < NT; t++) _mm256_maskstore_ps(out + t * out_stride + row0, m, _mm256_load_ps(tot[t]));
-    }
+    store_halves(out, out_stride, tot, NT, H, hf0, valid);
 }
 
-/* Rows [r0, r1) (whole groups from r0) x the tokens [t0, t0 + NT): for each group, each of
- * its 8-row halves that holds a valid row. */
+/* Rows [r0, r1) (whole groups from r0) x the tokens [t0, t0 + NT): for each group, its 8-row
+ * halves that hold a valid row, both in one pass for one token (decode). */
 static inline __attribute__((always_inline)) void
 rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1, const BlockQ24 *x,
           int64_t nb, float *out, int64_t out_stride) {
@@ -170,8 +178,12 @@ rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1
     for (int64_t r = r0; r < r1; r += GR) {
         const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * group_bytes;
         const int valid = r1 - r < GR ? (int)(r1 - r) : GR;
-        half_tile(TYPE, NT, 0, g, nb, x, nb, out + r, out_stride, valid);
-        if (valid > 8) half_tile(TYPE, NT, 1, g, nb, x, nb, out + r, out_stride, valid);
+        if (NT == 1 && valid > 8) {
+            halves_tile(TYPE, NT, 2, 0, g, nb, x, nb, out + r, out_stride, valid);
+            continue;
+        }
+        halves_tile(TYPE, NT, 1, 0, g, nb, x, nb, out + r, out_stride, valid);
+        if (valid > 8) halves_tile(TYPE, NT, 1, 1, g, nb, x, nb, out + r, out_stride, valid);
     }
 }
 
