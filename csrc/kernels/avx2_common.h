@@ -60,6 +60,24 @@ static inline __m256i first_lanes(int n) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+/* The q24 / q24k files' group loop over rows [r0, r1) of a packed matrix (16-row groups of
+ * group_bytes from `packed`, a short last one): HALVES(g, r, valid, H, hf0) for the group at g,
+ * its first row r and its `valid` rows, on its 8-row halves hf0 .. hf0 + H - 1 that hold a valid
+ * row -- both in one pass for one token (decode: each activation broadcast then serves two
+ * chunks), one at a time for a batch (4-token tiles: the accumulators of two halves would not
+ * fit the 16 ymm registers). */
+#define AVX2_GROUP_HALVES(NT, r0, r1, packed, group_bytes, HALVES)                              \
+    for (int64_t r_ = (r0); r_ < (r1); r_ += GR) {                                             \
+        const uint8_t *g_ = (const uint8_t *)(packed) + (size_t)(r_ / GR) * (group_bytes);      \
+        const int valid_ = (r1) - r_ < GR ? (int)((r1) - r_) : GR;                             \
+        if ((NT) == 1 && valid_ > 8) {                                                          \
+            HALVES(g_, r_, valid_, 2, 0);                                                       \
+            continue;                                                                           \
+        }                                                                                       \
+        HALVES(g_, r_, valid_, 1, 0);                                                           \
+        if (valid_ > 8) HALVES(g_, r_, valid_, 1, 1);                                           \
+    }
+
 /* The q24 / q24k files' results: tot[t][8 h .. 8 h + 8) (t < nt, h < n_halves) are rows
  * 8 (hf0 + h) .. + 7 of a 16-row group whose first `valid` rows exist, for token t at
  * out + t out_stride. */

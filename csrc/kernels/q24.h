@@ -81,6 +81,41 @@ static inline float q24_act_scale(float amax, int bad, float *id) {
         }                                                                                    \
     } while (0)
 
+/* The table entry rows() of a SIMD q24 / q24k file, from the file's TILE_T and always-inline
+ * rows_tile(TYPE, NT, w, r0, r1, x, nb, out, out_stride) (rows [r0, r1) x NT tokens, a
+ * compile-time constant): rows_type runs the tokens in tiles (Q24_TOKEN_TILES), each over all
+ * the rows, so that a tile's activations stay in L1 / L2 while the rows' weights (a thread's
+ * piece of a matrix) stay in L2; then one function per weight type (rows_type specialized for
+ * it, and a name a profile shows), picked by w->type; the third type is the default. */
+#define Q24_ROWS_TILE_(NT, t) rows_tile(TYPE, NT, w, r0, r1, x + (t) * nb, nb, out + (t) * out_stride, out_stride)
+#define Q24_ROWS_BY_TYPE(n0, T0, n1, T1, n2, T2)                                               \
+    static inline __attribute__((always_inline)) void                                         \
+    rows_type(const int TYPE, float *out, int64_t out_stride, const BlockQ24 *x, int n_tok,   \
+              const QTensor *w, int64_t r0, int64_t r1) {                                     \
+        const int64_t nb = w->cols / QK; /* activation blocks per token */                    \
+        Q24_TOKEN_TILES(n_tok, TILE_T, Q24_ROWS_TILE_);                                       \
+    }                                                                                         \
+    static void rows_##n0(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok,       \
+                          const QTensor *w, int64_t r0, int64_t r1) {                         \
+        rows_type(T0, out, out_stride, x, n_tok, w, r0, r1);                                  \
+    }                                                                                         \
+    static void rows_##n1(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok,       \
+                          const QTensor *w, int64_t r0, int64_t r1) {                         \
+        rows_type(T1, out, out_stride, x, n_tok, w, r0, r1);                                  \
+    }                                                                                         \
+    static void rows_##n2(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok,       \
+                          const QTensor *w, int64_t r0, int64_t r1) {                         \
+        rows_type(T2, out, out_stride, x, n_tok, w, r0, r1);                                  \
+    }                                                                                         \
+    static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w, \
+                     int64_t r0, int64_t r1) {                                                \
+        switch (w->type) {                                                                    \
+        case T0: rows_##n0(out, out_stride, xq, n_tok, w, r0, r1); break;                     \
+        case T1: rows_##n1(out, out_stride, xq, n_tok, w, r0, r1); break;                     \
+        default: rows_##n2(out, out_stride, xq, n_tok, w, r0, r1); break;                     \
+        }                                                                                     \
+    }
+
 #if defined(__AVX512F__) && defined(__AVX512VNNI__)
 #include <immintrin.h>
 /* acc += vpdpbusd(u, the 4 signed bytes at p broadcast): one instruction with an embedded

@@ -170,51 +170,16 @@ halves_tile(const int TYPE, const int NT, const int H, int hf0, const uint8_t *g
 }
 
 /* Rows [r0, r1) (whole groups from r0) x the tokens [t0, t0 + NT): for each group, its 8-row
- * halves that hold a valid row, both in one pass for one token (decode). */
+ * halves that hold a valid row, both in one pass for one token (AVX2_GROUP_HALVES). */
 static inline __attribute__((always_inline)) void
 rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1, const BlockQ24 *x,
           int64_t nb, float *out, int64_t out_stride) {
     const size_t group_bytes = (size_t)nb * (size_t)q24_record_bytes(w->type);
-    for (int64_t r = r0; r < r1; r += GR) {
-        const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * group_bytes;
-        const int valid = r1 - r < GR ? (int)(r1 - r) : GR;
-        if (NT == 1 && valid > 8) {
-            halves_tile(TYPE, NT, 2, 0, g, nb, x, nb, out + r, out_stride, valid);
-            continue;
-        }
-        halves_tile(TYPE, NT, 1, 0, g, nb, x, nb, out + r, out_stride, valid);
-        if (valid > 8) halves_tile(TYPE, NT, 1, 1, g, nb, x, nb, out + r, out_stride, valid);
-    }
+#define HALVES(g, r, valid, H, hf0) halves_tile(TYPE, NT, H, hf0, g, nb, x, nb, out + (r), out_stride, valid)
+    AVX2_GROUP_HALVES(NT, r0, r1, w->packed, group_bytes, HALVES);
+#undef HALVES
 }
 
-/* Tiles of TILE_T tokens, each over all the rows: the tile's activations stay in L1 / L2 while
- * the rows' weights (a thread's piece of a matrix, ~100-200 KB) stay in L2. */
-static inline __attribute__((always_inline)) void
-rows_type(const int TYPE, float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w,
-          int64_t r0, int64_t r1) {
-    const int64_t nb = w->cols / QK; /* activation blocks per token */
-#define TILE(NT, t) rows_tile(TYPE, NT, w, r0, r1, x + (t) * nb, nb, out + (t) * out_stride, out_stride)
-    Q24_TOKEN_TILES(n_tok, TILE_T, TILE);
-#undef TILE
-}
-
-static void rows_q8_0(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
-    rows_type(QWEN3C_TYPE_Q8_0, out, out_stride, x, n_tok, w, r0, r1);
-}
-static void rows_q4_0(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
-    rows_type(QWEN3C_TYPE_Q4_0, out, out_stride, x, n_tok, w, r0, r1);
-}
-static void rows_q4_1(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
-    rows_type(QWEN3C_TYPE_Q4_1, out, out_stride, x, n_tok, w, r0, r1);
-}
-
-static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
-                 int64_t r0, int64_t r1) {
-    switch (w->type) {
-    case QWEN3C_TYPE_Q8_0: rows_q8_0(out, out_stride, xq, n_tok, w, r0, r1); break;
-    case QWEN3C_TYPE_Q4_0: rows_q4_0(out, out_stride, xq, n_tok, w, r0, r1); break;
-    default: rows_q4_1(out, out_stride, xq, n_tok, w, r0, r1); break;
-    }
-}
+Q24_ROWS_BY_TYPE(q8_0, QWEN3C_TYPE_Q8_0, q4_0, QWEN3C_TYPE_Q4_0, q4_1, QWEN3C_TYPE_Q4_1)
 
 const Q24Kernels TIER_TABLE(q24_kernels) = {true, q24_packed_size, q24_pack, q24_act_bytes, quantize, rows};

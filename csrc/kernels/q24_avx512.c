@@ -162,34 +162,6 @@ rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1
     }
 }
 
-/* Tiles of TILE_T tokens (then 4, 3, 2, 1), each over all the rows: the tile's activations stay
- * in L1 / L2 while the rows' weights (a thread's piece of a matrix) stay in L2. */
-static inline __attribute__((always_inline)) void
-rows_type(const int TYPE, float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w,
-          int64_t r0, int64_t r1) {
-    const int64_t nb = w->cols / QK;
-#define TILE(NT, t) rows_tile(TYPE, NT, w, r0, r1, x + (t) * nb, nb, out + (t) * out_stride, out_stride)
-    Q24_TOKEN_TILES(n_tok, TILE_T, TILE);
-#undef TILE
-}
-
-static void rows_q8_0(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
-    rows_type(QWEN3C_TYPE_Q8_0, out, out_stride, x, n_tok, w, r0, r1);
-}
-static void rows_q4_0(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
-    rows_type(QWEN3C_TYPE_Q4_0, out, out_stride, x, n_tok, w, r0, r1);
-}
-static void rows_q4_1(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
-    rows_type(QWEN3C_TYPE_Q4_1, out, out_stride, x, n_tok, w, r0, r1);
-}
-
-static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
-                 int64_t r0, int64_t r1) {
-    switch (w->type) {
-    case QWEN3C_TYPE_Q8_0: rows_q8_0(out, out_stride, xq, n_tok, w, r0, r1); break;
-    case QWEN3C_TYPE_Q4_0: rows_q4_0(out, out_stride, xq, n_tok, w, r0, r1); break;
-    default: rows_q4_1(out, out_stride, xq, n_tok, w, r0, r1); break;
-    }
-}
+Q24_ROWS_BY_TYPE(q8_0, QWEN3C_TYPE_Q8_0, q4_0, QWEN3C_TYPE_Q4_0, q4_1, QWEN3C_TYPE_Q4_1)
 
 const Q24Kernels q24_kernels_avx512 = {true, q24_packed_size, q24_pack, q24_act_bytes, quantize, rows};

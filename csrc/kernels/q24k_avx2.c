@@ -128,54 +128,18 @@ halves_tile(const int TYPE, const int NT, const int H, int hf0, const uint8_t *g
     store_halves(out, out_stride, tot, NT, H, hf0, valid);
 }
 
-/* Rows [r0, r1) (whole groups from r0) x the tokens [t0, t0 + NT): for each group, both 8-row
- * halves in one pass (HALVES 2: AVX-VNNI, 12 accumulators for 2 tokens) or one at a time
- * (without it, whose byte products need twice the registers; decode too: the second half's
- * bytes are then in L1/L2), skipping a half that holds no valid row. */
+/* Rows [r0, r1) (whole groups from r0) x the tokens [t0, t0 + NT): for each group, its 8-row
+ * halves that hold a valid row, both in one pass for one token (AVX2_GROUP_HALVES). */
 static inline __attribute__((always_inline)) void
 rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1, const BlockQ24 *x,
-          int64_t ns, int64_t nb, float *out, int64_t out_stride) {
+          int64_t nb, float *out, int64_t out_stride) {
+    const int64_t ns = w->cols / QK_K; /* super-blocks per row */
     const size_t group_bytes = q24k_packed_size(w->type, GR, w->cols);
-    for (int64_t r = r0; r < r1; r += GR) {
-        const uint8_t *g = (const uint8_t *)w->packed + (size_t)(r / GR) * group_bytes;
-        const int valid = r1 - r < GR ? (int)(r1 - r) : GR;
-        if (NT == 1 && valid > 8) {
-            halves_tile(TYPE, NT, 2, 0, g, ns, x, nb, out + r, out_stride, valid);
-            continue;
-        }
-        halves_tile(TYPE, NT, 1, 0, g, ns, x, nb, out + r, out_stride, valid);
-        if (valid > 8) halves_tile(TYPE, NT, 1, 1, g, ns, x, nb, out + r, out_stride, valid);
-    }
+#define HALVES(g, r, valid, H, hf0) halves_tile(TYPE, NT, H, hf0, g, ns, x, nb, out + (r), out_stride, valid)
+    AVX2_GROUP_HALVES(NT, r0, r1, w->packed, group_bytes, HALVES);
+#undef HALVES
 }
 
-/* Tiles of TILE_T tokens, each over all the rows: the tile's activations stay in L1 / L2 while
- * the rows' weights (a thread's piece of a matrix, ~100-200 KB) stay in L2. */
-static inline __attribute__((always_inline)) void
-rows_type(const int TYPE, float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w,
-          int64_t r0, int64_t r1) {
-    const int64_t ns = w->cols / QK_K, nb = ns * (QK_K / QK); /* super-blocks, activation blocks per token */
-#define TILE(NT, t) rows_tile(TYPE, NT, w, r0, r1, x + (t) * nb, ns, nb, out + (t) * out_stride, out_stride)
-    Q24_TOKEN_TILES(n_tok, TILE_T, TILE);
-#undef TILE
-}
-
-static void rows_q4_k(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
-    rows_type(QWEN3C_TYPE_Q4_K, out, out_stride, x, n_tok, w, r0, r1);
-}
-static void rows_q5_k(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
-    rows_type(QWEN3C_TYPE_Q5_K, out, out_stride, x, n_tok, w, r0, r1);
-}
-static void rows_q6_k(float *out, int64_t out_stride, const BlockQ24 *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1) {
-    rows_type(QWEN3C_TYPE_Q6_K, out, out_stride, x, n_tok, w, r0, r1);
-}
-
-static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, const QTensor *w,
-                 int64_t r0, int64_t r1) {
-    switch (w->type) {
-    case QWEN3C_TYPE_Q4_K: rows_q4_k(out, out_stride, xq, n_tok, w, r0, r1); break;
-    case QWEN3C_TYPE_Q5_K: rows_q5_k(out, out_stride, xq, n_tok, w, r0, r1); break;
-    default: rows_q6_k(out, out_stride, xq, n_tok, w, r0, r1); break;
-    }
-}
+Q24_ROWS_BY_TYPE(q4_k, QWEN3C_TYPE_Q4_K, q5_k, QWEN3C_TYPE_Q5_K, q6_k, QWEN3C_TYPE_Q6_K)
 
 const Q24KKernels TIER_TABLE(q24k_kernels) = {q24k_packed_size, q24k_pack, rows};
