@@ -70,19 +70,14 @@ static void matmul_units(const Pass *ps, const MatmulJob *jobs, const int64_t *f
  * reads every byte once, so bytes are its time): the jobs of one call can differ in type, e.g.
  * a Q4_K_M file's Q6_K attn_v rows hold 1.5x the bytes of its Q4_K attn_q / attn_k rows. */
 static int64_t unit_at(const MatmulJob *jobs, int n_jobs, const int64_t *first, int k, int nth) {
-    double total = 0.0;
-    for (int j = 0; j < n_jobs; j++) total += (double)(first[j + 1] - first[j]) * (double)jobs[j].w->row_bytes;
-    double want = total * k / nth;
     if (k >= nth) return first[n_jobs];
-    for (int j = 0; j < n_jobs; j++) {
-        const double bytes = (double)(first[j + 1] - first[j]) * (double)jobs[j].w->row_bytes;
-        if (want < bytes || j == n_jobs - 1) {
-            const int64_t u = first[j] + (int64_t)(want / (double)jobs[j].w->row_bytes + 0.5);
-            return u < first[j + 1] ? u : first[j + 1];
-        }
-        want -= bytes;
-    }
-    return first[n_jobs];
+    double bytes[4], want = 0.0; /* a job's bytes (n_jobs <= 4, as first[] in matmuls) */
+    for (int j = 0; j < n_jobs; j++) want += bytes[j] = (double)(first[j + 1] - first[j]) * (double)jobs[j].w->row_bytes;
+    want = want * k / nth;
+    int j = 0;
+    for (; j < n_jobs - 1 && want >= bytes[j]; j++) want -= bytes[j];
+    const int64_t u = first[j] + (int64_t)(want / (double)jobs[j].w->row_bytes + 0.5);
+    return u < first[j + 1] ? u : first[j + 1];
 }
 
 void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, int n) {
