@@ -58,7 +58,9 @@ static void matmul_units(const Pass *ps, const MatmulJob *jobs, const int64_t *f
         const QTensor *w = jobs[j].w;
         const int64_t r0 = (u - first[j]) * MATMUL_UNIT;
         const int64_t r1 = (end - first[j]) * MATMUL_UNIT < w->rows ? (end - first[j]) * MATMUL_UNIT : w->rows;
-        if (path == QWEN3C_ACTIVATIONS_Q24) q24_any_rows(ps->k, w->type)(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
+        if (path == QWEN3C_ACTIVATIONS_Q24 && q24k_float(ps->k, w->type, n))
+            ps->k->q24k->rows_float(jobs[j].out, w->rows, x, n, w, r0, r1);
+        else if (path == QWEN3C_ACTIVATIONS_Q24) q24_any_rows(ps->k, w->type)(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
         else if (path == QWEN3C_ACTIVATIONS_Q16) ps->k->q16->rows(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
         else if (path == QWEN3C_ACTIVATIONS_Q8) ps->k->int8->rows(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
         else ps->k->matmul->rows(jobs[j].out, w->rows, x, n, w, r0, r1);
@@ -82,11 +84,12 @@ static int64_t unit_at(const MatmulJob *jobs, int n_jobs, const int64_t *first, 
 
 void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, int n) {
     int64_t first[5], total = 0;  /* first unit of each job; first[n_jobs] = total */
-    int path = ps->activations;
+    int path = ps->activations, all_float = 1;
     for (int j = 0; j < n_jobs; j++) {
         first[j] = total;
         total += (jobs[j].w->rows + MATMUL_UNIT - 1) / MATMUL_UNIT;
         const int t = jobs[j].w->type;
+        all_float &= q24k_float(ps->k, t, n);
         if ((path == QWEN3C_ACTIVATIONS_Q24 && !jobs[j].w->packed) ||
             (path == QWEN3C_ACTIVATIONS_Q16 && !q16_path_supported(t)) ||
             (path == QWEN3C_ACTIVATIONS_Q8 && !int8_path_supported(t)))
@@ -105,7 +108,7 @@ void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, 
 #pragma omp parallel num_threads(nt)
     {
         const int tid = thread_id(), nth = thread_count();
-        if (path == QWEN3C_ACTIVATIONS_Q24 && !q24_first) { /* q24: each thread rounds a share of the blocks */
+        if (path == QWEN3C_ACTIVATIONS_Q24 && !q24_first && !all_float) { /* q24: each thread rounds a share of the blocks */
             const int64_t nblk = n * (cols / 32);
             ps->k->q24->quantize(x, nblk * tid / nth, nblk * (tid + 1) / nth, ps->s->xq);
 #pragma omp barrier

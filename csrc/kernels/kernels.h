@@ -122,7 +122,13 @@ typedef struct {
     size_t (*packed_size)(int type, int64_t rows, int64_t cols);
     void   (*pack)(const QTensor *w, void *dst, int n_threads);
     RowsFn rows;
+    /* NULL, or (AVX-512) Q6_K's prefill in float32 for n_tok >= Q24K_FLOAT_MIN_TOKENS, where it
+     * is faster than the integer sums: x is float32 rows (not quantized), the weights are
+     * dequantized from w->packed to exactly quant.c's values, and the sums are the float path's
+     * (MatmulKernels.rows of the same tier: the same bits); r0 a multiple of 16 */
+    RowsFn rows_float;
 } Q24KKernels;
+#define Q24K_FLOAT_MIN_TOKENS 12
 
 /* ---- q16 and int8: 16- / 8-bit activations x the weights as stored ---------------------- */
 typedef struct {
@@ -246,6 +252,12 @@ static inline void q24_any_pack(const Kernels *k, const QTensor *w, void *dst, i
     if (k->q24->packed_size(w->type, w->rows, w->cols)) k->q24->pack(w, dst, n_threads);
     else k->q24k->pack(w, dst, n_threads);
 }
+/* Whether the q24 path computes a matmul of n tokens with `type` weights in float32 instead
+ * (Q24KKernels.rows_float: Q6_K prefill on the tiers that have it). */
+static inline bool q24k_float(const Kernels *k, int type, int n) {
+    return n >= Q24K_FLOAT_MIN_TOKENS && k->q24k->rows_float && type == QWEN3C_TYPE_Q6_K;
+}
+
 static inline RowsFn q24_any_rows(const Kernels *k, int type) {
     return q24k_path_supported(type) ? k->q24k->rows : k->q24->rows;
 }

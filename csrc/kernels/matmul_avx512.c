@@ -7,6 +7,7 @@
  * multiply-add replaces a product and a sum (Q4_1, Q5_1, K-quants).
  */
 #include "avx512_common.h"
+#include "gemm_avx512.h"
 #include "matmul_common.h"
 
 #define QK 32      /* elements per block of the 32-element formats */
@@ -571,46 +572,21 @@ static void dequantize_fast(int type, const uint8_t *src, float *dst, int64_t n)
     dequantize_row(type, src, dst, n);
 }
 
-/* part[t * TILE_R + r] = dot(tile row r, x row t) over k elements; tile rows have stride TILE_K,
- * x rows stride xs. NR, NT are compile-time constants at every call site, so the loops
- * unroll and the NR*NT accumulators stay in registers. */
-static inline __attribute__((always_inline)) void
-tile_kernel(const int NR, const int NT, const float *tile, const float *x, int64_t xs,
-            int64_t k, float *part) {
-    __m512 acc[TILE_R][TILE_T];
-    for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
-    int64_t i = 0;
-    for (; i + 16 <= k; i += 16) {
-        __m512 w[TILE_R];
-        for (int r = 0; r < NR; r++) w[r] = _mm512_load_ps(tile + r * TILE_K + i);
-        for (int t = 0; t < NT; t++) {
-            __m512 xv = _mm512_loadu_ps(x + t * xs + i);
-            /* keep xv in a register: otherwise gcc folds the load into each of the NR FMAs,
-             * and the loads, not the FMAs, become the bottleneck */
-            __asm__("" : "+v"(xv));
-            for (int r = 0; r < NR; r++) acc[r][t] = _mm512_fmadd_ps(w[r], xv, acc[r][t]);
-        }
-    }
-    if (i < k) {
-        __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
-        __m512 w[TILE_R];
-        for (int r = 0; r < NR; r++) w[r] = _mm512_maskz_loadu_ps(m, tile + r * TILE_K + i);
-        for (int t = 0; t < NT; t++) {
-            __m512 xv = _mm512_maskz_loadu_ps(m, x + t * xs + i);
-            for (int r = 0; r < NR; r++) acc[r][t] = _mm512_fmadd_ps(w[r], xv, acc[r][t]);
-        }
-    }
-    if (NR == 4) {
-        for (int t = 0; t < NT; t++)
-            _mm_storeu_ps(part + t * TILE_R, hsum4(acc[0][t], acc[1][t], acc[2][t], acc[3][t]));
-    } else {
-        for (int r = 0; r < NR; r++)
-            for (int t = 0; t < NT; t++) part[t * TILE_R + r] = _mm512_reduce_add_ps(acc[r][t]);
+/* A GEMM micro-panel (gemm_avx512.h) of rows [row0, row0 + nr) x columns [k0, k0 + kc) as
+ * stored in the file: each half's 16 rows dequantized (dequantize_fast) into an L1 buffer,
+ * then transposed 16 x 16 at a time. */
+static void fill_rows(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc, float *panel) {
+    _Alignas(64) float rows[16 * GEMM_KC];
+    const int bs = qwen3c_type_block_size(w->type);
+    const size_t off = (size_t)(k0 / bs) * (size_t)qwen3c_type_row_size(w->type, bs);
+    for (int h = 0; h < 2; h++) {
+        const int m = nr - 16 * h < 0 ? 0 : nr - 16 * h > 16 ? 16 : nr - 16 * h;
+        for (int i = 0; i < m; i++)
+            dequantize_fast(w->type, (const uint8_t *)w->data + (row0 + 16 * h + i) * w->row_bytes + off,
+                            rows + i * GEMM_KC, kc);
+        gemm_put_half(panel, h, rows, GEMM_KC, m, kc);
     }
 }
-
-MATMUL_TILE_DISPATCH(tile_kernel)
 
 /* two float rows at once (matmul_decode) */
 static void vec_dot2(int type, const uint8_t *ra, const uint8_t *rb, const float *x, int64_t n, float *oa,
@@ -622,7 +598,7 @@ static void vec_dot2(int type, const uint8_t *ra, const uint8_t *rb, const float
 
 static void rows(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,
                  int64_t r0, int64_t r1) {
-    if (n_tok > 1) matmul_panels(out, out_stride, x, n_tok, w, r0, r1, dequantize_fast, tile_dispatch);
+    if (n_tok > 1) gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_rows);
     else matmul_decode(out, x, w, r0, r1, vec_dot, vec_dot2); /* memory-bound */
 }
 

@@ -7,6 +7,7 @@
  */
 #include <immintrin.h>
 
+#include "gemm_avx512.h"
 #include "q24.h"
 
 #define QK_K 256
@@ -192,4 +193,55 @@ rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1
 
 Q24_ROWS_BY_TYPE(q4_k, QWEN3C_TYPE_Q4_K, q5_k, QWEN3C_TYPE_Q5_K, q6_k, QWEN3C_TYPE_Q6_K)
 
-const Q24KKernels q24k_kernels_avx512 = {q24k_packed_size, q24k_pack, rows};
+/* ---------------------------------------------------------------------------------------
+ * Q6_K prefill in float32 (Q24KKernels.rows_float): gemm_avx512.h, the weights dequantized
+ * from the packed records to quant.c's values, (d sc) (q - 32) rounded once. A chunk's 32-bit
+ * lane r holds 4 columns of row r, so byte i of every lane is one column of the group's 16
+ * rows: one zmm of the micro-panel, no transpose. (Q4_K / Q5_K measured no faster this way
+ * than with their integer sums, which stay their prefill path.)
+ * ------------------------------------------------------------------------------------- */
+/* The 256 columns of one packed Q6_K record rec (16 rows) into a micro-panel's half at panel. */
+static void q6k_record_f32(const uint8_t *rec, float *panel) {
+    const __m512i m0f = _mm512_set1_epi8(0x0f), m30 = _mm512_set1_epi8(0x30), k32 = _mm512_set1_epi8(32);
+    const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)rec));
+    for (int b = 0; b < 8; b++) { /* 32-column block b: half b / 4, block k = b % 4 in it */
+        const uint8_t *half = rec + 288 + 1536 * (b / 4);
+        const int k = b % 4;
+        for (int s = 0; s < 2; s++) { /* sub-block 2b + s: columns 16s..16s+15 of the block */
+            const __m512 dsc = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(
+                                                    _mm_loadu_si128((const __m128i *)(rec + 32 + 16 * (2 * b + s))))));
+            for (int c = 4 * s; c < 4 * s + 4; c++) {
+                /* all 64 bytes at once: q - 32 = (low nibble | the 2 high bits << 4) - 32 */
+                __m512i lo = _mm512_loadu_si512(half + 512 * (k % 2) + 64 * c);
+                __m512i hi = _mm512_loadu_si512(half + 1024 + 64 * c);
+                if (k >= 2) lo = _mm512_srli_epi16(lo, 4);
+                hi = k == 0 ? _mm512_slli_epi16(hi, 4) : k == 1 ? _mm512_slli_epi16(hi, 2)
+                   : k == 3 ? _mm512_srli_epi16(hi, 2) : hi;
+                const __m512i q = _mm512_sub_epi8( /* 0xea: (lo & 0x0f) | (hi & 0x30) */
+                    _mm512_ternarylogic_epi32(lo, m0f, _mm512_and_si512(hi, m30), 0xea), k32);
+                for (int i = 0; i < 4; i++) { /* byte i of every lane, sign-extended */
+                    const __m512i v = _mm512_srai_epi32(i == 3 ? q : _mm512_slli_epi32(q, 24 - 8 * i), 24);
+                    _mm512_store_ps(panel + (32 * b + 4 * c + i) * GEMM_MR, _mm512_mul_ps(dsc, _mm512_cvtepi32_ps(v)));
+                }
+            }
+        }
+    }
+}
+
+/* GemmFill: rows [row0, row0 + nr) (row0 a multiple of 16) x the super-block at k0 (kc is
+ * always GEMM_KC = 256, one super-block). */
+static void fill_q6_k(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc, float *panel) {
+    const size_t rb = q24k_packed_size(QWEN3C_TYPE_Q6_K, GR, QK_K);
+    const int64_t ns = w->cols / QK_K;
+    const uint8_t *rec = (const uint8_t *)w->packed + ((size_t)(row0 / GR) * (size_t)ns + (size_t)(k0 / QK_K)) * rb;
+    q6k_record_f32(rec, panel);
+    if (nr > GR) q6k_record_f32(rec + (size_t)ns * rb, panel + GR);
+    else for (int k = 0; k < kc; k++) _mm512_store_ps(panel + k * GEMM_MR + GR, _mm512_setzero_ps());
+}
+
+static void rows_float(float *out, int64_t out_stride, const void *x, int n_tok, const QTensor *w,
+                       int64_t r0, int64_t r1) {
+    gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q6_k);
+}
+
+const Q24KKernels q24k_kernels_avx512 = {q24k_packed_size, q24k_pack, rows, rows_float};

@@ -2,9 +2,9 @@
  * test_kernels.c -- every kernel tier this build holds and this CPU runs, against the scalar
  * tier (the readable reference) on random data (csrc/kernels/kernels.h has the families):
  *
- *   matmul     every weight type (13), decode (1 token) and prefill (3, 7 tokens: the 6-token
- *              micro-kernel and its remainder), odd row counts, two 1024-column panels; each
- *              tier within float32 rounding of a float64 reference (1e-5 of sum |w x|)
+ *   matmul     every weight type (13), decode (1 token) and prefill (3, 7, 13 tokens: the 6- and
+ *              12-token micro-kernels and their remainders), odd row counts, two 1024-column
+ *              panels; each tier within float32 rounding of a float64 reference (1e-5 of sum |w x|)
  *   q24        the activation quantization digit for digit (d, sum x, h, m, l, sum h, 256 sum m
  *              + sum l, Q6_K's half sums), and the matmul from the same quantized activations
  *              BIT FOR BIT (integer sums, then the same float steps), Q8_0 / Q4_0 / Q4_1, on
@@ -12,7 +12,8 @@
  *              activations, a product past the 8355711 clamp, zero / subnormal / huge / NaN /
  *              inf blocks), partial 16-row groups, 1-5 tokens; then within 1e-5 of the float path
  *   q24k       Q4_K / Q5_K / Q6_K packed for the tier x q24 activation blocks, bit for bit with
- *              scalar and within 1e-5 of the float path
+ *              scalar and within 1e-5 of the float path; where a tier has it, Q6_K's float32
+ *              prefill from the packed groups bit for bit with the tier's own float path
  *   q16, int8  (opt-in paths) each tier's quantization + matmul within float rounding of scalar's
  *   attention  scores and softmax(scores) @ v for 1-8 query rows, float32 and float16 caches,
  *              head_dim 64 / 128 (and 80: the scalar fallback), within float32 rounding
@@ -135,13 +136,14 @@ static const int ALL_TYPES[] = {QWEN3C_TYPE_F32, QWEN3C_TYPE_F16, QWEN3C_TYPE_BF
 static void test_matmul(const Kernels *k) {
     for (size_t ti = 0; ti < sizeof ALL_TYPES / sizeof ALL_TYPES[0]; ti++) {
         const int type = ALL_TYPES[ti], bs = qwen3c_type_block_size(type);
-        /* two panels of TILE_K = 1024 columns; float types also a ragged tail */
+        /* two panels of TILE_K = 1024 columns (five 256-column chunks of the AVX-512 GEMM); float
+         * types also a ragged tail */
         const int64_t rows = 37, cols = bs == 1 ? 1283 : 1280;
         size_t rb;
         uint8_t *w = random_weights(type, rows, cols, &rb);
         const QTensor qt = {w, type, rows, cols, rb, NULL};
-        const int toks[] = {1, 3, 7};
-        for (int ni = 0; ni < 3; ni++) {
+        const int toks[] = {1, 3, 7, 13}; /* decode; the 6- and 12-token micro-kernels and remainders */
+        for (int ni = 0; ni < 4; ni++) {
             const int n_tok = toks[ni];
             float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
             float *out = malloc(sizeof(float) * (size_t)(n_tok * rows));
@@ -314,6 +316,24 @@ static void test_q24k(const Kernels *k) {
             free(x), free(os), free(ot), free(ref), free(mag);
             os_aligned_free(xq);
         }
+        if (k->q24k->rows_float && type == QWEN3C_TYPE_Q6_K) /* the float32 prefill from the packed groups */
+            for (int n_tok = 12; n_tok <= 25; n_tok += 13) {
+                float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
+                random_floats(x, n_tok * cols, 3.0f);
+                float *of = malloc(sizeof(float) * (size_t)(n_tok * rows)), *ot = malloc(sizeof(float) * (size_t)(n_tok * rows));
+                double *ref = malloc(sizeof(double) * (size_t)(n_tok * rows)), *mag = malloc(sizeof(double) * (size_t)(n_tok * rows));
+                reference(type, w, rb, rows, cols, x, n_tok, ref, mag);
+                k->matmul->rows(of, rows, x, n_tok, &ws, 0, rows); /* the float path, from the file layout */
+                k->q24k->rows_float(ot, rows, x, n_tok, &wt, 0, 16);
+                k->q24k->rows_float(ot, rows, x, n_tok, &wt, 16, rows);
+                int bad = 0;
+                for (int64_t i = 0; i < n_tok * rows; i++)
+                    if ((!same_float(of[i], ot[i]) || !close_to(ot[i], ref[i], mag[i], 1e-5)) && bad++ < 3)
+                        fprintf(stderr, "  q24k rows_float %s n_tok %d [%lld]: %.9g, float path %.9g, reference %.9g\n",
+                                k->tier, n_tok, (long long)i, ot[i], of[i], ref[i]);
+                CHECK(bad == 0);
+                free(x), free(of), free(ot), free(ref), free(mag);
+            }
         os_aligned_free((void *)ws.packed), os_aligned_free((void *)wt.packed);
         free(w);
     }

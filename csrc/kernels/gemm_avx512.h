@@ -1,0 +1,142 @@
+/*
+ * gemm_avx512.h -- the AVX-512 prefill matmul in float32 (a GEMM): out[t][r] = sum_k W[r][k]
+ * x[t][k] for a batch of tokens. Shared by matmul_avx512.c (weights as stored in the file) and
+ * q24k_avx512.c (K-quant weights from their packed 16-row groups); each supplies a `fill` that
+ * writes the weights of 32 rows x kc columns, dequantized, as a micro-panel.
+ *
+ *   micro-panel  32 rows x kc columns (kc <= GEMM_KC = 256) stored column after column: column
+ *                k is the 32 floats at panel + 32 k (rows 0..15, then 16..31), i.e. two zmm
+ *   micro-kernel 32 rows x GEMM_NR = 12 tokens: per column k, 2 loads of the panel, 12
+ *                broadcasts of x[t][k] and 24 FMAs into 24 accumulators that stay in registers
+ *                (rows along the vector lanes, so no horizontal sums at the end)
+ *   blocking     GEMM_MC = 64 rows x GEMM_KC columns are dequantized at a time (64 KB, in L2),
+ *                then every group of 12 tokens runs over them while its 12 x 256 activations
+ *                (12 KB) stay in L1; partial sums over the column chunks are added into out
+ *
+ * Each output is the float32 sum over its chunks of 256 columns (in order) of the chunk's
+ * sequential FMA chain: the float reference arithmetic, in one fixed order.
+ */
+#ifndef QWEN3C_GEMM_AVX512_H
+#define QWEN3C_GEMM_AVX512_H
+
+#include <immintrin.h>
+
+#include "kernels.h"
+
+#define GEMM_MR 32   /* rows per micro-panel (two zmm) */
+#ifndef GEMM_NR
+#define GEMM_NR 12   /* tokens per micro-kernel: 24 accumulators */
+#endif
+#define GEMM_KC 256  /* columns per panel (one K-quant super-block) */
+
+/* Writes rows [row0, row0 + nr) (nr <= 32; rows nr..31 as zeros) x columns [k0, k0 + kc) of w
+ * as a micro-panel (64-byte aligned). */
+typedef void (*GemmFill)(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc, float *panel);
+
+/* 16 rows of 16 floats (r[i] = row i) -> r[j] = column j (16 rows). */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) { /* per 128-bit lane L: rows 2i, 2i+1 of columns 4L, 4L+1 | 4L+2, 4L+3 */
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) { /* r[4i + c], lane L: rows 4i..4i+3 of column 4L + c */
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int c = 0; c < 4; c++) { /* gather lane L of r[c], r[4+c], r[8+c], r[12+c]: column 4L + c */
+        const __m512 u0 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88), u1 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xdd);
+        const __m512 u2 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88), u3 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xdd);
+        t[c] = _mm512_shuffle_f32x4(u0, u2, 0x88);
+        t[8 + c] = _mm512_shuffle_f32x4(u0, u2, 0xdd);
+        t[4 + c] = _mm512_shuffle_f32x4(u1, u3, 0x88);
+        t[12 + c] = _mm512_shuffle_f32x4(u1, u3, 0xdd);
+    }
+    for (int j = 0; j < 16; j++) r[j] = t[j];
+}
+
+/* Rows [0, nr) (nr <= 16) x kc columns of the row-major floats src (row stride ss) into half h
+ * (rows 16h..16h+15) of a micro-panel; rows nr..15 become zeros. */
+static inline void gemm_put_half(float *panel, int h, const float *src, int64_t ss, int nr, int kc) {
+    int k = 0;
+    for (; k + 16 <= kc; k += 16) {
+        __m512 r[16];
+        for (int i = 0; i < 16; i++) r[i] = i < nr ? _mm512_loadu_ps(src + i * ss + k) : _mm512_setzero_ps();
+        transpose16(r);
+        for (int j = 0; j < 16; j++) _mm512_store_ps(panel + (k + j) * GEMM_MR + 16 * h, r[j]);
+    }
+    for (; k < kc; k++)
+        for (int i = 0; i < 16; i++) panel[k * GEMM_MR + 16 * h + i] = i < nr ? src[i * ss + k] : 0.0f;
+}
+
+/* out[t * os + 0..32) (+)= micro-panel (32 x kc) . x[t * xs + 0..kc) for t < NT (a
+ * compile-time constant); m0, m1: the rows of each half to store. */
+static inline __attribute__((always_inline)) void
+gemm_kernel(const int NT, const float *panel, const float *x, int64_t xs, int kc, float *out, int64_t os,
+            __mmask16 m0, __mmask16 m1, const int accumulate) {
+    __m512 a0[GEMM_NR], a1[GEMM_NR];
+    for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        const __m512 w0 = _mm512_load_ps(panel + k * GEMM_MR), w1 = _mm512_load_ps(panel + k * GEMM_MR + 16);
+        for (int t = 0; t < NT; t++) {
+            const __m512 b = _mm512_set1_ps(x[t * xs + k]);
+            a0[t] = _mm512_fmadd_ps(w0, b, a0[t]);
+            a1[t] = _mm512_fmadd_ps(w1, b, a1[t]);
+        }
+    }
+    for (int t = 0; t < NT; t++) {
+        float *o = out + t * os;
+        if (accumulate) {
+            a0[t] = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, o), a0[t]);
+            a1[t] = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, o + 16), a1[t]);
+        }
+        _mm512_mask_storeu_ps(o, m0, a0[t]);
+        _mm512_mask_storeu_ps(o + 16, m1, a1[t]);
+    }
+}
+
+static void gemm_tile(int nt, const float *panel, const float *x, int64_t xs, int kc, float *out, int64_t os,
+                      __mmask16 m0, __mmask16 m1, int accumulate) {
+#define GEMM_CASE(N)                                                     \
+    case N:                                                              \
+        if (accumulate) gemm_kernel(N, panel, x, xs, kc, out, os, m0, m1, 1); \
+        else gemm_kernel(N, panel, x, xs, kc, out, os, m0, m1, 0);       \
+        return;
+    switch (nt) {
+    GEMM_CASE(1) GEMM_CASE(2) GEMM_CASE(3) GEMM_CASE(4) GEMM_CASE(5) GEMM_CASE(6) GEMM_CASE(7)
+#if GEMM_NR > 12
+    GEMM_CASE(12) GEMM_CASE(13)
+#endif
+    GEMM_CASE(8) GEMM_CASE(9) GEMM_CASE(10) GEMM_CASE(11)
+    default: if (accumulate) gemm_kernel(GEMM_NR, panel, x, xs, kc, out, os, m0, m1, 1);
+             else gemm_kernel(GEMM_NR, panel, x, xs, kc, out, os, m0, m1, 0);
+             return;
+    }
+#undef GEMM_CASE
+}
+
+/* The rows [r0, r1) of a matmul for n_tok tokens (x: (n_tok, w->cols) floats; out rows at
+ * stride os), the weights from `fill` (a compile-time function at each call site). */
+static inline __attribute__((always_inline)) void
+gemm_rows(float *out, int64_t os, const float *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1,
+          GemmFill fill) {
+    const int64_t n = w->cols;
+    _Alignas(64) float panel[GEMM_MR * GEMM_KC];
+    for (int64_t rb = r0; rb < r1; rb += GEMM_MR) {
+        const int nr = r1 - rb < GEMM_MR ? (int)(r1 - rb) : GEMM_MR;
+        const __mmask16 m0 = nr >= 16 ? 0xffff : (__mmask16)((1u << nr) - 1);
+        const __mmask16 m1 = nr >= 32 ? 0xffff : nr > 16 ? (__mmask16)((1u << (nr - 16)) - 1) : 0;
+        for (int64_t k0 = 0; k0 < n; k0 += GEMM_KC) {
+            const int kc = n - k0 < GEMM_KC ? (int)(n - k0) : GEMM_KC;
+            fill(w, rb, nr, k0, kc, panel); /* 32 KB: stays in L1 while every token passes */
+            for (int t0 = 0; t0 < n_tok; t0 += GEMM_NR) {
+                const int nt = n_tok - t0 < GEMM_NR ? n_tok - t0 : GEMM_NR;
+                gemm_tile(nt, panel, x + (int64_t)t0 * n + k0, n, kc, out + (int64_t)t0 * os + rb, os, m0, m1, k0 > 0);
+            }
+        }
+    }
+}
+
+#endif /* QWEN3C_GEMM_AVX512_H */
