@@ -9,9 +9,10 @@
  *   micro-kernel 32 rows x GEMM_NR = 12 tokens: per column k, 2 loads of the panel, 12
  *                broadcasts of x[t][k] and 24 FMAs into 24 accumulators that stay in registers
  *                (rows along the vector lanes, so no horizontal sums at the end)
- *   blocking     GEMM_MC = 64 rows x GEMM_KC columns are dequantized at a time (64 KB, in L2),
- *                then every group of 12 tokens runs over them while its 12 x 256 activations
- *                (12 KB) stay in L1; partial sums over the column chunks are added into out
+ *   blocking     per micro-panel of the thread's rows and 256-column chunk: `fill` dequantizes
+ *                it (32 KB: it stays in L1) and asks for the next one's weights (a prefetch),
+ *                then every group of 12 tokens runs over it, each reading its 12 x 256
+ *                activations from L2; the chunks' partial sums are added into out
  *
  * Each output is the float32 sum over its chunks of 256 columns (in order) of the chunk's
  * sequential FMA chain: the float reference arithmetic, in one fixed order.
@@ -24,13 +25,12 @@
 #include "kernels.h"
 
 #define GEMM_MR 32   /* rows per micro-panel (two zmm) */
-#ifndef GEMM_NR
 #define GEMM_NR 12   /* tokens per micro-kernel: 24 accumulators */
-#endif
 #define GEMM_KC 256  /* columns per panel (one K-quant super-block) */
 
 /* Writes rows [row0, row0 + nr) (nr <= 32; rows nr..31 as zeros) x columns [k0, k0 + kc) of w
- * as a micro-panel (64-byte aligned). */
+ * as a micro-panel (64-byte aligned); with panel NULL, it may prefetch what that would read (a
+ * hint: called for the next micro-panel right after filling this one). */
 typedef void (*GemmFill)(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc, float *panel);
 
 /* 16 rows of 16 floats (r[i] = row i) -> r[j] = column j (16 rows). */
@@ -106,9 +106,6 @@ static void gemm_tile(int nt, const float *panel, const float *x, int64_t xs, in
         return;
     switch (nt) {
     GEMM_CASE(1) GEMM_CASE(2) GEMM_CASE(3) GEMM_CASE(4) GEMM_CASE(5) GEMM_CASE(6) GEMM_CASE(7)
-#if GEMM_NR > 12
-    GEMM_CASE(12) GEMM_CASE(13)
-#endif
     GEMM_CASE(8) GEMM_CASE(9) GEMM_CASE(10) GEMM_CASE(11)
     default: if (accumulate) gemm_kernel(GEMM_NR, panel, x, xs, kc, out, os, m0, m1, 1);
              else gemm_kernel(GEMM_NR, panel, x, xs, kc, out, os, m0, m1, 0);
@@ -131,9 +128,15 @@ gemm_rows(float *out, int64_t os, const float *x, int n_tok, const QTensor *w, i
         for (int64_t k0 = 0; k0 < n; k0 += GEMM_KC) {
             const int kc = n - k0 < GEMM_KC ? (int)(n - k0) : GEMM_KC;
             fill(w, rb, nr, k0, kc, panel); /* 32 KB: stays in L1 while every token passes */
+            if (k0 + GEMM_KC < n) /* the next fill's weights, fetched meanwhile */
+                fill(w, rb, nr, k0 + GEMM_KC, n - k0 - GEMM_KC < GEMM_KC ? (int)(n - k0 - GEMM_KC) : GEMM_KC, NULL);
+            else if (rb + GEMM_MR < r1)
+                fill(w, rb + GEMM_MR, r1 - rb - GEMM_MR < GEMM_MR ? (int)(r1 - rb - GEMM_MR) : GEMM_MR, 0,
+                     n < GEMM_KC ? (int)n : GEMM_KC, NULL);
             for (int t0 = 0; t0 < n_tok; t0 += GEMM_NR) {
                 const int nt = n_tok - t0 < GEMM_NR ? n_tok - t0 : GEMM_NR;
-                gemm_tile(nt, panel, x + (int64_t)t0 * n + k0, n, kc, out + (int64_t)t0 * os + rb, os, m0, m1, k0 > 0);
+                gemm_tile(nt, panel, x + (int64_t)t0 * n + k0, n, kc, out + (int64_t)t0 * os + rb, os, m0, m1,
+                          k0 > 0);
             }
         }
     }

@@ -576,6 +576,7 @@ static void dequantize_fast(int type, const uint8_t *src, float *dst, int64_t n)
  * stored in the file: each half's 16 rows dequantized (dequantize_fast) into an L1 buffer,
  * then transposed 16 x 16 at a time. */
 static void fill_rows(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc, float *panel) {
+    if (!panel) return; /* (no prefetch hint: these rows are read as sequential streams) */
     _Alignas(64) float rows[16 * GEMM_KC];
     const int bs = qwen3c_type_block_size(w->type);
     const size_t off = (size_t)(k0 / bs) * (size_t)qwen3c_type_row_size(w->type, bs);

@@ -229,11 +229,18 @@ static void q6k_record_f32(const uint8_t *rec, float *panel) {
 }
 
 /* GemmFill: rows [row0, row0 + nr) (row0 a multiple of 16) x the super-block at k0 (kc is
- * always GEMM_KC = 256, one super-block). */
+ * always GEMM_KC = 256, one super-block); panel NULL: only prefetch those records into L2. */
 static void fill_q6_k(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc, float *panel) {
     const size_t rb = q24k_packed_size(QWEN3C_TYPE_Q6_K, GR, QK_K);
     const int64_t ns = w->cols / QK_K;
     const uint8_t *rec = (const uint8_t *)w->packed + ((size_t)(row0 / GR) * (size_t)ns + (size_t)(k0 / QK_K)) * rb;
+    if (!panel) {
+        for (size_t off = 0; off < rb; off += 64) {
+            _mm_prefetch((const char *)rec + off, _MM_HINT_T1);
+            if (nr > GR) _mm_prefetch((const char *)rec + (size_t)ns * rb + off, _MM_HINT_T1);
+        }
+        return;
+    }
     q6k_record_f32(rec, panel);
     if (nr > GR) q6k_record_f32(rec + (size_t)ns * rb, panel + GR);
     else for (int k = 0; k < kc; k++) _mm512_store_ps(panel + k * GEMM_MR + GR, _mm512_setzero_ps());
