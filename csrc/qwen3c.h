@@ -294,8 +294,10 @@ typedef struct qwen3c_context_params {
     int n_threads;  /* OpenMP threads for this context; 0 = all cores (always 1 in a build
                        without OpenMP: qwen3c_cpu_info_get says which) */
     int n_batch;    /* max tokens per internal forward chunk; 0 = default (256) */
-    int activations; /* matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights (QWEN3C_ACTIVATIONS_*;
-                        other weight types always use float32 activations) */
+    int activations; /* matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights, and with Q24 / F32 for
+                        Q4_K / Q5_K / Q6_K ones (QWEN3C_ACTIVATIONS_*; other weight types
+                        always use float32 activations; on AVX-512, Q24 computes Q6_K batches
+                        of 12+ tokens in float32, with F32's bits) */
     int kv_type;    /* element type of the KV cache: QWEN3C_KV_F32 (default) or QWEN3C_KV_F16 */
     int n_checkpoints; /* slots for qwen3c_context_checkpoint (models with recurrent layers);
                           0 = default (4). Each slot, allocated when first used, holds a copy of

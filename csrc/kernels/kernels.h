@@ -4,8 +4,9 @@
  *
  *   family      what it computes                                  files
  *   matmul      float32 activations x any weight type (the        matmul_{scalar,avx2,avx512,neon}.c
- *               reference path: decode dot products, prefill
- *               panel dequantization + register-tiled FMAs)
+ *               reference path: decode dot products, prefill      (+ gemm_avx512.h: AVX-512's
+ *               panel dequantization + register-tiled FMAs)        prefill GEMM, which q24k_avx512.c
+ *                                                                  shares for Q6_K)
  *   q24         the default for Q8_0/Q4_0/Q4_1: 24-bit            q24_{scalar,avx2,avx512,neon}.c
  *               activation blocks x packed 16-row weight groups
  *   q24k        the default for Q4_K/Q5_K/Q6_K: the same          q24k_{scalar,avx2,avx512,neon}.c

@@ -20,10 +20,11 @@ def add_numerics_arguments(parser: argparse.ArgumentParser) -> None:
     (qwen3c.Model(activations=..., kv_cache=...))."""
     parser.add_argument(
         "--activations", choices=ACTIVATIONS, default="q24",
-        help="matmul arithmetic for Q8_0/Q4_0/Q4_1 files: q24 (default) rounds the "
+        help="matmul arithmetic for Q8_0/Q4_0/Q4_1 and K-quant files: q24 (default) rounds the "
              "activations to 24-bit blocks, float32-level (~4e-6 relative logit "
              "error), against a packed copy of the weights: memory-speed decode on "
-             "AVX-512 VNNI and arm64 dotprod CPUs (else it runs as f32); q24 copies the weights into huge "
+             "AVX-512 VNNI, AVX2 and arm64 dotprod CPUs (else it runs as f32; on AVX-512 a "
+             "prompt meets Q6_K matrices in float32); q24 copies the weights into huge "
              "pages at load (float files too); f32 is the float reference path "
              "(exact up to float32 rounding, slower; the file stays mmapped); q16 rounds to "
              "16-bit blocks (~1e-3); q8 to 8-bit blocks like llama.cpp (fastest, ~4e-2, can "

@@ -88,14 +88,15 @@ class Model:
             otherwise, of new sessions (0 = the model's context_length, capped at 4096).
         n_threads: threads for the matmuls (0 = all cores).
         n_batch: tokens per internal forward chunk (0 = default 256).
-        activations: how Q8_0 / Q4_0 / Q4_1 matmuls treat their float32 input x (other weight
-            types always use float32):
+        activations: how Q8_0 / Q4_0 / Q4_1 matmuls (and, for "q24" / "f32", Q4_K / Q5_K /
+            Q6_K ones) treat their float32 input x (other weight types always use float32):
             "q24" (default): x rounded to 24-bit fixed point per block of 32 values (a step of
             about the float32 ulp of the block's largest value), exact integer dot products
             against a packed copy of the weights (x86 vpdpbusd or vpmaddubsw; arm64 sdot /
             smmla): float32-level precision (SmolLM2 Q4_1: 3e-6 of the float32 reference) at
             memory speed. On the kernel tiers without SIMD integer dot products ("sse",
-            "neon-nodot", "scalar") it runs as "f32". The weights are copied once at load into
+            "neon-nodot", "scalar") it runs as "f32"; on "avx512", a batch of 12 or more tokens
+            meets Q6_K matrices as "f32" does (faster there; the same bits). The weights are copied once at load into
             huge pages (F32 / F16 / BF16 matrices too, as they are: faster decode for float
             files);
             "f32": float32 x against the stored weight blocks, exact up to float32 rounding
