@@ -123,11 +123,13 @@ typedef struct {
     size_t (*packed_size)(int type, int64_t rows, int64_t cols);
     void   (*pack)(const QTensor *w, void *dst, int n_threads);
     RowsFn rows;
-    /* NULL, or (AVX-512) Q6_K's prefill in float32 for n_tok >= Q24K_FLOAT_MIN_TOKENS, where it
-     * is faster than the integer sums: x is float32 rows (not quantized), the weights are
-     * dequantized from w->packed to exactly quant.c's values, and the sums are the float path's
-     * (MatmulKernels.rows of the same tier: the same bits); r0 a multiple of 16 */
+    /* NULL, or the prefill (n_tok >= Q24K_FLOAT_MIN_TOKENS) of the types in float_types in
+     * float32, where that is faster than the integer sums (AVX-512: Q6_K; AVX2: all three):
+     * x is float32 rows (not quantized), the weights are dequantized from w->packed to exactly
+     * quant.c's values, and the sums are the float path's (on AVX-512 MatmulKernels.rows' very
+     * bits); r0 a multiple of 16 */
     RowsFn rows_float;
+    uint32_t float_types; /* bit t: rows_float computes type t */
 } Q24KKernels;
 #define Q24K_FLOAT_MIN_TOKENS 12
 
@@ -254,9 +256,9 @@ static inline void q24_any_pack(const Kernels *k, const QTensor *w, void *dst, i
     else k->q24k->pack(w, dst, n_threads);
 }
 /* Whether the q24 path computes a matmul of n tokens with `type` weights in float32 instead
- * (Q24KKernels.rows_float: Q6_K prefill on the tiers that have it). */
+ * (Q24KKernels.rows_float: K-quant prefill on the tiers where that is faster). */
 static inline bool q24k_float(const Kernels *k, int type, int n) {
-    return n >= Q24K_FLOAT_MIN_TOKENS && k->q24k->rows_float && type == QWEN3C_TYPE_Q6_K;
+    return n >= Q24K_FLOAT_MIN_TOKENS && type >= 0 && type < 32 && (k->q24k->float_types >> type & 1u);
 }
 
 static inline RowsFn q24_any_rows(const Kernels *k, int type) {

@@ -1,11 +1,12 @@
 /*
  * matmul_avx2.c -- the float32-activation matmul for AVX2 + FMA + F16C CPUs (most x86-64
- * laptops): hand-written dot products for F32 / F16 / BF16 / Q8_0 / Q4_0 / Q4_1 rows and an
- * 8-lane register-tiled micro-kernel; Q5_0 / Q5_1 / K-quants are dequantized exactly (quant.c)
- * and then use the same float kernels. The loops are matmul_common.h's.
+ * laptops): decode, hand-written dot products for F32 / F16 / BF16 / Q8_0 / Q4_0 / Q4_1 rows
+ * (Q5_0 / Q5_1 / K-quants dequantized exactly (quant.c) into L1, then the float one); prefill,
+ * gemm_avx2.h's GEMM over micro-panels of every type, dequantized the same way.
  */
 #include <immintrin.h>
 
+#include "gemm_avx2.h"
 #include "matmul_common.h"
 
 #define QK 32  /* elements per block of the 32-element formats */
@@ -129,52 +130,42 @@ static float vec_dot(int type, const uint8_t *row, const float *x, int64_t n) {
     }
 }
 
-/* AVX2 micro-kernel: 4 rows x 2 tokens = 8 accumulators of 8 lanes (16 ymm registers). */
-static inline __attribute__((always_inline)) void
-tile_kernel2(const int NR, const int NT, const float *tile, const float *x, int64_t xs, int64_t k,
-             float *part) {
-    __m256 acc[TILE_R][2];
-    for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) acc[r][t] = _mm256_setzero_ps();
-    int64_t i = 0;
-    for (; i + 8 <= k; i += 8) {
-        __m256 w[TILE_R];
-        for (int r = 0; r < NR; r++) w[r] = _mm256_load_ps(tile + r * TILE_K + i);
-        for (int t = 0; t < NT; t++) {
-            __m256 xv = _mm256_loadu_ps(x + t * xs + i);
-            __asm__("" : "+x"(xv));  /* one load of x, not one per row */
-            for (int r = 0; r < NR; r++) acc[r][t] = _mm256_fmadd_ps(w[r], xv, acc[r][t]);
+/* A GEMM micro-panel (gemm_avx2.h) of rows [row0, row0 + nr) x columns [k0, k0 + kc) as stored
+ * in the file: each half's 8 rows converted (F16 / BF16) or dequantized (quant.c) into an L1
+ * buffer, then transposed 8 x 8 at a time; F32 rows straight from the file. */
+static void fill_rows(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc, float *panel) {
+    _Alignas(32) float rows[8 * GEMM_KC];
+    const int type = w->type, bs = qwen3c_type_block_size(type);
+    const size_t off = (size_t)(k0 / bs) * (size_t)qwen3c_type_row_size(type, bs);
+    for (int h = 0; h < 2; h++) {
+        const int m = nr - 8 * h < 0 ? 0 : nr - 8 * h > 8 ? 8 : nr - 8 * h;
+        const uint8_t *src = (const uint8_t *)w->data + (row0 + 8 * h) * w->row_bytes + off;
+        if (type == QWEN3C_TYPE_F32) {
+            gemm_put_half(panel, h, (const float *)(const void *)src, w->row_bytes / 4, m, kc);
+            continue;
         }
-    }
-    for (int r = 0; r < NR; r++)
-        for (int t = 0; t < NT; t++) {
-            float s = hsum256(acc[r][t]);
-            for (int64_t j = i; j < k; j++) s += tile[r * TILE_K + j] * x[t * xs + j];
-            part[t * TILE_R + r] = s;
+        for (int i = 0; i < m; i++) {
+            const uint8_t *p = src + i * w->row_bytes;
+            float *y = rows + i * GEMM_KC;
+            int k = 0;
+            if (type == QWEN3C_TYPE_F16)
+                for (; k + 8 <= kc; k += 8) _mm256_store_ps(y + k, load_f16x8(p + 2 * k));
+            else if (type == QWEN3C_TYPE_BF16)
+                for (; k + 8 <= kc; k += 8) _mm256_store_ps(y + k, load_bf16x8(p + 2 * k));
+            if (k < kc) dequantize_row(type, p + (size_t)(k / bs) * (size_t)qwen3c_type_row_size(type, bs), y + k, kc - k);
         }
-}
-
-static void tile_dispatch(int nr, int nt, const float *tile, const float *x, int64_t xs,
-                          int64_t k, float *part) {
-    for (int t = 0; t < nt; t += 2) {
-        const int n2 = nt - t < 2 ? nt - t : 2;
-        if (nr == TILE_R) {
-            if (n2 == 2) tile_kernel2(4, 2, tile, x + t * xs, xs, k, part + t * TILE_R);
-            else         tile_kernel2(4, 1, tile, x + t * xs, xs, k, part + t * TILE_R);
-        } else {
-            for (int r = 0; r < nr; r++) {
-                float p1[2 * TILE_R] = {0};
-                if (n2 == 2) tile_kernel2(1, 2, tile + r * TILE_K, x + t * xs, xs, k, p1);
-                else         tile_kernel2(1, 1, tile + r * TILE_K, x + t * xs, xs, k, p1);
-                for (int j = 0; j < n2; j++) part[(t + j) * TILE_R + r] = p1[j * TILE_R];
-            }
-        }
+        gemm_put_half(panel, h, rows, GEMM_KC, m, kc);
     }
 }
 
 static void rows(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,
                  int64_t r0, int64_t r1) {
-    matmul_rows_with(out, out_stride, x, n_tok, w, r0, r1, vec_dot, dequant_reference, tile_dispatch);
+    if (n_tok > 1) {
+        gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_rows);
+        return;
+    }
+    const uint8_t *base = (const uint8_t *)w->data;
+    for (int64_t r = r0; r < r1; r++) out[r] = vec_dot(w->type, base + r * w->row_bytes, x, w->cols);
 }
 
 const MatmulKernels TIER_TABLE(matmul_kernels) = {rows};

@@ -251,4 +251,4 @@ static void rows_float(float *out, int64_t out_stride, const void *x, int n_tok,
     gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q6_k);
 }
 
-const Q24KKernels q24k_kernels_avx512 = {q24k_packed_size, q24k_pack, rows, rows_float};
+const Q24KKernels q24k_kernels_avx512 = {q24k_packed_size, q24k_pack, rows, rows_float, 1u << QWEN3C_TYPE_Q6_K};

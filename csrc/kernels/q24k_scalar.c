@@ -67,4 +67,4 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
     }
 }
 
-const Q24KKernels TIER_TABLE(q24k_kernels) = {q24k_packed_size, q24k_pack, rows, NULL};
+const Q24KKernels TIER_TABLE(q24k_kernels) = {q24k_packed_size, q24k_pack, rows, NULL, 0};

@@ -12,8 +12,8 @@
  *              activations, a product past the 8355711 clamp, zero / subnormal / huge / NaN /
  *              inf blocks), partial 16-row groups, 1-5 tokens; then within 1e-5 of the float path
  *   q24k       Q4_K / Q5_K / Q6_K packed for the tier x q24 activation blocks, bit for bit with
- *              scalar and within 1e-5 of the float path; where a tier has it, Q6_K's float32
- *              prefill from the packed groups bit for bit with the tier's own float path
+ *              scalar and within 1e-5 of the float path; where a tier has it (float_types), the
+ *              float32 prefill from the packed groups bit for bit with the tier's own float path
  *   q16, int8  (opt-in paths) each tier's quantization + matmul within float rounding of scalar's
  *   attention  scores and softmax(scores) @ v for 1-8 query rows, float32 and float16 caches,
  *              head_dim 64 / 128 (and 80: the scalar fallback), within float32 rounding
@@ -316,7 +316,7 @@ static void test_q24k(const Kernels *k) {
             free(x), free(os), free(ot), free(ref), free(mag);
             os_aligned_free(xq);
         }
-        if (k->q24k->rows_float && type == QWEN3C_TYPE_Q6_K) /* the float32 prefill from the packed groups */
+        if (k->q24k->float_types >> type & 1u) /* the float32 prefill from the packed groups */
             for (int n_tok = 12; n_tok <= 25; n_tok += 13) {
                 float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
                 random_floats(x, n_tok * cols, 3.0f);
@@ -329,8 +329,8 @@ static void test_q24k(const Kernels *k) {
                 int bad = 0;
                 for (int64_t i = 0; i < n_tok * rows; i++)
                     if ((!same_float(of[i], ot[i]) || !close_to(ot[i], ref[i], mag[i], 1e-5)) && bad++ < 3)
-                        fprintf(stderr, "  q24k rows_float %s n_tok %d [%lld]: %.9g, float path %.9g, reference %.9g\n",
-                                k->tier, n_tok, (long long)i, ot[i], of[i], ref[i]);
+                        fprintf(stderr, "  q24k rows_float %s %s n_tok %d [%lld]: %.9g, float path %.9g, reference %.9g\n",
+                                k->tier, qwen3c_type_name(type), n_tok, (long long)i, ot[i], of[i], ref[i]);
                 CHECK(bad == 0);
                 free(x), free(of), free(ot), free(ref), free(mag);
             }
