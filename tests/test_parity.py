@@ -339,6 +339,22 @@ def test_kquant_prefill_in_float32_is_the_float_path(make_tiny_model, mix):
         assert err <= 1e-5
 
 
+def test_q8_0_prefill_in_float32_on_avx2_without_vnni(make_tiny_model):
+    """On AVX2 CPUs without AVX-VNNI the q24 path computes a prompt's Q8_0 / Q4_0 / Q4_1 matmuls
+    in float32 from the packed weights (faster than vpmaddubsw integer sums there): the bits of
+    activations="f32"; elsewhere the integer sums, within float32 rounding of them."""
+    hf_dir, path = _make(make_tiny_model, "three_layers", "q8_0")
+    tokens = tokens_for(384, 40, seed=10)
+    exact = run_qwen3c(path, tokens, activations="f32")
+    got = run_qwen3c(path, tokens)
+    tier = qwen3c.cpu_info()["tier"]
+    err = rel_err(got, exact)
+    print(f"Q8_0 prefill of 40 tokens on {tier} vs the float path: rel max err {err:.2e}")
+    if tier == "avx2-novnni":
+        np.testing.assert_array_equal(got, exact)
+    assert err <= 1e-5
+
+
 # ---- KV cache: incremental == batched -------------------------------------------------------
 
 @pytest.mark.parametrize("out_type", ["f32", "q8_0"])

@@ -114,6 +114,10 @@ typedef struct {
     void   (*quantize)(const float *x, int64_t i0, int64_t i1, void *xq);
     /* as MatmulKernels.rows, x from quantize, weights from w->packed; r0 a multiple of 16 */
     RowsFn rows;
+    /* NULL, or as Q24KKernels.rows_float: the prefill of float_types in float32 from the packed
+     * weights, where that is faster (AVX2 without AVX-VNNI) */
+    RowsFn rows_float;
+    uint32_t float_types;
 } Q24Kernels;
 
 /* ---- q24k: q24's activation blocks x packed K-quant weights (quant_q24k.c has the format) -- */
@@ -256,9 +260,14 @@ static inline void q24_any_pack(const Kernels *k, const QTensor *w, void *dst, i
     else k->q24k->pack(w, dst, n_threads);
 }
 /* Whether the q24 path computes a matmul of n tokens with `type` weights in float32 instead
- * (Q24KKernels.rows_float: K-quant prefill on the tiers where that is faster). */
-static inline bool q24k_float(const Kernels *k, int type, int n) {
-    return n >= Q24K_FLOAT_MIN_TOKENS && type >= 0 && type < 32 && (k->q24k->float_types >> type & 1u);
+ * (rows_float of Q24KKernels / Q24Kernels: prefill on the tiers where that is faster), and the
+ * function that does. */
+static inline bool q24_float(const Kernels *k, int type, int n) {
+    const uint32_t types = k->q24k->float_types | k->q24->float_types;
+    return n >= Q24K_FLOAT_MIN_TOKENS && type >= 0 && type < 32 && (types >> type & 1u);
+}
+static inline RowsFn q24_float_rows(const Kernels *k, int type) {
+    return q24k_path_supported(type) ? k->q24k->rows_float : k->q24->rows_float;
 }
 
 static inline RowsFn q24_any_rows(const Kernels *k, int type) {

@@ -8,6 +8,7 @@
  * pass (as q24k_avx2.c). The same numbers as q24_scalar.c.
  */
 #include "avx2_common.h"
+#include "gemm_avx2.h"
 #include "q24.h"
 
 #define TILE_T 4 /* tokens per batch tile: 12 accumulators + a chunk + a broadcast (16 ymm) */
@@ -182,4 +183,76 @@ rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1
 
 Q24_ROWS_BY_TYPE(q8_0, QWEN3C_TYPE_Q8_0, q4_0, QWEN3C_TYPE_Q4_0, q4_1, QWEN3C_TYPE_Q4_1)
 
-const Q24Kernels TIER_TABLE(q24_kernels) = {true, q24_packed_size, q24_pack, q24_act_bytes, quantize, rows};
+/* ---------------------------------------------------------------------------------------
+ * Prefill in float32 (Q24Kernels.rows_float), where it beats the integer sums: on AVX2 CPUs
+ * without AVX-VNNI, whose byte products (vpmaddubsw + vpmaddwd) cost more than 8-lane FMAs.
+ * gemm_avx2.h, the weights dequantized from the packed records to quant.c's values (d w,
+ * d (q - 8), (d q) + m: each rounded as there); a group's 16 rows are one micro-panel, byte i of
+ * every 32-bit lane of a chunk's half is one column of its 8 rows.
+ * ------------------------------------------------------------------------------------- */
+/* byte i (0..3) of every 32-bit lane, sign-extended */
+static inline __attribute__((always_inline)) __m256i byte_s32(__m256i v, int i) {
+    return _mm256_srai_epi32(i == 3 ? v : _mm256_slli_epi32(v, 24 - 8 * i), 24);
+}
+
+/* GemmFill: the group at row0 (a multiple of 16) x columns [k0, k0 + kc) (whole blocks) */
+static inline __attribute__((always_inline)) void
+fill_packed(const int TYPE, const QTensor *w, int64_t row0, int64_t k0, int kc, float *panel) {
+    const size_t rb = (size_t)q24_record_bytes(TYPE);
+    const uint8_t *g = (const uint8_t *)w->packed + ((size_t)(row0 / GR) * (size_t)(w->cols / QK) + (size_t)(k0 / QK)) * rb;
+    const __m256i m15 = _mm256_set1_epi32(15), x80 = _mm256_set1_epi8((char)0x80), k8 = _mm256_set1_epi32(8);
+    for (int b = 0; b < kc / QK; b++) {
+        const uint8_t *rec = g + (size_t)b * rb;
+        float *col = panel + QK * b * GEMM_MR; /* column 32 b */
+        for (int hf = 0; hf < 2; hf++) {
+            const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rec + 16 * hf)));
+            if (TYPE == QWEN3C_TYPE_Q8_0) {
+                for (int c = 0; c < 8; c++) {
+                    const __m256i q = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(rec + 32 + 64 * c + 32 * hf)), x80);
+                    for (int i = 0; i < 4; i++)
+                        _mm256_store_ps(col + (4 * c + i) * GEMM_MR + 8 * hf,
+                                        _mm256_mul_ps(_mm256_cvtepi32_ps(byte_s32(q, i)), d));
+                }
+                continue;
+            }
+            const int q41 = TYPE == QWEN3C_TYPE_Q4_1, off = q41 ? 64 : 32;
+            const __m256 m = q41 ? _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rec + 32 + 16 * hf))) : d;
+            for (int v = 0; v < 4; v++) {
+                const __m256i raw = _mm256_loadu_si256((const __m256i *)(rec + off + 64 * v + 32 * hf));
+                for (int i = 0; i < 4; i++)
+                    for (int nib = 0; nib < 2; nib++) { /* column 4v + i, then 16 + 4v + i */
+                        __m256i q = _mm256_and_si256(_mm256_srli_epi32(raw, 8 * i + 4 * nib), m15);
+                        float *o = col + (16 * nib + 4 * v + i) * GEMM_MR + 8 * hf;
+                        if (q41) _mm256_store_ps(o, _mm256_add_ps(_mm256_mul_ps(d, _mm256_cvtepi32_ps(q)), m));
+                        else _mm256_store_ps(o, _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(q, k8))));
+                    }
+            }
+        }
+    }
+}
+static void fill_q8_0(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc, float *panel) {
+    fill_packed(QWEN3C_TYPE_Q8_0, w, row0, k0, kc, panel);
+}
+static void fill_q4_0(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc, float *panel) {
+    fill_packed(QWEN3C_TYPE_Q4_0, w, row0, k0, kc, panel);
+}
+static void fill_q4_1(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc, float *panel) {
+    fill_packed(QWEN3C_TYPE_Q4_1, w, row0, k0, kc, panel);
+}
+
+static void rows_float(float *out, int64_t out_stride, const void *x, int n_tok, const QTensor *w,
+                       int64_t r0, int64_t r1) {
+    switch (w->type) {
+    case QWEN3C_TYPE_Q8_0: gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q8_0); break;
+    case QWEN3C_TYPE_Q4_0: gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q4_0); break;
+    default: gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q4_1); break;
+    }
+}
+
+#if defined(__AVXVNNI__) /* vpdpbusd: the integer sums are the faster prefill */
+#define Q24_FLOAT_TYPES 0u
+#else
+#define Q24_FLOAT_TYPES (1u << QWEN3C_TYPE_Q8_0 | 1u << QWEN3C_TYPE_Q4_0 | 1u << QWEN3C_TYPE_Q4_1)
+#endif
+const Q24Kernels TIER_TABLE(q24_kernels) = {true, q24_packed_size, q24_pack, q24_act_bytes, quantize, rows,
+                                            rows_float, Q24_FLOAT_TYPES};

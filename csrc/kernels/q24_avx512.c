@@ -164,4 +164,4 @@ rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1
 
 Q24_ROWS_BY_TYPE(q8_0, QWEN3C_TYPE_Q8_0, q4_0, QWEN3C_TYPE_Q4_0, q4_1, QWEN3C_TYPE_Q4_1)
 
-const Q24Kernels q24_kernels_avx512 = {true, q24_packed_size, q24_pack, q24_act_bytes, quantize, rows};
+const Q24Kernels q24_kernels_avx512 = {true, q24_packed_size, q24_pack, q24_act_bytes, quantize, rows, NULL, 0};

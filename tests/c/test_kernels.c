@@ -10,7 +10,9 @@
  *              BIT FOR BIT (integer sums, then the same float steps), Q8_0 / Q4_0 / Q4_1, on
  *              random and extreme data (quants -128 / 127 / nibbles 0 / 15 against full-scale
  *              activations, a product past the 8355711 clamp, zero / subnormal / huge / NaN /
- *              inf blocks), partial 16-row groups, 1-5 tokens; then within 1e-5 of the float path
+ *              inf blocks), partial 16-row groups, 1-5 tokens; then within 1e-5 of the float path,
+ *              and where a tier has it (float_types), the float32 prefill from the packed
+ *              groups bit for bit with the tier's own float path
  *   q24k       Q4_K / Q5_K / Q6_K packed for the tier x q24 activation blocks, bit for bit with
  *              scalar and within 1e-5 of the float path; where a tier has it (float_types), the
  *              float32 prefill from the packed groups bit for bit with the tier's own float path
@@ -232,6 +234,19 @@ static void q24_case(const Kernels *k, int type, const uint8_t *w, size_t rb, in
                         qwen3c_type_name(type), n_tok, (long long)i, ot[i], ref[i]);
         CHECK(bad == 0);
         free(ref), free(mag);
+        if (n_tok > 1 && (k->q24->float_types >> type & 1u)) { /* the float32 prefill from the packed groups */
+            float *of = malloc(sizeof(float) * (size_t)(n_tok * rows));
+            k->matmul->rows(of, rows, x, n_tok, &ws, 0, rows); /* the float path, from the file layout */
+            k->q24->rows_float(ot, rows, x, n_tok, &wt, 0, 16);
+            k->q24->rows_float(ot, rows, x, n_tok, &wt, 16, rows);
+            bad = 0;
+            for (int64_t i = 0; i < n_tok * rows; i++)
+                if (!same_float(of[i], ot[i]) && bad++ < 3)
+                    fprintf(stderr, "  q24 rows_float %s %s n_tok %d [%lld]: %.9g, float path %.9g\n", k->tier,
+                            qwen3c_type_name(type), n_tok, (long long)i, ot[i], of[i]);
+            CHECK(bad == 0);
+            free(of);
+        }
     }
     free(os), free(ot);
     os_aligned_free((void *)ws.packed), os_aligned_free((void *)wt.packed), os_aligned_free(xs), os_aligned_free(xt);
