@@ -4,9 +4,10 @@
  *
  *   family      what it computes                                  files
  *   matmul      float32 activations x any weight type (the        matmul_{scalar,avx2,avx512,neon}.c
- *               reference path: decode dot products, prefill      (+ gemm_avx512.h: AVX-512's
- *               panel dequantization + register-tiled FMAs)        prefill GEMM, which q24k_avx512.c
- *                                                                  shares for Q6_K)
+ *               reference path: decode dot products, prefill      (+ gemm_avx512.h, gemm_avx2.h:
+ *               panel dequantization + register-tiled FMAs)        the x86 prefill GEMM, which the
+ *                                                                  q24 / q24k files share for the
+ *                                                                  types in their float_types)
  *   q24         the default for Q8_0/Q4_0/Q4_1: 24-bit            q24_{scalar,avx2,avx512,neon}.c
  *               activation blocks x packed 16-row weight groups
  *   q24k        the default for Q4_K/Q5_K/Q6_K: the same          q24k_{scalar,avx2,avx512,neon}.c
@@ -127,7 +128,7 @@ typedef struct {
     size_t (*packed_size)(int type, int64_t rows, int64_t cols);
     void   (*pack)(const QTensor *w, void *dst, int n_threads);
     RowsFn rows;
-    /* NULL, or the prefill (n_tok >= Q24K_FLOAT_MIN_TOKENS) of the types in float_types in
+    /* NULL, or the prefill (n_tok >= Q24_FLOAT_MIN_TOKENS) of the types in float_types in
      * float32, where that is faster than the integer sums (AVX-512: Q6_K; AVX2: all three):
      * x is float32 rows (not quantized), the weights are dequantized from w->packed to exactly
      * quant.c's values, and the sums are the float path's (on AVX-512 MatmulKernels.rows' very
@@ -135,7 +136,7 @@ typedef struct {
     RowsFn rows_float;
     uint32_t float_types; /* bit t: rows_float computes type t */
 } Q24KKernels;
-#define Q24K_FLOAT_MIN_TOKENS 12
+#define Q24_FLOAT_MIN_TOKENS 12
 
 /* ---- q16 and int8: 16- / 8-bit activations x the weights as stored ---------------------- */
 typedef struct {
@@ -264,7 +265,7 @@ static inline void q24_any_pack(const Kernels *k, const QTensor *w, void *dst, i
  * function that does. */
 static inline bool q24_float(const Kernels *k, int type, int n) {
     const uint32_t types = k->q24k->float_types | k->q24->float_types;
-    return n >= Q24K_FLOAT_MIN_TOKENS && type >= 0 && type < 32 && (types >> type & 1u);
+    return n >= Q24_FLOAT_MIN_TOKENS && type >= 0 && type < 32 && (types >> type & 1u);
 }
 static inline RowsFn q24_float_rows(const Kernels *k, int type) {
     return q24k_path_supported(type) ? k->q24k->rows_float : k->q24->rows_float;
