@@ -58,8 +58,8 @@ static void matmul_units(const Pass *ps, const MatmulJob *jobs, const int64_t *f
         const QTensor *w = jobs[j].w;
         const int64_t r0 = (u - first[j]) * MATMUL_UNIT;
         const int64_t r1 = (end - first[j]) * MATMUL_UNIT < w->rows ? (end - first[j]) * MATMUL_UNIT : w->rows;
-        if (path == QWEN3C_ACTIVATIONS_Q24 && q24_float(ps->k, w->type, n))
-            q24_float_rows(ps->k, w->type)(jobs[j].out, w->rows, x, n, w, r0, r1);
+        const RowsFn as_float = path == QWEN3C_ACTIVATIONS_Q24 ? q24_float_rows(ps->k, w->type, n) : NULL;
+        if (as_float) as_float(jobs[j].out, w->rows, x, n, w, r0, r1);
         else if (path == QWEN3C_ACTIVATIONS_Q24) q24_any_rows(ps->k, w->type)(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
         else if (path == QWEN3C_ACTIVATIONS_Q16) ps->k->q16->rows(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
         else if (path == QWEN3C_ACTIVATIONS_Q8) ps->k->int8->rows(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
@@ -89,7 +89,7 @@ void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, 
         first[j] = total;
         total += (jobs[j].w->rows + MATMUL_UNIT - 1) / MATMUL_UNIT;
         const int t = jobs[j].w->type;
-        all_float &= q24_float(ps->k, t, n);
+        all_float &= q24_float_rows(ps->k, t, n) != NULL;
         if ((path == QWEN3C_ACTIVATIONS_Q24 && !jobs[j].w->packed) ||
             (path == QWEN3C_ACTIVATIONS_Q16 && !q16_path_supported(t)) ||
             (path == QWEN3C_ACTIVATIONS_Q8 && !int8_path_supported(t)))

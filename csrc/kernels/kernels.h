@@ -260,15 +260,13 @@ static inline void q24_any_pack(const Kernels *k, const QTensor *w, void *dst, i
     if (k->q24->packed_size(w->type, w->rows, w->cols)) k->q24->pack(w, dst, n_threads);
     else k->q24k->pack(w, dst, n_threads);
 }
-/* Whether the q24 path computes a matmul of n tokens with `type` weights in float32 instead
- * (rows_float of Q24KKernels / Q24Kernels: prefill on the tiers where that is faster), and the
- * function that does. */
-static inline bool q24_float(const Kernels *k, int type, int n) {
-    const uint32_t types = k->q24k->float_types | k->q24->float_types;
-    return n >= Q24_FLOAT_MIN_TOKENS && type >= 0 && type < 32 && (types >> type & 1u);
-}
-static inline RowsFn q24_float_rows(const Kernels *k, int type) {
-    return q24k_path_supported(type) ? k->q24k->rows_float : k->q24->rows_float;
+/* The function with which the q24 path computes a matmul of n tokens with `type` weights in
+ * float32 instead (rows_float of Q24KKernels / Q24Kernels: prefill on the tiers where that is
+ * faster), or NULL: the integer sums. */
+static inline RowsFn q24_float_rows(const Kernels *k, int type, int n) {
+    if (n < Q24_FLOAT_MIN_TOKENS || type < 0 || type >= 32) return NULL;
+    if (k->q24k->float_types >> type & 1u) return k->q24k->rows_float;
+    return k->q24->float_types >> type & 1u ? k->q24->rows_float : NULL;
 }
 
 static inline RowsFn q24_any_rows(const Kernels *k, int type) {

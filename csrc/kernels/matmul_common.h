@@ -1,7 +1,9 @@
 /*
- * matmul_common.h -- the loops every matmul_<tier>.c shares; each tier plugs in its own dot
+ * matmul_common.h -- the loops the matmul_<tier>.c files share; each tier plugs in its own dot
  * product, panel dequantization and micro-kernel (as compile-time constants: always_inline
- * turns the function pointers into direct, inlinable calls inside the tier's file).
+ * turns the function pointers into direct, inlinable calls inside the tier's file). The x86
+ * tiers' prefill is instead gemm_avx512.h / gemm_avx2.h (rows in the vector lanes); the
+ * prefill below is the scalar and NEON tiers'.
  *
  *   decode (1 token):   one dot product per weight row (the tier's vec_dot); memory-bound.
  *   prefill (n tokens): dequantize a panel of PANEL_R rows x TILE_K columns once (it stays in
