@@ -42,8 +42,9 @@ void rmsnorm(float *o, const float *x, const float *weight, int size, float eps)
  * Several matmuls that read the same x (q/k/v, gate/up) share one parallel region. Their rows,
  * in units of 16, are split for decode into one contiguous range per thread, of equal weight
  * bytes (unit_at), and x is rounded to q24 blocks before the threads start: each thread
- * streams long runs of consecutive weight rows, which the hardware prefetchers keep at full
- * memory speed (small interleaved chunks cost a fifth of the decode speed). A batch, which is
+ * streams long runs of consecutive weight rows, which the prefetchers (the hardware's and the
+ * q24 kernels' own, q24.h: q24_prefetch) keep at full memory speed (small interleaved chunks
+ * cost a fifth of the decode speed). A batch, which is
  * compute-bound, is split into 8 contiguous pieces per thread taken in turn. Each weight row is
  * read once for all n tokens. */
 #define MATMUL_UNIT 16

@@ -124,7 +124,10 @@ halves_tile(const int TYPE, const int NT, const int H, int hf0, const uint8_t *g
         const uint8_t *rec = g + (size_t)s * rb;
         const BlockQ24 *xs = x + s * (QK_K / QK);
 #pragma GCC unroll 8
-        for (int b = 0; b < QK_K / QK; b++) block(TYPE, NT, H, rec, b, hf0, xs + b, x_stride, tot);
+        for (int b = 0; b < QK_K / QK; b++) {
+            if (NT == 1) q24_prefetch(rec + rb / 8 * b, (int)rb / 8, Q24_AHEAD_AVX2); /* decode: an eighth per block */
+            block(TYPE, NT, H, rec, b, hf0, xs + b, x_stride, tot);
+        }
     }
     store_halves(out, out_stride, tot, NT, H, hf0, valid);
 }
