@@ -72,6 +72,7 @@ gemm_kernel(const int NT, const float *panel, const float *x, int64_t xs, int kc
             int nr, const int accumulate) {
     __m256 a0[GEMM_NR], a1[GEMM_NR];
     for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm256_setzero_ps();
+#pragma GCC unroll 8
     for (int k = 0; k < kc; k++) {
         const __m256 w0 = _mm256_load_ps(panel + k * GEMM_MR), w1 = _mm256_load_ps(panel + k * GEMM_MR + 8);
         for (int t = 0; t < NT; t++) {

@@ -78,6 +78,7 @@ gemm_kernel(const int NT, const float *panel, const float *x, int64_t xs, int kc
             __mmask16 m0, __mmask16 m1, const int accumulate) {
     __m512 a0[GEMM_NR], a1[GEMM_NR];
     for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();
+#pragma GCC unroll 8
     for (int k = 0; k < kc; k++) {
         const __m512 w0 = _mm512_load_ps(panel + k * GEMM_MR), w1 = _mm512_load_ps(panel + k * GEMM_MR + 16);
         for (int t = 0; t < NT; t++) {

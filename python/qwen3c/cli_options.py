@@ -24,7 +24,7 @@ def add_numerics_arguments(parser: argparse.ArgumentParser) -> None:
              "activations to 24-bit blocks, float32-level (~4e-6 relative logit "
              "error), against a packed copy of the weights: memory-speed decode on "
              "AVX-512 VNNI, AVX2 and arm64 dotprod CPUs (else it runs as f32; a prompt "
-             "meets the matrices for which float32 is faster as f32 does: AVX-512 Q6_K, AVX2 "
+             "meets the matrices for which float32 is faster as f32 does: AVX-512 Q5_K / Q6_K, AVX2 "
              "K-quants); q24 copies the weights into huge "
              "pages at load (float files too); f32 is the float reference path "
              "(exact up to float32 rounding, slower; the file stays mmapped); q16 rounds to "

@@ -97,7 +97,7 @@ class Model:
             memory speed. On the kernel tiers without SIMD integer dot products ("sse",
             "neon-nodot", "scalar") it runs as "f32"; a batch of 12 or more tokens meets the
             matrices for which float32 is faster as "f32" does, with the same bits ("avx512":
-            Q6_K; "avx2": the K-quants, and Q8_0 / Q4_0 / Q4_1 without AVX-VNNI). The weights are copied once at load into
+            Q5_K / Q6_K; "avx2": the K-quants, and Q8_0 / Q4_0 / Q4_1 without AVX-VNNI). The weights are copied once at load into
             huge pages (F32 / F16 / BF16 matrices too, as they are: faster decode for float
             files);
             "f32": float32 x against the stored weight blocks, exact up to float32 rounding
