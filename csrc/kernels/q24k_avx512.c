@@ -231,11 +231,11 @@ static void q6k_record_f32(const uint8_t *rec, float *panel) {
     }
 }
 
-/* Q5_K (and Q4_K, TYPE): the 256 columns of one packed record rec (16 rows) into a micro-panel's half at
- * panel, (d sc) q - (dmin mn) with each product rounded once, as quant.c. Byte i of a nibble
- * chunk's lane holds column 4c + i of blocks 2p (low nibble) and 2p + 1 (high); bit b of the
- * high plane's byte is Q5_K's fifth bit for block b. */
-static inline __attribute__((always_inline)) void qk_record_f32(const int TYPE, const uint8_t *rec, float *panel) {
+/* The 256 columns of one packed Q5_K record rec (16 rows) into a micro-panel's half at panel,
+ * (d sc) q - (dmin mn) with each product rounded once, as quant.c. Byte i of a nibble chunk's
+ * lane holds column 4c + i of blocks 2p (low nibble) and 2p + 1 (high); bit b of the high
+ * plane's byte is the fifth bit of block b. */
+static void q5k_record_f32(const uint8_t *rec, float *panel) {
     const __m512i m15 = _mm512_set1_epi32(15), one = _mm512_set1_epi32(1);
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)rec));
     const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rec + 32)));
@@ -244,11 +244,10 @@ static inline __attribute__((always_inline)) void qk_record_f32(const int TYPE, 
         const __m512 dmn = _mm512_mul_ps(dmin, u8x16_ps(rec + 192 + 16 * j));
         for (int c = 0; c < 8; c++) {
             const __m512i v = _mm512_loadu_si512(rec + 320 + 512 * (j / 2) + 64 * c);
-            const __m512i qh = TYPE == QWEN3C_TYPE_Q5_K ? _mm512_loadu_si512(rec + 2368 + 64 * c) : v;
+            const __m512i qh = _mm512_loadu_si512(rec + 2368 + 64 * c);
             for (int i = 0; i < 4; i++) {
-                __m512i q = _mm512_and_si512(_mm512_srli_epi32(v, 8 * i + 4 * (j % 2)), m15);
-                if (TYPE == QWEN3C_TYPE_Q5_K)
-                    q = _mm512_or_si512(q, _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, 8 * i + j), one), 4));
+                const __m512i q = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v, 8 * i + 4 * (j % 2)), m15),
+                                                  _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, 8 * i + j), one), 4));
                 _mm512_store_ps(panel + (32 * j + 4 * c + i) * GEMM_MR,
                                 _mm512_sub_ps(_mm512_mul_ps(dsc, _mm512_cvtepi32_ps(q)), dmn));
             }
@@ -275,7 +274,7 @@ fill_packed(const int TYPE, const QTensor *w, int64_t row0, int nr, int64_t k0, 
         const uint8_t *r = rec + (size_t)h * (size_t)ns * rb;
         if (h == 1 && nr <= GR) for (int k = 0; k < kc; k++) _mm512_store_ps(half + k * GEMM_MR, _mm512_setzero_ps());
         else if (TYPE == QWEN3C_TYPE_Q6_K) q6k_record_f32(r, half);
-        else qk_record_f32(TYPE, r, half);
+        else q5k_record_f32(r, half);
     }
 }
 static void fill_q5_k(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc, float *panel) {
