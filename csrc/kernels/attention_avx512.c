@@ -1,8 +1,9 @@
 /*
  * attention_avx512.c -- the attention kernels for AVX-512: a key tile's 16 positions are one
  * zmm register, so the scores of up to 8 query rows against two tiles accumulate in 16
- * registers with one query broadcast per element; softmax(scores) @ v keeps up to 4 rows x 64
- * dims (2 rows x 128) of sums in registers and loads each value vector once for all rows.
+ * registers with one query broadcast per element; softmax(scores) @ v keeps up to 8 rows x 32
+ * dims (4 x 64, 2 x 128) of sums in registers and loads each value vector once for all rows.
+ * Both ask for the keys / values they read next ahead of use (prefetch hints).
  * head_dim not a multiple of 16 goes to the scalar kernels.
  */
 #include <immintrin.h>
@@ -10,6 +11,9 @@
 #include "kernels.h"
 
 #define ATT_ROWS_MAX ATT_ROWS
+/* The weighted sum reads a slice of every value row (a strided stream the prefetchers follow
+ * late): it asks for the rows WSUM_AHEAD positions ahead. */
+#define WSUM_AHEAD 8
 
 /* 16 cache entries from p as floats: float32, or IEEE halves (F16 = 1) widened exactly */
 static inline __attribute__((always_inline)) __m512 load16(const void *p, const int F16) {
@@ -26,6 +30,9 @@ score_tile_nr(const int NR, const int NT, const int F16, const float *const *qr,
     for (int r = 0; r < NR; r++)
         for (int t = 0; t < NT; t++) acc[r][t] = _mm512_setzero_ps();
     for (int i = 0; i < HD; i++) {
+        if (!F16 || i % 2 == 0) /* line i of the next tiles (a hint: past the last one is harmless) */
+            for (int t = 0; t < NT; t++)
+                _mm_prefetch((const char *)tile + (NT + t) * tile_bytes + (size_t)i * KV_TILE * esz, _MM_HINT_T0);
         __m512 k[2];
         for (int t = 0; t < NT; t++) k[t] = load16((const char *)tile + t * tile_bytes + (size_t)i * KV_TILE * esz, F16);
         for (int r = 0; r < NR; r++) {
@@ -71,11 +78,13 @@ static inline __attribute__((always_inline)) void
 weighted_sum_nr_nv(const int NR, const int NV, const int F16, float *const *o, const float *const *a,
                    const void *v, int L, int HD) {
     const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
-    __m512 acc[4][8];
+    __m512 acc[ATT_ROWS_MAX][8];
     for (int r = 0; r < NR; r++)
         for (int u = 0; u < NV; u++) acc[r][u] = _mm512_setzero_ps();
     for (int s = 0; s < L; s++) {
         const char *vs = (const char *)v + (size_t)s * HD * esz;
+        for (int u = 0; u < NV; u += F16 ? 2 : 1) /* row s + WSUM_AHEAD's slice (a hint, as above) */
+            _mm_prefetch(vs + (size_t)WSUM_AHEAD * HD * esz + 16 * u * esz, _MM_HINT_T0);
         __m512 vv[8];
         for (int u = 0; u < NV; u++) {
             vv[u] = load16(vs + 16 * u * esz, F16);
@@ -101,11 +110,16 @@ weighted_sum_nr_nv(const int NR, const int NV, const int F16, float *const *o, c
                           WSUM_CASE(2, 7, F16) default: weighted_sum_nr_nv(2, 8, F16, o, a, v, L, HD); return; } \
     case 3: switch (nv) { WSUM_CASE(3, 1, F16) WSUM_CASE(3, 2, F16) WSUM_CASE(3, 3, F16)            \
                           default: weighted_sum_nr_nv(3, 4, F16, o, a, v, L, HD); return; }         \
-    default: switch (nv) { WSUM_CASE(4, 1, F16) WSUM_CASE(4, 2, F16) WSUM_CASE(4, 3, F16)           \
+    case 4: switch (nv) { WSUM_CASE(4, 1, F16) WSUM_CASE(4, 2, F16) WSUM_CASE(4, 3, F16)            \
                           default: weighted_sum_nr_nv(4, 4, F16, o, a, v, L, HD); return; }         \
+    case 5: switch (nv) { WSUM_CASE(5, 1, F16) default: weighted_sum_nr_nv(5, 2, F16, o, a, v, L, HD); return; } \
+    case 6: switch (nv) { WSUM_CASE(6, 1, F16) default: weighted_sum_nr_nv(6, 2, F16, o, a, v, L, HD); return; } \
+    case 7: switch (nv) { WSUM_CASE(7, 1, F16) default: weighted_sum_nr_nv(7, 2, F16, o, a, v, L, HD); return; } \
+    default: switch (nv) { WSUM_CASE(8, 1, F16) default: weighted_sum_nr_nv(8, 2, F16, o, a, v, L, HD); return; } \
     }
 
-/* nr <= 4 rows, nv vectors of 16 dims (nv <= 8 for nr <= 2, else <= 4); v float32 or halves */
+/* nr <= 8 rows, nv vectors of 16 dims (nv <= 8 for nr <= 2, <= 4 for nr <= 4, else <= 2); v
+ * float32 or halves */
 static void weighted_sum_f32(int nr, int nv, float *const *o, const float *const *a, const float *v, int L, int HD) {
     WSUM(0)
 }
@@ -141,13 +155,14 @@ static void weighted_sum(int nr, float *const *orow, const float *att, size_t at
     }
     int n_max = 0;
     for (int r = 0; r < nr; r++) n_max = len[r] > n_max ? len[r] : n_max;
-    /* up to 4 rows x 64 dims (2 rows x 128) at a time, each value read once for all rows */
-    for (int rb = 0; rb < nr; rb += 4) {
-        const int nrb = nr - rb < 4 ? nr - rb : 4, dims = nrb <= 2 ? 128 : 64;
+    /* up to 8 rows x 32 dims (4 rows x 64, 2 rows x 128) at a time, each value read once for
+     * all rows */
+    for (int rb = 0; rb < nr; rb += ATT_ROWS) {
+        const int nrb = nr - rb < ATT_ROWS ? nr - rb : ATT_ROWS, dims = nrb <= 2 ? 128 : nrb <= 4 ? 64 : 32;
         for (int i0 = 0; i0 < HD; i0 += dims) {
             const int nv = (HD - i0 < dims ? HD - i0 : dims) / 16;
-            float *o[4];
-            const float *a[4];
+            float *o[ATT_ROWS_MAX];
+            const float *a[ATT_ROWS_MAX];
             for (int r = 0; r < nrb; r++) o[r] = orow[rb + r] + i0, a[r] = att + (size_t)(rb + r) * att_stride;
             if (f16) weighted_sum_f16(nrb, nv, o, a, (const uint16_t *)values + i0, n_max, HD);
             else weighted_sum_f32(nrb, nv, o, a, (const float *)values + i0, n_max, HD);
