@@ -297,8 +297,8 @@ typedef struct qwen3c_context_params {
     int activations; /* matmul arithmetic for Q8_0 / Q4_0 / Q4_1 weights, and with Q24 / F32 for
                         Q4_K / Q5_K / Q6_K ones (QWEN3C_ACTIVATIONS_*; other weight types
                         always use float32 activations; Q24 computes batches of 12+ tokens
-                        in float32, with F32's bits, where that is faster: AVX-512 Q5_K / Q6_K, AVX2
-                        K-quants and, without AVX-VNNI, Q8_0 / Q4_0 / Q4_1) */
+                        in float32, with F32's bits, where that is faster: the K-quants, Q8_0
+                        and Q4_0 on AVX-512 and AVX2 CPUs, Q4_1 on AVX2) */
     int kv_type;    /* element type of the KV cache: QWEN3C_KV_F32 (default) or QWEN3C_KV_F16 */
     int n_checkpoints; /* slots for qwen3c_context_checkpoint (models with recurrent layers);
                           0 = default (4). Each slot, allocated when first used, holds a copy of

@@ -320,7 +320,7 @@ def test_kquant_logits_match_rounded_transformers(make_tiny_model, mix):
 @pytest.mark.parametrize("mix", ["q4_k_m", "q5_k", "q6_k"])
 def test_kquant_prefill_in_float32_is_the_float_path(make_tiny_model, mix):
     """A prompt of >= 12 tokens runs K-quant matmuls in float32 where that is faster than the q24
-    integer sums (AVX-512: Q5_K, Q6_K; AVX2: Q4_K, Q5_K, Q6_K), the weights dequantized from the packed
+    integer sums (AVX-512 and AVX2: Q4_K, Q5_K, Q6_K), the weights dequantized from the packed
     q24 groups (csrc/kernels/gemm_avx512.h, gemm_avx2.h): the float reference path's values and
     sums, so the very bits of activations="f32"; shorter batches and decode keep the integer sums."""
     overrides = dict(KQ_SHAPE)
@@ -329,7 +329,7 @@ def test_kquant_prefill_in_float32_is_the_float_path(make_tiny_model, mix):
     tokens = tokens_for(KQ_SHAPE["vocab_size"], 40, seed=9)
     exact = run_qwen3c(path, tokens, activations="f32")
     tier = qwen3c.cpu_info()["tier"]
-    all_float = tier.startswith("avx2") or (tier == "avx512" and mix in ("q5_k", "q6_k"))
+    all_float = tier.startswith("avx2") or tier == "avx512"
     for n in (11, 12, 40):
         got = run_qwen3c(path, tokens[:n])
         err = rel_err(got, exact[:n])
@@ -339,9 +339,9 @@ def test_kquant_prefill_in_float32_is_the_float_path(make_tiny_model, mix):
         assert err <= 1e-5
 
 
-def test_q8_0_prefill_in_float32_on_avx2_without_vnni(make_tiny_model):
-    """On AVX2 CPUs without AVX-VNNI the q24 path computes a prompt's Q8_0 / Q4_0 / Q4_1 matmuls
-    in float32 from the packed weights (faster than vpmaddubsw integer sums there): the bits of
+def test_q8_0_prefill_in_float32_on_avx512_and_avx2(make_tiny_model):
+    """On AVX-512 and AVX2 CPUs the q24 path computes a prompt's Q8_0 matmuls (and Q4_0; Q4_1 on
+    AVX2) in float32 from the packed weights (faster than the integer sums there): the bits of
     activations="f32"; elsewhere the integer sums, within float32 rounding of them."""
     hf_dir, path = _make(make_tiny_model, "three_layers", "q8_0")
     tokens = tokens_for(384, 40, seed=10)
@@ -350,7 +350,7 @@ def test_q8_0_prefill_in_float32_on_avx2_without_vnni(make_tiny_model):
     tier = qwen3c.cpu_info()["tier"]
     err = rel_err(got, exact)
     print(f"Q8_0 prefill of 40 tokens on {tier} vs the float path: rel max err {err:.2e}")
-    if tier == "avx2-novnni":
+    if tier in ("avx512", "avx2", "avx2-novnni"):
         np.testing.assert_array_equal(got, exact)
     assert err <= 1e-5
 

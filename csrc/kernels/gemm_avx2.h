@@ -11,7 +11,8 @@
  *                registers in use; rows along the vector lanes, so no horizontal sums)
  *   blocking     per micro-panel of the thread's rows and 256-column chunk: `fill` dequantizes
  *                it (16 KB: it stays in L1), then every group of 6 tokens runs over it; the
- *                chunks' partial sums are added into out
+ *                chunks' partial sums are added in a contiguous buffer (16 KB, up to
+ *                GEMM_TB tokens) and the last chunk's go to out, as gemm_avx512.h
  *
  * Each output is the float32 sum over its chunks of 256 columns (in order) of the chunk's
  * sequential FMA chain.
@@ -26,6 +27,7 @@
 #define GEMM_MR 16   /* rows per micro-panel (two ymm) */
 #define GEMM_NR 6    /* tokens per micro-kernel: 12 accumulators */
 #define GEMM_KC 256  /* columns per panel */
+#define GEMM_TB 256  /* tokens whose partial sums gemm_rows keeps in a contiguous buffer */
 
 /* Writes rows [row0, row0 + nr) (nr <= 16; rows nr..15 as zeros) x columns [k0, k0 + kc) of w
  * as a micro-panel (32-byte aligned). */
@@ -64,12 +66,12 @@ static inline void gemm_put_half(float *panel, int h, const float *src, int64_t 
         for (int i = 0; i < 8; i++) panel[k * GEMM_MR + 8 * h + i] = i < nr ? src[i * ss + k] : 0.0f;
 }
 
-/* out[t * os + 0..nr) (+)= micro-panel (16 x kc) . x[t * xs + 0..kc) for t < NT (a
- * compile-time constant). (The store masks are made after the loop: 12 accumulators, 2
+/* out[t * os + 0..nr) = micro-panel (16 x kc) . x[t * xs + 0..kc) (+ in[t * is + 0..nr) when
+ * accumulating) for t < NT (a compile-time constant). (The store masks are made after the loop: 12 accumulators, 2
  * weight vectors and a broadcast leave one of the 16 registers.) */
 static inline __attribute__((always_inline)) void
 gemm_kernel(const int NT, const float *panel, const float *x, int64_t xs, int kc, float *out, int64_t os,
-            int nr, const int accumulate) {
+            const float *in, int64_t is, int nr, const int accumulate) {
     __m256 a0[GEMM_NR], a1[GEMM_NR];
     for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm256_setzero_ps();
 #pragma GCC unroll 8
@@ -87,8 +89,8 @@ gemm_kernel(const int NT, const float *panel, const float *x, int64_t xs, int kc
     for (int t = 0; t < NT; t++) {
         float *o = out + t * os;
         if (accumulate) {
-            a0[t] = _mm256_add_ps(_mm256_maskload_ps(o, m0), a0[t]);
-            a1[t] = _mm256_add_ps(_mm256_maskload_ps(o + 8, m1), a1[t]);
+            a0[t] = _mm256_add_ps(_mm256_maskload_ps(in + t * is, m0), a0[t]);
+            a1[t] = _mm256_add_ps(_mm256_maskload_ps(in + t * is + 8, m1), a1[t]);
         }
         _mm256_maskstore_ps(o, m0, a0[t]);
         _mm256_maskstore_ps(o + 8, m1, a1[t]);
@@ -97,17 +99,17 @@ gemm_kernel(const int NT, const float *panel, const float *x, int64_t xs, int kc
 
 /* (always inlined: as a function of its own, gcc 12 keeps the accumulators in memory) */
 static inline __attribute__((always_inline)) void
-gemm_tile(int nt, const float *panel, const float *x, int64_t xs, int kc, float *out, int64_t os, int nr,
-          int accumulate) {
-#define GEMM_CASE(N)                                                      \
-    case N:                                                               \
-        if (accumulate) gemm_kernel(N, panel, x, xs, kc, out, os, nr, 1); \
-        else gemm_kernel(N, panel, x, xs, kc, out, os, nr, 0);            \
+gemm_tile(int nt, const float *panel, const float *x, int64_t xs, int kc, float *out, int64_t os,
+          const float *in, int64_t is, int nr, int accumulate) {
+#define GEMM_CASE(N)                                                                  \
+    case N:                                                                           \
+        if (accumulate) gemm_kernel(N, panel, x, xs, kc, out, os, in, is, nr, 1);     \
+        else gemm_kernel(N, panel, x, xs, kc, out, os, in, is, nr, 0);                \
         return;
     switch (nt) {
     GEMM_CASE(1) GEMM_CASE(2) GEMM_CASE(3) GEMM_CASE(4) GEMM_CASE(5)
-    default: if (accumulate) gemm_kernel(GEMM_NR, panel, x, xs, kc, out, os, nr, 1);
-             else gemm_kernel(GEMM_NR, panel, x, xs, kc, out, os, nr, 0);
+    default: if (accumulate) gemm_kernel(GEMM_NR, panel, x, xs, kc, out, os, in, is, nr, 1);
+             else gemm_kernel(GEMM_NR, panel, x, xs, kc, out, os, in, is, nr, 0);
              return;
     }
 #undef GEMM_CASE
@@ -120,14 +122,21 @@ gemm_rows(float *out, int64_t os, const float *x, int n_tok, const QTensor *w, i
           GemmFill fill) {
     const int64_t n = w->cols;
     _Alignas(32) float panel[GEMM_MR * GEMM_KC];
+    /* a panel's partial sums over its first chunks, for up to GEMM_TB tokens: contiguous, where
+     * out's rows are a matrix row apart */
+    _Alignas(32) float part[GEMM_MR * GEMM_TB];
+    const int local = n_tok <= GEMM_TB && n > GEMM_KC;
     for (int64_t rb = r0; rb < r1; rb += GEMM_MR) {
         const int nr = r1 - rb < GEMM_MR ? (int)(r1 - rb) : GEMM_MR;
         for (int64_t k0 = 0; k0 < n; k0 += GEMM_KC) {
             const int kc = n - k0 < GEMM_KC ? (int)(n - k0) : GEMM_KC;
             fill(w, rb, nr, k0, kc, panel); /* 16 KB: stays in L1 while every token passes */
+            const int to_part = local && k0 + GEMM_KC < n; /* not the last chunk */
             for (int t0 = 0; t0 < n_tok; t0 += GEMM_NR) {
                 const int nt = n_tok - t0 < GEMM_NR ? n_tok - t0 : GEMM_NR;
-                gemm_tile(nt, panel, x + (int64_t)t0 * n + k0, n, kc, out + (int64_t)t0 * os + rb, os, nr, k0 > 0);
+                float *o = out + (int64_t)t0 * os + rb, *p = part + (int64_t)t0 * GEMM_MR;
+                gemm_tile(nt, panel, x + (int64_t)t0 * n + k0, n, kc, to_part ? p : o, to_part ? GEMM_MR : os,
+                          local ? p : o, local ? GEMM_MR : os, nr, k0 > 0);
             }
         }
     }

@@ -116,7 +116,7 @@ typedef struct {
     /* as MatmulKernels.rows, x from quantize, weights from w->packed; r0 a multiple of 16 */
     RowsFn rows;
     /* NULL, or as Q24KKernels.rows_float: the prefill of float_types in float32 from the packed
-     * weights, where that is faster (AVX2 without AVX-VNNI) */
+     * weights, where that is faster (AVX-512: Q8_0, Q4_0; AVX2: all three) */
     RowsFn rows_float;
     uint32_t float_types;
 } Q24Kernels;
@@ -129,7 +129,7 @@ typedef struct {
     void   (*pack)(const QTensor *w, void *dst, int n_threads);
     RowsFn rows;
     /* NULL, or the prefill (n_tok >= Q24_FLOAT_MIN_TOKENS) of the types in float_types in
-     * float32, where that is faster than the integer sums (AVX-512: Q5_K, Q6_K; AVX2: all three):
+     * float32, where that is faster than the integer sums (AVX-512 and AVX2: all three):
      * x is float32 rows (not quantized), the weights are dequantized from w->packed to exactly
      * quant.c's values, and the sums are the float path's (on AVX-512 MatmulKernels.rows' very
      * bits); r0 a multiple of 16 */

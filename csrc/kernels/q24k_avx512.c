@@ -196,12 +196,13 @@ rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1
 Q24_ROWS_BY_TYPE(q4_k, QWEN3C_TYPE_Q4_K, q5_k, QWEN3C_TYPE_Q5_K, q6_k, QWEN3C_TYPE_Q6_K)
 
 /* ---------------------------------------------------------------------------------------
- * Q5_K / Q6_K prefill in float32 (Q24KKernels.rows_float): gemm_avx512.h, the weights
+ * K-quant prefill in float32 (Q24KKernels.rows_float): gemm_avx512.h, the weights
  * dequantized from the packed records to quant.c's values, (d sc) (q - 32) or (d sc) q - (dmin
  * mn), each product rounded once. A chunk's 32-bit lane r holds 4 columns of row r, so byte i of
  * every lane is one column of the group's 16 rows: one zmm of the micro-panel, no transpose.
  * Measured against the integer sums, Qwen3-0.6B shapes, 512 tokens: Q6_K 1.23x, Q5_K_M file
- * 1.055x; Q4_K (the least unpacking) 1.01x, within noise, so it keeps its integer sums.
+ * 1.055x; Q4_K (the least unpacking) 1.01x at first, 1.036x (the Q4_K_M file) once the GEMM
+ * kept its partial sums contiguous.
  * ------------------------------------------------------------------------------------- */
 /* The 256 columns of one packed Q6_K record rec (16 rows) into a micro-panel's half at panel. */
 static void q6k_record_f32(const uint8_t *rec, float *panel) {
@@ -231,25 +232,31 @@ static void q6k_record_f32(const uint8_t *rec, float *panel) {
     }
 }
 
-/* The 256 columns of one packed Q5_K record rec (16 rows) into a micro-panel's half at panel,
- * (d sc) q - (dmin mn) with each product rounded once, as quant.c. Byte i of a nibble chunk's
- * lane holds column 4c + i of blocks 2p (low nibble) and 2p + 1 (high); bit b of the high
- * plane's byte is the fifth bit of block b. */
-static void q5k_record_f32(const uint8_t *rec, float *panel) {
-    const __m512i m15 = _mm512_set1_epi32(15), one = _mm512_set1_epi32(1);
+/* The 256 columns of one packed Q4_K / Q5_K record rec (16 rows; TYPE a compile-time constant)
+ * into a micro-panel's half at panel: (d sc) q - (dmin mn), quant.c's values (a half times a
+ * 6-bit and then a 5-bit integer is exact in float32, so the fused multiply-subtract rounds
+ * once, as quant.c's subtraction does). Byte i of a nibble chunk's lane holds column 4c + i of
+ * blocks 2p (low nibble) and 2p + 1 (high); bit b of Q5_K's high plane's byte is the fifth bit
+ * of block b. Per chunk, the 64 quants are made at once as bytes (q <= 31), then byte i of every
+ * lane becomes one zmm of the panel. */
+static inline __attribute__((always_inline)) void qk_record_f32(const int TYPE, const uint8_t *rec, float *panel) {
+    const __m512i nib = _mm512_set1_epi8(0x0f), b16 = _mm512_set1_epi8(16), lo8 = _mm512_set1_epi32(0xff);
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)rec));
     const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rec + 32)));
     for (int j = 0; j < 8; j++) { /* block j: 32 columns */
         const __m512 dsc = _mm512_mul_ps(d, u8x16_ps(rec + 64 + 16 * j));
         const __m512 dmn = _mm512_mul_ps(dmin, u8x16_ps(rec + 192 + 16 * j));
+        const __m512i bit = _mm512_set1_epi8((char)(1 << j));
         for (int c = 0; c < 8; c++) {
             const __m512i v = _mm512_loadu_si512(rec + 320 + 512 * (j / 2) + 64 * c);
-            const __m512i qh = _mm512_loadu_si512(rec + 2368 + 64 * c);
+            __m512i q = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, nib);
+            if (TYPE == QWEN3C_TYPE_Q5_K)
+                q = _mm512_mask_add_epi8(q, _mm512_test_epi8_mask(_mm512_loadu_si512(rec + 2368 + 64 * c), bit), q, b16);
             for (int i = 0; i < 4; i++) {
-                const __m512i q = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v, 8 * i + 4 * (j % 2)), m15),
-                                                  _mm512_slli_epi32(_mm512_and_si512(_mm512_srli_epi32(qh, 8 * i + j), one), 4));
+                const __m512i qi = i == 0 ? _mm512_and_si512(q, lo8) : i == 3 ? _mm512_srli_epi32(q, 24)
+                                 : _mm512_and_si512(_mm512_srli_epi32(q, 8 * i), lo8);
                 _mm512_store_ps(panel + (32 * j + 4 * c + i) * GEMM_MR,
-                                _mm512_sub_ps(_mm512_mul_ps(dsc, _mm512_cvtepi32_ps(q)), dmn));
+                                _mm512_fmsub_ps(dsc, _mm512_cvtepi32_ps(qi), dmn));
             }
         }
     }
@@ -274,8 +281,11 @@ fill_packed(const int TYPE, const QTensor *w, int64_t row0, int nr, int64_t k0, 
         const uint8_t *r = rec + (size_t)h * (size_t)ns * rb;
         if (h == 1 && nr <= GR) for (int k = 0; k < kc; k++) _mm512_store_ps(half + k * GEMM_MR, _mm512_setzero_ps());
         else if (TYPE == QWEN3C_TYPE_Q6_K) q6k_record_f32(r, half);
-        else q5k_record_f32(r, half);
+        else qk_record_f32(TYPE, r, half);
     }
+}
+static void fill_q4_k(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc, float *panel) {
+    fill_packed(QWEN3C_TYPE_Q4_K, w, row0, nr, k0, kc, panel);
 }
 static void fill_q5_k(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc, float *panel) {
     fill_packed(QWEN3C_TYPE_Q5_K, w, row0, nr, k0, kc, panel);
@@ -287,10 +297,11 @@ static void fill_q6_k(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc
 static void rows_float(float *out, int64_t out_stride, const void *x, int n_tok, const QTensor *w,
                        int64_t r0, int64_t r1) {
     switch (w->type) {
+    case QWEN3C_TYPE_Q4_K: gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q4_k); break;
     case QWEN3C_TYPE_Q5_K: gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q5_k); break;
     default: gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q6_k); break;
     }
 }
 
 const Q24KKernels q24k_kernels_avx512 = {q24k_packed_size, q24k_pack, rows, rows_float,
-                                           1u << QWEN3C_TYPE_Q5_K | 1u << QWEN3C_TYPE_Q6_K};
+                                           1u << QWEN3C_TYPE_Q4_K | 1u << QWEN3C_TYPE_Q5_K | 1u << QWEN3C_TYPE_Q6_K};

@@ -96,8 +96,9 @@ class Model:
             smmla): float32-level precision (SmolLM2 Q4_1: 3e-6 of the float32 reference) at
             memory speed. On the kernel tiers without SIMD integer dot products ("sse",
             "neon-nodot", "scalar") it runs as "f32"; a batch of 12 or more tokens meets the
-            matrices for which float32 is faster as "f32" does, with the same bits ("avx512":
-            Q5_K / Q6_K; "avx2": the K-quants, and Q8_0 / Q4_0 / Q4_1 without AVX-VNNI). The weights are copied once at load into
+            matrices for which float32 is faster as "f32" does, with the same bits (the
+            K-quants, Q8_0 and Q4_0 on "avx512" and "avx2"; Q4_1 on "avx2"). The weights are
+            copied once at load into
             huge pages (F32 / F16 / BF16 matrices too, as they are: faster decode for float
             files);
             "f32": float32 x against the stored weight blocks, exact up to float32 rounding
