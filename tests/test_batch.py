@@ -9,6 +9,11 @@ import qwen3c
 from qwen3c.model import Model
 
 TOL = 1e-6
+# Q8_0: a forward of 12 or more tokens computes the matmuls in float32 on AVX-512 / AVX2 CPUs (the
+# bits of activations="f32"), one of fewer tokens with q24's integer sums; a sequence's chunk can
+# be short alone and part of a long batch, so the two differ by q24's rounding, which
+# test_parity bounds at 1e-5 (measured here: up to 1.0e-6).
+TOL_Q24_VS_F32 = 1e-5
 
 
 def rel(a, b) -> float:
@@ -75,7 +80,9 @@ def test_batched_logits_equal_solo_runs(model):
     sessions = [model.session() for _ in seqs]
     batched = run_batched(model, seqs, sessions)
     worst = max(rel(b, s) for bs, ss in zip(batched, solo) for b, s in zip(bs, ss))
-    assert worst <= TOL, worst
+    q8 = str(model.path).endswith("_q8_0.gguf")
+    print(f"batched vs solo ({'q8_0' if q8 else 'f32'}): {worst:.2e}")
+    assert worst <= (TOL_Q24_VS_F32 if q8 else TOL), worst
     for s, chunks in zip(sessions, seqs):    # the records are what the solo forwards leave
         assert s.tokens == [t for c in chunks for t in c]
 
