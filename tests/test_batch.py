@@ -74,13 +74,13 @@ def run_batched(model, seqs, sessions):
 
 
 @pytest.mark.sanitize
-def test_batched_logits_equal_solo_runs(model):
+def test_batched_logits_equal_solo_runs(model, request):
     seqs = script(0, 6)
     solo = run_solo(model, seqs)
     sessions = [model.session() for _ in seqs]
     batched = run_batched(model, seqs, sessions)
     worst = max(rel(b, s) for bs, ss in zip(batched, solo) for b, s in zip(bs, ss))
-    q8 = str(model.path).endswith("_q8_0.gguf")
+    q8 = request.node.callspec.params["model"] == "q8_0"
     print(f"batched vs solo ({'q8_0' if q8 else 'f32'}): {worst:.2e}")
     assert worst <= (TOL_Q24_VS_F32 if q8 else TOL), worst
     for s, chunks in zip(sessions, seqs):    # the records are what the solo forwards leave

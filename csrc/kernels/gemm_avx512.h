@@ -39,6 +39,24 @@
  * hint: called for the next micro-panel right after filling this one). */
 typedef void (*GemmFill)(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc, float *panel);
 
+/* For the fills from weights packed in 16-row groups (q24_avx512.c, q24k_avx512.c): */
+/* ask for the `bytes` at g (the panel's first group) and, when the panel has more than 16 rows
+ * (nr), for those `stride` bytes on (its second group): into L2, a hint */
+static inline void gemm_prefetch_groups(const uint8_t *g, size_t bytes, size_t stride, int nr) {
+    for (size_t off = 0; off < bytes; off += 64) {
+        _mm_prefetch((const char *)g + off, _MM_HINT_T1);
+        if (nr > 16) _mm_prefetch((const char *)g + stride + off, _MM_HINT_T1);
+    }
+}
+/* the second half (rows 16..31) of a micro-panel of at most 16 rows: zeros */
+static inline void gemm_zero_half(float *half, int kc) {
+    for (int k = 0; k < kc; k++) _mm512_store_ps(half + k * GEMM_MR, _mm512_setzero_ps());
+}
+/* byte i (0..3) of every 32-bit lane of v, sign-extended: one column of a chunk's 16 rows */
+static inline __attribute__((always_inline)) __m512i byte_s32(__m512i v, int i) {
+    return _mm512_srai_epi32(i == 3 ? v : _mm512_slli_epi32(v, 24 - 8 * i), 24);
+}
+
 /* 16 rows of 16 floats (r[i] = row i) -> r[j] = column j (16 rows). */
 static inline __attribute__((always_inline)) void transpose16(__m512 r[16]) {
     __m512 t[16];

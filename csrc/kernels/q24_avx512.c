@@ -175,11 +175,6 @@ Q24_ROWS_BY_TYPE(q8_0, QWEN3C_TYPE_Q8_0, q4_0, QWEN3C_TYPE_Q4_0, q4_1, QWEN3C_TY
  * measured faster than the integer sums for a prompt (Qwen3-0.6B shapes, 512 tokens: Q8_0
  * 1.046x, Q4_0 1.072x).
  * ------------------------------------------------------------------------------------- */
-/* byte i of every 32-bit lane of v, sign-extended */
-static inline __attribute__((always_inline)) __m512i byte_s32(__m512i v, int i) {
-    return _mm512_srai_epi32(i == 3 ? v : _mm512_slli_epi32(v, 24 - 8 * i), 24);
-}
-
 /* GemmFill: rows [row0, row0 + nr) (row0 a multiple of 16) x columns [k0, k0 + kc) (whole
  * blocks); panel NULL: only prefetch those records into L2. */
 static inline __attribute__((always_inline)) void
@@ -188,17 +183,14 @@ fill_packed(const int TYPE, const QTensor *w, int64_t row0, int nr, int64_t k0, 
     const int64_t nb = w->cols / QK;
     const uint8_t *g = (const uint8_t *)w->packed + ((size_t)(row0 / GR) * (size_t)nb + (size_t)(k0 / QK)) * rb;
     if (!panel) {
-        for (size_t off = 0; off < (size_t)(kc / QK) * rb; off += 64) {
-            _mm_prefetch((const char *)g + off, _MM_HINT_T1);
-            if (nr > GR) _mm_prefetch((const char *)g + (size_t)nb * rb + off, _MM_HINT_T1);
-        }
+        gemm_prefetch_groups(g, (size_t)(kc / QK) * rb, (size_t)nb * rb, nr);
         return;
     }
     const __m512i nib = _mm512_set1_epi32(15), x80 = _mm512_set1_epi8((char)0x80), k8 = _mm512_set1_epi32(8);
     for (int h = 0; h < 2; h++) { /* the two 16-row groups of the micro-panel */
         float *half = panel + GR * h;
         if (h == 1 && nr <= GR) {
-            for (int k = 0; k < kc; k++) _mm512_store_ps(half + k * GEMM_MR, _mm512_setzero_ps());
+            gemm_zero_half(half, kc);
             continue;
         }
         for (int b = 0; b < kc / QK; b++) {

@@ -223,10 +223,9 @@ static void q6k_record_f32(const uint8_t *rec, float *panel) {
                    : k == 3 ? _mm512_srli_epi16(hi, 2) : hi;
                 const __m512i q = _mm512_sub_epi8( /* 0xea: (lo & 0x0f) | (hi & 0x30) */
                     _mm512_ternarylogic_epi32(lo, m0f, _mm512_and_si512(hi, m30), 0xea), k32);
-                for (int i = 0; i < 4; i++) { /* byte i of every lane, sign-extended */
-                    const __m512i v = _mm512_srai_epi32(i == 3 ? q : _mm512_slli_epi32(q, 24 - 8 * i), 24);
-                    _mm512_store_ps(panel + (32 * b + 4 * c + i) * GEMM_MR, _mm512_mul_ps(dsc, _mm512_cvtepi32_ps(v)));
-                }
+                for (int i = 0; i < 4; i++) /* byte i of every lane: column 4c + i */
+                    _mm512_store_ps(panel + (32 * b + 4 * c + i) * GEMM_MR,
+                                    _mm512_mul_ps(dsc, _mm512_cvtepi32_ps(byte_s32(q, i))));
             }
         }
     }
@@ -270,16 +269,13 @@ fill_packed(const int TYPE, const QTensor *w, int64_t row0, int nr, int64_t k0, 
     const int64_t ns = w->cols / QK_K;
     const uint8_t *rec = (const uint8_t *)w->packed + ((size_t)(row0 / GR) * (size_t)ns + (size_t)(k0 / QK_K)) * rb;
     if (!panel) {
-        for (size_t off = 0; off < rb; off += 64) {
-            _mm_prefetch((const char *)rec + off, _MM_HINT_T1);
-            if (nr > GR) _mm_prefetch((const char *)rec + (size_t)ns * rb + off, _MM_HINT_T1);
-        }
+        gemm_prefetch_groups(rec, rb, (size_t)ns * rb, nr);
         return;
     }
     for (int h = 0; h < 2; h++) { /* the two 16-row groups of the micro-panel */
         float *half = panel + GR * h;
         const uint8_t *r = rec + (size_t)h * (size_t)ns * rb;
-        if (h == 1 && nr <= GR) for (int k = 0; k < kc; k++) _mm512_store_ps(half + k * GEMM_MR, _mm512_setzero_ps());
+        if (h == 1 && nr <= GR) gemm_zero_half(half, kc);
         else if (TYPE == QWEN3C_TYPE_Q6_K) q6k_record_f32(r, half);
         else qk_record_f32(TYPE, r, half);
     }
