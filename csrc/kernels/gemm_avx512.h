@@ -41,8 +41,9 @@ typedef void (*GemmFill)(const QTensor *w, int64_t row0, int nr, int64_t k0, int
 
 /* For the fills from weights packed in 16-row groups (q24_avx512.c, q24k_avx512.c): */
 /* ask for the `bytes` at g (the panel's first group) and, when the panel has more than 16 rows
- * (nr), for those `stride` bytes on (its second group): into L2, a hint */
-static inline void gemm_prefetch_groups(const uint8_t *g, size_t bytes, size_t stride, int nr) {
+ * (nr), for those `stride` bytes on (its second group): into L2, a hint (always inlined: gcc
+ * takes a function that only prefetches for one without effects and drops the call) */
+static inline __attribute__((always_inline)) void gemm_prefetch_groups(const uint8_t *g, size_t bytes, size_t stride, int nr) {
     for (size_t off = 0; off < bytes; off += 64) {
         _mm_prefetch((const char *)g + off, _MM_HINT_T1);
         if (nr > 16) _mm_prefetch((const char *)g + stride + off, _MM_HINT_T1);
