@@ -244,6 +244,43 @@ const Seq *seq_of_token(const Seq *seqs, int t) {
     return &seqs[si];
 }
 
+/* The last layer's work past its keys and values (attention, o_proj, the MLP) and the final
+ * norm matter only for the rows whose logits are wanted: the last token of each sequence that
+ * has logits (transformers' logits_to_keep; none at all for a prompt chunk before the last).
+ * These rows of the buffers (the residual x, the queries, ...) move to the front, each
+ * sequence is shortened to its kept rows and their count is returned. At least
+ * min(n, Q24_FLOAT_MIN_TOKENS) rows are kept (more of the sequences' last tokens): the matmuls
+ * then take the kernels the whole batch takes, and as a row's sums never depend on the rows
+ * computed beside it, the logits keep their bits. */
+int output_rows(Seq *seqs, int n_seqs, int n, float *const *bufs, const int *widths, int n_bufs) {
+    int m = 0, spare = 0; /* rows with logits; rows that could pad them */
+    for (int i = 0; i < n_seqs; i++) {
+        if (seqs[i].cap) return n; /* attention capture wants every row's probabilities */
+        const int base = seqs[i].logits && seqs[i].n > 0;
+        m += base;
+        spare += seqs[i].n - base;
+    }
+    const int least = n < Q24_FLOAT_MIN_TOKENS ? n : Q24_FLOAT_MIN_TOKENS;
+    const int pad = least - m > 0 ? least - m : 0; /* taken from the last sequences' spare rows */
+    if (m + pad == n) return n;
+    int t = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        Seq *sq = &seqs[i];
+        const int base = sq->logits && sq->n > 0, own = sq->n - base;
+        spare -= own; /* now: the spare rows of the sequences after this one */
+        const int want = pad - spare, keep = base + (want <= 0 ? 0 : want < own ? want : own);
+        const int from = sq->t0 + sq->n - keep; /* >= t: rows only move down */
+        for (int b = 0; b < n_bufs; b++)
+            memmove(bufs[b] + (size_t)t * widths[b], bufs[b] + (size_t)from * widths[b],
+                    (size_t)keep * widths[b] * sizeof(float));
+        sq->pos += sq->n - keep;
+        sq->t0 = t;
+        sq->n = keep;
+        t += keep;
+    }
+    return t;
+}
+
 /* past_key_values.update for one token at position `at` of ctx's cache layer cl: its keys k
  * (NKV*HD) go into their tiles (transposed), its values v (NKV*HD) into their rows; rounded to
  * IEEE halves for an f16 cache */
@@ -319,6 +356,13 @@ static void forward(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs
             rope(k, NKV, HD, cos_p, sin_p, p->rope_interleaved);
             /* past_key_values.update: store k (into its tile, transposed) and v at `at` */
             kv_store(sq->ctx, l, k, v, at);
+        }
+
+        /* the last layer goes on with the rows that feed logits only (the residual x and q) */
+        if (l == p->n_layers - 1 && !all_logits && !hidden) {
+            float *const bufs[2] = {s->x, s->q};
+            const int widths[2] = {D, QD};
+            n = output_rows(seqs, n_seqs, n, bufs, widths, 2);
         }
 
         /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query, per sequence */

@@ -131,9 +131,11 @@ static void gated_deltanet(const Pass *ps, const Config *p, Seq *seqs, int n_seq
 
 /* Qwen3_5Attention.forward on s->xb (n tokens of seqs, each at its positions in its own KV
  * cache) -> s->xb2, for attention layer ia (the index among the attention layers: the caches
- * hold only those). */
-static void gated_attention(const Pass *ps, const Config *p, Seq *seqs, int n_seqs, int ia, const LayerWeights *lw,
-                            int n) {
+ * hold only those). With `outputs` (the last layer, when only logits are wanted) it goes on
+ * past the keys and values with the rows that feed logits only (output_rows: forward.c) and
+ * returns their count, else n. */
+static int gated_attention(const Pass *ps, const Config *p, Seq *seqs, int n_seqs, int ia, const LayerWeights *lw,
+                           int n, int outputs) {
     RunState *s = ps->s;
     const int HD = p->head_dim, NH = p->n_heads, NKV = p->n_kv_heads, RD = p->rope_dim;
     const int QD = NH * HD, KVD = NKV * HD, nt = ps->n_threads;
@@ -168,6 +170,13 @@ static void gated_attention(const Pass *ps, const Config *p, Seq *seqs, int n_se
         kv_store(sq->ctx, ia, k, v, at);
     }
 
+    /* the last layer: the rows that feed logits only (the residual x, q and the gate) */
+    if (outputs) {
+        float *const bufs[3] = {s->x, s->q, s->gate};
+        const int widths[3] = {p->dim, QD, QD};
+        n = output_rows(seqs, n_seqs, n, bufs, widths, 3);
+    }
+
     /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query, per sequence */
     attention(ps->k, s->att_out, s->q, seqs, n_seqs, ia, p, s->att, ps->att_C, nt);
 
@@ -178,6 +187,7 @@ static void gated_attention(const Pass *ps, const Config *p, Seq *seqs, int n_se
 
     /* attn_output = o_proj(attn_output) */
     matmul(ps, s->xb2, s->att_out, n, &lw->wo);
+    return n;
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -202,9 +212,19 @@ void forward_qwen35(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs
 #pragma omp parallel for num_threads(par) schedule(static)
         for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, lw->attn_norm, D, p->norm_eps);
 
-        /* token mixer: linear_attn (Gated DeltaNet) or self_attn (gated attention) */
-        if (lw->is_linear) gated_deltanet(ps, p, seqs, n_seqs, il++, lw, n);
-        else gated_attention(ps, p, seqs, n_seqs, ia++, lw, n);
+        /* token mixer: linear_attn (Gated DeltaNet) or self_attn (gated attention); the last
+         * layer goes on with the rows that feed logits only when nothing else is asked for */
+        const int outputs = l == p->n_layers - 1 && !all_logits && !hidden;
+        if (lw->is_linear) {
+            gated_deltanet(ps, p, seqs, n_seqs, il++, lw, n);
+            if (outputs) {
+                float *const bufs[2] = {s->x, s->xb2};
+                const int widths[2] = {D, D};
+                n = output_rows(seqs, n_seqs, n, bufs, widths, 2);
+            }
+        } else {
+            n = gated_attention(ps, p, seqs, n_seqs, ia++, lw, n, outputs);
+        }
 
         /* hidden_states = residual + hidden_states */
         for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];

@@ -552,6 +552,10 @@ void attention(const Kernels *k, float *out, const float *q, Seq *seqs, int n_se
                const Config *p, float *att_scratch, int att_C, int n_threads);
 /* The sequence token t (a row of the batch) belongs to */
 const Seq *seq_of_token(const Seq *seqs, int t);
+/* The last layer past its keys and values: keep only the rows that feed logits (see forward.c);
+ * moves them to the front of each of the n_bufs buffers (rows of widths[i] floats), shortens
+ * seqs to them and returns their count */
+int output_rows(Seq *seqs, int n_seqs, int n, float *const *bufs, const int *widths, int n_bufs);
 /* past_key_values.update of one token at position `at` of ctx's cache layer cl */
 void kv_store(const qwen3c_context *ctx, int cl, const float *k, const float *v, int at);
 /* The MLP half of a decoder layer on s->x, n tokens: x += mlp(post_attention_layernorm(x)) */

@@ -320,7 +320,9 @@ int  qwen3c_context_n_threads(const qwen3c_context *ctx);
  * recurrent layers can restart only where the context holds a state (see "Recurrent state"
  * below: qwen3c_context_rewind_point).
  * logits: caller-owned; (vocab_size) floats for the last token, or (n_tokens, vocab_size)
- * when all_logits != 0. logits may be NULL to skip the LM head (prefill only).
+ * when all_logits != 0. logits may be NULL to skip the LM head (prefill only). Without
+ * all_logits, the last layer goes on past its keys and values only with the rows that feed
+ * logits (transformers' logits_to_keep): the same bits, less work for a prompt.
  * Errors (before any compute, KV cache untouched): QWEN3C_ERR_CONTEXT when
  * pos + n_tokens > n_ctx; QWEN3C_ERR_INVALID_ARG for pos < 0, n_tokens < 1, a token id
  * outside [0, vocab_size), or (recurrent models) a pos the state cannot restart at. */

@@ -253,6 +253,11 @@ ROWS: Tuple[Row, ...] = (
     Row("compute", "the MLP half of a decoder layer", "mlp_block", "function", _F,
         ("modeling:Qwen3DecoderLayer.forward", "modeling:Qwen3MLP.forward"), None,
         hf_local="post_attention_layernorm", note="norm, SwiGLU MLP, residual (Qwen3.5 too)"),
+    Row("compute", "only the rows that feed logits", "output_rows", "function", _F,
+        ("modeling:Qwen3ForCausalLM.forward",), None, hf_local="logits_to_keep",
+        note="the last layer past its keys and values: each sequence's last token (padded to 12 "
+             "rows, so the matmuls take the batch's kernels and the bits stay); every row with "
+             "all_logits, a trace or attention capture"),
     Row("compute", "final norm and LM head", "final_norm_logits", "function", _F,
         ("modeling:Qwen3Model.forward", "modeling:Qwen3ForCausalLM.forward"), None,
         hf_local="norm"),
