@@ -246,12 +246,12 @@ const Seq *seq_of_token(const Seq *seqs, int t) {
 
 /* The last layer's work past its keys and values (attention, o_proj, the MLP) and the final
  * norm matter only for the rows whose logits are wanted: the last token of each sequence that
- * has logits (transformers' logits_to_keep; none at all for a prompt chunk before the last).
- * These rows of the buffers (the residual x, the queries, ...) move to the front, each
- * sequence is shortened to its kept rows and their count is returned. At least
- * min(n, Q24_FLOAT_MIN_TOKENS) rows are kept (more of the sequences' last tokens): the matmuls
- * then take the kernels the whole batch takes, and as a row's sums never depend on the rows
- * computed beside it, the logits keep their bits. */
+ * has logits (transformers' logits_to_keep). These rows of the buffers (the residual x, the
+ * queries, ...) move to the front, each sequence is shortened to its kept rows and their count
+ * is returned: 0 when no sequence has logits (a prompt chunk before the last), the caller then
+ * stops there. Else at least min(n, Q24_FLOAT_MIN_TOKENS) rows are kept (more of the
+ * sequences' last tokens): the matmuls then take the kernels the whole batch takes, and as a
+ * row's sums never depend on the rows computed beside it, the logits keep their bits. */
 int output_rows(Seq *seqs, int n_seqs, int n, float *const *bufs, const int *widths, int n_bufs) {
     int m = 0, spare = 0; /* rows with logits; rows that could pad them */
     for (int i = 0; i < n_seqs; i++) {
@@ -260,7 +260,7 @@ int output_rows(Seq *seqs, int n_seqs, int n, float *const *bufs, const int *wid
         m += base;
         spare += seqs[i].n - base;
     }
-    const int least = n < Q24_FLOAT_MIN_TOKENS ? n : Q24_FLOAT_MIN_TOKENS;
+    const int least = m == 0 ? 0 : n < Q24_FLOAT_MIN_TOKENS ? n : Q24_FLOAT_MIN_TOKENS;
     const int pad = least - m > 0 ? least - m : 0; /* taken from the last sequences' spare rows */
     if (m + pad == n) return n;
     int t = 0;
@@ -363,6 +363,7 @@ static void forward(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs
             float *const bufs[2] = {s->x, s->q};
             const int widths[2] = {D, QD};
             n = output_rows(seqs, n_seqs, n, bufs, widths, 2);
+            if (n == 0) return; /* no logits wanted: the keys and values were all */
         }
 
         /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query, per sequence */

@@ -175,6 +175,7 @@ static int gated_attention(const Pass *ps, const Config *p, Seq *seqs, int n_seq
         float *const bufs[3] = {s->x, s->q, s->gate};
         const int widths[3] = {p->dim, QD, QD};
         n = output_rows(seqs, n_seqs, n, bufs, widths, 3);
+        if (n == 0) return 0; /* no logits wanted: the keys and values were all */
     }
 
     /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query, per sequence */
@@ -225,6 +226,7 @@ void forward_qwen35(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs
         } else {
             n = gated_attention(ps, p, seqs, n_seqs, ia++, lw, n, outputs);
         }
+        if (n == 0) return; /* no logits wanted: the states and caches are all up to date */
 
         /* hidden_states = residual + hidden_states */
         for (int64_t i = 0; i < (int64_t)n * D; i++) s->x[i] += s->xb2[i];

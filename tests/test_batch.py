@@ -1,5 +1,5 @@
 """Batched forward passes over several sessions (C qwen3c_forward_batch, Model.forward_batch):
-every sequence's logits equal its solo run to <= 1e-6 relative, with prefill chunks and decode
+every sequence's logits equal its solo run to <= 2e-6 relative, with prefill chunks and decode
 tokens of different sessions (different lengths, positions, n_ctx, KV cache types) in one step,
 and bad batches refused before any compute."""
 import numpy as np
@@ -8,7 +8,10 @@ import pytest
 import qwen3c
 from qwen3c.model import Model
 
-TOL = 1e-6
+# F32: a batch's matmuls are matrix-matrix products, a solo decode token's matrix-vector ones,
+# which sum in another order (measured: 9.7e-7 on avx512, 1.1e-6 on avx2, whose softmax now
+# sums 8 lanes at a time)
+TOL = 2e-6
 # Q8_0: a forward of 12 or more tokens computes the matmuls in float32 on AVX-512 / AVX2 CPUs (the
 # bits of activations="f32"), one of fewer tokens with q24's integer sums; a sequence's chunk can
 # be short alone and part of a long batch, so the two differ by q24's rounding, which
@@ -98,7 +101,7 @@ def test_sessions_with_different_caches_in_one_batch(model):
     # its last float32 bit (they sum in different orders) can round to the neighbouring half
     # (2^-11 relative). Measured <= 1e-6 on the avx512 tier (Q8_0: its q24 integer sums are
     # the same batched or solo), 2.6e-6 (F32) and 1.1e-5 (Q8_0) on avx2 (QWEN3C_CPU)
-    assert worst <= 50 * TOL, worst
+    assert worst <= 5e-5, worst
 
 
 def test_logits_can_be_skipped(model):

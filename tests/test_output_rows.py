@@ -42,6 +42,7 @@ def last_layer_logits(session, toks, pos):
     return session.lm_head(hidden[-2][-1:])[0]
 
 
+@pytest.mark.sanitize
 @pytest.mark.parametrize("activations", ["q24", "f32", "q16", "q8"])
 @pytest.mark.parametrize("n_batch", [0, 16, 5])
 def test_logits_keep_their_bits(path, activations, n_batch):
@@ -57,6 +58,7 @@ def test_logits_keep_their_bits(path, activations, n_batch):
         np.testing.assert_array_equal(fast.forward([7], pos=89), full.forward([7], pos=89))
 
 
+@pytest.mark.sanitize
 def test_batch_logits_keep_their_bits(path):
     """Sessions of 12 tokens or more take the same kernels batched and solo, so a batch where
     some want no logits gives the solo bits. F32 weights: the LM head of several sequences is
@@ -100,3 +102,17 @@ def test_qwen35_logits_keep_their_bits(make_tiny_qwen35):
                 toks = tokens(n, seed=pos, vocab=m.config.vocab_size)
                 np.testing.assert_array_equal(fast.forward(toks, pos=pos),
                                               last_layer_logits(full, toks, pos), err_msg=shape)
+
+
+@pytest.mark.sanitize
+def test_a_batch_without_logits_stops_at_the_last_keys(path):
+    """No sequence wants logits (as every prompt chunk before the last): the last layer stops
+    once its keys and values are stored, and the sessions go on as if it had run through."""
+    with Model(path, n_ctx=128, n_threads=2) as m:
+        prompts = [tokens(30, seed=7), tokens(20, seed=8), tokens(12, seed=9)]  # >= 12: the solo kernels
+        sessions = [m.session() for _ in prompts]
+        assert m.forward_batch([(s, p, 0, False) for s, p in zip(sessions, prompts)]) == [None] * 3
+        for s, p in zip(sessions, prompts):
+            ref = m.session()
+            ref.forward(p)
+            np.testing.assert_array_equal(s.forward([3], pos=len(p)), ref.forward([3], pos=len(p)))
