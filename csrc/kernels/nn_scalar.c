@@ -11,9 +11,15 @@
 
 /* softmax over x[0..n), in place (float32, as the eager attention in transformers). */
 static void softmax(float *x, int n) {
-    float max_val = x[0]; /* a max is exact in any order: one per SIMD lane, then theirs */
-#pragma omp simd reduction(max : max_val)
-    for (int i = 1; i < n; i++) max_val = x[i] > max_val ? x[i] : max_val;
+    float mx[16]; /* 16 running maxima (a max is exact in any order), then the max of them */
+    for (int k = 0; k < 16; k++) mx[k] = x[0];
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+#pragma omp simd
+        for (int k = 0; k < 16; k++) mx[k] = x[i + k] > mx[k] ? x[i + k] : mx[k];
+    for (; i < n; i++) mx[0] = x[i] > mx[0] ? x[i] : mx[0];
+    float max_val = mx[0];
+    for (int k = 1; k < 16; k++) max_val = mx[k] > max_val ? mx[k] : max_val;
     float sum = 0.0f;
 #pragma omp simd reduction(+ : sum)
     for (int i = 0; i < n; i++) {
