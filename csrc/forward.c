@@ -251,18 +251,28 @@ const Seq *seq_of_token(const Seq *seqs, int t) {
  * is returned: 0 when no sequence has logits (a prompt chunk before the last), the caller then
  * stops there. Else at least min(n, Q24_FLOAT_MIN_TOKENS) rows are kept (more of the
  * sequences' last tokens): the matmuls then take the kernels the whole batch takes, and as a
- * row's sums never depend on the rows computed beside it, the logits keep their bits. */
-int output_rows(Seq *seqs, int n_seqs, int n, float *const *bufs, const int *widths, int n_bufs) {
-    int m = 0, spare = 0; /* rows with logits; rows that could pad them */
+ * row's sums never depend on the rows computed beside it, the logits keep their bits.
+ * output_row_count() is that count alone (seqs untouched). */
+int output_row_count(const Seq *seqs, int n_seqs, int n) {
+    int m = 0; /* rows with logits */
     for (int i = 0; i < n_seqs; i++) {
         if (seqs[i].cap) return n; /* attention capture wants every row's probabilities */
+        m += seqs[i].logits && seqs[i].n > 0;
+    }
+    const int least = m == 0 ? 0 : n < Q24_FLOAT_MIN_TOKENS ? n : Q24_FLOAT_MIN_TOKENS;
+    return m > least ? m : least;
+}
+
+int output_rows(Seq *seqs, int n_seqs, int n, float *const *bufs, const int *widths, int n_bufs) {
+    const int kept = output_row_count(seqs, n_seqs, n);
+    if (kept == n) return n;
+    int m = 0, spare = 0; /* rows with logits; rows that can pad them */
+    for (int i = 0; i < n_seqs; i++) {
         const int base = seqs[i].logits && seqs[i].n > 0;
         m += base;
         spare += seqs[i].n - base;
     }
-    const int least = m == 0 ? 0 : n < Q24_FLOAT_MIN_TOKENS ? n : Q24_FLOAT_MIN_TOKENS;
-    const int pad = least - m > 0 ? least - m : 0; /* taken from the last sequences' spare rows */
-    if (m + pad == n) return n;
+    const int pad = kept - m; /* taken from the last sequences' spare rows */
     int t = 0;
     for (int i = 0; i < n_seqs; i++) {
         Seq *sq = &seqs[i];
@@ -310,6 +320,16 @@ void kv_store(const qwen3c_context *ctx, int cl, const float *k, const float *v,
     }
 }
 
+/* One token's queries q (NH*HD) at position `at` of a context with state cs: q_norm (RMSNorm
+ * over each head's head_dim, Qwen3 only), then apply_rotary_pos_emb */
+static void query_norm_rope(const Config *p, const LayerWeights *lw, const RunState *cs, float *q, int at) {
+    const int HD = p->head_dim;
+    if (p->qk_norm)
+        for (int h = 0; h < p->n_heads; h++) rmsnorm(q + h * HD, q + h * HD, lw->q_norm, HD, p->norm_eps);
+    rope(q, p->n_heads, HD, cs->rope_cos + (size_t)at * (HD / 2), cs->rope_sin + (size_t)at * (HD / 2),
+         p->rope_interleaved);
+}
+
 /* ---------------------------------------------------------------------------------------
  * The forward pass for one batch of n tokens (already validated): the tokens of seqs[0..n_seqs)
  * in rows t0.., each sequence in its own context. all_logits and hidden: one sequence only.
@@ -334,36 +354,42 @@ static void forward(const Pass *ps, const Transformer *tf, Seq *seqs, int n_seqs
 #pragma omp parallel for num_threads(par) schedule(static)
         for (int t = 0; t < n; t++) rmsnorm(s->xb + (size_t)t * D, s->x + (size_t)t * D, lw->attn_norm, D, p->norm_eps);
 
+        /* the last layer, when only logits are wanted, goes on past its keys and values with the
+         * rows that feed them only (output_rows): their queries alone are projected */
+        const int keep = l == p->n_layers - 1 && !all_logits && !hidden ? output_row_count(seqs, n_seqs, n) : n;
+
         /* query_states, key_states, value_states = q_proj(x), k_proj(x), v_proj(x) */
         const MatmulJob qkv[3] = {{s->q, &lw->wq}, {s->k, &lw->wk}, {s->v, &lw->wv}};
-        matmuls(ps, qkv, 3, s->xb, n);
+        if (keep == n) matmuls(ps, qkv, 3, s->xb, n);
+        else matmuls(ps, qkv + 1, 2, s->xb, n);
 
 #pragma omp parallel for num_threads(par) schedule(static)
         for (int t = 0; t < n; t++) {
             const Seq *sq = seq_of_token(seqs, t); /* its positions and its cache */
             const RunState *cs = &sq->ctx->state;
             const int at = sq->pos + (t - sq->t0);
-            float *q = s->q + (size_t)t * QD, *k = s->k + (size_t)t * KVD, *v = s->v + (size_t)t * KVD;
-            /* q_norm / k_norm: RMSNorm over each head's head_dim (Qwen3 only) */
-            if (p->qk_norm) {
-                for (int h = 0; h < NH; h++) rmsnorm(q + h * HD, q + h * HD, lw->q_norm, HD, p->norm_eps);
+            float *k = s->k + (size_t)t * KVD, *v = s->v + (size_t)t * KVD;
+            if (keep == n) query_norm_rope(p, lw, cs, s->q + (size_t)t * QD, at);
+            /* k_norm: RMSNorm over each head's head_dim (Qwen3 only), then RoPE at `at` */
+            if (p->qk_norm)
                 for (int h = 0; h < NKV; h++) rmsnorm(k + h * HD, k + h * HD, lw->k_norm, HD, p->norm_eps);
-            }
-            /* apply_rotary_pos_emb(q, k, cos, sin) at position `at` */
-            const float *cos_p = cs->rope_cos + (size_t)at * (HD / 2);
-            const float *sin_p = cs->rope_sin + (size_t)at * (HD / 2);
-            rope(q, NH, HD, cos_p, sin_p, p->rope_interleaved);
-            rope(k, NKV, HD, cos_p, sin_p, p->rope_interleaved);
+            rope(k, NKV, HD, cs->rope_cos + (size_t)at * (HD / 2), cs->rope_sin + (size_t)at * (HD / 2),
+                 p->rope_interleaved);
             /* past_key_values.update: store k (into its tile, transposed) and v at `at` */
             kv_store(sq->ctx, l, k, v, at);
         }
 
-        /* the last layer goes on with the rows that feed logits only (the residual x and q) */
-        if (l == p->n_layers - 1 && !all_logits && !hidden) {
-            float *const bufs[2] = {s->x, s->q};
-            const int widths[2] = {D, QD};
+        if (keep < n) { /* the last layer: the rows that feed logits (the residual x, the normed xb) */
+            float *const bufs[2] = {s->x, s->xb};
+            const int widths[2] = {D, D};
             n = output_rows(seqs, n_seqs, n, bufs, widths, 2);
             if (n == 0) return; /* no logits wanted: the keys and values were all */
+            matmul(ps, s->q, s->xb, n, &lw->wq);
+#pragma omp parallel for num_threads(n >= 8 ? nt : 1) schedule(static)
+            for (int t = 0; t < n; t++) {
+                const Seq *sq = seq_of_token(seqs, t);
+                query_norm_rope(p, lw, &sq->ctx->state, s->q + (size_t)t * QD, sq->pos + (t - sq->t0));
+            }
         }
 
         /* attn_output = softmax(q k^T / sqrt(d) + causal_mask) v, grouped-query, per sequence */

@@ -556,6 +556,8 @@ const Seq *seq_of_token(const Seq *seqs, int t);
  * moves them to the front of each of the n_bufs buffers (rows of widths[i] floats), shortens
  * seqs to them and returns their count */
 int output_rows(Seq *seqs, int n_seqs, int n, float *const *bufs, const int *widths, int n_bufs);
+/* how many rows output_rows would keep (seqs untouched) */
+int output_row_count(const Seq *seqs, int n_seqs, int n);
 /* past_key_values.update of one token at position `at` of ctx's cache layer cl */
 void kv_store(const qwen3c_context *ctx, int cl, const float *k, const float *v, int at);
 /* The MLP half of a decoder layer on s->x, n tokens: x += mlp(post_attention_layernorm(x)) */
