@@ -457,11 +457,13 @@ typedef struct {
     float *att;          /* (n_threads, ATT_ROWS, C) attention scores scratch, 8 query rows per thread */
     float *rope_cos;     /* (C, HD/2)   cos(pos * inv_freq), precomputed */
     float *rope_sin;     /* (C, HD/2) */
-    void  *key_cache;    /* (LA, NKV, C/16, HD, 16) past_key_values keys of the LA attention layers
-                            (all L but qwen35's linear ones) in tiles of 16 positions,
-                            each tile transposed (HD, 16): attention reads it contiguously;
-                            float, or uint16_t IEEE halves when kv_type is QWEN3C_KV_F16 */
-    void  *value_cache;  /* (LA, NKV, C, HD) past_key_values values; float or uint16_t, as keys */
+    void  *key_cache;    /* (C/P, LA, NKV, P/16, HD, 16) past_key_values keys of the LA attention
+                            layers (all L but qwen35's linear ones), in chunks of P =
+                            kv_chunk positions (chunk-major: kv_block()), each chunk in tiles
+                            of 16 positions, each tile transposed (HD, 16): attention reads it
+                            contiguously; float, or uint16_t IEEE halves when kv_type is
+                            QWEN3C_KV_F16 */
+    void  *value_cache;  /* (C/P, LA, NKV, P, HD) past_key_values values; float or uint16_t, as keys */
     void  *xq;           /* the current matmul input as 24-, 16- or 8-bit blocks (q24 / q16 / int8) */
     /* qwen35 only (NULL otherwise): its Gated DeltaNet and gated attention activations */
     float *qkv;          /* (B, CD)   in_proj_qkv(x), the conv input (mixed_qkv) */
@@ -472,7 +474,8 @@ typedef struct {
     float *g;            /* (B, NV)   in_proj_a(x), then the log decay -exp(A_log) * softplus(a + dt_bias) */
     float *qg;           /* (B, 2*NH*HD) q_proj(x) of an attention layer: query | gate per head */
     float *gate;         /* (B, NH*HD) the attention output gate */
-    float *memory;       /* the one allocation everything above points into */
+    float *memory;       /* the one allocation everything above but the KV caches points into */
+    void  *kv_memory;    /* the KV caches' allocation (key_cache, value_cache: 2 MB aligned in it) */
 } RunState;
 
 /* qwen35: what a context keeps for its Gated DeltaNet layers (forward_qwen35.c) -- transformers'
@@ -496,6 +499,7 @@ typedef struct qwen3c_context {
     RunState           state;
     int                n_ctx;
     int                n_ctx_pad;   /* n_ctx rounded up to a whole key tile (16): the KV cache length */
+    int                kv_chunk;    /* P: positions per KV-cache chunk (a multiple of 16; kv_block) */
     int                n_threads;
     int                n_batch;
     int                activations; /* QWEN3C_ACTIVATIONS_*: the Q8_0/Q4_0/Q4_1 matmul path */

@@ -60,7 +60,8 @@ QWEN3C_REQUIRE_BROWSER=1 QWEN3C_SLOW=${QWEN3C_SLOW:-1} "$PY" -m pytest -q -p no:
 #    Gated DeltaNet kernels and a few of its parity tests
 tier_tests=(tests/test_quant.py tests/test_quant_q24.py tests/test_quant_q24k.py tests/test_quant_q16.py
             tests/test_quant_int8.py tests/test_parity.py tests/test_llama_arch.py tests/test_kv_cache.py
-            tests/test_activations.py tests/test_batch.py tests/test_output_rows.py tests/test_attention.py tests/test_deltanet.py
+            tests/test_activations.py tests/test_batch.py tests/test_output_rows.py tests/test_kv_chunks.py tests/test_attention.py
+            tests/test_deltanet.py
             tests/test_qwen35.py::test_f32_logits_match_transformers tests/test_qwen35.py::test_token_by_token_equals_batched
             tests/test_qwen35.py::test_quantized_logits_match_rounded_transformers)
 lower_tiers=$(cd tests && "$PY" -c "import qwen3c; i = qwen3c.cpu_info(); t = i['tiers']; print(' '.join(t[t.index(i['best']) + 1:]))")

@@ -73,11 +73,11 @@ score_tile(const int F16, int nr, int nt, const float *const *qr, const void *ti
  * registers), added in order of s (a[r][s] is 0 past row r's causal length) */
 static inline __attribute__((always_inline)) void
 weighted_sum_nr_nv(const int NR, const int NV, const int F16, float *const *o, const float *const *a,
-                   const void *v, int L, int HD) {
+                   const void *v, int L, int HD, int accumulate) {
     const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
     __m256 acc[4][6];
     for (int r = 0; r < NR; r++)
-        for (int u = 0; u < NV; u++) acc[r][u] = _mm256_setzero_ps();
+        for (int u = 0; u < NV; u++) acc[r][u] = accumulate ? _mm256_loadu_ps(o[r] + 8 * u) : _mm256_setzero_ps();
     for (int s = 0; s < L; s++) {
         const char *vs = (const char *)v + (size_t)s * HD * esz;
         __m256 w[4];
@@ -94,8 +94,8 @@ weighted_sum_nr_nv(const int NR, const int NV, const int F16, float *const *o, c
 /* up to 2 rows x 6 vectors (48 dims) or 4 rows x 3 vectors (24 dims) at a time */
 static inline __attribute__((always_inline)) void
 weighted_sum_rows(const int F16, int nr, int nv, float *const *o, const float *const *a, const void *v,
-                  int L, int HD) {
-#define W(NR, NV) weighted_sum_nr_nv(NR, NV, F16, o, a, v, L, HD)
+                  int L, int HD, int acc0) {
+#define W(NR, NV) weighted_sum_nr_nv(NR, NV, F16, o, a, v, L, HD, acc0)
     switch (nr * 8 + nv) {
     case 1 * 8 + 1: W(1, 1); return;
     case 1 * 8 + 2: W(1, 2); return;
@@ -137,9 +137,9 @@ static void scores(int nr, const float *const *q, const void *keys, int f16, int
 /* Rows beyond their causal length len[r] (up to the longest) have zero weights: every row
  * sums over the longest length, so that each value vector is read once for all rows. */
 static void weighted_sum(int nr, float *const *orow, const float *att, size_t att_stride,
-                         const void *values, int f16, const int *len, int HD) {
+                         const void *values, int f16, const int *len, int HD, int accumulate) {
     if (HD % 8) {
-        attention_kernels_scalar.weighted_sum(nr, orow, att, att_stride, values, f16, len, HD);
+        attention_kernels_scalar.weighted_sum(nr, orow, att, att_stride, values, f16, len, HD, accumulate);
         return;
     }
     int n_max = 0;
@@ -151,8 +151,8 @@ static void weighted_sum(int nr, float *const *orow, const float *att, size_t at
             float *o[4];
             const float *a[4];
             for (int r = 0; r < nrb; r++) o[r] = orow[rb + r] + i0, a[r] = att + (size_t)(rb + r) * att_stride;
-            if (f16) weighted_sum_rows(1, nrb, nv, o, a, (const uint16_t *)values + i0, n_max, HD);
-            else weighted_sum_rows(0, nrb, nv, o, a, (const float *)values + i0, n_max, HD);
+            if (f16) weighted_sum_rows(1, nrb, nv, o, a, (const uint16_t *)values + i0, n_max, HD, accumulate);
+            else weighted_sum_rows(0, nrb, nv, o, a, (const float *)values + i0, n_max, HD, accumulate);
         }
     }
 }

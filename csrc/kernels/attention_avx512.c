@@ -76,11 +76,11 @@ static void score_tile_f16(int nr, int nt, const float *const *qr, const uint16_
  * stay in registers and are added in order of s (a[r][s] is 0 past row r's causal length) */
 static inline __attribute__((always_inline)) void
 weighted_sum_nr_nv(const int NR, const int NV, const int F16, float *const *o, const float *const *a,
-                   const void *v, int L, int HD) {
+                   const void *v, int L, int HD, int accumulate) {
     const size_t esz = F16 ? sizeof(uint16_t) : sizeof(float);
     __m512 acc[ATT_ROWS_MAX][8];
     for (int r = 0; r < NR; r++)
-        for (int u = 0; u < NV; u++) acc[r][u] = _mm512_setzero_ps();
+        for (int u = 0; u < NV; u++) acc[r][u] = accumulate ? _mm512_loadu_ps(o[r] + 16 * u) : _mm512_setzero_ps();
     for (int s = 0; s < L; s++) {
         const char *vs = (const char *)v + (size_t)s * HD * esz;
         for (int u = 0; u < NV; u += F16 ? 2 : 1) /* row s + WSUM_AHEAD's slice (a hint, as above) */
@@ -99,32 +99,33 @@ weighted_sum_nr_nv(const int NR, const int NV, const int F16, float *const *o, c
         for (int u = 0; u < NV; u++) _mm512_storeu_ps(o[r] + 16 * u, acc[r][u]);
 }
 
-#define WSUM_CASE(NR, NV, F16) case NV: weighted_sum_nr_nv(NR, NV, F16, o, a, v, L, HD); return;
+#define WSUM_CASE(NR, NV, F16) case NV: weighted_sum_nr_nv(NR, NV, F16, o, a, v, L, HD, acc0); return;
 #define WSUM(F16)                                                                                  \
     switch (nr) {                                                                                  \
     case 1: switch (nv) { WSUM_CASE(1, 1, F16) WSUM_CASE(1, 2, F16) WSUM_CASE(1, 3, F16)            \
                           WSUM_CASE(1, 4, F16) WSUM_CASE(1, 5, F16) WSUM_CASE(1, 6, F16)            \
-                          WSUM_CASE(1, 7, F16) default: weighted_sum_nr_nv(1, 8, F16, o, a, v, L, HD); return; } \
+                          WSUM_CASE(1, 7, F16) default: weighted_sum_nr_nv(1, 8, F16, o, a, v, L, HD, acc0); return; } \
     case 2: switch (nv) { WSUM_CASE(2, 1, F16) WSUM_CASE(2, 2, F16) WSUM_CASE(2, 3, F16)            \
                           WSUM_CASE(2, 4, F16) WSUM_CASE(2, 5, F16) WSUM_CASE(2, 6, F16)            \
-                          WSUM_CASE(2, 7, F16) default: weighted_sum_nr_nv(2, 8, F16, o, a, v, L, HD); return; } \
+                          WSUM_CASE(2, 7, F16) default: weighted_sum_nr_nv(2, 8, F16, o, a, v, L, HD, acc0); return; } \
     case 3: switch (nv) { WSUM_CASE(3, 1, F16) WSUM_CASE(3, 2, F16) WSUM_CASE(3, 3, F16)            \
-                          default: weighted_sum_nr_nv(3, 4, F16, o, a, v, L, HD); return; }         \
+                          default: weighted_sum_nr_nv(3, 4, F16, o, a, v, L, HD, acc0); return; }         \
     case 4: switch (nv) { WSUM_CASE(4, 1, F16) WSUM_CASE(4, 2, F16) WSUM_CASE(4, 3, F16)            \
-                          default: weighted_sum_nr_nv(4, 4, F16, o, a, v, L, HD); return; }         \
-    case 5: switch (nv) { WSUM_CASE(5, 1, F16) default: weighted_sum_nr_nv(5, 2, F16, o, a, v, L, HD); return; } \
-    case 6: switch (nv) { WSUM_CASE(6, 1, F16) default: weighted_sum_nr_nv(6, 2, F16, o, a, v, L, HD); return; } \
-    case 7: switch (nv) { WSUM_CASE(7, 1, F16) default: weighted_sum_nr_nv(7, 2, F16, o, a, v, L, HD); return; } \
-    default: switch (nv) { WSUM_CASE(8, 1, F16) default: weighted_sum_nr_nv(8, 2, F16, o, a, v, L, HD); return; } \
+                          default: weighted_sum_nr_nv(4, 4, F16, o, a, v, L, HD, acc0); return; }         \
+    case 5: switch (nv) { WSUM_CASE(5, 1, F16) default: weighted_sum_nr_nv(5, 2, F16, o, a, v, L, HD, acc0); return; } \
+    case 6: switch (nv) { WSUM_CASE(6, 1, F16) default: weighted_sum_nr_nv(6, 2, F16, o, a, v, L, HD, acc0); return; } \
+    case 7: switch (nv) { WSUM_CASE(7, 1, F16) default: weighted_sum_nr_nv(7, 2, F16, o, a, v, L, HD, acc0); return; } \
+    default: switch (nv) { WSUM_CASE(8, 1, F16) default: weighted_sum_nr_nv(8, 2, F16, o, a, v, L, HD, acc0); return; } \
     }
 
 /* nr <= 8 rows, nv vectors of 16 dims (nv <= 8 for nr <= 2, <= 4 for nr <= 4, else <= 2); v
  * float32 or halves */
-static void weighted_sum_f32(int nr, int nv, float *const *o, const float *const *a, const float *v, int L, int HD) {
+static void weighted_sum_f32(int nr, int nv, float *const *o, const float *const *a, const float *v, int L, int HD,
+                             int acc0) {
     WSUM(0)
 }
 static void weighted_sum_f16(int nr, int nv, float *const *o, const float *const *a, const uint16_t *v, int L,
-                             int HD) {
+                             int HD, int acc0) {
     WSUM(1)
 }
 #undef WSUM
@@ -148,9 +149,9 @@ static void scores(int nr, const float *const *q, const void *keys, int f16, int
 /* Rows beyond their causal length len[r] (up to the longest) have zero weights: every row
  * sums over the longest length, so that each value vector is read once for all rows. */
 static void weighted_sum(int nr, float *const *orow, const float *att, size_t att_stride,
-                         const void *values, int f16, const int *len, int HD) {
+                         const void *values, int f16, const int *len, int HD, int accumulate) {
     if (HD % 16) {
-        attention_kernels_scalar.weighted_sum(nr, orow, att, att_stride, values, f16, len, HD);
+        attention_kernels_scalar.weighted_sum(nr, orow, att, att_stride, values, f16, len, HD, accumulate);
         return;
     }
     int n_max = 0;
@@ -164,8 +165,8 @@ static void weighted_sum(int nr, float *const *orow, const float *att, size_t at
             float *o[ATT_ROWS_MAX];
             const float *a[ATT_ROWS_MAX];
             for (int r = 0; r < nrb; r++) o[r] = orow[rb + r] + i0, a[r] = att + (size_t)(rb + r) * att_stride;
-            if (f16) weighted_sum_f16(nrb, nv, o, a, (const uint16_t *)values + i0, n_max, HD);
-            else weighted_sum_f32(nrb, nv, o, a, (const float *)values + i0, n_max, HD);
+            if (f16) weighted_sum_f16(nrb, nv, o, a, (const uint16_t *)values + i0, n_max, HD, accumulate);
+            else weighted_sum_f32(nrb, nv, o, a, (const float *)values + i0, n_max, HD, accumulate);
         }
     }
 }

@@ -97,10 +97,10 @@ static inline __attribute__((always_inline)) float32x4_t value4(const int F16, c
  * at stride HD), summed in order of s; each value vector is loaded once for all NR rows. */
 static inline __attribute__((always_inline)) void
 weighted_sum_nr_nv(const int NR, const int NV, const int F16, float *const *o, const float *const *a,
-                   const void *v, int L, int HD) {
+                   const void *v, int L, int HD, int accumulate) {
     float32x4_t acc[4][8];
     for (int r = 0; r < NR; r++)
-        for (int u = 0; u < NV; u++) acc[r][u] = vdupq_n_f32(0.0f);
+        for (int u = 0; u < NV; u++) acc[r][u] = accumulate ? vld1q_f32(o[r] + 4 * u) : vdupq_n_f32(0.0f);
     int s = 0;
     for (; s + 4 <= L; s += 4) {
         float32x4_t av[4];
@@ -128,33 +128,35 @@ weighted_sum_nr_nv(const int NR, const int NV, const int F16, float *const *o, c
 /* nr <= 4 rows x 4 nv dims (nv 8 for nr <= 2, else 4); v float32 or halves */
 static inline __attribute__((always_inline)) void
 weighted_sum_pass(const int F16, int nr, int nv, float *const *o, const float *const *a, const void *v,
-                  int L, int HD) {
+                  int L, int HD, int acc0) {
     switch (nr) {
     case 1:
-        if (nv == 8) weighted_sum_nr_nv(1, 8, F16, o, a, v, L, HD);
-        else weighted_sum_nr_nv(1, 4, F16, o, a, v, L, HD);
+        if (nv == 8) weighted_sum_nr_nv(1, 8, F16, o, a, v, L, HD, acc0);
+        else weighted_sum_nr_nv(1, 4, F16, o, a, v, L, HD, acc0);
         return;
     case 2:
-        if (nv == 8) weighted_sum_nr_nv(2, 8, F16, o, a, v, L, HD);
-        else weighted_sum_nr_nv(2, 4, F16, o, a, v, L, HD);
+        if (nv == 8) weighted_sum_nr_nv(2, 8, F16, o, a, v, L, HD, acc0);
+        else weighted_sum_nr_nv(2, 4, F16, o, a, v, L, HD, acc0);
         return;
-    case 3: weighted_sum_nr_nv(3, 4, F16, o, a, v, L, HD); return;
-    default: weighted_sum_nr_nv(4, 4, F16, o, a, v, L, HD); return;
+    case 3: weighted_sum_nr_nv(3, 4, F16, o, a, v, L, HD, acc0); return;
+    default: weighted_sum_nr_nv(4, 4, F16, o, a, v, L, HD, acc0); return;
     }
 }
-static void weighted_sum_f32(int nr, int nv, float *const *o, const float *const *a, const void *v, int L, int HD) {
-    weighted_sum_pass(0, nr, nv, o, a, v, L, HD);
+static void weighted_sum_f32(int nr, int nv, float *const *o, const float *const *a, const void *v, int L, int HD,
+                             int acc0) {
+    weighted_sum_pass(0, nr, nv, o, a, v, L, HD, acc0);
 }
-static void weighted_sum_f16(int nr, int nv, float *const *o, const float *const *a, const void *v, int L, int HD) {
-    weighted_sum_pass(1, nr, nv, o, a, v, L, HD);
+static void weighted_sum_f16(int nr, int nv, float *const *o, const float *const *a, const void *v, int L, int HD,
+                             int acc0) {
+    weighted_sum_pass(1, nr, nv, o, a, v, L, HD, acc0);
 }
 
 /* Rows beyond their causal length len[r] (up to the longest) have zero weights: every row sums
  * over the longest length, so that each value vector is read once for all rows. */
 static void weighted_sum(int nr, float *const *orow, const float *att, size_t att_stride,
-                         const void *values, int f16, const int *len, int HD) {
+                         const void *values, int f16, const int *len, int HD, int accumulate) {
     if (HD % 16) {
-        attention_kernels_scalar.weighted_sum(nr, orow, att, att_stride, values, f16, len, HD);
+        attention_kernels_scalar.weighted_sum(nr, orow, att, att_stride, values, f16, len, HD, accumulate);
         return;
     }
     int n_max = 0;
@@ -169,8 +171,8 @@ static void weighted_sum(int nr, float *const *orow, const float *att, size_t at
             const float *a[4];
             for (int r = 0; r < nrb; r++) o[r] = orow[rb + r] + i0, a[r] = att + (size_t)(rb + r) * att_stride;
             const void *v = (const char *)values + (size_t)i0 * esz;
-            if (f16) weighted_sum_f16(nrb, nv, o, a, v, n_max, HD);
-            else weighted_sum_f32(nrb, nv, o, a, v, n_max, HD);
+            if (f16) weighted_sum_f16(nrb, nv, o, a, v, n_max, HD, accumulate);
+            else weighted_sum_f32(nrb, nv, o, a, v, n_max, HD, accumulate);
         }
     }
 }

@@ -32,13 +32,14 @@ static void scores(int nr, const float *const *q, const void *keys, int f16, int
 }
 
 static void weighted_sum(int nr, float *const *o, const float *att, size_t att_stride, const void *values,
-                         int f16, const int *len, int HD) {
+                         int f16, const int *len, int HD, int accumulate) {
     const size_t esz = f16 ? sizeof(uint16_t) : sizeof(float);
     for (int r = 0; r < nr; r++) {
         const float *a = att + (size_t)r * att_stride;
         for (int i0 = 0; i0 < HD; i0 += 64) {
             const int nw = HD - i0 < 64 ? HD - i0 : 64;
             float acc[64] = {0}, vf[64]; /* vf: a row of f16 values, widened */
+            if (accumulate) memcpy(acc, o[r] + i0, (size_t)nw * sizeof(float));
             for (int s = 0; s < len[r]; s++) {
                 const char *row = (const char *)values + ((size_t)s * HD + i0) * esz;
                 const float *v = vf;

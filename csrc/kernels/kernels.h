@@ -148,7 +148,7 @@ typedef struct {
 
 /* ---- attention over the KV cache (forward.c: attention() has the layout) ---------------- */
 #define ATT_ROWS 8   /* query rows (token, head) sharing one kv head, done together */
-#define KV_TILE  16  /* positions per key tile: keys are stored (C/16, HD, 16) per kv head */
+#define KV_TILE  16  /* positions per key tile: keys are stored (P/16, HD, 16) per kv head and chunk */
 typedef struct {
     /* att[r * att_stride + s] = (q[r] . k_s) * scale for r < nr (<= ATT_ROWS) and every s in
      * [0, n) rounded up to whole tiles of KV_TILE (lanes past n get stale keys' scores, which
@@ -158,9 +158,11 @@ typedef struct {
     /* o[r][0..HD) = sum over s < len[r] of att[r * att_stride + s] * v_s for r < nr (<=
      * ATT_ROWS), summed in order of s; values: one kv head's rows (., HD), float32 or halves
      * (f16). att[r][s] must be 0 for len[r] <= s < max(len): a kernel may sum every row to the
-     * longest length, to read each value vector once for all rows. */
+     * longest length, to read each value vector once for all rows. With accumulate, the sums
+     * start from o[r] instead of 0: the chain of one call goes on in the next, so a sum over
+     * several runs of positions (the KV cache's chunks) has the bits of one call over all. */
     void (*weighted_sum)(int nr, float *const *o, const float *att, size_t att_stride,
-                         const void *values, int f16, const int *len, int HD);
+                         const void *values, int f16, const int *len, int HD, int accumulate);
 } AttentionKernels;
 
 /* ---- nn: element-wise ops with exp ------------------------------------------------------- */

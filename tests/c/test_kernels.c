@@ -436,8 +436,32 @@ static void test_attention(const Kernels *k) {
                 float os[ATT_ROWS][128], ot[ATT_ROWS][128];
                 float *orows[ATT_ROWS], *trows[ATT_ROWS];
                 for (int r = 0; r < nr; r++) orows[r] = os[r], trows[r] = ot[r];
-                SCALAR->attention->weighted_sum(nr, orows, &as[0][0], 112, values, f16, len, HD);
-                k->attention->weighted_sum(nr, trows, &as[0][0], 112, values, f16, len, HD);
+                SCALAR->attention->weighted_sum(nr, orows, &as[0][0], 112, values, f16, len, HD, 0);
+                k->attention->weighted_sum(nr, trows, &as[0][0], 112, values, f16, len, HD, 0);
+                /* the same sums in two calls (a KV cache's chunks: positions [0, s1), then [s1, n)
+                 * with accumulate): the very same bits, on every tier */
+                if (n > 16) {
+                    const int s1 = 16 * (1 + (int)(next_u64() % (uint64_t)((n - 1) / 16)));
+                    float ua[ATT_ROWS][128], ub[ATT_ROWS][128];
+                    float *arows[ATT_ROWS], *brows[ATT_ROWS];
+                    int l1[ATT_ROWS], l2[ATT_ROWS];
+                    for (int r = 0; r < nr; r++) {
+                        arows[r] = ua[r], brows[r] = ub[r];
+                        l1[r] = len[r] < s1 ? len[r] : s1;
+                        l2[r] = len[r] > s1 ? len[r] - s1 : 0;
+                    }
+                    const uint8_t *v2 = values + (size_t)s1 * HD * esz;
+                    SCALAR->attention->weighted_sum(nr, arows, &as[0][0], 112, values, f16, l1, HD, 0);
+                    SCALAR->attention->weighted_sum(nr, arows, &as[0][s1], 112, v2, f16, l2, HD, 1);
+                    k->attention->weighted_sum(nr, brows, &as[0][0], 112, values, f16, l1, HD, 0);
+                    k->attention->weighted_sum(nr, brows, &as[0][s1], 112, v2, f16, l2, HD, 1);
+                    bad = 0;
+                    for (int r = 0; r < nr; r++)
+                        if ((memcmp(ua[r], os[r], (size_t)HD * 4) || memcmp(ub[r], ot[r], (size_t)HD * 4)) && bad++ < 3)
+                            fprintf(stderr, "  weighted_sum %s HD %d f16 %d n %d row %d: in two calls (split at %d) not "
+                                    "the bits of one\n", k->tier, HD, f16, n, r, s1);
+                    CHECK(bad == 0);
+                }
                 bad = 0;
                 for (int r = 0; r < nr; r++)
                     for (int i = 0; i < HD; i++) {
