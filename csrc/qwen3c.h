@@ -290,7 +290,11 @@ typedef struct qwen3c_context qwen3c_context;
 #define QWEN3C_KV_F16 1
 
 typedef struct qwen3c_context_params {
-    int n_ctx;      /* KV cache length in tokens; 0 = the model's context_length (capped to 4096) */
+    int n_ctx;      /* KV cache length in tokens; 0 = the model's context_length (capped to 4096).
+                       Reserved whole, committed in chunks of positions as they are first
+                       written (up to 64 MB per cache each; huge pages where the OS gives them;
+                       the environment variable QWEN3C_KV_CHUNK=N, a multiple of 16, sets the
+                       positions per chunk: a test knob) */
     int n_threads;  /* OpenMP threads for this context; 0 = all cores (always 1 in a build
                        without OpenMP: qwen3c_cpu_info_get says which) */
     int n_batch;    /* max tokens per internal forward chunk; 0 = default (256) */

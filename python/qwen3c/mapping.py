@@ -212,8 +212,8 @@ ROWS: Tuple[Row, ...] = (
          "precomputed for every position of the context"),
     _act("RoPE sines", "rope_sin", "modeling:Qwen3RotaryEmbedding.forward", "sin"),
     _act("key cache", "key_cache", "modeling:Qwen3Attention.forward", "past_key_values",
-         "`past_key_values.update(key_states, ...)`; float32, or float16 with "
-         "`kv_cache=\"f16\"`"),
+         "`past_key_values.update(key_states, ...)`; in chunks of positions (every layer's "
+         "together), tiles of 16 transposed; float32, or float16 with `kv_cache=\"f16\"`"),
     _act("value cache", "value_cache", "modeling:Qwen3Attention.forward", "past_key_values",
          "float32, or float16 with `kv_cache=\"f16\"`"),
 
