@@ -125,7 +125,7 @@ halves_tile(const int TYPE, const int NT, const int H, int hf0, const uint8_t *g
         const BlockQ24 *xs = x + s * (QK_K / QK);
 #pragma GCC unroll 8
         for (int b = 0; b < QK_K / QK; b++) {
-            if (NT == 1) q24_prefetch(rec + rb / 8 * b, (int)rb / 8, Q24_AHEAD_AVX2); /* decode: an eighth per block */
+            if (NT == 1) q24_prefetch(rec + rb / 8 * b, (int)rb / 8, Q24_AHEAD_AVX2, 0); /* decode: an eighth per block */
             block(TYPE, NT, H, rec, b, hf0, xs + b, x_stride, tot);
         }
     }

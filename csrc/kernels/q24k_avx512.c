@@ -68,7 +68,7 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t ns, const Blo
         const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rec + 32)));
 #pragma GCC unroll 1
         for (int b0 = 0; b0 < QK_K / QK; b0 += 2) {
-        if (NT == 1) q24_prefetch(rec + rb / 4 * (b0 / 2), (int)rb / 4, Q24_AHEAD_AVX512); /* decode: a quarter per pair */
+        if (NT == 1) q24_prefetch(rec + rb / 4 * (b0 / 2), (int)rb / 4, Q24_AHEAD_AVX512, Q24_AHEAD_L2_AVX512); /* decode: a quarter per pair */
         /* unrolled (2 iterations): bb, so the shift counts, compile-time constants */
         for (int bb = 0; bb < 2; bb++) {
             const int b = b0 + bb, SC = chunk_scale(TYPE, bb);
@@ -138,7 +138,7 @@ q6k_group_tile(const int NT, const uint8_t *g, int64_t ns, const BlockQ24 *x, in
 #pragma GCC unroll 1
         for (int hf = 0; hf < 2; hf++) {
             const uint8_t *half = rec + 288 + 1536 * hf;
-            if (NT == 1) q24_prefetch(rec + 1680 * hf, 1680, Q24_AHEAD_AVX512); /* decode: half the record */
+            if (NT == 1) q24_prefetch(rec + 1680 * hf, 1680, Q24_AHEAD_AVX512, Q24_AHEAD_L2_AVX512); /* decode: half the record */
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) { /* unrolled: k, so the shift counts, compile-time constants */
             const int b = 4 * hf + k;
