@@ -67,9 +67,10 @@ static inline int q24_record_bytes(int type) {
  * requests into L1, which hold the core's few fill buffers, mostly find their line in L2. Its
  * decode kernels had streamed 17-20% slower than a loop that only reads the same bytes with the
  * L1 requests (Qwen3-0.6B Q4_K_M, 2 threads). Measured (bench/ab_builds.py, 2 threads, 128
- * decode tokens, 8 alternating rounds, against the L1 requests alone): AVX-512 Q5_K_M 1.06x,
- * Q8_0 1.09x decode (L2 distance 3 / 4 / 6 / 8 / 12 KB: 4 KB the best); AVX2 Q4_K_M 0.90x, so AVX2
- * keeps the L1 requests alone. */
+ * decode tokens, 6-8 alternating rounds, against the L1 requests alone): AVX-512 Q5_K_M 1.06x,
+ * Q8_0 1.09x decode, L2 requests without the L1 ones 0.90x; AVX2 Q4_K_M 0.90x, so AVX2 keeps
+ * the L1 requests alone. The L2 distance at 3 / 4 / 6 / 8 / 12 KB (timed decode steps): 4 KB
+ * the best. */
 #define Q24_AHEAD_AVX512    2048
 #define Q24_AHEAD_L2_AVX512 4096
 #define Q24_AHEAD_AVX2      1024
