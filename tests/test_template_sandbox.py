@@ -94,6 +94,22 @@ HOSTILE = {
     "str.expandtabs": ("{{ ('\\t' * 1000).expandtabs(10**8) }}", "max_chars"),
     "indent filter": ("{% set s = 'a\\n' * 100000 %}{{ s|indent(100000) }}", "max_chars"),
     "indent of a list": ("{{ [1, 2]|indent(10**9) }}", "max_chars"),
+    # a Markup (|safe) is a str subclass: its methods, which escape their arguments, are
+    # checked as str's are (the replace below once ran unchecked: a string of 10**10 characters)
+    "Markup.replace": ("{% set s = 'a' * 100000 %}{{ (s|safe).replace('a', s) }}", "max_chars"),
+    "replace filter on a Markup": ("{% set s = 'a' * 100000 %}{{ (s|safe)|replace('a', s) }}",
+                                   "max_chars"),
+    "replace filter under autoescape": ("{% autoescape true %}{% set s = 'a' * 100000 %}"
+                                        "{{ s|replace('a', s|safe) }}{% endautoescape %}",
+                                        "max_chars"),
+    "replace by a list's text": ("{% set s = 'a' * 100000 %}{{ s|replace('a', [s]) }}",
+                                 "max_chars"),
+    "Markup.join escapes its items": ("{{ ('x'|safe).join(['\"' * 100000] * 10) }}", "max_chars"),
+    "Markup.split": ("{% set s = 'a,' * 600000 %}{{ (s|safe).split(',')|length }}", "max_items"),
+    "a replace that grows in a loop (found by the random test below: 957 MB, 4 s)": (
+        "{% set s = 'a' * 1000 %}{% set ns = namespace(v='v') %}{% for i in range(1000) %}"
+        "{% set ns.v = (((ns.v + 'ab')|string|safe).ljust(10**6)|replace('a', "
+        "((s|string|safe).ljust(-1) ~ ns.v))) %}{% endfor %}", "max_chars"),
     "replace in a list": ("{% set s = 'a' * 100000 %}{{ [s, s]|replace('a', s) }}", "max_chars"),
     "wordwrap filter": ("{% set s = 'a ' * 100000 %}{{ s|wordwrap(1, wrapstring='x' * 10000) }}",
                         "max_chars"),
@@ -377,3 +393,17 @@ def test_random_hostile_templates_stay_bounded(template):
     if measure:
         grown_mb = (_rss_kb("VmHWM") - rss0) / 1024
         assert grown_mb < 200, (grown_mb, template)
+
+
+def test_replace_on_markup_is_refused_before_it_runs():
+    """The random test's find: a replace filter on a Markup (|safe, then .ljust) went unchecked
+    (the check wanted old and new of the Markup type), built its 10**9 characters and was
+    refused only afterwards: 957 MB and 4 s. Now it is refused first."""
+    template, bound = HOSTILE["a replace that grows in a loop (found by the random test below: "
+                              "957 MB, 4 s)"]
+    measure = _peak_rss_reset()
+    rss0 = _rss_kb("VmRSS") if measure else 0
+    err = fails(template, bound)
+    assert "replaces into a string of 1,004,002,001 characters" in str(err)
+    if measure:
+        assert (_rss_kb("VmHWM") - rss0) / 1024 < 50

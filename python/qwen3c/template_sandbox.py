@@ -24,7 +24,8 @@ only reach the main thread, so the render checks itself, often):
 - `~` concatenation, every `{% for %}` (a counting iterator around the iterable), every
   output (`{{ }}` through `finalize`, literal text through a counter added to each output
   node), every call (`environment.call`: str methods with growing arguments such as
-  `center`, `replace`, `join`, `format` are checked first), every attribute and item lookup
+  `center`, `replace`, `join`, `format` are checked first, a Markup's (`|safe`) too, whose
+  methods escape their arguments), every attribute and item lookup
   (a slice is a copy: counted), every filter (each wrapped with its own argument checks; the
   ones that loop over a long value count its items as iterations), and `range`;
 - each check also compares the clock with the deadline.
@@ -56,6 +57,7 @@ import jinja2.runtime
 import jinja2.sandbox
 import jinja2.utils
 import jinja2.visitor
+import markupsafe
 
 from .errors import ChatTemplateError
 
@@ -351,12 +353,59 @@ def _arg(args, kwargs, i, name, default=None):
 
 def _splits(s, sep) -> int:
     """At most how many pieces s.split(sep) / splitlines() makes (s a str or bytes)."""
-    if isinstance(sep, type(s)) and sep:
-        return s.count(sep) + 1
+    if isinstance(sep, bytes if isinstance(s, bytes) else str) and sep:
+        return s.count(sep) + 1  # (a Markup s: also a str)
     if s.isascii():
         spaces = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
         return sum(s.count(c if isinstance(s, str) else c.encode()) for c in spaces) + 1
     return len(s) // 2 + 1
+
+
+# markupsafe.escape makes one character at most 5 ('"' -> '&#34;')
+ESCAPE_GROWTH = 5
+
+
+def _markup(x) -> bool:
+    return hasattr(x, "__html__")
+
+
+def _replace_forms(budget: _Budget, s, x, convert: bool, escapes: bool) -> list:
+    """The strings (bytes) that a replace on s may take its argument x as: [] where it refuses
+    x. A str method takes only a str (a Markup, a str subclass, included) and a bytes method
+    only bytes; jinja's replace filter (convert) takes the text of any value; where escapes, x
+    may be escaped first (a Markup's methods escape their arguments), so both forms count."""
+    if isinstance(s, (bytes, bytearray)):
+        return [x] if isinstance(x, (bytes, bytearray)) else []
+    if not (isinstance(x, str) or convert or escapes):
+        return []
+    _check_text(budget, x, ESCAPE_GROWTH if escapes else 1, "turns a replace argument into text")
+    text = str(x)
+    return [text, str(markupsafe.escape(x))] if escapes else [text]
+
+
+def _check_replace(budget: _Budget, s, old, new, count, convert: bool = False,
+                   autoescape: bool = False) -> None:
+    """s.replace(old, new, count), or (convert) jinja's replace filter under the template's
+    autoescape setting, refused before it runs if the result could be too big. A Markup's
+    replace escapes old and new. The filter replaces in str(s) with str(old), str(new); under
+    autoescape it replaces as a Markup does where s is one, and where old or new is markup it
+    escapes s first."""
+    escape_s = convert and autoescape and not _markup(s) and (_markup(old) or _markup(new))
+    escapes = (autoescape and (_markup(s) or escape_s)) if convert else _markup(s)
+    olds = _replace_forms(budget, s, old, convert, escapes)
+    news = _replace_forms(budget, s, new, convert, escapes)
+    if not olds or not news:
+        return  # the call itself refuses these arguments
+    n = len(s)
+    if escape_s:  # s grows up to ESCAPE_GROWTH-fold: bound the hits by its length alone
+        n *= ESCAPE_GROWTH
+        hits = max(n // len(o) + 1 if o else n + 1 for o in olds)
+    else:
+        hits = max(s.count(o) if o else n + 1 for o in olds)
+    if isinstance(count, int) and count >= 0:
+        hits = min(hits, count)
+    grow = max(len(x) for x in news) - min(len(o) for o in olds)
+    budget.chars(n + hits * max(grow, 0), "replaces into a string")
 
 
 def _check_str_method(budget: _Budget, s, name: str, args, kwargs):
@@ -373,19 +422,19 @@ def _check_str_method(budget: _Budget, s, name: str, args, kwargs):
             tabs = s.count("\t" if isinstance(s, str) else b"\t")
             budget.chars(n + tabs * max(tab, 0), "expands tabs into a string")
     elif name == "replace":
-        old, new = _arg(args, kwargs, 0, "old"), _arg(args, kwargs, 1, "new")
-        count = _arg(args, kwargs, 2, "count", -1)
-        if isinstance(old, type(s)) and isinstance(new, type(s)):
-            hits = s.count(old) if old else n + 1
-            if isinstance(count, int) and count >= 0:
-                hits = min(hits, count)
-            budget.chars(n + hits * max(len(new) - len(old), 0), "replaces into a string")
+        _check_replace(budget, s, _arg(args, kwargs, 0, "old"), _arg(args, kwargs, 1, "new"),
+                       _arg(args, kwargs, 2, "count", -1))
     elif name == "join":
         items = _arg(args, kwargs, 0, "iterable")
         if not isinstance(items, (str, list, tuple)):
             items = list(_counted(budget, items))
             args = (items,)
-        total = sum(len(x) if isinstance(x, (str, bytes)) else 0 for x in items)
+        if _markup(s):  # Markup.join escapes every item, whatever it is (its text)
+            limit = budget.limits.max_chars + 1
+            total = sum(min(_text_size(x, limit, budget=budget), limit) *
+                        (1 if _markup(x) else ESCAPE_GROWTH) for x in items)
+        else:
+            total = sum(len(x) if isinstance(x, (str, bytes)) else 0 for x in items)
         budget.chars(total + max(len(items) - 1, 0) * n, "joins strings into one")
     elif name == "translate":
         table = _arg(args, kwargs, 0, "table")
@@ -419,10 +468,11 @@ _SLOW_TEXT_FILTERS = ("wordwrap", "urlize")
 _SLOW_TEXT_CHARS = 256 * 1024
 
 
-def _check_filter(budget: _Budget, name: str, sig: inspect.Signature, args, kwargs):
-    """Refuse a filter call whose result would be too big. Returns (args, kwargs), with
-    iterators turned into (counted) lists where the filter would otherwise consume them
-    unchecked."""
+def _check_filter(budget: _Budget, name: str, sig: inspect.Signature, args, kwargs,
+                  autoescape: bool = False):
+    """Refuse a filter call whose result would be too big (autoescape: the template's setting
+    where the call is). Returns (args, kwargs), with iterators turned into (counted) lists where
+    the filter would otherwise consume them unchecked."""
     try:
         bound = sig.bind(*args, **kwargs)
     except TypeError:
@@ -452,8 +502,9 @@ def _check_filter(budget: _Budget, name: str, sig: inspect.Signature, args, kwar
         if text is not None:
             budget.chars(len(text) + (text.count("\n") + 1) * max(w, 0), "indents a string")
     elif name == "replace" and text is not None:
-        _check_str_method(budget, text, "replace", (a.get("old"), a.get("new")),
-                          {"count": a.get("count") if a.get("count") is not None else -1})
+        count = a.get("count")
+        _check_replace(budget, text, a.get("old"), a.get("new"), -1 if count is None else count,
+                       convert=True, autoescape=autoescape)
     elif name == "wordwrap" and text is not None:
         width = a.get("width", 79)
         wrap = a.get("wrapstring") or "\n"
@@ -519,7 +570,8 @@ def _checked_filter(name: str, func):
         budget = _budget()
         budget.tick()
         if sig is not None:
-            rest, kwargs = _check_filter(budget, name, sig, args[skip:], kwargs)
+            autoescape = bool(getattr(args[0], "autoescape", False)) if skip and args else False
+            rest, kwargs = _check_filter(budget, name, sig, args[skip:], kwargs, autoescape)
             args = (*args[:skip], *rest)
         return budget.made(func(*args, **kwargs))
 
