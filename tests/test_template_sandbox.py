@@ -50,6 +50,11 @@ def fails(template, bound, msgs=MSGS, n_ctx=None, match=None):
 
 # ---- one case per way to build something big or run long ------------------------------------
 
+# a replace filter on a Markup, growing in a loop: test_random_hostile_templates_stay_bounded's find
+GROWING_REPLACE = ("{% set s = 'a' * 1000 %}{% set ns = namespace(v='v') %}{% for i in range(1000) %}"
+                   "{% set ns.v = (((ns.v + 'ab')|string|safe).ljust(10**6)|replace('a', "
+                   "((s|string|safe).ljust(-1) ~ ns.v))) %}{% endfor %}")
+
 HOSTILE = {
     # what the template does: (template, the bound that stops it)
     "string repetition": ("{{ 'a' * 10**10 }}", "max_chars"),
@@ -107,9 +112,7 @@ HOSTILE = {
     "Markup.join escapes its items": ("{{ ('x'|safe).join(['\"' * 100000] * 10) }}", "max_chars"),
     "Markup.split": ("{% set s = 'a,' * 600000 %}{{ (s|safe).split(',')|length }}", "max_items"),
     "a replace that grows in a loop (found by the random test below: 957 MB, 4 s)": (
-        "{% set s = 'a' * 1000 %}{% set ns = namespace(v='v') %}{% for i in range(1000) %}"
-        "{% set ns.v = (((ns.v + 'ab')|string|safe).ljust(10**6)|replace('a', "
-        "((s|string|safe).ljust(-1) ~ ns.v))) %}{% endfor %}", "max_chars"),
+        GROWING_REPLACE, "max_chars"),
     "replace in a list": ("{% set s = 'a' * 100000 %}{{ [s, s]|replace('a', s) }}", "max_chars"),
     "wordwrap filter": ("{% set s = 'a ' * 100000 %}{{ s|wordwrap(1, wrapstring='x' * 10000) }}",
                         "max_chars"),
@@ -399,11 +402,9 @@ def test_replace_on_markup_is_refused_before_it_runs():
     """The random test's find: a replace filter on a Markup (|safe, then .ljust) went unchecked
     (the check wanted old and new of the Markup type), built its 10**9 characters and was
     refused only afterwards: 957 MB and 4 s. Now it is refused first."""
-    template, bound = HOSTILE["a replace that grows in a loop (found by the random test below: "
-                              "957 MB, 4 s)"]
     measure = _peak_rss_reset()
     rss0 = _rss_kb("VmRSS") if measure else 0
-    err = fails(template, bound)
+    err = fails(GROWING_REPLACE, "max_chars")
     assert "replaces into a string of 1,004,002,001 characters" in str(err)
     if measure:
         assert (_rss_kb("VmHWM") - rss0) / 1024 < 50

@@ -361,8 +361,9 @@ def _splits(s, sep) -> int:
     return len(s) // 2 + 1
 
 
-# markupsafe.escape makes one character at most 5 ('"' -> '&#34;')
-ESCAPE_GROWTH = 5
+# how much longer escaping makes a text, at most (markupsafe.escape: 5, '"' -> '&#34;'; 6 also
+# covers xmlattr's quoting)
+ESCAPE_GROWTH = 6
 
 
 def _markup(x) -> bool:
@@ -455,8 +456,8 @@ def _check_str_method(budget: _Budget, s, name: str, args, kwargs):
 # be (escape: '<' -> '&lt;'; urlencode: one UTF-8 byte -> '%XX'). tojson, pprint, join and
 # format have their own checks below.
 _TEXT_FILTERS = {"string": 1, "upper": 1, "lower": 1, "capitalize": 1, "title": 1, "trim": 1,
-                 "striptags": 1, "wordcount": 1, "truncate": 1, "safe": 1, "e": 6, "escape": 6,
-                 "forceescape": 6, "xmlattr": 6, "urlencode": 12, "urlize": 4, "wordwrap": 1,
+                 "striptags": 1, "wordcount": 1, "truncate": 1, "safe": 1, "e": ESCAPE_GROWTH,
+                 "escape": ESCAPE_GROWTH, "forceescape": ESCAPE_GROWTH, "xmlattr": ESCAPE_GROWTH, "urlencode": 12, "urlize": 4, "wordwrap": 1,
                  "center": 1, "indent": 1, "replace": 1}
 # Text filters that start with str(value) and whose arguments can make it longer.
 _STR_FILTERS = ("center", "indent", "replace", "wordwrap", "urlize", "truncate")
