@@ -49,7 +49,8 @@ void rmsnorm(float *o, const float *x, const float *weight, int size, float eps)
  * read once for all n tokens. */
 #define MATMUL_UNIT 16
 
-/* Units [u0, u1) of the jobs (16 rows each; first[j] = job j's first unit), all n tokens. */
+/* Units [u0, u1) of the jobs (16 rows each; first[j] = job j's first unit), all n tokens; the
+ * float32 prefill from packed weights (rows_float) reads ps->s->xf, x's copy with padded rows. */
 static void matmul_units(const Pass *ps, const MatmulJob *jobs, const int64_t *first, int path,
                          const float *x, int n, int64_t u0, int64_t u1) {
     for (int64_t u = u0; u < u1;) {
@@ -59,8 +60,8 @@ static void matmul_units(const Pass *ps, const MatmulJob *jobs, const int64_t *f
         const QTensor *w = jobs[j].w;
         const int64_t r0 = (u - first[j]) * MATMUL_UNIT;
         const int64_t r1 = (end - first[j]) * MATMUL_UNIT < w->rows ? (end - first[j]) * MATMUL_UNIT : w->rows;
-        const RowsFn as_float = path == QWEN3C_ACTIVATIONS_Q24 ? q24_float_rows(ps->k, w->type, n) : NULL;
-        if (as_float) as_float(jobs[j].out, w->rows, x, n, w, r0, r1);
+        const FloatRowsFn as_float = path == QWEN3C_ACTIVATIONS_Q24 ? q24_float_rows(ps->k, w->type, n) : NULL;
+        if (as_float) as_float(jobs[j].out, w->rows, ps->s->xf, w->cols + GEMM_X_PAD, n, w, r0, r1);
         else if (path == QWEN3C_ACTIVATIONS_Q24) q24_any_rows(ps->k, w->type)(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
         else if (path == QWEN3C_ACTIVATIONS_Q16) ps->k->q16->rows(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
         else if (path == QWEN3C_ACTIVATIONS_Q8) ps->k->int8->rows(jobs[j].out, w->rows, ps->s->xq, n, w, r0, r1);
@@ -85,18 +86,20 @@ static int64_t unit_at(const MatmulJob *jobs, int n_jobs, const int64_t *first, 
 
 void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, int n) {
     int64_t first[5], total = 0;  /* first unit of each job; first[n_jobs] = total */
-    int path = ps->activations, all_float = 1;
+    int path = ps->activations, all_float = 1, any_float = 0;
     for (int j = 0; j < n_jobs; j++) {
         first[j] = total;
         total += (jobs[j].w->rows + MATMUL_UNIT - 1) / MATMUL_UNIT;
         const int t = jobs[j].w->type;
         all_float &= q24_float_rows(ps->k, t, n) != NULL;
+        any_float |= q24_float_rows(ps->k, t, n) != NULL;
         if ((path == QWEN3C_ACTIVATIONS_Q24 && !jobs[j].w->packed) ||
             (path == QWEN3C_ACTIVATIONS_Q16 && !q16_path_supported(t)) ||
             (path == QWEN3C_ACTIVATIONS_Q8 && !int8_path_supported(t)))
             path = QWEN3C_ACTIVATIONS_F32;
     }
     first[n_jobs] = total;
+    any_float &= path == QWEN3C_ACTIVATIONS_Q24;
     /* quantized paths: round x once to 16- or 8-bit blocks for integer dot products */
     const int64_t cols = jobs[0].w->cols;
     if (path == QWEN3C_ACTIVATIONS_Q16) ps->k->q16->quantize(x, n, cols, ps->s->xq);
@@ -109,9 +112,15 @@ void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, 
 #pragma omp parallel num_threads(nt)
     {
         const int tid = thread_id(), nth = thread_count();
-        if (path == QWEN3C_ACTIVATIONS_Q24 && !q24_first && !all_float) { /* q24: each thread rounds a share of the blocks */
+        if (any_float) /* rows_float: each thread copies a share of x's rows to xf, GEMM_X_PAD longer */
+            for (int t = n * tid / nth; t < n * (tid + 1) / nth; t++)
+                memcpy(ps->s->xf + (int64_t)t * (cols + GEMM_X_PAD), x + (int64_t)t * cols, (size_t)cols * sizeof(float));
+        const int quantize = path == QWEN3C_ACTIVATIONS_Q24 && !q24_first && !all_float;
+        if (quantize) { /* q24: each thread rounds a share of the blocks */
             const int64_t nblk = n * (cols / 32);
             ps->k->q24->quantize(x, nblk * tid / nth, nblk * (tid + 1) / nth, ps->s->xq);
+        }
+        if (any_float || quantize) {
 #pragma omp barrier
         }
         if (n < 8) { /* decode: one contiguous share per thread, read as one sequential stream */
@@ -495,17 +504,27 @@ void final_norm_logits(const Pass *ps, const Transformer *tf, Seq *seqs, int n_s
  * the activations path `act` for the widest matmul input (H, NH*HD, D or qwen35's NV*HV),
  * 64-byte padded. activation_floats() counts them, carve_activations() points s's fields into
  * m and returns the rest of m. */
-static int64_t xq_floats(const qwen3c_model *model, int act, int B) {
-    const Config *p = &model->config;
+/* the widest input of any matmul: floats per token */
+static int64_t matmul_in_width(const Config *p) {
     const int64_t D = p->dim, H = p->hidden_dim, QD = (int64_t)p->n_heads * p->head_dim;
     const int64_t VD = (int64_t)p->linear_n_v_heads * p->linear_v_head_dim;
     int64_t widest = H > QD ? (H > D ? H : D) : (QD > D ? QD : D);
-    if (VD > widest) widest = VD;
+    return VD > widest ? VD : widest;
+}
+
+/* floats of RunState.xq, and of RunState.xf (0: not needed) */
+static int64_t xq_floats(const qwen3c_model *model, int act, int B) {
+    const int64_t widest = matmul_in_width(&model->config);
     const Kernels *k = model->kernels;
     const size_t xq_bytes = act == QWEN3C_ACTIVATIONS_Q16 ? k->q16->act_size(B, widest)
                           : act == QWEN3C_ACTIVATIONS_Q8  ? k->int8->act_size(B, widest)
                           : act == QWEN3C_ACTIVATIONS_Q24 && model->packed ? k->q24->act_size(B, widest) : 0;
     return ((int64_t)xq_bytes + 63) / 64 * 16;
+}
+static int64_t xf_floats(const qwen3c_model *model, int act, int B) {
+    const Kernels *k = model->kernels;
+    const int used = act == QWEN3C_ACTIVATIONS_Q24 && model->packed && (k->q24->rows_float || k->q24k->rows_float);
+    return used ? (int64_t)B * (matmul_in_width(&model->config) + GEMM_X_PAD) : 0;
 }
 
 /* floats per token of qwen35's activations (0 for other models) */
@@ -517,15 +536,16 @@ static int64_t qwen35_floats(const Config *p) {
     return 2 * CD + 2 * VD + 2 * (int64_t)p->linear_n_v_heads + 3 * QD;
 }
 
-static int64_t activation_floats(const Config *p, int64_t B, int64_t xqf) {
+static int64_t activation_floats(const Config *p, int64_t B, int64_t xqf, int64_t xff) {
     const int64_t QD = (int64_t)p->n_heads * p->head_dim, KVD = (int64_t)p->n_kv_heads * p->head_dim;
-    return xqf + B * p->dim * 4 + B * QD * 2 + B * KVD * 2 + B * p->hidden_dim * 2 + B * qwen35_floats(p);
+    return xqf + xff + B * p->dim * 4 + B * QD * 2 + B * KVD * 2 + B * p->hidden_dim * 2 + B * qwen35_floats(p);
 }
 
-static float *carve_activations(RunState *s, float *m, const Config *p, int64_t B, int64_t xqf) {
+static float *carve_activations(RunState *s, float *m, const Config *p, int64_t B, int64_t xqf, int64_t xff) {
     const int64_t D = p->dim, H = p->hidden_dim;
     const int64_t QD = (int64_t)p->n_heads * p->head_dim, KVD = (int64_t)p->n_kv_heads * p->head_dim;
     s->xq = xqf ? (void *)m : NULL; m += xqf;
+    s->xf = xff ? m : NULL; m += xff;
     s->x = m; m += B * D;
     s->xb = m; m += B * D;
     s->xb2 = m; m += B * D;
@@ -621,8 +641,8 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
     }
     if (P > C) P = (int)C;
     const size_t kv_bytes = kv_pos_bytes * (size_t)((C + P - 1) / P * P); /* one cache */
-    const int64_t xqf = xq_floats(model, act, n_batch);
-    int64_t total = activation_floats(p, B, xqf) + (int64_t)n_threads * ATT_ROWS * C + C * (HD / 2) * 2;
+    const int64_t xqf = xq_floats(model, act, n_batch), xff = xf_floats(model, act, n_batch);
+    int64_t total = activation_floats(p, B, xqf, xff) + (int64_t)n_threads * ATT_ROWS * C + C * (HD / 2) * 2;
     qwen3c_context *ctx = calloc(1, sizeof(*ctx));
     float *mem = calloc((size_t)total, sizeof(float));
     char *kv_mem = calloc(2 * kv_bytes + KV_ALIGN, 1);
@@ -635,7 +655,7 @@ int qwen3c_context_create(const qwen3c_model *model, const qwen3c_context_params
                            ((double)total * 4 + 2.0 * (double)kv_bytes) / 1e6);
     }
     RunState *s = &ctx->state;
-    float *m = carve_activations(s, mem, p, B, xqf);
+    float *m = carve_activations(s, mem, p, B, xqf, xff);
     s->att = m; m += (int64_t)n_threads * ATT_ROWS * C;
     s->rope_cos = m; m += C * (HD / 2);
     s->rope_sin = m; m += C * (HD / 2);
@@ -870,7 +890,8 @@ int qwen3c_batch_create(const qwen3c_model *model, const qwen3c_batch_params *pa
     if (check_activations(prm.activations, err, err_size)) return QWEN3C_ERR_INVALID_ARG;
     const int B = prm.n_tokens ? prm.n_tokens : DEFAULT_BATCH;
     const int S0 = prm.n_seqs ? prm.n_seqs : DEFAULT_BATCH_SEQS, S = S0 < B ? S0 : B;
-    const int64_t xqf = xq_floats(model, prm.activations, B), total = activation_floats(&model->config, B, xqf);
+    const int64_t xqf = xq_floats(model, prm.activations, B), xff = xf_floats(model, prm.activations, B);
+    const int64_t total = activation_floats(&model->config, B, xqf, xff);
     qwen3c_batch *b = calloc(1, sizeof(*b));
     float *mem = calloc((size_t)total, sizeof(float));
     float *logits = malloc((size_t)S * model->config.vocab_size * sizeof(float));
@@ -881,7 +902,7 @@ int qwen3c_batch_create(const qwen3c_model *model, const qwen3c_batch_params *pa
         return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "out of memory for a batch of %d tokens (%.1f MB)", B,
                            ((double)total + (double)S * model->config.vocab_size) * 4 / 1e6);
     }
-    carve_activations(&b->state, mem, &model->config, B, xqf);
+    carve_activations(&b->state, mem, &model->config, B, xqf, xff);
     b->state.memory = mem;
     b->transformer = model;
     b->n_tokens = B;

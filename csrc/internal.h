@@ -465,6 +465,8 @@ typedef struct {
                             QWEN3C_KV_F16 */
     void  *value_cache;  /* (C/P, LA, NKV, P, HD) past_key_values values; float or uint16_t, as keys */
     void  *xq;           /* the current matmul input as 24-, 16- or 8-bit blocks (q24 / q16 / int8) */
+    float *xf;           /* (B, widest + GEMM_X_PAD) the current matmul input's copy for the float32
+                            prefill from packed weights (kernels.h: FloatRowsFn), or NULL */
     /* qwen35 only (NULL otherwise): its Gated DeltaNet and gated attention activations */
     float *qkv;          /* (B, CD)   in_proj_qkv(x), the conv input (mixed_qkv) */
     float *conv_out;     /* (B, CD)   silu(conv1d(mixed_qkv)): query | key | value */

@@ -146,7 +146,7 @@ def test_c_name_exists(row):
 _COVERED_STRUCTS = {
     "LayerWeights": set(),
     "TransformerWeights": {"owned"},
-    "RunState": {"memory", "kv_memory", "xq"},  # bookkeeping / quantized-activation scratch: no transformers twin
+    "RunState": {"memory", "kv_memory", "xq", "xf"},  # bookkeeping / quantized or padded matmul-input scratch: no transformers twin
     "Config": set(),
     # the one block both states live in, the checkpoint slots
     "RecurrentState": {"state", "state_floats", "n_slots", "slot_pos", "slot_age", "slot_mem", "age"},

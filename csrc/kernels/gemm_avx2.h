@@ -115,11 +115,12 @@ gemm_tile(int nt, const float *panel, const float *x, int64_t xs, int kc, float 
 #undef GEMM_CASE
 }
 
-/* The rows [r0, r1) of a matmul for n_tok tokens (x: (n_tok, w->cols) floats; out rows at
- * stride os), the weights from `fill` (a compile-time function at each call site). */
+/* The rows [r0, r1) of a matmul for n_tok tokens (x: n_tok rows of w->cols floats, xs floats
+ * apart; out rows at stride os), the weights from `fill` (a compile-time function at each call
+ * site). */
 static inline __attribute__((always_inline)) void
-gemm_rows(float *out, int64_t os, const float *x, int n_tok, const QTensor *w, int64_t r0, int64_t r1,
-          GemmFill fill) {
+gemm_rows(float *out, int64_t os, const float *x, int64_t xs, int n_tok, const QTensor *w, int64_t r0,
+          int64_t r1, GemmFill fill) {
     const int64_t n = w->cols;
     _Alignas(32) float panel[GEMM_MR * GEMM_KC];
     /* a panel's partial sums over its first chunks, for up to GEMM_TB tokens: contiguous, where
@@ -135,7 +136,7 @@ gemm_rows(float *out, int64_t os, const float *x, int n_tok, const QTensor *w, i
             for (int t0 = 0; t0 < n_tok; t0 += GEMM_NR) {
                 const int nt = n_tok - t0 < GEMM_NR ? n_tok - t0 : GEMM_NR;
                 float *o = out + (int64_t)t0 * os + rb, *p = part + (int64_t)t0 * GEMM_MR;
-                gemm_tile(nt, panel, x + (int64_t)t0 * n + k0, n, kc, to_part ? p : o, to_part ? GEMM_MR : os,
+                gemm_tile(nt, panel, x + (int64_t)t0 * xs + k0, xs, kc, to_part ? p : o, to_part ? GEMM_MR : os,
                           local ? p : o, local ? GEMM_MR : os, nr, k0 > 0);
             }
         }

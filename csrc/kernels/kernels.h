@@ -100,6 +100,15 @@ typedef struct {
                  int64_t r0, int64_t r1);
 } MatmulKernels;
 
+/* The float32 prefill from packed weights (Q24Kernels / Q24KKernels.rows_float): as RowsFn, but x
+ * is float32 rows x_stride floats apart. The forward pass passes a copy of the matmul input whose
+ * rows are GEMM_X_PAD floats longer (RunState.xf): the GEMM reads 12 token rows at once, and rows
+ * a multiple of 4 KB apart (Qwen3-0.6B's 1024 and 3072 columns) all fall into the same few L1
+ * cache sets, where they evict each other and the weight panel. */
+typedef void (*FloatRowsFn)(float *out, int64_t out_stride, const float *x, int64_t x_stride, int n_tok,
+                            const QTensor *w, int64_t r0, int64_t r1);
+#define GEMM_X_PAD 16 /* floats: one cache line */
+
 /* ---- q24: 24-bit activations x packed weights (quant_q24.c has the format) -------------- */
 typedef struct {
     bool fast;   /* true: the forward pass uses q24 and the model packs its weights for it;
@@ -117,7 +126,7 @@ typedef struct {
     RowsFn rows;
     /* NULL, or as Q24KKernels.rows_float: the prefill of float_types in float32 from the packed
      * weights, where that is faster (AVX-512: Q8_0, Q4_0; AVX2: all three) */
-    RowsFn rows_float;
+    FloatRowsFn rows_float;
     uint32_t float_types;
 } Q24Kernels;
 
@@ -133,7 +142,7 @@ typedef struct {
      * x is float32 rows (not quantized), the weights are dequantized from w->packed to exactly
      * quant.c's values, and the sums are the float path's (on AVX-512 MatmulKernels.rows' very
      * bits); r0 a multiple of 16 */
-    RowsFn rows_float;
+    FloatRowsFn rows_float;
     uint32_t float_types; /* bit t: rows_float computes type t */
 } Q24KKernels;
 #define Q24_FLOAT_MIN_TOKENS 12
@@ -265,7 +274,7 @@ static inline void q24_any_pack(const Kernels *k, const QTensor *w, void *dst, i
 /* The function with which the q24 path computes a matmul of n tokens with `type` weights in
  * float32 instead (rows_float of Q24KKernels / Q24Kernels: prefill on the tiers where that is
  * faster), or NULL: the integer sums. */
-static inline RowsFn q24_float_rows(const Kernels *k, int type, int n) {
+static inline FloatRowsFn q24_float_rows(const Kernels *k, int type, int n) {
     if (n < Q24_FLOAT_MIN_TOKENS || type < 0 || type >= 32) return NULL;
     if (k->q24k->float_types >> type & 1u) return k->q24k->rows_float;
     return k->q24->float_types >> type & 1u ? k->q24->rows_float : NULL;

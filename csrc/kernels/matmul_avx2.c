@@ -161,7 +161,7 @@ static void fill_rows(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc
 static void rows(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,
                  int64_t r0, int64_t r1) {
     if (n_tok > 1) {
-        gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_rows);
+        gemm_rows(out, out_stride, x, w->cols, n_tok, w, r0, r1, fill_rows);
         return;
     }
     const uint8_t *base = (const uint8_t *)w->data;

@@ -599,7 +599,7 @@ static void vec_dot2(int type, const uint8_t *ra, const uint8_t *rb, const float
 
 static void rows(float *out, int64_t out_stride, const float *x, int n_tok, const QTensor *w,
                  int64_t r0, int64_t r1) {
-    if (n_tok > 1) gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_rows);
+    if (n_tok > 1) gemm_rows(out, out_stride, x, w->cols, n_tok, w, r0, r1, fill_rows);
     else matmul_decode(out, x, w, r0, r1, vec_dot, vec_dot2); /* memory-bound */
 }
 

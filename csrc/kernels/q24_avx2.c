@@ -243,12 +243,12 @@ static void fill_q4_1(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc
     fill_packed(QWEN3C_TYPE_Q4_1, w, row0, k0, kc, panel);
 }
 
-static void rows_float(float *out, int64_t out_stride, const void *x, int n_tok, const QTensor *w,
-                       int64_t r0, int64_t r1) {
+static void rows_float(float *out, int64_t out_stride, const float *x, int64_t x_stride, int n_tok,
+                       const QTensor *w, int64_t r0, int64_t r1) {
     switch (w->type) {
-    case QWEN3C_TYPE_Q8_0: gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q8_0); break;
-    case QWEN3C_TYPE_Q4_0: gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q4_0); break;
-    default: gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q4_1); break;
+    case QWEN3C_TYPE_Q8_0: gemm_rows(out, out_stride, x, x_stride, n_tok, w, r0, r1, fill_q8_0); break;
+    case QWEN3C_TYPE_Q4_0: gemm_rows(out, out_stride, x, x_stride, n_tok, w, r0, r1, fill_q4_0); break;
+    default: gemm_rows(out, out_stride, x, x_stride, n_tok, w, r0, r1, fill_q4_1); break;
     }
 }
 

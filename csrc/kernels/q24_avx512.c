@@ -224,10 +224,10 @@ static void fill_q4_0(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc
     fill_packed(QWEN3C_TYPE_Q4_0, w, row0, nr, k0, kc, panel);
 }
 
-static void rows_float(float *out, int64_t out_stride, const void *x, int n_tok, const QTensor *w,
-                       int64_t r0, int64_t r1) {
-    if (w->type == QWEN3C_TYPE_Q8_0) gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q8_0);
-    else gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q4_0);
+static void rows_float(float *out, int64_t out_stride, const float *x, int64_t x_stride, int n_tok,
+                       const QTensor *w, int64_t r0, int64_t r1) {
+    if (w->type == QWEN3C_TYPE_Q8_0) gemm_rows(out, out_stride, x, x_stride, n_tok, w, r0, r1, fill_q8_0);
+    else gemm_rows(out, out_stride, x, x_stride, n_tok, w, r0, r1, fill_q4_0);
 }
 
 /* Q4_1 keeps its integer sums: SmolLM2-135M's Q4_1 file (dim 576) measured 0.97x in float32. */

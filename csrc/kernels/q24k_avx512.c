@@ -290,12 +290,12 @@ static void fill_q6_k(const QTensor *w, int64_t row0, int nr, int64_t k0, int kc
     fill_packed(QWEN3C_TYPE_Q6_K, w, row0, nr, k0, kc, panel);
 }
 
-static void rows_float(float *out, int64_t out_stride, const void *x, int n_tok, const QTensor *w,
-                       int64_t r0, int64_t r1) {
+static void rows_float(float *out, int64_t out_stride, const float *x, int64_t x_stride, int n_tok,
+                       const QTensor *w, int64_t r0, int64_t r1) {
     switch (w->type) {
-    case QWEN3C_TYPE_Q4_K: gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q4_k); break;
-    case QWEN3C_TYPE_Q5_K: gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q5_k); break;
-    default: gemm_rows(out, out_stride, x, n_tok, w, r0, r1, fill_q6_k); break;
+    case QWEN3C_TYPE_Q4_K: gemm_rows(out, out_stride, x, x_stride, n_tok, w, r0, r1, fill_q4_k); break;
+    case QWEN3C_TYPE_Q5_K: gemm_rows(out, out_stride, x, x_stride, n_tok, w, r0, r1, fill_q5_k); break;
+    default: gemm_rows(out, out_stride, x, x_stride, n_tok, w, r0, r1, fill_q6_k); break;
     }
 }
 
