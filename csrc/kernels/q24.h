@@ -70,15 +70,31 @@ static inline int q24_record_bytes(int type) {
  * decode tokens, 6-8 alternating rounds, against the L1 requests alone): AVX-512 Q5_K_M 1.06x,
  * Q8_0 1.09x decode, L2 requests without the L1 ones 0.90x; AVX2 Q4_K_M 0.90x, so AVX2 keeps
  * the L1 requests alone. The L2 distance at 3 / 4 / 6 / 8 / 12 KB (timed decode steps): 4 KB
- * the best. */
-#define Q24_AHEAD_AVX512    2048
-#define Q24_AHEAD_L2_AVX512 4096
-#define Q24_AHEAD_AVX2      1024
+ * the best.
+ * The AVX-512 K-quant kernels (q24k_avx512.c) ask for one line per 64-byte chunk they unpack
+ * (q24_prefetch_line) instead of a burst per part of a record (12-28 requests at once, more
+ * than the core's 16 L1 fill buffers), and ask L2 for it Q24K_AHEAD_L2_AVX512 ahead. Measured
+ * against the bursts (a harness streaming 150 Qwen3-0.6B-shaped 3072 x 1024 matrices, 2
+ * threads, the two kernels alternating, median of 20 paired rounds): Q6_K 1.134x, Q5_K 1.069x,
+ * Q4_K 1.060x; spread requests with the L2 distance at 4 / 8 / 12 / 16 KB: Q5_K 1.03 / 1.067 /
+ * 1.066 / 1.095x, 8 and 16 KB against each other 0.985x. Q8_0 (q24_avx512.c: 9 lines per
+ * record, less work per byte) measured no better spread (1.002-1.023x) and keeps its bursts. */
+#define Q24_AHEAD_AVX512     2048
+#define Q24_AHEAD_L2_AVX512  4096
+#define Q24K_AHEAD_L2_AVX512 8192
+#define Q24_AHEAD_AVX2       1024
 static inline __attribute__((always_inline)) void q24_prefetch(const uint8_t *p, int bytes, int ahead, const int ahead_l2) {
     for (int o = 0; o < bytes + 63; o += 64) {
         __builtin_prefetch(p + ahead + o, 0, 3);                  /* into L1 (prefetcht0) */
         if (ahead_l2) __builtin_prefetch(p + ahead_l2 + o, 0, 2); /* into L2 (prefetcht1) */
     }
+}
+
+/* The same two requests for the one line `line` (0, 1, ...) of the lines from p: lines 0 ..
+ * (bytes + 63) / 64 cover a part of `bytes` bytes at p, wherever p falls in its first line. */
+static inline __attribute__((always_inline)) void q24_prefetch_line(const uint8_t *p, int line, int ahead, int ahead_l2) {
+    __builtin_prefetch(p + ahead + 64 * line, 0, 3);    /* into L1 (prefetcht0) */
+    __builtin_prefetch(p + ahead_l2 + 64 * line, 0, 2); /* into L2 (prefetcht1) */
 }
 
 static inline size_t q24_act_bytes(int n_tok, int64_t cols) {

@@ -68,7 +68,9 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t ns, const Blo
         const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rec + 32)));
 #pragma GCC unroll 1
         for (int b0 = 0; b0 < QK_K / QK; b0 += 2) {
-        if (NT == 1) q24_prefetch(rec + rb / 4 * (b0 / 2), (int)rb / 4, Q24_AHEAD_AVX512, Q24_AHEAD_L2_AVX512); /* decode: a quarter per pair */
+        /* decode: the pair's quarter of the record, a line per chunk (q24.h: q24_prefetch_line) */
+        const uint8_t *quarter = rec + rb / 4 * (b0 / 2);
+        const int quarter_lines = (int)(rb / 4 + 63) / 64 + 1; /* <= 16 chunks */
         /* unrolled (2 iterations): bb, so the shift counts, compile-time constants */
         for (int bb = 0; bb < 2; bb++) {
             const int b = b0 + bb, SC = chunk_scale(TYPE, bb);
@@ -89,6 +91,8 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t ns, const Blo
 #pragma GCC unroll 4
                 for (int c4 = 0; c4 < 4; c4++) {
                     const int c = 4 * part + c4;
+                    if (NT == 1 && 8 * bb + c < quarter_lines)
+                        q24_prefetch_line(quarter, 8 * bb + c, Q24_AHEAD_AVX512, Q24K_AHEAD_L2_AVX512);
                     const __m512i u = chunk_u(TYPE, rec, b0, bb, c);
                     for (int t = 0; t < NT; t++) {
                         const BlockQ24 *xt = xb + t * x_stride;
@@ -138,7 +142,7 @@ q6k_group_tile(const int NT, const uint8_t *g, int64_t ns, const BlockQ24 *x, in
 #pragma GCC unroll 1
         for (int hf = 0; hf < 2; hf++) {
             const uint8_t *half = rec + 288 + 1536 * hf;
-            if (NT == 1) q24_prefetch(rec + 1680 * hf, 1680, Q24_AHEAD_AVX512, Q24_AHEAD_L2_AVX512); /* decode: half the record */
+            const uint8_t *hrec = rec + 1680 * hf; /* decode: half the record, a line per chunk (28 of 32) */
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) { /* unrolled: k, so the shift counts, compile-time constants */
             const int b = 4 * hf + k;
@@ -155,6 +159,8 @@ q6k_group_tile(const int NT, const uint8_t *g, int64_t ns, const BlockQ24 *x, in
 #pragma GCC unroll 4
                 for (int c4 = 0; c4 < 4; c4++) {
                     const int c = 4 * part + c4;
+                    if (NT == 1 && 8 * k + c < (1680 + 63) / 64 + 1)
+                        q24_prefetch_line(hrec, 8 * k + c, Q24_AHEAD_AVX512, Q24K_AHEAD_L2_AVX512);
                     const __m512i u = q6k_u(half, k, c);
                     for (int t = 0; t < NT; t++) {
                         const BlockQ24 *xt = xb + t * x_stride;
