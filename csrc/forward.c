@@ -500,10 +500,11 @@ void final_norm_logits(const Pass *ps, const Transformer *tf, Seq *seqs, int n_s
  * Context: allocation and the public forward
  * ------------------------------------------------------------------------------------- */
 /* The activations of a batch of B tokens: x, xb, xb2 (+ a spare block), q, att_out, k, v, hb,
- * hb2, qwen35's (qkv, conv_out, z, core, beta, g, qg, gate), and the quantized matmul input of
+ * hb2, qwen35's (qkv, conv_out, z, core, beta, g, qg, gate), the quantized matmul input of
  * the activations path `act` for the widest matmul input (H, NH*HD, D or qwen35's NV*HV),
- * 64-byte padded. activation_floats() counts them, carve_activations() points s's fields into
- * m and returns the rest of m. */
+ * 64-byte padded, and (q24 with a float32 prefill) that input's padded float copy, xf.
+ * activation_floats() counts them, carve_activations() points s's fields into m and returns
+ * the rest of m. */
 /* the widest input of any matmul: floats per token */
 static int64_t matmul_in_width(const Config *p) {
     const int64_t D = p->dim, H = p->hidden_dim, QD = (int64_t)p->n_heads * p->head_dim;
