@@ -54,6 +54,14 @@ static void random_floats(float *x, int64_t n, float scale) {
     for (int64_t i = 0; i < n; i++) x[i] = uniform() * scale;
 }
 
+/* x's n rows of cols floats at a stride of cols + GEMM_X_PAD (the pads NaN: never read) */
+static float *padded_rows(const float *x, int n, int64_t cols) {
+    float *xp = malloc(sizeof(float) * (size_t)n * (size_t)(cols + GEMM_X_PAD));
+    for (int t = 0; t < n; t++)
+        for (int64_t i = 0; i < cols + GEMM_X_PAD; i++) xp[t * (cols + GEMM_X_PAD) + i] = i < cols ? x[t * cols + i] : NAN;
+    return xp;
+}
+
 /* offsets of the f16 scales in one block, which must be finite (the rest is random bytes) */
 static int scale_offsets(int type, int *off) {
     switch (type) {
@@ -237,8 +245,11 @@ static void q24_case(const Kernels *k, int type, const uint8_t *w, size_t rb, in
         if (n_tok > 1 && (k->q24->float_types >> type & 1u)) { /* the float32 prefill from the packed groups */
             float *of = malloc(sizeof(float) * (size_t)(n_tok * rows));
             k->matmul->rows(of, rows, x, n_tok, &ws, 0, rows); /* the float path, from the file layout */
-            k->q24->rows_float(ot, rows, x, n_tok, &wt, 0, 16);
-            k->q24->rows_float(ot, rows, x, n_tok, &wt, 16, rows);
+            /* rows 0..15 from x's rows padded as the forward pass pads them, the rest from x */
+            float *xp = padded_rows(x, n_tok, cols);
+            k->q24->rows_float(ot, rows, xp, cols + GEMM_X_PAD, n_tok, &wt, 0, 16);
+            k->q24->rows_float(ot, rows, x, cols, n_tok, &wt, 16, rows);
+            free(xp);
             bad = 0;
             for (int64_t i = 0; i < n_tok * rows; i++)
                 if (!same_float(of[i], ot[i]) && bad++ < 3)
@@ -339,8 +350,10 @@ static void test_q24k(const Kernels *k) {
                 double *ref = malloc(sizeof(double) * (size_t)(n_tok * rows)), *mag = malloc(sizeof(double) * (size_t)(n_tok * rows));
                 reference(type, w, rb, rows, cols, x, n_tok, ref, mag);
                 k->matmul->rows(of, rows, x, n_tok, &ws, 0, rows); /* the float path, from the file layout */
-                k->q24k->rows_float(ot, rows, x, n_tok, &wt, 0, 16);
-                k->q24k->rows_float(ot, rows, x, n_tok, &wt, 16, rows);
+                float *xp = padded_rows(x, n_tok, cols); /* rows 0..15 from padded rows, as the forward pass */
+                k->q24k->rows_float(ot, rows, xp, cols + GEMM_X_PAD, n_tok, &wt, 0, 16);
+                k->q24k->rows_float(ot, rows, x, cols, n_tok, &wt, 16, rows);
+                free(xp);
                 int bad = 0;
                 for (int64_t i = 0; i < n_tok * rows; i++)
                     if ((!same_float(of[i], ot[i]) || !close_to(ot[i], ref[i], mag[i], 1e-5)) && bad++ < 3)
