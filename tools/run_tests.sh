@@ -81,10 +81,12 @@ if [ "${QWEN3C_SKIP_SANITIZE:-0}" != 1 ]; then
   PYTHONPATH="$asan_site" LD_PRELOAD="$libasan:$libubsan" \
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     "$PY" -m pytest -q -p no:cacheprovider -m sanitize tests
-  # and the C-level tests (tests/c/test_*.c), built with the sanitizers, leak checks on
-  cmake -S . -B build/ctest -G Ninja -DQWEN3C_BUILD_C_TESTS=ON -DQWEN3C_SANITIZE=ON \
-        -DCMAKE_BUILD_TYPE=Debug -DPython_EXECUTABLE="$(command -v "$PY")" >/dev/null
-  cmake --build build/ctest >/dev/null
+  # and the C-level tests (tests/c/test_*.c), built with the sanitizers, leak checks on (the
+  # build's output goes to build/ctest.log, printed when the build fails)
+  mkdir -p build
+  { cmake -S . -B build/ctest -G Ninja -DQWEN3C_BUILD_C_TESTS=ON -DQWEN3C_SANITIZE=ON \
+        -DCMAKE_BUILD_TYPE=Debug -DPython_EXECUTABLE="$(command -v "$PY")" &&
+    cmake --build build/ctest; } > build/ctest.log 2>&1 || { cat build/ctest.log; exit 1; }
   (cd build/ctest && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure)
 fi
 
