@@ -91,8 +91,9 @@ void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, 
         first[j] = total;
         total += (jobs[j].w->rows + MATMUL_UNIT - 1) / MATMUL_UNIT;
         const int t = jobs[j].w->type;
-        all_float &= q24_float_rows(ps->k, t, n) != NULL;
-        any_float |= q24_float_rows(ps->k, t, n) != NULL;
+        const int as_float = q24_float_rows(ps->k, t, n) != NULL;
+        all_float &= as_float;
+        any_float |= as_float;
         if ((path == QWEN3C_ACTIVATIONS_Q24 && !jobs[j].w->packed) ||
             (path == QWEN3C_ACTIVATIONS_Q16 && !q16_path_supported(t)) ||
             (path == QWEN3C_ACTIVATIONS_Q8 && !int8_path_supported(t)))

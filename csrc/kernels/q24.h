@@ -83,18 +83,15 @@ static inline int q24_record_bytes(int type) {
 #define Q24_AHEAD_L2_AVX512  4096
 #define Q24K_AHEAD_L2_AVX512 8192
 #define Q24_AHEAD_AVX2       1024
-static inline __attribute__((always_inline)) void q24_prefetch(const uint8_t *p, int bytes, int ahead, const int ahead_l2) {
-    for (int o = 0; o < bytes + 63; o += 64) {
-        __builtin_prefetch(p + ahead + o, 0, 3);                  /* into L1 (prefetcht0) */
-        if (ahead_l2) __builtin_prefetch(p + ahead_l2 + o, 0, 2); /* into L2 (prefetcht1) */
-    }
+/* The requests for one line, `line` (0, 1, ...) of the lines from p: lines 0 .. (bytes + 63) / 64
+ * cover a part of `bytes` bytes at p, wherever p falls in its first line. */
+static inline __attribute__((always_inline)) void q24_prefetch_line(const uint8_t *p, int line, int ahead, const int ahead_l2) {
+    __builtin_prefetch(p + ahead + 64 * line, 0, 3);                  /* into L1 (prefetcht0) */
+    if (ahead_l2) __builtin_prefetch(p + ahead_l2 + 64 * line, 0, 2); /* into L2 (prefetcht1) */
 }
-
-/* The same two requests for the one line `line` (0, 1, ...) of the lines from p: lines 0 ..
- * (bytes + 63) / 64 cover a part of `bytes` bytes at p, wherever p falls in its first line. */
-static inline __attribute__((always_inline)) void q24_prefetch_line(const uint8_t *p, int line, int ahead, int ahead_l2) {
-    __builtin_prefetch(p + ahead + 64 * line, 0, 3);    /* into L1 (prefetcht0) */
-    __builtin_prefetch(p + ahead_l2 + 64 * line, 0, 2); /* into L2 (prefetcht1) */
+/* ... and for all the lines of such a part at once (a burst) */
+static inline __attribute__((always_inline)) void q24_prefetch(const uint8_t *p, int bytes, int ahead, const int ahead_l2) {
+    for (int line = 0; 64 * line < bytes + 63; line++) q24_prefetch_line(p, line, ahead, ahead_l2);
 }
 
 static inline size_t q24_act_bytes(int n_tok, int64_t cols) {
