@@ -40,13 +40,14 @@ void rmsnorm(float *o, const float *x, const float *weight, int size, float eps)
 
 /* out (n, w->rows) = x (n, w->cols) @ W^T: nn.Linear without bias, W in its stored type.
  * Several matmuls that read the same x (q/k/v, gate/up) share one parallel region. Their rows,
- * in units of 16, are split for decode into one contiguous range per thread, of equal weight
+ * in units of 16, are split for decode into one contiguous share per thread, of equal weight
  * bytes (unit_at), and x is rounded to q24 blocks before the threads start: each thread
  * streams long runs of consecutive weight rows, which the prefetchers (the hardware's and the
  * q24 kernels' own, q24.h: q24_prefetch) keep at full memory speed (small interleaved chunks
- * cost a fifth of the decode speed). A batch, which is
- * compute-bound, is split into 8 contiguous pieces per thread taken in turn. Each weight row is
- * read once for all n tokens. */
+ * cost a fifth of the decode speed). A thread that finishes its share early (a shared machine
+ * slows one core down at times) takes chunks from the back of another's (ShareChunks). A batch,
+ * which is compute-bound, is split into 8 contiguous pieces per thread taken in turn. Each
+ * weight row is read once for all n tokens. */
 #define MATMUL_UNIT 16
 
 /* Units [u0, u1) of the jobs (16 rows each; first[j] = job j's first unit), all n tokens; the
@@ -84,6 +85,38 @@ static int64_t unit_at(const MatmulJob *jobs, int n_jobs, const int64_t *first, 
     return u < first[j + 1] ? u : first[j + 1];
 }
 
+/* Decode's work sharing. Share k (units [u0, u1), thread k's) is cut into n chunks of about
+ * MATMUL_CHUNK_BYTES of weights; its owner takes them from the front, in order, so it still
+ * reads one sequential stream; a thread done with its own share takes the chunks left at the
+ * back of the others' shares, one at a time. `left` packs the next chunk from the front (low
+ * 32 bits) and the end (high 32 bits): one atomic compare-and-swap hands out a chunk. Which
+ * thread computes a row changes no result: every row is one kernel call's, whoever makes it.
+ * Measured against fixed shares (bench/ab_builds.py, 2 threads, decode): see README #20. */
+#define MATMUL_CHUNK_BYTES (128 << 10)
+#define MATMUL_MAX_SHARES 64 /* more threads than this: fixed shares */
+typedef struct {
+    int64_t u0, u1;
+    int n;
+    uint64_t left;
+} ShareChunks;
+
+/* A chunk of share c (its owner: from the front; another thread: from the back) as units
+ * [*a, *b); 0 when the share has none left. */
+static int take_chunk(ShareChunks *c, int from_back, int64_t *a, int64_t *b) {
+    uint64_t cur = __atomic_load_n(&c->left, __ATOMIC_RELAXED);
+    for (;;) {
+        const uint32_t front = (uint32_t)cur, back = (uint32_t)(cur >> 32);
+        if (front >= back) return 0;
+        const uint32_t i = from_back ? back - 1 : front;
+        const uint64_t next = from_back ? (uint64_t)i << 32 | front : (uint64_t)back << 32 | (front + 1);
+        if (__atomic_compare_exchange_n(&c->left, &cur, next, 1, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+            *a = c->u0 + (c->u1 - c->u0) * i / c->n;
+            *b = c->u0 + (c->u1 - c->u0) * (i + 1) / c->n;
+            return 1;
+        }
+    }
+}
+
 void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, int n) {
     int64_t first[5], total = 0;  /* first unit of each job; first[n_jobs] = total */
     int path = ps->activations, all_float = 1, any_float = 0;
@@ -110,6 +143,22 @@ void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, 
      * than the barrier that a shared rounding needs) */
     const int q24_first = path == QWEN3C_ACTIVATIONS_Q24 && n < 8;
     if (q24_first) ps->k->q24->quantize(x, 0, n * (cols / 32), ps->s->xq);
+    ShareChunks shares[MATMUL_MAX_SHARES];
+    const int chunked = n < 8 && nt <= MATMUL_MAX_SHARES;
+    if (chunked) {
+        double bytes = 0.0; /* the jobs' weight bytes per unit, on average */
+        for (int j = 0; j < n_jobs; j++) bytes += (double)(first[j + 1] - first[j]) * (double)jobs[j].w->row_bytes;
+        const double unit_bytes = bytes * MATMUL_UNIT / (double)total;
+        for (int k = 0; k < nt; k++) {
+            ShareChunks *c = &shares[k];
+            c->u0 = unit_at(jobs, n_jobs, first, k, nt);
+            c->u1 = unit_at(jobs, n_jobs, first, k + 1, nt);
+            const double chunks = (double)(c->u1 - c->u0) * unit_bytes / MATMUL_CHUNK_BYTES;
+            c->n = chunks < 1.0 ? 1 : chunks > (double)(c->u1 - c->u0) ? (int)(c->u1 - c->u0) : (int)chunks;
+            if (c->u1 <= c->u0) c->n = 0;
+            c->left = (uint64_t)(uint32_t)c->n << 32;
+        }
+    }
 #pragma omp parallel num_threads(nt)
     {
         const int tid = thread_id(), nth = thread_count();
@@ -124,9 +173,15 @@ void matmuls(const Pass *ps, const MatmulJob *jobs, int n_jobs, const float *x, 
         if (any_float || quantize) {
 #pragma omp barrier
         }
-        if (n < 8) { /* decode: one contiguous share per thread, read as one sequential stream */
+        if (n < 8 && !chunked) { /* decode on many threads: one contiguous share per thread */
             matmul_units(ps, jobs, first, path, x, n, unit_at(jobs, n_jobs, first, tid, nth),
                          unit_at(jobs, n_jobs, first, tid + 1, nth));
+        } else if (n < 8) { /* decode: its own share's chunks in order, then what is left of the others' */
+            int64_t a, b;
+            for (int k = 0; k < nt; k++) { /* (all nt shares: the region may have fewer threads) */
+                const int owner = (tid + k) % nt;
+                while (take_chunk(&shares[owner], k > 0, &a, &b)) matmul_units(ps, jobs, first, path, x, n, a, b);
+            }
         } else {     /* a batch: 8 pieces per thread, taken in turn, so that no thread waits long
                       * for another one the machine has slowed down */
             const int pieces = 8 * nth;

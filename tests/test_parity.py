@@ -406,6 +406,27 @@ def test_thread_count_does_not_change_results(make_tiny_model):
 
 
 @pytest.mark.parametrize("out_type", ["f32", "q8_0"])
+def test_decode_work_sharing_does_not_change_results(make_tiny_model, out_type):
+    """Decode splits each matmul's rows into one share per thread, cut into chunks of about
+    128 KB that a thread done early takes from the back of another's share (forward.c:
+    ShareChunks): whichever thread computes a row, the bits are the same. A 65536-token LM head
+    (4-17 MB) makes dozens of chunks per share."""
+    _, path = make_tiny_model(out_type, seed=3, vocab_size=65536)
+    prompt = tokens_for(65536, 6, seed=13)
+
+    def decode(n_threads):
+        with qwen3c.Model(str(path), n_ctx=64, n_threads=n_threads) as m:
+            rows = [m.forward(prompt, pos=0)]
+            for i in range(10):
+                rows.append(m.forward([int(np.argmax(rows[-1]))], pos=len(prompt) + i))
+        return np.stack(rows)
+
+    one = decode(1)
+    for nt in (2, 3):
+        assert np.array_equal(decode(nt), one), f"{out_type}: {nt} threads"
+
+
+@pytest.mark.parametrize("out_type", ["f32", "q8_0"])
 def test_internal_batch_chunks_do_not_change_results(make_tiny_model, out_type):
     """A prompt longer than n_batch is computed in chunks; the logits are the same."""
     _, path = _make(make_tiny_model, "gqa", out_type)

@@ -71,7 +71,10 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t ns, const Blo
         /* decode: the pair's quarter of the record, a line per chunk (q24.h: q24_prefetch_line) */
         const uint8_t *quarter = rec + rb / 4 * (b0 / 2);
         const int quarter_lines = (int)(rb / 4 + 63) / 64 + 1; /* <= 16 chunks */
-        /* unrolled (2 iterations): bb, so the shift counts, compile-time constants */
+        /* unrolled (2 iterations): bb, so the shift counts, compile-time constants (without
+         * the pragma gcc 12 kept the loop, tested bb per chunk: decode streamed Q5_K 2.4-3% and
+         * Q4_K 1.4-2.3% slower, measured in a harness with the two builds alternating) */
+#pragma GCC unroll 2
         for (int bb = 0; bb < 2; bb++) {
             const int b = b0 + bb, SC = chunk_scale(TYPE, bb);
             /* a compiler barrier: each block loads its chunks itself (gcc otherwise loads the
