@@ -126,14 +126,16 @@ halves_tile(const int TYPE, const int NT, const int H, int hf0, const uint8_t *g
 #pragma GCC unroll 8
         for (int b = 0; b < QK_K / QK; b++) {
             if (NT == 1) q24_prefetch(rec + rb / 8 * b, (int)rb / 8, Q24_AHEAD_AVX2, 0); /* decode: an eighth per block */
-            /* decode, Q4_K / Q5_K: a compiler barrier between the blocks. Without it gcc 12
-             * interleaves the 8 unrolled blocks, whose 6 accumulators live through both halves
-             * of a block, and spills them: a third of the Q5_K loop's instructions were stack
-             * loads and stores. Measured (150 Qwen3-0.6B-shaped matrices streamed by 2
-             * threads, the two builds alternating): with AVX-VNNI Q5_K 1.34-1.45x, Q4_K
-             * 1.00-1.04x; without it Q5_K 1.23x, Q4_K 1.16x; Q6_K (its sums end per sub-block)
-             * unchanged, so it goes without. */
-            if (NT == 1 && TYPE != QWEN3C_TYPE_Q6_K) __asm__ volatile("" ::: "memory");
+            /* Q4_K / Q5_K: a compiler barrier between the blocks. Without it gcc 12
+             * interleaves the 8 unrolled blocks, whose accumulators live through both halves
+             * of a block, and spills them: a third of the Q5_K decode loop's instructions were
+             * stack loads and stores. Measured (150 Qwen3-0.6B-shaped matrices streamed by 2
+             * threads, the two builds alternating), decode: with AVX-VNNI Q5_K 1.34-1.45x,
+             * Q4_K 1.00-1.04x; without it Q5_K 1.23x, Q4_K 1.16x. Tiles of 2 / 4 / 7 tokens
+             * (a batch of a few sequences), AVX-VNNI: Q5_K 1.22 / 1.50 / 1.53x, Q4_K 0.97-0.98
+             * / 1.26 / 1.17x (3 tokens: 1.00x), so Q4_K's 2-token tile goes without; without
+             * AVX-VNNI 1.00-1.04x. Q6_K (its sums end per sub-block): 0.97-1.02x, without. */
+            if (TYPE == QWEN3C_TYPE_Q5_K || (TYPE == QWEN3C_TYPE_Q4_K && NT != 2)) __asm__ volatile("" ::: "memory");
             block(TYPE, NT, H, rec, b, hf0, xs + b, x_stride, tot);
         }
     }
