@@ -121,7 +121,7 @@ halves_tile(const int TYPE, const int NT, const int H, int hf0, const uint8_t *g
         for (int h = 0; h < H; h++) _mm256_store_ps(tot[t] + 8 * h, _mm256_setzero_ps());
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *p = g + (size_t)b * (size_t)rb, *qp = p + (q41 ? 64 : 32);
-        if (NT == 1) q24_prefetch(p, rb, Q24_AHEAD_AVX2, 0); /* decode */
+        q24_prefetch(p, rb, Q24_AHEAD_AVX2, 0);
         const BlockQ24 *xb = x + b;
         __m256i ah[4], am[4], al[4]; /* token t, half h at t H + h (NT H <= 4) */
         for (int a = 0; a < NT * H; a++) ah[a] = am[a] = al[a] = _mm256_setzero_si256();

@@ -115,7 +115,7 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t nb, const Blo
         const uint8_t *p = g + (size_t)b * (size_t)rb;
         const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
         const uint8_t *qp = p + (q41 ? 64 : 32);
-        if (NT == 1) q24_prefetch(p, rb, Q24_AHEAD_AVX512, Q24_AHEAD_L2_AVX512); /* decode */
+        q24_prefetch(p, rb, Q24_AHEAD_AVX512, Q24_AHEAD_L2_AVX512);
         __m512i ah[TILE_T], am[TILE_T], al[TILE_T];
         for (int t = 0; t < NT; t++) ah[t] = am[t] = al[t] = _mm512_setzero_si512();
         /* fully unrolled: otherwise gcc keeps the 12 accumulators in a loop-carried shuffle of

@@ -125,7 +125,7 @@ halves_tile(const int TYPE, const int NT, const int H, int hf0, const uint8_t *g
         const BlockQ24 *xs = x + s * (QK_K / QK);
 #pragma GCC unroll 8
         for (int b = 0; b < QK_K / QK; b++) {
-            if (NT == 1) q24_prefetch(rec + rb / 8 * b, (int)rb / 8, Q24_AHEAD_AVX2, 0); /* decode: an eighth per block */
+            q24_prefetch(rec + rb / 8 * b, (int)rb / 8, Q24_AHEAD_AVX2, 0); /* an eighth per block */
             /* Q4_K / Q5_K: a compiler barrier between the blocks. Without it gcc 12
              * interleaves the 8 unrolled blocks, whose accumulators live through both halves
              * of a block, and spills them: a third of the Q5_K decode loop's instructions were

@@ -94,7 +94,7 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t ns, const Blo
 #pragma GCC unroll 4
                 for (int c4 = 0; c4 < 4; c4++) {
                     const int c = 4 * part + c4;
-                    if (NT == 1 && 8 * bb + c < quarter_lines)
+                    if (8 * bb + c < quarter_lines)
                         q24_prefetch_line(quarter, 8 * bb + c, Q24_AHEAD_AVX512, Q24K_AHEAD_L2_AVX512);
                     const __m512i u = chunk_u(TYPE, rec, b0, bb, c);
                     for (int t = 0; t < NT; t++) {
@@ -162,7 +162,7 @@ q6k_group_tile(const int NT, const uint8_t *g, int64_t ns, const BlockQ24 *x, in
 #pragma GCC unroll 4
                 for (int c4 = 0; c4 < 4; c4++) {
                     const int c = 4 * part + c4;
-                    if (NT == 1 && 8 * k + c < (1680 + 63) / 64 + 1)
+                    if (8 * k + c < (1680 + 63) / 64 + 1)
                         q24_prefetch_line(hrec, 8 * k + c, Q24_AHEAD_AVX512, Q24K_AHEAD_L2_AVX512);
                     const __m512i u = q6k_u(half, k, c);
                     for (int t = 0; t < NT; t++) {
