@@ -55,7 +55,7 @@ static inline int q24_record_bytes(int type) {
 /* Decode (one token) reads every packed record once, straight from memory, and spends about as
  * long computing on a line as waiting for it (and so does a tile of a few tokens: several
  * sequences decoding together, or a short prompt; until stop 32 only one-token tiles asked for
- * lines ahead, and tiles of 2-8 tokens streamed 1.23-2.1x slower on AVX-512, 1.04-1.27x on
+ * lines ahead, and tiles of 2-8 tokens streamed up to 1.23-2.1x slower on AVX-512, up to 1.27x on
  * AVX2, in a harness; several sequences' decode steps, Q5_K_M, 2 / 4 / 7 sequences: 1.60 /
  * 1.62 / 1.37x): the hardware prefetchers alone kept too few lines
  * in flight to overlap the two, and decode streamed at ~70% of the read bandwidth. So the
