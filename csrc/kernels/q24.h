@@ -53,11 +53,11 @@ static inline int q24_record_bytes(int type) {
 }
 
 /* Decode (one token) reads every packed record once, straight from memory, and spends about as
- * long computing on a line as waiting for it (and so does a tile of a few tokens: several
- * sequences decoding together, or a short prompt; until stop 32 only one-token tiles asked for
- * lines ahead, and tiles of 2-8 tokens streamed up to 1.23-2.1x slower on AVX-512, up to 1.27x on
- * AVX2, in a harness; several sequences' decode steps, Q5_K_M, 2 / 4 / 7 sequences: 1.60 /
- * 1.62 / 1.37x): the hardware prefetchers alone kept too few lines
+ * long computing on a line as waiting for it (so does a tile of a few tokens: several
+ * sequences decoding together, or a short prompt; until stop 32 only one-token tiles asked
+ * for lines ahead, and in a harness tiles of 2-8 tokens streamed 1.23-2.1x slower on AVX-512
+ * and up to 1.27x slower on AVX2; decode steps of 2 / 4 / 7 sequences together, Q5_K_M, went
+ * 1.60 / 1.62 / 1.37x faster with the requests): the hardware prefetchers alone kept too few lines
  * in flight to overlap the two, and decode streamed at ~70% of the read bandwidth. So the
  * decode kernels ask for the lines `ahead` bytes past the part of the record they are about to
  * use (a call's packed matrices are one array each: past a group's end is the next group).
