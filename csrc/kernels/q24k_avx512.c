@@ -68,7 +68,7 @@ group_tile(const int TYPE, const int NT, const uint8_t *g, int64_t ns, const Blo
         const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(rec + 32)));
 #pragma GCC unroll 1
         for (int b0 = 0; b0 < QK_K / QK; b0 += 2) {
-        /* decode: the pair's quarter of the record, a line per chunk (q24.h: q24_prefetch_line) */
+        /* the pair's quarter of the record, a line per chunk (q24.h: q24_prefetch_line) */
         const uint8_t *quarter = rec + rb / 4 * (b0 / 2);
         const int quarter_lines = (int)(rb / 4 + 63) / 64 + 1; /* <= 16 chunks */
         /* unrolled (2 iterations): bb, so the shift counts, compile-time constants (without
@@ -145,7 +145,7 @@ q6k_group_tile(const int NT, const uint8_t *g, int64_t ns, const BlockQ24 *x, in
 #pragma GCC unroll 1
         for (int hf = 0; hf < 2; hf++) {
             const uint8_t *half = rec + 288 + 1536 * hf;
-            const uint8_t *hrec = rec + 1680 * hf; /* decode: half the record, a line per chunk (28 of 32) */
+            const uint8_t *hrec = rec + 1680 * hf; /* half the record, a line per chunk (28 of 32) */
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) { /* unrolled: k, so the shift counts, compile-time constants */
             const int b = 4 * hf + k;
