@@ -91,7 +91,8 @@ static int64_t unit_at(const MatmulJob *jobs, int n_jobs, const int64_t *first, 
  * back of the others' shares, one at a time. `left` packs the next chunk from the front (low
  * 32 bits) and the end (high 32 bits): one atomic compare-and-swap hands out a chunk. Which
  * thread computes a row changes no result: every row is one kernel call's, whoever makes it.
- * Measured against fixed shares (bench/ab_builds.py, 2 threads, decode): see README #20. */
+ * Measured against fixed shares (2 threads, decode, the two alternating in one process): README
+ * #20, stop 32. */
 #define MATMUL_CHUNK_BYTES (128 << 10)
 #define MATMUL_MAX_SHARES 64 /* more threads than this: fixed shares */
 typedef struct {
