@@ -102,6 +102,9 @@ static inline __attribute__((always_inline)) void
 gemm_kernel(const int NT, const float *panel, const float *x, int64_t xs, int kc, float *out, int64_t os,
             const float *in, int64_t is, __mmask16 m0, __mmask16 m1, const int accumulate) {
     __m512 a0[GEMM_NR], a1[GEMM_NR];
+    /* unrolled: otherwise gcc turns this loop into a memset() of the arrays on the stack, a
+     * call per tile (1-1.7% of the GEMM's time, measured on AVX-512) */
+#pragma GCC unroll 12
     for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm512_setzero_ps();
 #pragma GCC unroll 8
     for (int k = 0; k < kc; k++) {
