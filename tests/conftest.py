@@ -95,6 +95,29 @@ def build_hf_model(out_dir: Path, seed: int = 0, **config):
     return model
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _torch_first_forward():
+    """One throwaway PyTorch forward per test session, before any test.
+
+    PyTorch's first forward in a fresh process sometimes computes differently from every later
+    one. On this CI's CPU (stop 33), 2 of 234 fresh processes got a 1.3e-4 relative logits
+    error from a tiny Qwen3's first forward, where the next forward of the same model, and the
+    numpy float64 reference, agree to 9e-7; the first decoder layer's output already differed.
+    CI failed twice on it (stops 32, 33): test_numpy_reference_matches_transformers[gqa] is the
+    first forward of a kernel-tier session. So no reference depends on which test runs first.
+    Runs only when a collected test module imported torch; the global RNG is left as it was."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    try:
+        import transformers
+    except ImportError:
+        return
+    cfg = transformers.Qwen3Config(**{**TINY_CONFIG, "vocab_size": 64})
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        transformers.Qwen3ForCausalLM(cfg).eval()(input_ids=torch.arange(16)[None])
+
+
 @pytest.fixture(scope="session")
 def make_tiny_model(tmp_path_factory, qwen_tokenizer_dir_optional):
     from qwen3c.convert import convert
