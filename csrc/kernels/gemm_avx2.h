@@ -74,7 +74,7 @@ gemm_kernel(const int NT, const float *panel, const float *x, int64_t xs, int kc
             const float *in, int64_t is, int nr, const int accumulate) {
     __m256 a0[GEMM_NR], a1[GEMM_NR];
     /* unrolled: otherwise gcc turns this loop into a memset() of the arrays on the stack, a
-     * call per tile; without the calls the AVX-512 Q5_K GEMM ran 1.001-1.017x as fast) */
+     * call per tile; without the calls the AVX-512 Q5_K GEMM ran 1.001-1.017x as fast */
 #pragma GCC unroll 12
     for (int t = 0; t < NT; t++) a0[t] = a1[t] = _mm256_setzero_ps();
 #pragma GCC unroll 8
