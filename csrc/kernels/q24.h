@@ -53,14 +53,13 @@ static inline int q24_record_bytes(int type) {
 }
 
 /* Decode (one token) reads every packed record once, straight from memory, and spends about as
- * long computing on a line as waiting for it (so does a tile of a few tokens: several
- * sequences decoding together, or a short prompt; until stop 32 only one-token tiles asked
- * for lines ahead, and in a harness tiles of 2-8 tokens streamed 1.23-2.1x slower on AVX-512
- * and up to 1.27x slower on AVX2; decode steps of 2 / 4 / 7 sequences together, Q5_K_M, went
- * 1.60 / 1.62 / 1.37x faster with the requests): the hardware prefetchers alone kept too few lines
+ * long computing on a line as waiting for it: the hardware prefetchers alone kept too few lines
  * in flight to overlap the two, and decode streamed at ~70% of the read bandwidth. So the
- * decode kernels ask for the lines `ahead` bytes past the part of the record they are about to
- * use (a call's packed matrices are one array each: past a group's end is the next group).
+ * kernels ask for the lines `ahead` bytes past the part of the record they are about to use (a
+ * call's packed matrices are one array each: past a group's end is the next group). Tiles of a
+ * few tokens (several sequences decoding together, a short prompt) stream the same way and ask
+ * too: with the requests, decode steps of 2 / 4 / 7 sequences together (Q5_K_M) ran 1.60 /
+ * 1.62 / 1.37x as fast as with one-token tiles only asking (README #20, stop 32).
  * The distance is the tier's: far enough to cover the memory latency at the speed the kernel
  * consumes a record, and not so far that the requests in flight exceed what the core tracks
  * (measured, Qwen3-0.6B shapes, 2 threads, decode speed against none: AVX-512 Q4_K at 1 / 2 /
