@@ -20,7 +20,11 @@ is taken two ways, because this kind of shared machine's bandwidth moves by 2x w
     each; every chunk's speed is divided by the bound from the mean of its two probes, and the
     median over the chunks is printed (speed and bandwidth measured at the same moment).
 The engines alternate for --rounds rounds (ours, theirs, ours, theirs); each figure is the
-engine's best round. Prints a markdown table. See bench/README.md.
+engine's best round. With --vs-llama-cpp, the prefill is also compared paired, as the decode is:
+--prefill-pairs pairs of prefills back to back (ours then theirs, then theirs then ours, ...),
+each pair's ratio of the two times, and the median over the pairs (the rounds' prefills are
+half a minute apart, and this machine's speed moves within that). Prints a markdown table. See
+bench/README.md.
 """
 from __future__ import annotations
 
@@ -219,6 +223,20 @@ def run_round(eng, prompt, n_decode, chunk, probe, per_token):
     return dict(prefill=prefill, decode=decode0, decode_ctx=decode_ctx, paired=paired)
 
 
+def paired_prefill(ours, theirs, prompt, n_pairs):
+    """Prefill speed ratios ours/theirs of n_pairs pairs of back-to-back prefills, the order
+    alternating from pair to pair (a trend within a pair then favours neither engine)."""
+    ratios = []
+    for i in range(n_pairs):
+        t = {}
+        for eng in ((ours, theirs) if i % 2 == 0 else (theirs, ours)):
+            t0 = time.perf_counter()
+            eng.prefill(prompt)
+            t[eng] = time.perf_counter() - t0
+        ratios.append(t[theirs] / t[ours])
+    return ratios
+
+
 def best_of(rounds):
     """Each figure's best round; the paired ratios of all rounds."""
     out = {k: max(r[k] for r in rounds) for k in ("prefill", "decode", "decode_ctx")}
@@ -247,6 +265,10 @@ def main(argv=None):
                     help="decode tokens between two bandwidth probes (the paired bound)")
     ap.add_argument("--vs-llama-cpp", action="store_true",
                     help="also run llama-cpp-python on the same file and print our/their ratios")
+    ap.add_argument("--prefill-pairs", type=int, default=8,
+                    help="with --vs-llama-cpp: pairs of back-to-back prefills (ours, theirs; the "
+                         "order alternating) whose median ratio is the paired prefill ratio "
+                         "(0: none)")
     ap.add_argument("--bw-mb", type=int, default=512, help="bandwidth buffer size in MB")
     ap.add_argument("--llama-extra-bufts", choices=("auto", "on", "off"), default="auto",
                     help="llama.cpp's extra weight buffer types (repacked / AMX matmuls); auto: off "
@@ -256,8 +278,8 @@ def main(argv=None):
     n_threads = args.threads or os.cpu_count() or 1
     if args.prompt + args.decode > args.ctx:
         ap.error(f"--prompt + --decode ({args.prompt + args.decode}) exceeds --ctx ({args.ctx})")
-    if args.rounds < 1 or args.chunk < 1 or args.prompt < 8 or args.decode < 1:
-        ap.error("--rounds, --chunk and --decode must be >= 1, --prompt >= 8")
+    if args.rounds < 1 or args.chunk < 1 or args.prompt < 8 or args.decode < 1 or args.prefill_pairs < 0:
+        ap.error("--rounds, --chunk and --decode must be >= 1, --prompt >= 8, --prefill-pairs >= 0")
     path = os.path.abspath(args.model)
     file_mb = os.path.getsize(path) / 1e6
     name = os.path.basename(path)
@@ -300,6 +322,11 @@ def main(argv=None):
             print(f"llama-cpp-python {theirs.version} round {rnd + 1}: prefill {r['prefill']:.1f} tok/s, "
                   f"decode {r['decode']:.2f} tok/s (at {args.prompt}: {r['decode_ctx']:.2f}), "
                   f"paired decode/bound median {statistics.median(r['paired']):.0%}", file=sys.stderr)
+    pre_pairs = []
+    if theirs is not None and args.prefill_pairs > 0:
+        pre_pairs = paired_prefill(ours, theirs, prompt, args.prefill_pairs)
+        print(f"prefill ours/theirs, {len(pre_pairs)} back-to-back pairs: "
+              + " ".join(f"{r:.2f}x" for r in pre_pairs), file=sys.stderr)
     probe.measure(7)
     probe.close()
     o = best_of(our_rounds)
@@ -332,14 +359,16 @@ def main(argv=None):
         cols += ["llama.cpp prefill", "llama.cpp decode", f"llama.cpp decode {at}",
                  "llama.cpp decode / bound (paired)",
                  "prefill ours/theirs", "decode ours/theirs", f"decode {at} ours/theirs",
-                 "decode ours/theirs (paired)", "prefill ours/theirs (per round)"]
+                 "decode ours/theirs (paired)", "prefill ours/theirs (per round)",
+                 "prefill ours/theirs (paired)"]
         row += [f"{t['prefill']:.1f}", f"{t['decode']:.2f}", f"{t['decode_ctx']:.2f}",
                 f"{statistics.median(t['paired']):.0%}",
                 f"{o['prefill'] / t['prefill']:.2f}x",
                 f"{o['decode'] / t['decode']:.2f}x",
                 f"{o['decode_ctx'] / t['decode_ctx']:.2f}x",
                 f"{pm / statistics.median(t['paired']):.2f}x",
-                " ".join(f"{a['prefill'] / b['prefill']:.2f}x" for a, b in zip(our_rounds, their_rounds))]
+                " ".join(f"{a['prefill'] / b['prefill']:.2f}x" for a, b in zip(our_rounds, their_rounds)),
+                f"{statistics.median(pre_pairs):.2f}x" if pre_pairs else "-"]
     print()
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
