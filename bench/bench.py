@@ -192,15 +192,20 @@ class LlamaCppEngine:
         del self.llm
 
 
+def prefill_seconds(eng, prompt):
+    """Wall time of one prefill of prompt (at pos 0)."""
+    t0 = time.perf_counter()
+    eng.prefill(prompt)
+    return time.perf_counter() - t0
+
+
 def run_round(eng, prompt, n_decode, chunk, probe, per_token):
     """One engine's measurements: prefill, decode after the prompt, decode from an empty context.
     Each decode is run in chunks, with a bandwidth probe before and after every chunk."""
     eng.prefill(prompt[:8])  # warm-up: page in the weights, spin up the threads
     prefill = 0.0
     for _ in range(2):  # the better of two (prefill is compute-bound: other tenants' CPU use shows)
-        t0 = time.perf_counter()
-        eng.prefill(prompt)
-        prefill = max(prefill, len(prompt) / (time.perf_counter() - t0))
+        prefill = max(prefill, len(prompt) / prefill_seconds(eng, prompt))
 
     def decode(pos0):
         spent, paired = 0.0, []
@@ -228,11 +233,7 @@ def paired_prefill(ours, theirs, prompt, n_pairs):
     alternating from pair to pair (a trend within a pair then favours neither engine)."""
     ratios = []
     for i in range(n_pairs):
-        t = {}
-        for eng in ((ours, theirs) if i % 2 == 0 else (theirs, ours)):
-            t0 = time.perf_counter()
-            eng.prefill(prompt)
-            t[eng] = time.perf_counter() - t0
+        t = {eng: prefill_seconds(eng, prompt) for eng in ((ours, theirs) if i % 2 == 0 else (theirs, ours))}
         ratios.append(t[theirs] / t[ours])
     return ratios
 
