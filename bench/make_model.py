@@ -13,8 +13,9 @@ head_dim 256, 64 rotary dims, theta 1e7), dim 1024, hidden 3584, vocab 248320, t
 Weights are random but realistic in scale (~N(0, 0.02)-like, norms = 1) so activations stay
 finite through all the layers.
 
-Q8_0 / Q4_0 files are generated directly as random valid blocks (random int8 / 4-bit quants and
-small f16 scales) instead of quantizing 600M floats, so a Q8_0 file takes a few seconds.
+Q8_0 / Q4_0 files are generated directly as random valid blocks (random quants in -127..127, the
+range every Q8_0 quantizer writes, / 4-bit quants, and small f16 scales) instead of quantizing
+600M floats, so a Q8_0 file takes a few seconds.
 
 The K-quant "file types" (q4_k_m, q5_k_m, q6_k, q3_k_m, q2_k) are made the way users get them:
 the F32 file is written first and then quantized by llama.cpp's own quantizer
@@ -154,11 +155,12 @@ def _scales(rng, n_blocks, d):
 
 
 def _random_q8_0(rng, rows, cols):
-    # block: f16 d | int8 q[32]; value = d * q. Uniform int8 has std ~74.
+    # block: f16 d | int8 q[32]; value = d * q. Uniform in -127..127 (every quantizer's range:
+    # d = max|x| / 127; -128 never occurs) has std ~73.
     nb = rows * cols // 32
     blk = np.empty((nb, 34), np.uint8)
-    blk[:, :2] = _scales(rng, nb, WEIGHT_STD / 74.0)
-    blk[:, 2:] = np.frombuffer(rng.bytes(nb * 32), np.uint8).reshape(nb, 32)
+    blk[:, :2] = _scales(rng, nb, WEIGHT_STD / 73.0)
+    blk[:, 2:] = rng.integers(-127, 128, (nb, 32), dtype=np.int8).view(np.uint8)
     return blk.reshape(rows, cols // 32 * 34)
 
 

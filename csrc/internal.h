@@ -311,6 +311,8 @@ typedef struct {
     size_t      row_bytes; /* qwen3c_type_row_size(type, cols) */
     const void *packed;    /* the same weights as 16-row groups for the q24 kernels
                               (quant_q24.c: q24_pack), or NULL */
+    bool        q8_min;    /* Q8_0: some weight is -128 (q8_0_has_min, set where it is packed); the
+                              AVX2 kernels without AVX-VNNI then take the slower byte products */
 } QTensor;
 
 /* 1 if we can compute with this type. */
@@ -362,6 +364,9 @@ bool   int8_path_supported(int type);
  * of every tier use these (Q24Kernels.packed_size / pack). */
 size_t q24_packed_size(int type, int64_t rows, int64_t cols);
 void   q24_pack(const QTensor *w, void *dst, int n_threads);
+/* 1 if w is Q8_0 and a weight is -128 (llama.cpp's quantizer writes -127..127; a file may hold
+ * -128); 0 otherwise. Fills QTensor.q8_min. */
+bool   q8_0_has_min(const QTensor *w, int n_threads);
 /* The same layout with the Q8_0 quants as stored (signed bytes, for arm64's sdot), and the
  * 2-row x 8-column tiles of arm64's smmla (quant_q24.c: q24_pack_mmla). */
 void   q24_pack_signed(const QTensor *w, void *dst, int n_threads);

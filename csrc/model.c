@@ -509,6 +509,7 @@ static int pack_weights(Transformer *m, char *err, size_t err_size) {
                 } else {
                     q24_any_pack(m->kernels, t, dst, 0);
                     t->packed = dst;
+                    t->q8_min = q8_0_has_min(t, 0);
                     release_pages(&m->file, t);
                 }
                 dst += bytes;

@@ -428,7 +428,7 @@ static int checked_matmul(const char *what, int type, const void *w, size_t w_si
                            (long long)n_tok);
     const Kernels *k;
     if ((rc = kernels_select(&k, err, err_size)) != QWEN3C_OK) return rc;
-    const QTensor qt = {w, type, d, n, (size_t)qwen3c_type_row_size(type, n), NULL};
+    const QTensor qt = {w, type, d, n, (size_t)qwen3c_type_row_size(type, n), NULL, false};
     enum { UNIT = 4 }; /* rows per unit of the split: the micro-kernels' tile height */
     int nt = thread_limit(n_threads > 0 ? n_threads : cpu_count());
     if ((int64_t)nt > (d + UNIT - 1) / UNIT) nt = (int)((d + UNIT - 1) / UNIT);  /* >= 1 */
@@ -489,7 +489,7 @@ int quant_path_matmul(const QuantPath *qp, int type, const void *w, size_t w_siz
     if (xq == NULL)
         return qwen3c_fail(err, err_size, QWEN3C_ERR_NOMEM, "%s: cannot allocate %zu bytes", what,
                            xq_size);
-    QTensor qt = {w, type, d, n, (size_t)row, NULL};
+    QTensor qt = {w, type, d, n, (size_t)row, NULL, false};
     /* one range of whole 16-row units per thread (the q24 kernels work on 16-row groups) */
     const int64_t units = (d + 15) / 16;
     int nt = thread_limit(n_threads > 0 ? n_threads : cpu_count());
@@ -504,6 +504,7 @@ int quant_path_matmul(const QuantPath *qp, int type, const void *w, size_t w_siz
         }
         qp->pack(&qt, packed, nt);
         qt.packed = packed;
+        qt.q8_min = q8_0_has_min(&qt, nt);
     }
     if (qp->quantize_rows) qp->quantize_rows(x, (int)n_tok, n, xq);
     else qp->quantize_blocks(x, 0, n_tok * (n / QK), xq);

@@ -102,6 +102,22 @@ static void pack_groups(const QTensor *w, void *dst, int n_threads, uint32_t q8_
     }
 }
 
+bool q8_0_has_min(const QTensor *w, int n_threads) {
+    if (w->type != QWEN3C_TYPE_Q8_0) return false;
+    const int64_t nb = w->cols / QK;
+    int found = 0;
+    n_threads = thread_limit(n_threads > 0 ? n_threads : cpu_count());
+#pragma omp parallel for num_threads(n_threads) schedule(static) reduction(| : found)
+    for (int64_t r = 0; r < w->rows; r++) {
+        const uint8_t *row = (const uint8_t *)w->data + (size_t)r * w->row_bytes;
+        int any = 0;
+        for (int64_t b = 0; b < nb; b++)
+            for (int i = 0; i < QK; i++) any |= row[34 * b + 2 + i] == 0x80; /* after the block's d */
+        found |= any;
+    }
+    return found != 0;
+}
+
 void q24_pack(const QTensor *w, void *dst, int n_threads) { pack_groups(w, dst, n_threads, 0x80808080u, 0); }
 void q24_pack_signed(const QTensor *w, void *dst, int n_threads) { pack_groups(w, dst, n_threads, 0, 0); }
 void q24_pack_mmla(const QTensor *w, void *dst, int n_threads) { pack_groups(w, dst, n_threads, 0, 1); }

@@ -3,7 +3,8 @@
  * quantization, 8 lanes at a time, and Q8_0 / Q4_0 / Q4_1 x 24-bit activation blocks. A 64-byte
  * chunk of a packed group (4 columns x 16 rows) is two ymm halves, rows 0-7 and 8-15; the byte
  * dot products are avx2_common.h's DOTS (vpdpbusd with AVX-VNNI, else vpmaddubsw + vpmaddwd;
- * Q8_0's bytes, up to 255, are then split into nibbles so that no int16 step can saturate).
+ * Q8_0's bytes w + 128, up to 255, are then split into nibbles so that no int16 step can
+ * saturate, or, when no weight of the matrix is -128, multiplied as signed bytes: DOTS_SIGNED).
  * A batch: one half of a group at a time for up to TILE_T tokens; decode: both halves in one
  * pass (as q24k_avx2.c). The same numbers as q24_scalar.c.
  */
@@ -86,10 +87,29 @@ static void quantize(const float *x, int64_t i0, int64_t i1, void *xq) {
  * Kernels
  * ------------------------------------------------------------------------------------- */
 /* Q8_0's weight bytes u = w + 128 (0..255) against digits: DOTS, without AVX-VNNI as
- * 16 * (high nibbles) + (low nibbles), each within DOTS' bounds. */
+ * 16 * (high nibbles) + (low nibbles), each within DOTS' bounds. Without AVX-VNNI a matrix
+ * whose weights are all in -127..127 (QTensor.q8_min unset: every file llama.cpp's quantizer
+ * writes) takes DOTS_SIGNED instead: the weights w themselves, signed. */
 #if defined(__AVXVNNI__)
 #define DOTS_Q8(acc, u0, s0, u1, s1) DOTS(acc, u0, s0, u1, s1)
+#define DOTS_SIGNED(acc, w0, s0, w1, s1, mul) DOTS(acc, w0, s0, w1, s1) /* not taken: Q8_SIGNED_PATH */
+#define Q8_SIGNED_PATH 0
 #else
+#define Q8_SIGNED_PATH 1
+/* acc += mul (int16 lanes: 1 or 256) times the sums of 4 adjacent products w * s of the signed
+ * weight bytes w0 and w1 (-127..127) and digits s0 and s1: vpmaddubsw(|s|, w with the sign of s),
+ * whose pairs stay within int16 (2 * 128 * 127 < 32768; the sign of -128 is taken from s, so -w
+ * never meets w = -128): one vpmaddubsw per chunk and digit against the nibbles' two, and w * s
+ * is summed directly, with no offset to take off afterwards. The m and l digits share one
+ * accumulator, 256 sum(w m) + sum(w l) (|.| < 2^28): the u path's int32 sums after its offset
+ * step, so the same results, with two accumulators per row half instead of three (AVX2 has 16
+ * registers). */
+#define DOTS_SIGNED(acc, w0, s0, w1, s1, mul)                                                      \
+    do {                                                                                           \
+        (acc) = _mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(s0), _mm256_sign_epi8((w0), (s0))), (mul))); \
+        (acc) = _mm256_add_epi32((acc), _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(s1), _mm256_sign_epi8((w1), (s1))), (mul))); \
+        __asm__("" : "+x"(acc)); /* here: else gcc sums the products apart and keeps them on the stack */ \
+    } while (0)
 #define DOTS_Q8(acc, u0, s0, u1, s1)                                                                \
     do {                                                                                            \
         const __m256i m15_ = _mm256_set1_epi8(0x0f);                                                \
@@ -110,9 +130,9 @@ static inline __attribute__((always_inline)) __m256i chunk_u(const int TYPE, con
 
 /* Rows 8 (hf0 + h) .. + 7, h < H, of one group x NT tokens over all nb blocks (see
  * q24k_avx2.c's halves_tile: H = 2 for decode shares each activation broadcast between the
- * group's two halves). */
+ * group's two halves). SGN (Q8_0 without AVX-VNNI, no weight -128): DOTS_SIGNED. */
 static inline __attribute__((always_inline)) void
-halves_tile(const int TYPE, const int NT, const int H, int hf0, const uint8_t *g, int64_t nb,
+halves_tile(const int TYPE, const int SGN, const int NT, const int H, int hf0, const uint8_t *g, int64_t nb,
             const BlockQ24 *x, int64_t x_stride, float *out, int64_t out_stride, int valid) {
     const int q41 = TYPE == QWEN3C_TYPE_Q4_1, rb = q24_record_bytes(TYPE);
     const int off_shift = TYPE == QWEN3C_TYPE_Q8_0 ? 7 : 3; /* u = w + 128 / q4 = w + 8 */
@@ -129,24 +149,36 @@ halves_tile(const int TYPE, const int NT, const int H, int hf0, const uint8_t *g
         for (int c = 0; c < 8; c += DOT_STEP) {
             __m256i u0[2], u1[2];
             (void)u1;
+            if (SGN) /* gcc would load all the steps' digits up front and keep them on the stack */
+                __asm__ volatile("" ::: "memory");
             for (int h = 0; h < H; h++) {
                 u0[h] = chunk_u(TYPE, qp, c, hf0 + h);
                 u1[h] = DOT_STEP == 2 ? chunk_u(TYPE, qp, c + 1, hf0 + h) : u0[h];
+                if (SGN) { /* w = u - 128 */
+                    u0[h] = _mm256_xor_si256(u0[h], _mm256_set1_epi8((char)0x80));
+                    u1[h] = _mm256_xor_si256(u1[h], _mm256_set1_epi8((char)0x80));
+                }
             }
             for (int t = 0; t < NT; t++) {
                 const BlockQ24 *xt = xb + t * x_stride;
-#define DIGIT(acc, dg)                                                                          \
+#define DIGIT(acc, dg, mul)                                                                     \
                 do {                                                                            \
                     const __m256i s0 = bcast4(xt->dg + 4 * c), s1 = DOT_STEP == 2 ? bcast4(xt->dg + 4 * c + 4) : s0; \
                     (void)s1;                                                                   \
                     for (int h = 0; h < H; h++) {                                               \
-                        if (TYPE == QWEN3C_TYPE_Q8_0) DOTS_Q8(acc[t * H + h], u0[h], s0, u1[h], s1); \
+                        if (SGN) DOTS_SIGNED(acc[t * H + h], u0[h], s0, u1[h], s1, mul);       \
+                        else if (TYPE == QWEN3C_TYPE_Q8_0) DOTS_Q8(acc[t * H + h], u0[h], s0, u1[h], s1); \
                         else DOTS(acc[t * H + h], u0[h], s0, u1[h], s1);                        \
                     }                                                                           \
                 } while (0)
-                DIGIT(ah, h);
-                DIGIT(am, m);
-                DIGIT(al, l);
+                DIGIT(ah, h, _mm256_set1_epi16(1));
+                if (SGN) { /* am: 256 sum(w m) + sum(w l) */
+                    DIGIT(am, m, _mm256_set1_epi16(256));
+                    DIGIT(am, l, _mm256_set1_epi16(1));
+                } else {
+                    DIGIT(am, m, _mm256_set1_epi16(1));
+                    DIGIT(al, l, _mm256_set1_epi16(1));
+                }
 #undef DIGIT
             }
         }
@@ -156,8 +188,8 @@ halves_tile(const int TYPE, const int NT, const int H, int hf0, const uint8_t *g
             for (int t = 0; t < NT; t++) {
                 const BlockQ24 *xt = xb + t * x_stride;
                 const int a = t * H + h;
-                __m256i ih = ah[a], iml = _mm256_add_epi32(_mm256_slli_epi32(am[a], 8), al[a]);
-                if (!q41) {
+                __m256i ih = ah[a], iml = SGN ? am[a] : _mm256_add_epi32(_mm256_slli_epi32(am[a], 8), al[a]);
+                if (!q41 && !SGN) { /* the offset of u (SGN summed w itself) */
                     ih = _mm256_sub_epi32(ih, _mm256_set1_epi32(xt->sh * (1 << off_shift)));
                     iml = _mm256_sub_epi32(iml, _mm256_set1_epi32(xt->sml * (1 << off_shift)));
                 }
@@ -177,8 +209,14 @@ static inline __attribute__((always_inline)) void
 rows_tile(const int TYPE, const int NT, const QTensor *w, int64_t r0, int64_t r1, const BlockQ24 *x,
           int64_t nb, float *out, int64_t out_stride) {
     const size_t group_bytes = (size_t)nb * (size_t)q24_record_bytes(w->type);
-#define HALVES(g, r, valid, H, hf0) halves_tile(TYPE, NT, H, hf0, g, nb, x, nb, out + (r), out_stride, valid)
+#define HALVES(g, r, valid, H, hf0) halves_tile(TYPE, 0, NT, H, hf0, g, nb, x, nb, out + (r), out_stride, valid)
+#define HALVES_SIGNED(g, r, valid, H, hf0) halves_tile(TYPE, 1, NT, H, hf0, g, nb, x, nb, out + (r), out_stride, valid)
+    if (Q8_SIGNED_PATH && TYPE == QWEN3C_TYPE_Q8_0 && !w->q8_min) {
+        AVX2_GROUP_HALVES(NT, r0, r1, w->packed, group_bytes, HALVES_SIGNED);
+        return;
+    }
     AVX2_GROUP_HALVES(NT, r0, r1, w->packed, group_bytes, HALVES);
+#undef HALVES_SIGNED
 #undef HALVES
 }
 

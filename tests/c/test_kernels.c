@@ -151,7 +151,7 @@ static void test_matmul(const Kernels *k) {
         const int64_t rows = 37, cols = bs == 1 ? 1283 : 1280;
         size_t rb;
         uint8_t *w = random_weights(type, rows, cols, &rb);
-        const QTensor qt = {w, type, rows, cols, rb, NULL};
+        const QTensor qt = {w, type, rows, cols, rb, NULL, false};
         const int toks[] = {1, 3, 7, 13}; /* decode; the 6- and 12-token micro-kernels and remainders */
         for (int ni = 0; ni < 4; ni++) {
             const int n_tok = toks[ni];
@@ -197,6 +197,7 @@ static void pack_both(const Kernels *k, QTensor *ws, QTensor *wt) {
     q24_any_pack(SCALAR, ws, ps, 1);
     q24_any_pack(k, wt, pt, 1);
     ws->packed = ps, wt->packed = pt;
+    ws->q8_min = wt->q8_min = q8_0_has_min(ws, 1);
 }
 
 /* x (n_tok, cols) -> pack W for the tier, quantize x with scalar and the tier (digit for digit),
@@ -217,7 +218,7 @@ static void q24_case(const Kernels *k, int type, const uint8_t *w, size_t rb, in
                     what, (long long)i, xs[i].d, xt[i].d, xs[i].sh, xt[i].sh, xs[i].sml, xt[i].sml, xs[i].sx, xt[i].sx);
     }
     CHECK(bad == 0);
-    QTensor ws = {w, type, rows, cols, rb, NULL}, wt;
+    QTensor ws = {w, type, rows, cols, rb, NULL, false}, wt;
     pack_both(k, &ws, &wt);
     float *os = malloc(sizeof(float) * (size_t)(n_tok * rows)), *ot = malloc(sizeof(float) * (size_t)(n_tok * rows));
     for (int from = 0; from < 2; from++) { /* the tier's rows on scalar's quantization, then on its own */
@@ -263,6 +264,20 @@ static void q24_case(const Kernels *k, int type, const uint8_t *w, size_t rb, in
     os_aligned_free((void *)ws.packed), os_aligned_free((void *)wt.packed), os_aligned_free(xs), os_aligned_free(xt);
 }
 
+/* A copy of Q8_0 weights w with every -128 made -127 (QTensor.q8_min unset: the AVX2 kernels
+ * without AVX-VNNI then take their signed byte products) */
+static uint8_t *q8_0_without_min(const uint8_t *w, size_t rb, int64_t rows, int64_t cols) {
+    uint8_t *c = malloc(rb * (size_t)rows);
+    memcpy(c, w, rb * (size_t)rows);
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t b = 0; b < cols / QK; b++)
+            for (int i = 0; i < QK; i++) {
+                uint8_t *q = c + (size_t)r * rb + (size_t)b * 34 + 2 + i;
+                if (*q == 0x80) *q = 0x81;
+            }
+    return c;
+}
+
 static void test_q24(const Kernels *k) {
     const int64_t rows = 40, cols = 256; /* 2.5 groups of 16 rows, 8 blocks */
     for (size_t ti = 0; ti < 3; ti++) {
@@ -273,6 +288,11 @@ static void test_q24(const Kernels *k) {
             float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
             random_floats(x, n_tok * cols, 3.0f);
             q24_case(k, type, w, rb, rows, cols, x, n_tok, 1, "random");
+            if (type == QWEN3C_TYPE_Q8_0) {
+                uint8_t *w7 = q8_0_without_min(w, rb, rows, cols);
+                q24_case(k, type, w7, rb, rows, cols, x, n_tok, 1, "random, no -128");
+                free(w7);
+            }
             free(x);
         }
         /* extreme weights: every quant -128 / 127 (Q8_0) or nibble 0 / 15, against full-scale x */
@@ -287,6 +307,11 @@ static void test_q24(const Kernels *k) {
         float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
         for (int64_t i = 0; i < n_tok * cols; i++) x[i] = (i % 3 == 0 ? -1.0f : 1.0f) * (i % 7 == 0 ? 1e3f : 999.9f);
         q24_case(k, type, w, rb, rows, cols, x, n_tok, 1, "extreme weights");
+        if (type == QWEN3C_TYPE_Q8_0) { /* -127 / 127 */
+            uint8_t *w7 = q8_0_without_min(w, rb, rows, cols);
+            q24_case(k, type, w7, rb, rows, cols, x, n_tok, 1, "extreme weights, no -128");
+            free(w7);
+        }
         /* special blocks: the clamp (x / d rounds past 8355711), zero, 1e-45, subnormal,
          * tiny-normal, huge, NaN, +inf, -inf */
         random_floats(x, n_tok * cols, 1.0f);
@@ -319,7 +344,7 @@ static void test_q24k(const Kernels *k) {
         const int type = types[ti];
         size_t rb;
         uint8_t *w = random_weights(type, rows, cols, &rb);
-        QTensor ws = {w, type, rows, cols, rb, NULL}, wt;
+        QTensor ws = {w, type, rows, cols, rb, NULL, false}, wt;
         pack_both(k, &ws, &wt);
         for (int n_tok = 1; n_tok <= 5; n_tok++) {
             float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
@@ -374,7 +399,7 @@ static void test_actquant(const Kernels *k, const ActQuantKernels *kt, const Act
         const int type = Q24_TYPES[ti];
         size_t rb;
         uint8_t *w = random_weights(type, rows, cols, &rb);
-        const QTensor qt = {w, type, rows, cols, rb, NULL};
+        const QTensor qt = {w, type, rows, cols, rb, NULL, false};
         const int n_tok = 5;
         float *x = malloc(sizeof(float) * (size_t)(n_tok * cols));
         random_floats(x, n_tok * cols, 2.0f);
