@@ -311,8 +311,9 @@ typedef struct {
     size_t      row_bytes; /* qwen3c_type_row_size(type, cols) */
     const void *packed;    /* the same weights as 16-row groups for the q24 kernels
                               (quant_q24.c: q24_pack), or NULL */
-    bool        q8_min;    /* Q8_0: some weight is -128 (q8_0_has_min, set where it is packed); the
-                              AVX2 kernels without AVX-VNNI then take the slower byte products */
+    bool        q8_min;    /* Q8_0: some weight is -128 (q8_0_has_min), set where it is packed for
+                              kernels that read it (Q24Kernels.reads_q8_min: AVX2 without
+                              AVX-VNNI, which then takes the slower byte products); else false */
 } QTensor;
 
 /* 1 if we can compute with this type. */

@@ -509,7 +509,7 @@ static int pack_weights(Transformer *m, char *err, size_t err_size) {
                 } else {
                     q24_any_pack(m->kernels, t, dst, 0);
                     t->packed = dst;
-                    t->q8_min = q8_0_has_min(t, 0);
+                    if (m->kernels->q24->reads_q8_min) t->q8_min = q8_0_has_min(t, 0);
                     release_pages(&m->file, t);
                 }
                 dst += bytes;

@@ -139,3 +139,36 @@ def test_model_params_are_validated(q8_path):
     rc = lib.qwen3c_model_load_with(str(q8_path).encode(), params, out, err, ERR_SIZE)
     assert rc == lib.QWEN3C_ERR_INVALID_ARG
     assert b"pack_weights must be 0 or 1" in ffi.string(err)
+
+
+def test_q8_0_weights_of_minus_128(q8_path, tmp_path):
+    """Every Q8_0 quantizer writes -127..127, and the AVX2 kernels without AVX-VNNI multiply
+    such weights as signed bytes (sign(s) * w must fit a byte). A file may still hold -128: the
+    model finds it at load (QTensor.q8_min) and those matrices take the nibble products. Here
+    every 37th quant of each matrix is -128, and q24 stays within float32 rounding of "f32" on
+    every tier (tools/run_tests.sh runs this file under each forced tier)."""
+    import gguf
+
+    data = bytearray(open(q8_path, "rb").read())
+    reader = gguf.GGUFReader(q8_path)
+    changed = 0
+    for t in reader.tensors:
+        if t.tensor_type != gguf.GGMLQuantizationType.Q8_0 or len(t.shape) != 2:
+            continue
+        blocks = np.frombuffer(data, np.uint8, count=int(t.n_bytes),
+                               offset=int(t.data_offset)).reshape(-1, 34).copy()
+        quants = blocks[:, 2:].reshape(-1)
+        quants[::37] = 0x80
+        blocks[:, 2:] = quants.reshape(-1, 32)
+        data[int(t.data_offset):int(t.data_offset) + int(t.n_bytes)] = blocks.tobytes()
+        changed += 1
+    assert changed >= 7  # every matrix of the layer(s)
+    path = tmp_path / "q8_0_with_minus_128.gguf"
+    path.write_bytes(bytes(data))
+    out = {}
+    for act in ("q24", "f32"):
+        with qwen3c.Model(path, n_ctx=64, activations=act) as m:
+            out[act] = m.forward(TOKENS, all_logits=True)
+            out[act + " decode"] = np.stack([m.forward([tok], pos=i) for i, tok in enumerate(TOKENS[:8])])
+    assert rel(out["q24"], out["f32"]) < 1e-5
+    assert rel(out["q24 decode"], out["f32"][:8]) < 1e-5

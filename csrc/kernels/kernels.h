@@ -128,6 +128,7 @@ typedef struct {
      * weights, where that is faster (AVX-512: Q8_0, Q4_0; AVX2: all three) */
     FloatRowsFn rows_float;
     uint32_t float_types;
+    bool reads_q8_min; /* rows reads QTensor.q8_min (AVX2 without AVX-VNNI): the model sets it */
 } Q24Kernels;
 
 /* ---- q24k: q24's activation blocks x packed K-quant weights (quant_q24k.c has the format) -- */

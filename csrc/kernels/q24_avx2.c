@@ -292,4 +292,4 @@ static void rows_float(float *out, int64_t out_stride, const float *x, int64_t x
 
 const Q24Kernels TIER_TABLE(q24_kernels) = {true, q24_packed_size, q24_pack, q24_act_bytes, quantize, rows,
                                             rows_float,
-                                            1u << QWEN3C_TYPE_Q8_0 | 1u << QWEN3C_TYPE_Q4_0 | 1u << QWEN3C_TYPE_Q4_1};
+                                            1u << QWEN3C_TYPE_Q8_0 | 1u << QWEN3C_TYPE_Q4_0 | 1u << QWEN3C_TYPE_Q4_1, Q8_SIGNED_PATH};

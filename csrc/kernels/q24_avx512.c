@@ -232,4 +232,4 @@ static void rows_float(float *out, int64_t out_stride, const float *x, int64_t x
 
 /* Q4_1 keeps its integer sums: SmolLM2-135M's Q4_1 file (dim 576) measured 0.97x in float32. */
 const Q24Kernels q24_kernels_avx512 = {true, q24_packed_size, q24_pack, q24_act_bytes, quantize, rows, rows_float,
-                                       1u << QWEN3C_TYPE_Q8_0 | 1u << QWEN3C_TYPE_Q4_0};
+                                       1u << QWEN3C_TYPE_Q8_0 | 1u << QWEN3C_TYPE_Q4_0, false};

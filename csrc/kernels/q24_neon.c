@@ -292,4 +292,4 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
 #define Q24_FAST false
 #endif
 
-const Q24Kernels TIER_TABLE(q24_kernels) = {Q24_FAST, q24_packed_size, Q24_PACK, q24_act_bytes, quantize, rows, NULL, 0};
+const Q24Kernels TIER_TABLE(q24_kernels) = {Q24_FAST, q24_packed_size, Q24_PACK, q24_act_bytes, quantize, rows, NULL, 0, false};

@@ -77,4 +77,4 @@ static void rows(float *out, int64_t out_stride, const void *xq, int n_tok, cons
     }
 }
 
-const Q24Kernels TIER_TABLE(q24_kernels) = {false, q24_packed_size, q24_pack, q24_act_bytes, quantize, rows, NULL, 0};
+const Q24Kernels TIER_TABLE(q24_kernels) = {false, q24_packed_size, q24_pack, q24_act_bytes, quantize, rows, NULL, 0, false};
