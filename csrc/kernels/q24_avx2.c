@@ -149,8 +149,6 @@ halves_tile(const int TYPE, const int SGN, const int NT, const int H, int hf0, c
         for (int c = 0; c < 8; c += DOT_STEP) {
             __m256i u0[2], u1[2];
             (void)u1;
-            if (SGN) /* gcc would load all the steps' digits up front and keep them on the stack */
-                __asm__ volatile("" ::: "memory");
             for (int h = 0; h < H; h++) {
                 u0[h] = chunk_u(TYPE, qp, c, hf0 + h);
                 u1[h] = DOT_STEP == 2 ? chunk_u(TYPE, qp, c + 1, hf0 + h) : u0[h];
